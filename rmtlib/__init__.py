@@ -1,1 +1,23 @@
-from importlib.metadata import version as _v
+"""rmtlib: Marchenko-Pastur analysis and pruning of deep networks (arXiv 2503.01922, reproduced)."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .errors import CheckpointError, DataError, InputError, RMTError
+from .fit import MPFit, fit_mp, singular_values
+from .layers import layer_matrices, prunable_layers, weight_matrix
+from .mp import mp_cdf, mp_edges, mp_pdf, mp_ppf
+from .spectra import analyze
+from .tracy_widom import tw1_cdf, tw1_ppf
+
+try:
+    __version__ = version("rmtlib")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0+local"
+
+__all__ = [
+    "CheckpointError", "DataError", "InputError", "RMTError", "MPFit", "fit_mp", "singular_values",
+    "layer_matrices", "prunable_layers", "weight_matrix", "mp_cdf", "mp_edges", "mp_pdf", "mp_ppf",
+    "analyze", "tw1_cdf", "tw1_ppf", "__version__",
+]

@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rmtlib import InputError, fit_mp
+from rmtlib.fit import singular_values
+from rmtlib.mp import mp_edges
+
+
+@pytest.mark.parametrize("shape", [(768, 768), (768, 3072), (2304, 768), (500, 2000)])
+def test_pure_noise_scale_and_edge(shape, rng):
+    sigma2 = float(rng.uniform(1e-4, 3.0))
+    w = rng.normal(0.0, np.sqrt(sigma2), size=shape)
+    fit = fit_mp(w)
+    assert fit.status == "ok"
+    assert fit.sigma2 == pytest.approx(sigma2, rel=0.01)
+    assert fit.n_spikes <= 0.01 * min(shape)
+    assert fit.gamma >= 0.99
+    assert fit.mu < 0.02
+    # the fitted edge sits within a few Tracy-Widom widths of the MP edge
+    _, upper = mp_edges(fit.ratio, sigma2)
+    assert fit.lambda_plus == pytest.approx(upper, rel=0.02)
+
+
+def _planted(rng, m, n, sigma, thetas):
+    """Gaussian noise plus a low-rank signal with singular values ``thetas``."""
+    noise = rng.normal(0.0, sigma, size=(m, n))
+    u = np.linalg.qr(rng.normal(size=(m, len(thetas))))[0]
+    v = np.linalg.qr(rng.normal(size=(n, len(thetas))))[0]
+    return noise + u @ np.diag(thetas) @ v.T
+
+
+@pytest.mark.parametrize("shape", [(400, 400), (300, 1200), (1000, 250)])
+def test_bbp_threshold_separates_detected_from_hidden_signal(shape, rng):
+    m, n = shape
+    sigma = 0.5
+    threshold = sigma * (max(m, n) * min(m, n)) ** 0.25  # BBP, singular-value units
+    strong = threshold * np.array([3.0, 2.2, 1.8])
+    weak = threshold * np.array([0.5, 0.3])
+    w = _planted(rng, m, n, sigma, np.concatenate([strong, weak]))
+    strict = fit_mp(w, beta=0.05)  # edge at the 95% TW quantile: false spikes are rare
+    assert strict.n_spikes == len(strong)
+    # the paper's beta = 0.8 puts the edge a little lower: the strong ones plus at most a few noise values
+    loose = fit_mp(w, beta=0.8)
+    assert len(strong) <= loose.n_spikes <= len(strong) + 3
+    # spikes sit where BBP predicts: s = sqrt((theta^2 + sigma^2 N)(theta^2 + sigma^2 p)) / theta
+    N, p = max(m, n), min(m, n)
+    predicted = np.sqrt((strong**2 + sigma**2 * N) * (strong**2 + sigma**2 * p)) / strong
+    np.testing.assert_allclose(strict.spikes, predicted, rtol=0.03)
+    assert strict.sigma2 == pytest.approx(sigma**2, rel=0.02)
+
+
+def test_singular_value_input_equals_matrix_input(rng):
+    w = rng.normal(size=(120, 300))
+    s = np.linalg.svd(w, compute_uv=False)
+    a, b = fit_mp(w), fit_mp(s[::-1].copy(), shape=w.shape)
+    assert a.summary() == pytest.approx(b.summary())
+    np.testing.assert_allclose(singular_values(w), s, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_low_precision_tensors_are_fitted_in_float64(dtype, rng):
+    w = torch.from_numpy(rng.normal(0.0, 0.05, size=(200, 600))).to(dtype)
+    fit = fit_mp(w)
+    reference = fit_mp(w.to(torch.float64).numpy())
+    assert fit.sigma2 == reference.sigma2
+    assert fit.sigma2 == pytest.approx(0.0025, rel=0.03)
+
+
+@given(
+    m=st.integers(min_value=24, max_value=160),
+    n=st.integers(min_value=24, max_value=160),
+    log_scale=st.floats(min_value=-4, max_value=3),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_fit_is_transpose_invariant_and_scale_equivariant(m, n, log_scale, seed):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(m, n))
+    base = fit_mp(w)
+    transposed = fit_mp(w.T.copy())
+    scale = 10.0**log_scale
+    scaled = fit_mp(w * scale)
+    assert transposed.sigma2 == pytest.approx(base.sigma2, rel=1e-9)
+    assert transposed.n_spikes == base.n_spikes
+    assert scaled.sigma2 == pytest.approx(base.sigma2 * scale**2, rel=1e-9)
+    assert scaled.sv_edge == pytest.approx(base.sv_edge * scale, rel=1e-9)
+    assert (scaled.gamma, scaled.n_spikes) == (base.gamma, base.n_spikes)
+    assert scaled.mu == pytest.approx(base.mu, abs=1e-9)
+    assert 0.0 <= base.gamma <= 1.0 and 0.0 <= base.mu <= 1.0
+    assert base.n_spikes + round(base.gamma * base.p) == base.p
+    # unit-variance Gaussian: the BEMA scale is near 1 even for small matrices
+    assert 0.6 < base.sigma2 < 1.5
+
+
+def test_small_matrices_get_a_status_not_a_fit(rng):
+    fit = fit_mp(rng.normal(size=(10, 300)))
+    assert fit.status == "too_small" and not fit.ok
+    assert np.isnan(fit.sigma2) and np.isnan(fit.gamma)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.full((50, 60), np.nan), "NaN or Inf"),
+        (np.array([[1.0, np.inf]] * 40), "NaN or Inf"),
+        (np.zeros((3, 50, 60)), "2-D"),
+        (np.ones((50, 60), dtype=np.int64), "floating-point"),
+        (torch.ones(50, 60, dtype=torch.int32), "floating-point"),
+        (np.zeros((50, 60)), "all-zero"),
+    ],
+)
+def test_bad_input_names_the_problem_and_the_layer(bad, message):
+    with pytest.raises(InputError, match=message) as info:
+        fit_mp(bad, name="blocks.3.mlp.fc1")
+    assert "blocks.3.mlp.fc1" in str(info.value)
+
+
+def test_bad_arguments_are_refused(rng):
+    w = rng.normal(size=(40, 40))
+    with pytest.raises(InputError, match="alpha"):
+        fit_mp(w, alpha=0.6)
+    with pytest.raises(InputError, match="beta"):
+        fit_mp(w, beta=1.0)
+    with pytest.raises(InputError, match="expected 40"):
+        fit_mp(np.ones(30), shape=(40, 50))

@@ -1,0 +1,43 @@
+import timm
+import torch
+from torch import nn
+
+from rmtlib.layers import layer_matrices, prunable_layers, weight_matrix
+
+
+def _tiny_vit() -> nn.Module:
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=10)
+
+
+def test_vit_layers_are_the_papers_list():
+    names = [name for name, _ in prunable_layers(_tiny_vit())]
+    assert names == [
+        "patch_embed.proj",
+        "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc1", "blocks.0.mlp.fc2",
+        "blocks.1.attn.qkv", "blocks.1.attn.proj", "blocks.1.mlp.fc1", "blocks.1.mlp.fc2",
+        "head",
+    ]
+
+
+def test_include_and_exclude_patterns():
+    model = _tiny_vit()
+    assert [n for n, _ in prunable_layers(model, include=["blocks.*.mlp.*"], exclude=["*.fc2"])] == [
+        "blocks.0.mlp.fc1", "blocks.1.mlp.fc1"]
+
+
+def test_conv_kernel_is_unfolded_and_is_a_view():
+    conv = nn.Conv2d(3, 8, kernel_size=3)
+    mat = weight_matrix(conv)
+    assert mat.shape == (8, 27)
+    assert torch.equal(mat[2], conv.weight[2].flatten())
+    assert mat.data_ptr() == conv.weight.data_ptr()
+
+
+def test_split_qkv_gives_timms_row_blocks():
+    model = _tiny_vit()
+    parts = [lm for lm in layer_matrices(model, split_qkv=True) if lm.name.startswith("blocks.0.attn.qkv")]
+    assert [p.name for p in parts] == ["blocks.0.attn.qkv.q", "blocks.0.attn.qkv.k", "blocks.0.attn.qkv.v"]
+    qkv = model.blocks[0].attn.qkv.weight
+    d = qkv.shape[1]
+    assert torch.equal(torch.cat([p.matrix for p in parts]), qkv)
+    assert all(p.matrix.shape == (d, d) for p in parts)
