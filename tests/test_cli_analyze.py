@@ -1,0 +1,41 @@
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from rmtlib import analyze
+from rmtlib.cli import main
+from rmtlib.models import create_model
+
+
+def test_analyze_writes_table_and_figures(tmp_path, capsys):
+    out = tmp_path / "sub" / "table.csv"
+    plots = tmp_path / "plots"
+    code = main(["analyze", "fc:784-256-128-10", "--out", str(out), "--plots", str(plots), "--quiet"])
+    assert code == 0
+    table = pd.read_csv(out)
+    assert list(table["m"]) == [256, 128, 10] and list(table["n"]) == [784, 256, 128]
+    assert (plots / "esd_grid.png").stat().st_size > 10_000
+    assert (plots / "depth_summary.png").exists()
+    assert "3 matrices, 2 fitted" in capsys.readouterr().out
+
+
+def test_checkpoint_weights_are_the_ones_analysed(tmp_path):
+    torch.manual_seed(1)
+    model = create_model("fc:100-64-10")
+    with torch.no_grad():
+        model[1].weight.mul_(5.0)
+    path = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    out = tmp_path / "t.csv"
+    assert main(["analyze", "fc:100-64-10", "--checkpoint", str(path), "--out", str(out), "--quiet"]) == 0
+    expected = analyze(model, progress=False)
+    assert pd.read_csv(out)["sigma2"].iloc[0] == pytest.approx(expected["sigma2"].iloc[0], rel=1e-9)
+
+
+def test_missing_checkpoint_exits_2_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "t.csv"
+    code = main(["analyze", "fc:100-64-10", "--checkpoint", str(tmp_path / "nope.safetensors"), "--out", str(out)])
+    assert code == 2
+    assert "nope.safetensors" in capsys.readouterr().err
+    assert not out.exists()
