@@ -10,6 +10,10 @@ from .layers import layer_matrices, prunable_layers, weight_matrix
 from .mp import mp_cdf, mp_edges, mp_pdf, mp_ppf
 from .spectra import analyze
 from .tracy_widom import tw1_cdf, tw1_ppf
+from .count import count_macs, count_params
+from .io import load_checkpoint, save_checkpoint
+from .lowrank import LowRankConv2d, LowRankLinear, factorize, factorize_linear, replace_module
+from .pruning import prune
 
 try:
     __version__ = version("rmtlib")
@@ -20,4 +24,6 @@ __all__ = [
     "CheckpointError", "DataError", "InputError", "RMTError", "MPFit", "fit_mp", "singular_values",
     "layer_matrices", "prunable_layers", "weight_matrix", "mp_cdf", "mp_edges", "mp_pdf", "mp_ppf",
     "analyze", "tw1_cdf", "tw1_ppf", "__version__",
+    "count_macs", "count_params", "load_checkpoint", "save_checkpoint", "LowRankConv2d", "LowRankLinear",
+    "factorize", "factorize_linear", "replace_module", "prune",
 ]

@@ -17,6 +17,9 @@ from .errors import RMTError
 
 COMMANDS = [
     "rmtlib.cli_analyze",
+    "rmtlib.cli_prune",
+    "rmtlib.cli_book",
+    "rmtlib.cli_train",
 ]
 
 

@@ -32,21 +32,33 @@ def prunable_layers(
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
     types: tuple[type[nn.Module], ...] = PRUNABLE_TYPES,
+    factors: str = "whole",
 ) -> list[tuple[str, nn.Module]]:
     """Leaf Linear/Conv modules of ``model`` as (name, module), in registration order.
 
     ``include``/``exclude`` are fnmatch patterns on the module name (e.g. ``"blocks.*.mlp.*"``);
     a layer is kept when it matches an include pattern (or no include is given) and no exclude.
     Modules that carry their own ``rmt_matrix()`` (e.g. :class:`rmtlib.lowrank.LowRankLinear`)
-    are included as well.
+    are listed as one matrix (``factors="whole"``, for analysis and structured pruning) or
+    replaced by their factor sub-layers (``factors="parts"``, for element-wise pruning).
     """
+    if factors not in ("whole", "parts"):
+        raise ValueError(f"factors must be 'whole' or 'parts', got {factors!r}")
     if include is not None and isinstance(include, str):
         include = [include]
     if exclude is not None and isinstance(exclude, str):
         exclude = [exclude]
     out = []
+    factored: list[str] = []  # modules with their own rmt_matrix(); their children are parts of it
     for name, module in model.named_modules():
         if not name:
+            continue
+        inside = any(name.startswith(prefix + ".") for prefix in factored)
+        if hasattr(module, "rmt_matrix"):
+            factored.append(name)
+            if factors == "parts":
+                continue
+        elif inside and factors == "whole":
             continue
         if not (isinstance(module, types) or hasattr(module, "rmt_matrix")):
             continue
@@ -82,10 +94,11 @@ def layer_matrices(
     split_qkv: bool = False,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    factors: str = "whole",
 ) -> Iterator[LayerMatrix]:
     """Yield each analysable matrix of ``model``; a timm fused ``qkv`` (3d x d) is optionally
     split into its q, k and v blocks (rows 0:d, d:2d, 2d:3d, timm's layout)."""
-    for name, module in prunable_layers(model, include, exclude):
+    for name, module in prunable_layers(model, include, exclude, factors=factors):
         matrix = weight_matrix(module)
         kind = type(module).__name__
         if split_qkv and _is_fused_qkv(name, matrix):

@@ -41,3 +41,13 @@ def test_split_qkv_gives_timms_row_blocks():
     d = qkv.shape[1]
     assert torch.equal(torch.cat([p.matrix for p in parts]), qkv)
     assert all(p.matrix.shape == (d, d) for p in parts)
+
+
+def test_lowrank_layer_is_one_matrix_not_three():
+    from rmtlib.lowrank import LowRankLinear
+
+    net = nn.Sequential(nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 20))
+    net[0] = LowRankLinear.from_linear(net[0], 5)
+    listed = prunable_layers(net)
+    assert [name for name, _ in listed] == ["0", "2"]
+    assert weight_matrix(listed[0][1]).shape == (30, 40)

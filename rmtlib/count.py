@@ -1,0 +1,85 @@
+"""Count a model's parameters (dense / stored / nonzero) and multiply-adds.
+
+- ``dense``: parameters of the model with every low-rank layer replaced by its dense equivalent,
+  i.e. the size of the unpruned architecture; sparsity is always stated against it.
+- ``stored``: parameters actually held (low-rank factors count as their two factors).
+- ``nonzero``: stored parameters that are not exactly zero.
+Shared (tied) parameters are counted once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+__all__ = ["count_params", "count_macs", "example_input", "sparsity"]
+
+
+def count_params(model: nn.Module) -> dict[str, int]:
+    """``{"dense", "stored", "nonzero"}`` parameter counts of ``model`` (see module docstring)."""
+    seen: set[int] = set()
+    stored = nonzero = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        stored += p.numel()
+        nonzero += int(torch.count_nonzero(p.detach()))
+    dense = stored
+    for module in model.modules():
+        if hasattr(module, "dense_numel"):
+            factors = {id(p): p.numel() for p in module.parameters()}
+            dense += int(module.dense_numel()) - sum(factors.values())
+    return {"dense": dense, "stored": stored, "nonzero": nonzero}
+
+
+def sparsity(model: nn.Module, dense: int | None = None) -> float:
+    """1 - nonzero / dense, against ``dense`` (default: the model's own dense count)."""
+    counts = count_params(model)
+    return 1.0 - counts["nonzero"] / float(dense if dense is not None else counts["dense"])
+
+
+def count_macs(model: nn.Module, example_input: Any) -> int:
+    """Multiply-adds of one forward pass on ``example_input`` (a tensor or a tuple of them).
+
+    Counted by torch's FlopCounterMode (matmuls, convolutions, attention; FLOPs / 2), so
+    attention products count too, and zeros in unstructured-sparse weights do not reduce it.
+    """
+    inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_extra_formulas()) as counter:
+        model(*inputs)
+    return int(counter.get_total_flops()) // 2
+
+
+def _sdpa_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _extra_formulas() -> dict[Any, Any]:
+    """Formulas torch's counter lacks: the CPU fused attention kernel (counted like the GPU ones)."""
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    return {op: _sdpa_flops} if op is not None else {}
+
+
+def example_input(model: nn.Module, batch: int = 1) -> torch.Tensor | None:
+    """A zero input batch for ``model``, from timm's ``pretrained_cfg['input_size']`` or the first
+    Linear layer's width; None when neither tells the input shape."""
+    ref = next(model.parameters(), None)
+    kw = dict(device=ref.device if ref is not None else None, dtype=ref.dtype if ref is not None else None)
+    patch = getattr(model, "patch_embed", None)
+    proj = getattr(patch, "proj", None)
+    if getattr(patch, "img_size", None) is not None and isinstance(proj, nn.Conv2d):  # timm ViT-like
+        return torch.zeros(batch, proj.in_channels, *tuple(patch.img_size), **kw)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size = cfg.get("input_size") if isinstance(cfg, dict) else None
+    if size is not None:
+        return torch.zeros(batch, *tuple(size), **kw)
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            return torch.zeros(batch, module.in_features, **kw)
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            return None
+    return None

@@ -1,0 +1,217 @@
+"""The paper's regularization table (METHOD.md section 4): FC nets trained five ways.
+
+Each row switches two ingredients on or off: L1/L2 weight penalties (:mod:`rmtlib.regularize`)
+and MP-scheduled splitting of the hidden layers during training
+(:class:`rmtlib.regularize.MPSplitScheduler`). Training is :func:`rmtlib.train.train` with the
+paper's recipe: SGD with momentum 0.9, learning rate 0.01 x 0.96 every 4 epochs.
+Widths, epochs and data are parameters, so the same function runs the paper's size on a GPU and
+a reduced one on a laptop CPU; :data:`PAPER_FC_TABLE` holds the paper's own numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .errors import InputError
+
+__all__ = [
+    "FCRow", "FC_ROWS", "PAPER_FC_TABLE", "PAPER_WIDTHS", "row_penalty", "row_scheduler", "train_fc_row",
+    "run_fc_table", "compare_with_paper",
+]
+
+#: The paper's network (Fashion-MNIST, 100 epochs).
+PAPER_WIDTHS: tuple[int, ...] = (784, 3000, 3000, 3000, 3000, 500, 10)
+
+
+@dataclass(frozen=True)
+class FCRow:
+    """One training configuration of the table: which of MP splitting, L1 and L2 are on."""
+
+    name: str
+    mp_pruning: bool
+    l1: bool
+    l2: bool
+
+
+#: The five rows, in the paper's order.
+FC_ROWS: tuple[FCRow, ...] = (
+    FCRow("no pruning, no regularization", mp_pruning=False, l1=False, l2=False),
+    FCRow("MP pruning only", mp_pruning=True, l1=False, l2=False),
+    FCRow("L1 + L2 only", mp_pruning=False, l1=True, l2=True),
+    FCRow("MP pruning + L1 + L2", mp_pruning=True, l1=True, l2=True),
+    FCRow("MP pruning + L2", mp_pruning=True, l1=False, l2=True),
+)
+
+#: The paper's reported accuracies (%, Fashion-MNIST, network :data:`PAPER_WIDTHS`, 100 epochs).
+PAPER_FC_TABLE = pd.DataFrame(
+    [
+        {"row": r.name, "test_accuracy": test, "train_accuracy": train}
+        for r, (test, train) in zip(
+            FC_ROWS, [(71.64, 78.03), (81.22, 88.12), (81.70, 87.57), (90.53, 99.82), (90.16, 99.98)]
+        )
+    ]
+).assign(source="paper", dataset="Fashion-MNIST", widths="-".join(map(str, PAPER_WIDTHS)), epochs=100)
+
+
+def _row(row: FCRow | str) -> FCRow:
+    if isinstance(row, FCRow):
+        return row
+    for candidate in FC_ROWS:
+        if candidate.name == row:
+            return candidate
+    raise InputError(f"unknown FC table row {row!r}; rows are {[r.name for r in FC_ROWS]}")
+
+
+def row_penalty(row: FCRow | str, l1: float = 5e-6, l2: float = 5e-6):
+    """The weight penalty of a row (``L1(l1)``, ``L2(l2)``, their sum) or None when it has none."""
+    from .regularize import L1, L2
+
+    row = _row(row)
+    parts = ([L1(l1)] if row.l1 else []) + ([L2(l2)] if row.l2 else [])
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+
+def row_scheduler(row: FCRow | str, *, every: int = 4, T: float = 300.0, alpha: float = 0.25, beta: float = 0.1):
+    """The row's MP-splitting hook (every ``every`` epochs, bulk fraction ``max(0, 1 - epoch/T)``) or None."""
+    from .regularize import MPSplitScheduler
+
+    row = _row(row)
+    return MPSplitScheduler(every=every, T=T, alpha=alpha, beta=beta) if row.mp_pruning else None
+
+
+def _datasets(data: str | tuple[Any, Any], train_subset: int | None):
+    from .data import load_dataset
+
+    if isinstance(data, (tuple, list)):
+        if len(data) != 2:
+            raise InputError("data must be a spec string or a (train_set, test_set) pair")
+        train_set, test_set = data
+    else:
+        train_set = load_dataset(data, "train", flatten=True)
+        test_set = load_dataset(data, "test", flatten=True)
+    if train_subset is not None:
+        train_set = torch.utils.data.Subset(train_set, range(min(int(train_subset), len(train_set))))
+    return train_set, test_set
+
+
+def train_fc_row(
+    row: FCRow | str,
+    train_set: Any,
+    test_set: Any,
+    *,
+    widths: Sequence[int],
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 0.01,
+    schedule: str = "step",
+    l1: float = 5e-6,
+    l2: float = 5e-6,
+    split_every: int = 4,
+    T: float | None = None,
+    alpha: float = 0.25,
+    beta: float = 0.1,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, Any], nn.Module, list[dict]]:
+    """Train one row's FC net from a seeded init; return (result row, model, per-epoch history).
+
+    ``schedule="step"`` is the paper's learning rate, x 0.96 every 4 epochs (see
+    :func:`rmtlib.train.lr_schedule`). ``T`` defaults to ``3 * epochs`` (the paper's 300 for 100
+    epochs), so a shortened run ends with the same bulk fraction (2/3) as the paper's.
+    """
+    from .count import count_params
+    from .data import make_loader
+    from .models import fc_net
+    from .train import evaluate, seed_everything
+    from .train import train as train_loop
+
+    row = _row(row)
+    if epochs < 1:
+        raise InputError(f"epochs must be >= 1, got {epochs}")
+    T = float(3 * epochs if T is None else T)
+    seed_everything(seed)
+    model = fc_net(widths)
+    scheduler = row_scheduler(row, every=split_every, T=T, alpha=alpha, beta=beta)
+    loader = make_loader(train_set, batch_size, shuffle=True, seed=seed)
+    start = time.perf_counter()
+    history = train_loop(
+        model, loader, epochs, optimizer="sgd", lr=lr, schedule=schedule, penalty=row_penalty(row, l1, l2),
+        hooks=[scheduler] if scheduler is not None else [], device=device, seed=seed, progress=progress,
+    )
+    seconds = time.perf_counter() - start
+    eval_bs = 1000
+    test = evaluate(model, make_loader(test_set, eval_bs), device)
+    train_eval = evaluate(model, make_loader(train_set, eval_bs), device)
+    counts = count_params(model)
+    ranks = history[-1].get("mp_ranks") if scheduler is not None else None
+    if scheduler is not None and ranks is None:  # last epoch was not a split epoch
+        ranks = next((h["mp_ranks"] for h in reversed(history) if "mp_ranks" in h), None)
+    result = {
+        "row": row.name, "mp_pruning": row.mp_pruning, "l1": l1 if row.l1 else 0.0, "l2": l2 if row.l2 else 0.0,
+        "test_accuracy": 100.0 * test["accuracy"], "train_accuracy": 100.0 * train_eval["accuracy"],
+        "test_loss": test["loss"], "params_dense": counts["dense"], "params_stored": counts["stored"],
+        "param_reduction": 1.0 - counts["stored"] / counts["dense"],
+        "ranks": ",".join(str(r) for r in ranks.values()) if ranks else "",
+        "seconds": seconds, "epochs": epochs, "widths": "-".join(map(str, widths)), "seed": seed,
+    }
+    return result, model, history
+
+
+def run_fc_table(
+    *,
+    widths: Sequence[int] = (784, 512, 512, 512, 10),
+    epochs: int = 20,
+    data: str | tuple[Any, Any] = "mnist",
+    rows: Sequence[FCRow | str] | None = None,
+    train_subset: int | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    **train_kwargs: Any,
+) -> pd.DataFrame:
+    """Train every row (default: all five) and return one result row each (accuracies in %).
+
+    ``data`` is ``"mnist"`` (offline, default), ``"fashion-mnist:FOLDER"`` or a folder of
+    Fashion-MNIST IDX files (the paper's data), or a ``(train_set, test_set)`` pair of datasets. ``train_subset`` keeps the first samples of the
+    training split (a CPU budget). Other keywords go to :func:`train_fc_row` (``batch_size``, ``lr``,
+    ``schedule``, ``l1``, ``l2``, ``split_every``, ``T``, ``alpha``, ``beta``).
+    Columns: row, mp_pruning, l1, l2, test_accuracy, train_accuracy, test_loss, params_dense,
+    params_stored, param_reduction, ranks (final hidden ranks), seconds, epochs, widths, seed,
+    dataset, source (``measured``).
+    """
+    widths = [int(w) for w in widths]
+    if len(widths) < 3:
+        raise InputError(f"widths must have at least one hidden layer, got {widths}")
+    train_set, test_set = _datasets(data, train_subset)
+    dim = int(train_set[0][0].numel())
+    if widths[0] != dim:
+        raise InputError(f"widths[0] = {widths[0]} but the data {data!r} has {dim} input features")
+    chosen = [_row(r) for r in (rows if rows is not None else FC_ROWS)]
+    results = []
+    for row in chosen:
+        result, _, _ = train_fc_row(row, train_set, test_set, widths=widths, epochs=epochs, seed=seed,
+                                    device=device, progress=progress, **train_kwargs)
+        results.append(result)
+    dataset = ("MNIST" if data == "mnist" else "custom" if not isinstance(data, str)
+               else "synthetic" if data == "synthetic" else f"Fashion-MNIST ({data})")
+    return pd.DataFrame(results).assign(dataset=dataset, source="measured")
+
+
+def compare_with_paper(measured: pd.DataFrame) -> pd.DataFrame:
+    """The paper's and our accuracies side by side, one line per row (labelled by source)."""
+    paper = PAPER_FC_TABLE.set_index("row")[["test_accuracy", "train_accuracy"]]
+    ours = measured.set_index("row")[["test_accuracy", "train_accuracy"]]
+    order = [r.name for r in FC_ROWS if r.name in ours.index or r.name in paper.index]
+    out = pd.concat({"paper (Fashion-MNIST, 784-3000x4-500-10, 100 epochs)": paper,
+                     "measured here": ours}, axis=1).reindex(order)
+    out.index.name = "training"
+    return out

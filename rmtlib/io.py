@@ -1,0 +1,161 @@
+"""Checkpoints: safetensors files with pruning metadata, written atomically.
+
+A checkpoint holds the model's state dict plus, in the safetensors header, a JSON record:
+the caller's metadata (method, parameters, ...), the library version and the low-rank layers
+(path -> type and rank), so :func:`load_checkpoint` can rebuild the factorized layers in a
+freshly created dense model before loading the weights. Plain timm/torch state dicts
+(``.safetensors`` without that record, ``.pt``/``.pth``/``.bin``) load too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import CheckpointError, InputError
+from .lowrank import apply_lowrank_structure, lowrank_structure, replace_module
+
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_state_dict_checked"]
+
+_KEY = "rmtlib"
+_FORMAT = 1
+
+
+def _library_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model``'s state dict and ``metadata`` (JSON-serialisable) to ``path`` atomically.
+
+    The file is written to a temporary name in the same folder and renamed over ``path`` only
+    when complete, so a failure leaves any previous file untouched. Returns the path.
+    """
+    path = Path(path)
+    try:
+        record = json.dumps({
+            "format": _FORMAT,
+            "library_version": _library_version(),
+            "lowrank": lowrank_structure(model),
+            "metadata": dict(metadata or {}),
+        })
+    except TypeError as err:
+        raise InputError(f"checkpoint metadata must be JSON-serialisable: {err}") from err
+    # clone: safetensors refuses tensors that share storage (tied weights, views)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"format": "pt", _KEY: record})
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The tensor dict inside a torch checkpoint (bare, or under 'state_dict' / 'model' / ...)."""
+    for key in ("state_dict", "model_state_dict", "model", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: not a state dict of tensors")
+    keys = list(obj)
+    if keys and all(k.startswith("module.") for k in keys):  # saved from DataParallel
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state dict, rmtlib record) of a checkpoint file; the record is {} for plain state dicts."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        try:
+            tensors = load_file(str(path))
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                header = handle.metadata() or {}
+        except (SafetensorError, OSError, ValueError) as err:
+            raise CheckpointError(f"{path}: unreadable safetensors file ({err})") from err
+        try:
+            record = json.loads(header[_KEY]) if _KEY in header else {}
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{path}: corrupt rmtlib metadata ({err})") from err
+        return tensors, record
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a bad file
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err})") from err
+    return _unwrap(obj, path), {}
+
+
+def _names(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """Load ``state`` into ``model`` only if keys and shapes match exactly; else name the mismatches."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_names(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_names(unexpected)}")
+    if wrong:
+        problems.append(f"shape mismatch (checkpoint vs model): {_names(wrong)}")
+    if problems:
+        raise CheckpointError(f"{source} does not match {type(model).__name__}: " + "; ".join(problems))
+    model.load_state_dict(dict(state), strict=True)
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a checkpoint into ``model`` (modified in place, also returned) -> (model, metadata).
+
+    Low-rank layers recorded in the checkpoint replace the model's dense layers first. The
+    returned metadata is the caller's saved metadata plus ``library_version`` and ``lowrank``
+    (empty for plain state dicts). A checkpoint that does not fit the architecture raises
+    :class:`CheckpointError` naming the mismatching keys, and leaves ``model`` unchanged.
+    """
+    state, record = read_checkpoint(path)
+    structure = record.get("lowrank", {}) or {}
+    originals: dict[str, nn.Module] = {}
+    try:
+        for name in structure:
+            try:
+                originals[name] = model.get_submodule(name)
+            except AttributeError as err:
+                raise CheckpointError(f"{path}: low-rank layer {name} is not in {type(model).__name__}") from err
+        apply_lowrank_structure(model, structure)
+        load_state_dict_checked(model, state, source=str(path))
+    except (CheckpointError, InputError) as err:
+        for name, module in originals.items():  # put the dense layers back
+            replace_module(model, name, module)
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: {err}") from err
+    metadata = dict(record.get("metadata", {}))
+    metadata.update(library_version=record.get("library_version"), lowrank=structure)
+    return model, metadata

@@ -1,0 +1,160 @@
+"""Model factories: FC nets from widths, the MNIST ViT, any timm model by name, checkpoints.
+
+One-line way to get the committed, trained MNIST ViT::
+
+    from rmtlib.models import load_mnist_vit; model = load_mnist_vit()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from rmtlib.errors import CheckpointError, InputError
+
+#: Architecture of the project's MNIST ViT: 16 patches of 7x7, width 192 (qkv 576x192, fc1 768x192).
+MNIST_VIT_CONFIG: dict[str, Any] = dict(
+    img_size=28, patch_size=7, in_chans=1, num_classes=10, embed_dim=192, depth=6, num_heads=3, mlp_ratio=4.0
+)
+ASSETS = Path(__file__).resolve().parent / "assets"
+MNIST_VIT_CHECKPOINT = ASSETS / "mnist_vit.safetensors"
+MNIST_VIT_CARD = ASSETS / "mnist_vit.json"
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
+def fc_net(widths: Sequence[int], activation: str = "relu", bias: bool = True) -> nn.Sequential:
+    """Fully connected net ``widths[0] -> ... -> widths[-1]`` (input flattened, no activation at the end).
+
+    Linear layers sit at indices 1, 3, 5, ... of the returned ``nn.Sequential``.
+    """
+    widths = [int(w) for w in widths]
+    if len(widths) < 2 or min(widths) < 1:
+        raise InputError(f"fc_net needs at least two positive widths, got {widths}")
+    if activation not in _ACTIVATIONS:
+        raise InputError(f"fc_net activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(n_in, n_out, bias=bias))
+        if i < len(widths) - 2:
+            layers.append(_ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def parse_fc_name(name: str) -> list[int]:
+    """Widths from a project name like ``fc:784-256-10``."""
+    try:
+        return [int(w) for w in name.split(":", 1)[1].split("-")]
+    except (IndexError, ValueError) as exc:
+        raise InputError(f"FC model name must look like 'fc:784-256-10', got {name!r}") from exc
+
+
+def mnist_vit(**overrides: Any) -> nn.Module:
+    """The project's MNIST ViT (a timm ``VisionTransformer``), randomly initialized.
+
+    ``overrides`` change entries of :data:`MNIST_VIT_CONFIG` (e.g. ``depth=4``).
+    """
+    from timm.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(**{**MNIST_VIT_CONFIG, **overrides})
+
+
+def load_state(model: nn.Module, path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """Load a checkpoint into ``model``: rmtlib's safetensors (low-rank layers restored) or a torch state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        from rmtlib.io import load_checkpoint
+    except ImportError:  # io.py not there yet: plain state dicts only
+        load_checkpoint = None
+    if load_checkpoint is not None:
+        return load_checkpoint(path, model)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not match the model: {exc}") from exc
+    return model, {}
+
+
+def model_card() -> dict:
+    """The committed MNIST ViT's model card (config, seed, data, epochs, accuracy, sha256)."""
+    if not MNIST_VIT_CARD.is_file():
+        raise CheckpointError(f"MNIST ViT model card {MNIST_VIT_CARD} is missing; train it with `rmtlib train mnist_vit`")
+    return json.loads(MNIST_VIT_CARD.read_text())
+
+
+def load_mnist_vit(checkpoint: str | os.PathLike | None = None) -> nn.Module:
+    """The trained MNIST ViT committed under ``rmtlib/assets`` (or ``checkpoint``), in eval mode."""
+    path = Path(checkpoint) if checkpoint else MNIST_VIT_CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"MNIST ViT checkpoint {path} is missing; train it with `rmtlib train mnist_vit`")
+    config = dict(MNIST_VIT_CONFIG)
+    if checkpoint is None and MNIST_VIT_CARD.is_file():
+        config.update(model_card().get("config", {}))
+    model, _ = load_state(mnist_vit(**config), path)
+    return model.eval()
+
+
+def create_model(name: str, checkpoint: str | os.PathLike | None = None, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """A model by name: ``mnist_vit``, ``fc:784-256-10`` or any timm model name.
+
+    ``checkpoint`` loads local weights (rmtlib safetensors or a torch/timm state dict).
+    ``pretrained=True`` means the committed weights for ``mnist_vit`` and the Hugging Face hub for
+    timm models (opt-in; fails fast offline with a hint to pass a checkpoint instead).
+    """
+    if name == "mnist_vit":
+        if pretrained and checkpoint is None and not kwargs:
+            return load_mnist_vit()
+        if checkpoint is not None and not kwargs:
+            kwargs = _saved_config(checkpoint)
+        model = mnist_vit(**kwargs)
+    elif name.startswith("fc:"):
+        model = fc_net(parse_fc_name(name), **kwargs)
+    else:
+        model = _timm_model(name, pretrained and checkpoint is None, **kwargs)
+    if checkpoint is not None:
+        model, _ = load_state(model, checkpoint)
+    return model
+
+
+def _saved_config(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """The architecture recorded in an rmtlib checkpoint's metadata (``config``), if any."""
+    try:
+        from rmtlib.io import read_checkpoint
+
+        _, record = read_checkpoint(checkpoint)
+    except Exception:  # not an rmtlib checkpoint: fall back to the default architecture
+        return {}
+    config = dict(record.get("metadata", {}).get("config", {}) or {})
+    return {k: v for k, v in config.items() if k in MNIST_VIT_CONFIG}
+
+
+def _timm_model(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
+    import timm
+
+    if not timm.is_model(name):
+        raise InputError(f"unknown model {name!r}: not 'mnist_vit', 'fc:W1-W2-...', or a timm model name")
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    try:
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except Exception as exc:  # hub unreachable / offline mode: any error means no weights
+        raise CheckpointError(
+            f"could not fetch pretrained weights for {name!r} from the Hugging Face hub ({type(exc).__name__}: "
+            f"{str(exc)[:200]}). Offline, download the weights elsewhere and pass them with "
+            f"--checkpoint PATH (create_model({name!r}, checkpoint=PATH))."
+        ) from exc

@@ -1,0 +1,242 @@
+"""Shared pieces of the pruning methods: the units pruned, the parameter budget, exact selection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..fit import MPFit, fit_mp
+from ..layers import layer_matrices, prunable_layers
+from ..lowrank import gram_eigh
+
+__all__ = ["Unit", "Budget", "elementwise_units", "structured_units", "fit_unit", "smallest_mask",
+           "remove_smallest", "split_count", "resolve_device", "gram_singular_values"]
+
+
+@dataclass
+class Unit:
+    """One pruned matrix: ``matrix`` is a writable out x in view of the weight (element-wise
+    methods) or the effective matrix of a layer that may be replaced (structured methods)."""
+
+    name: str
+    kind: str
+    module: nn.Module
+    matrix: torch.Tensor
+    nnz: int
+    fit: MPFit | None = None
+    status: str = "not_fitted"
+    rank_kept: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def m(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @property
+    def n(self) -> int:
+        return int(self.matrix.shape[1])
+
+    @property
+    def ok(self) -> bool:
+        return self.fit is not None and self.fit.ok
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Parameter budget of a pruning run, against the dense count of the input model."""
+
+    dense: int
+    nonzero_before: int
+    fixed_nonzero: int  # nonzero parameters outside the pruned matrices (biases, norms, tokens, ...)
+    target_nonzero: int | None  # None: the method's own stopping rule decides
+
+    @property
+    def unit_allowance(self) -> int | None:
+        """Most nonzeros the pruned matrices may keep so the whole model meets the target."""
+        return None if self.target_nonzero is None else self.target_nonzero - self.fixed_nonzero
+
+    def max_sparsity(self, removable_floor: int = 0) -> float:
+        """Best reachable sparsity when the pruned matrices keep ``removable_floor`` nonzeros."""
+        return 1.0 - (self.fixed_nonzero + removable_floor) / self.dense
+
+
+def _check_finite(name: str, matrix: torch.Tensor) -> None:
+    if not matrix.is_floating_point():
+        raise InputError(f"layer {name}: weight dtype {matrix.dtype} is not floating point")
+    if not bool(torch.isfinite(matrix).all()):
+        bad = int((~torch.isfinite(matrix)).sum())
+        raise InputError(f"layer {name}: weight contains {bad} NaN or Inf entries")
+
+
+def elementwise_units(model: nn.Module, include: Sequence[str] | None, exclude: Sequence[str] | None,
+                      split_qkv: bool = False) -> list[Unit]:
+    """Writable weight views of every prunable leaf; low-rank layers contribute their factor layers."""
+    units = []
+    for item in layer_matrices(model, split_qkv=split_qkv, include=include, exclude=exclude, factors="parts"):
+        _check_finite(item.name, item.matrix)
+        units.append(Unit(item.name, item.kind, item.module, item.matrix, int(torch.count_nonzero(item.matrix))))
+    return units
+
+
+def structured_units(model: nn.Module, include: Sequence[str] | None, exclude: Sequence[str] | None) -> list[Unit]:
+    """Whole layers (dense or low-rank, not the factors inside a low-rank layer) with their matrices."""
+    units = []
+    for name, module in prunable_layers(model, include, exclude):
+        if hasattr(module, "rmt_matrix"):
+            matrix = module.rmt_matrix()
+            nnz = sum(int(torch.count_nonzero(p.detach())) for n_, p in module.named_parameters() if n_.endswith("weight"))
+        else:
+            matrix = module.weight.detach().reshape(module.weight.shape[0], -1)
+            nnz = int(torch.count_nonzero(matrix))
+        _check_finite(name, matrix)
+        units.append(Unit(name, type(module).__name__, module, matrix, nnz))
+    return units
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"device: {err}") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r}: CUDA is not available on this machine")
+    return dev
+
+
+def fit_unit(unit: Unit, *, sv: np.ndarray | None = None, device: torch.device | None = None,
+             alpha: float = 0.25, beta: float = 0.8, keep_basis: bool = False) -> MPFit | None:
+    """Fit MP to the unit's matrix (or to given singular values); stores fit and status on the unit.
+
+    ``keep_basis`` keeps the Gram eigen-decomposition in ``unit.extra["gram_eigh"]`` so a later
+    factorization of the layer needs no second decomposition.
+    """
+    if sv is None and keep_basis:
+        w = unit.matrix.detach().to(device=device if device is not None else unit.matrix.device, dtype=torch.float64)
+        eigval, eigvec = gram_eigh(w)
+        unit.extra["gram_eigh"] = (eigval, eigvec)
+        sv = np.sqrt(np.clip(eigval.cpu().numpy()[::-1], 0.0, None)).copy()
+    elif sv is None:
+        sv = gram_singular_values(unit.matrix, device=device)
+    if not np.any(sv > 0):
+        unit.fit, unit.status = None, "all_zero"
+        return None
+    try:
+        fit = fit_mp(sv, shape=(unit.m, unit.n), alpha=alpha, beta=beta, name=unit.name)
+    except InputError:  # e.g. a rank-deficient matrix whose central spectrum is zero
+        unit.fit, unit.status = None, "fit_failed"
+        return None
+    unit.fit, unit.status = fit, fit.status
+    return fit
+
+
+_CHUNK = 16
+
+
+def fit_units(units: list[Unit], *, device: torch.device | None = None, alpha: float = 0.25, beta: float = 0.8,
+              keep_basis: bool = False, progress: bool = False) -> None:
+    """Fit MP to every unit, diagonalising Gram matrices of equal size in batches (fast on GPUs).
+
+    ``keep_basis`` keeps each eigen-decomposition in ``unit.extra["gram_eigh"]`` (see :func:`fit_unit`).
+    """
+    from tqdm.auto import tqdm
+
+    groups: dict[tuple[int, str], list[int]] = {}
+    grams: dict[int, torch.Tensor] = {}
+    for index, unit in enumerate(units):
+        w = unit.matrix.detach().to(device=device if device is not None else unit.matrix.device, dtype=torch.float64)
+        grams[index] = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        groups.setdefault((grams[index].shape[0], str(grams[index].device)), []).append(index)
+    bar = tqdm(total=len(units), desc="MP fit", disable=not progress, leave=False)
+    for indices in groups.values():
+        for start in range(0, len(indices), _CHUNK):
+            chunk = indices[start : start + _CHUNK]
+            stack = torch.stack([grams.pop(i) for i in chunk])
+            if keep_basis:
+                values, vectors = torch.linalg.eigh(stack)
+            else:
+                values, vectors = torch.linalg.eigvalsh(stack), None
+            host = values.cpu().numpy()
+            for j, i in enumerate(chunk):
+                if vectors is not None:
+                    units[i].extra["gram_eigh"] = (values[j], vectors[j])
+                fit_unit(units[i], sv=np.sqrt(np.clip(host[j][::-1], 0.0, None)).copy(), alpha=alpha, beta=beta)
+                bar.update(1)
+    bar.close()
+
+
+def gram_singular_values(matrix: torch.Tensor, device: torch.device | None = None) -> np.ndarray:
+    """Singular values (float64, descending) from the eigenvalues of the smaller Gram matrix.
+
+    Like :func:`rmtlib.fit.singular_values` but without its finiteness pass (units are checked
+    once when collected); the Gram matrix is formed in float64 on ``device``.
+    """
+    w = matrix.detach().to(device=device if device is not None else matrix.device, dtype=torch.float64)
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    eig = torch.linalg.eigvalsh(gram).cpu().numpy()[::-1]
+    return np.sqrt(np.clip(eig, 0.0, None)).copy()
+
+
+def smallest_mask(keys: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of exactly the ``k`` smallest entries of 1-D ``keys`` (ties: lowest index first)."""
+    k = int(k)
+    mask = torch.zeros_like(keys, dtype=torch.bool)
+    if k <= 0:
+        return mask
+    if k >= keys.numel():
+        return ~mask
+    thr = torch.kthvalue(keys.cpu() if keys.device.type == "mps" else keys, k).values
+    mask = keys < thr
+    short = k - int(mask.sum())
+    if short > 0:
+        mask[torch.nonzero(keys == thr).flatten()[:short]] = True
+    return mask
+
+
+def remove_smallest(matrix: torch.Tensor, k: int) -> int:
+    """Zero the ``k`` smallest-magnitude nonzero entries of ``matrix`` in place; returns the count zeroed."""
+    flat = matrix.reshape(-1)
+    nonzero = flat != 0
+    k = min(int(k), int(nonzero.sum()))
+    if k <= 0:
+        return 0
+    keys = flat.detach().abs().to(torch.float64 if flat.dtype == torch.float64 else torch.float32)
+    keys[~nonzero] = -1.0  # already-zero entries come first and cost nothing
+    mask = smallest_mask(keys, k + int((~nonzero).sum()))
+    if flat.data_ptr() == matrix.data_ptr() and flat.is_contiguous() and matrix.is_contiguous():
+        flat[mask] = 0
+    else:  # not a view: write back through the matrix
+        matrix.copy_(torch.where(mask.reshape(matrix.shape), torch.zeros_like(matrix), matrix))
+    return k
+
+
+def split_count(total: int, weights: Sequence[float], caps: Sequence[int]) -> list[int]:
+    """Split ``total`` into integers proportional to ``weights`` (largest remainders), each <= its cap."""
+    w = np.asarray(weights, dtype=np.float64)
+    caps_arr = np.asarray(caps, dtype=np.int64)
+    out = np.zeros(len(w), dtype=np.int64)
+    remaining = int(min(total, caps_arr.sum()))
+    while remaining > 0:
+        free = (out < caps_arr) & (w > 0)
+        if not free.any():
+            break
+        share = np.where(free, w, 0.0)
+        ideal = remaining * share / share.sum()
+        add = np.minimum(np.floor(ideal).astype(np.int64), caps_arr - out)
+        left = remaining - int(add.sum())
+        if left > 0:
+            frac = np.where(free & (out + add < caps_arr), ideal - np.floor(ideal), -1.0)
+            for i in np.argsort(-frac, kind="stable")[:left]:
+                if frac[i] >= 0:
+                    add[i] += 1
+        if add.sum() == 0:
+            break
+        out += add
+        remaining -= int(add.sum())
+    return out.tolist()

@@ -1,0 +1,162 @@
+"""``rmtlib.prune``: one entry point for every pruning method, with a per-layer report."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from ..count import count_params
+from ..errors import InputError
+from .common import Budget, Unit, elementwise_units, fit_units, resolve_device, structured_units
+from .elementwise import magnitude, random_prune
+from .rmt import rmt_cycles, rmt_oneshot
+from .structured import rmt_lowrank, svd_prune
+
+__all__ = ["prune", "METHODS", "REPORT_COLUMNS"]
+
+# method -> (function, structured?, needs an MP fit?)
+METHODS: dict[str, tuple[Callable[..., dict[str, Any]], bool, bool]] = {
+    "rmt": (rmt_cycles, False, True),
+    "rmt_oneshot": (rmt_oneshot, False, True),
+    "rmt_lowrank": (rmt_lowrank, True, True),
+    "magnitude": (magnitude, False, False),
+    "svd": (svd_prune, True, False),
+    "random": (random_prune, False, False),
+}
+
+REPORT_COLUMNS = [
+    "layer", "kind", "m", "n", "params_before", "params_after", "nonzero_before", "nonzero_after",
+    "rank_kept", "gamma", "mu", "sv_edge", "n_spikes", "status",
+]
+
+_COMMON = {"device", "progress", "seed", "alpha", "beta", "split_qkv", "fit"}
+
+
+def _options_of(fn: Callable[..., Any]) -> set[str]:
+    params = inspect.signature(fn).parameters
+    return {name for name, p in params.items() if p.kind == p.KEYWORD_ONLY}
+
+
+def _stored(unit: Unit) -> int:
+    """Stored weight entries of the unit's layer (biases excluded)."""
+    if hasattr(unit.module, "rmt_matrix"):
+        return sum(p.numel() for name, p in unit.module.named_parameters() if name.endswith("weight"))
+    return unit.matrix.numel()
+
+
+def _weight_params(unit: Unit) -> tuple[int, int]:
+    """(stored, nonzero) weight entries of the unit's layer now (biases excluded)."""
+    module = unit.module
+    if hasattr(module, "rmt_matrix"):
+        weights = [p.detach() for name, p in module.named_parameters() if name.endswith("weight")]
+        return sum(w.numel() for w in weights), sum(int(torch.count_nonzero(w)) for w in weights)
+    return unit.matrix.numel(), int(torch.count_nonzero(unit.matrix))
+
+
+def prune(
+    model: nn.Module,
+    method: str,
+    *,
+    sparsity: float | None = None,
+    include: Sequence[str] | str | None = None,
+    exclude: Sequence[str] | str | None = None,
+    inplace: bool = False,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    alpha: float = 0.25,
+    beta: float = 0.8,
+    split_qkv: bool = False,
+    fit: bool = True,
+    progress: bool = False,
+    **method_options: Any,
+) -> tuple[nn.Module, pd.DataFrame]:
+    """Prune ``model`` with ``method`` to a target ``sparsity``; returns (pruned model, report).
+
+    Sparsity is 1 - nonzero / dense parameters of the *whole* input model (biases, norms and
+    tokens count as kept). Methods: ``rmt`` (the paper's cycles), ``rmt_oneshot``,
+    ``rmt_lowrank`` (keep MP spikes, factorize), and the baselines ``magnitude``
+    (``scope="layer"|"global"``), ``svd`` (uniform rank fraction) and ``random``. Method
+    options (e.g. ``rho=``, ``sv_theta=``, ``reg_steps=``, ``bulk_fraction=``, ``z=``) are passed
+    as keywords; without ``sparsity`` some methods take their own stopping rule instead
+    (``cycles=``, ``z=``, ``bulk_fraction=``, ``rank_fraction=``).
+
+    Args:
+        include, exclude: fnmatch patterns on layer names (default: every Linear/Conv).
+        inplace: modify ``model`` itself; otherwise a deep copy is pruned.
+        device: where SVDs run (float64); weights keep their own device and dtype.
+        alpha, beta: MP fit settings (BEMA trimming, Tracy-Widom level).
+        split_qkv: treat a fused qkv as three matrices (element-wise methods only).
+        fit: fit MP for the report even when the method does not need it.
+
+    The report has one row per pruned matrix (columns ``REPORT_COLUMNS``; gamma, mu, sv_edge
+    and n_spikes are those of the input layer) and ``report.attrs`` holds the method, target and
+    reached sparsity, whole-model counts and the method's own outputs (z, cycles, ...).
+    """
+    if method not in METHODS:
+        raise InputError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
+    fn, structured, needs_fit = METHODS[method]
+    unknown = set(method_options) - _options_of(fn) - _COMMON
+    if unknown:
+        raise InputError(f"{method}: unknown option(s) {', '.join(sorted(unknown))}; "
+                         f"it accepts {', '.join(sorted(_options_of(fn) - {'device', 'progress', 'seed', 'alpha', 'beta'}))}")
+    if sparsity is not None:
+        if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not (0.0 <= float(sparsity) < 1.0):
+            raise InputError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+        sparsity = float(sparsity)
+    elif method in ("magnitude", "random"):
+        raise InputError(f"{method}: sparsity= is required")
+    if structured and split_qkv:
+        raise InputError(f"{method}: split_qkv is only supported by element-wise methods")
+    if not isinstance(model, nn.Module):
+        raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    dev = resolve_device(device)
+
+    before = count_params(model)
+    work = model if inplace else copy.deepcopy(model)
+    units = (structured_units(work, include, exclude) if structured
+             else elementwise_units(work, include, exclude, split_qkv=split_qkv))
+    if not units:
+        raise InputError(f"model {type(model).__name__} has no prunable Linear/Conv layers "
+                         f"(include={include}, exclude={exclude})")
+    target_nonzero = None if sparsity is None else int(math.floor((1.0 - sparsity) * before["dense"] + 1e-9))
+    budget = Budget(dense=before["dense"], nonzero_before=before["nonzero"],
+                    fixed_nonzero=before["nonzero"] - sum(u.nnz for u in units), target_nonzero=target_nonzero)
+    stored_before = [(_stored(u), u.nnz) for u in units]
+    if needs_fit or fit:
+        with torch.no_grad():
+            fit_units(units, device=dev, alpha=alpha, beta=beta, keep_basis=structured, progress=progress)
+    kwargs = dict(method_options, device=dev, progress=progress, seed=seed, alpha=alpha, beta=beta)
+    with torch.no_grad():
+        extra = fn(work, units, budget, **kwargs) if structured else fn(units, budget, **kwargs)
+
+    for unit in units:
+        unit.extra.pop("gram_eigh", None)
+    after = count_params(work)
+    rows = []
+    nan = float("nan")
+    for unit, (stored0, nnz0) in zip(units, stored_before):
+        stored1, nnz1 = _weight_params(unit)
+        ok = unit.ok
+        rows.append({
+            "layer": unit.name, "kind": unit.kind, "m": unit.m, "n": unit.n,
+            "params_before": stored0, "params_after": stored1, "nonzero_before": nnz0, "nonzero_after": nnz1,
+            "rank_kept": unit.rank_kept if structured else pd.NA,
+            "gamma": unit.fit.gamma if ok else nan, "mu": unit.fit.mu if ok else nan,
+            "sv_edge": unit.fit.sv_edge if ok else nan, "n_spikes": unit.fit.n_spikes if ok else 0,
+            "status": unit.status,
+        })
+    report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
+    report["rank_kept"] = report["rank_kept"].astype("Int64")
+    report.attrs.update(extra or {})
+    report.attrs.update(
+        method=method, target_sparsity=sparsity, reached_sparsity=1.0 - after["nonzero"] / before["dense"],
+        params_dense=before["dense"], nonzero_before=before["nonzero"], stored_after=after["stored"],
+        nonzero_after=after["nonzero"], seed=seed, alpha=alpha, beta=beta, options=dict(method_options),
+    )
+    return work, report

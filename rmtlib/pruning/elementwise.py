@@ -1,0 +1,72 @@
+"""Baselines that zero individual weights: magnitude (layer-wise or global) and random."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from .common import Budget, Unit, remove_smallest, smallest_mask, split_count
+
+__all__ = ["removal_needed", "magnitude", "random_prune", "layerwise_counts"]
+
+
+def removal_needed(units: list[Unit], budget: Budget) -> int:
+    """Nonzero weights the element-wise methods must remove to meet the target (0 if met)."""
+    allowance = budget.unit_allowance
+    assert allowance is not None
+    if allowance < 0:
+        raise InputError(
+            f"sparsity target needs at most {budget.target_nonzero} nonzero parameters, but "
+            f"{budget.fixed_nonzero} sit outside the pruned layers (biases, norms, tokens, excluded layers); "
+            f"the highest reachable sparsity is {budget.max_sparsity():.4f}")
+    return max(0, sum(u.nnz for u in units) - allowance)
+
+
+def layerwise_counts(units: list[Unit], remove: int) -> list[int]:
+    """The same fraction of each layer's nonzeros (rounded so the counts sum to ``remove``)."""
+    return split_count(remove, [u.nnz for u in units], [u.nnz for u in units])
+
+
+def magnitude(units: list[Unit], budget: Budget, *, scope: str = "layer", **_: Any) -> dict[str, Any]:
+    """Zero the smallest-magnitude weights: the same fraction per layer (``scope="layer"``) or
+    the globally smallest ones across all pruned layers (``scope="global"``)."""
+    if scope not in ("layer", "global"):
+        raise InputError(f"magnitude: scope must be 'layer' or 'global', got {scope!r}")
+    remove = removal_needed(units, budget)
+    if scope == "layer":
+        for unit, k in zip(units, layerwise_counts(units, remove)):
+            remove_smallest(unit.matrix, k)
+        return {"scope": scope}
+    keys = []
+    for unit in units:
+        flat = unit.matrix.reshape(-1).detach()
+        key = flat.abs().to(torch.float32)
+        key[flat == 0] = -1.0
+        keys.append(key)
+    zeros = sum(int((k < 0).sum()) for k in keys)
+    mask = smallest_mask(torch.cat(keys), remove + zeros)
+    threshold = float(torch.cat(keys)[mask].max()) if remove > 0 else 0.0
+    start = 0
+    for unit, key in zip(units, keys):
+        part = mask[start : start + key.numel()].reshape(unit.matrix.shape)
+        start += key.numel()
+        unit.matrix.masked_fill_(part.to(unit.matrix.device), 0)
+    return {"scope": scope, "threshold": threshold}
+
+
+def random_prune(units: list[Unit], budget: Budget, *, seed: int = 0, **_: Any) -> dict[str, Any]:
+    """Zero uniformly random nonzero weights, the same fraction per layer (seeded)."""
+    remove = removal_needed(units, budget)
+    gen = torch.Generator().manual_seed(int(seed))
+    for unit, k in zip(units, layerwise_counts(units, remove)):
+        if k <= 0:
+            continue
+        flat = unit.matrix.reshape(-1)
+        idx = torch.nonzero(flat != 0).flatten().cpu()
+        chosen = idx[torch.randperm(idx.numel(), generator=gen)[:k]]
+        mask = torch.zeros(flat.numel(), dtype=torch.bool)
+        mask[chosen] = True
+        unit.matrix.masked_fill_(mask.reshape(unit.matrix.shape).to(unit.matrix.device), 0)
+    return {"seed": int(seed)}

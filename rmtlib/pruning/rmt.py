@@ -1,0 +1,199 @@
+"""The paper's RMT pruning (METHOD.md section 3): cycles of MP fit, singular-vector
+sparsification, gamma/mu-weighted magnitude budgets and a data-free regularization step;
+plus the one-shot variant with per-layer thresholds t_l = 1.5 z (1 - mu_l) gamma_l.
+
+Layers whose MP fit fails (too small, rank-deficient) have no gamma and are left as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import InputError
+from .common import Budget, Unit, fit_unit, fit_units, remove_smallest, smallest_mask, split_count
+from .elementwise import removal_needed
+
+__all__ = ["rmt_cycles", "rmt_oneshot", "randomness", "sparsify_singular_vectors", "regularize_step"]
+
+
+def randomness(unit: Unit) -> float:
+    """(1 - mu) gamma of the unit's current fit: how random the layer looks (0 when not fitted)."""
+    if not unit.ok:
+        return 0.0
+    value = (1.0 - unit.fit.mu) * unit.fit.gamma
+    return float(value) if np.isfinite(value) and value > 0 else 0.0
+
+
+def sparsify_singular_vectors(w: torch.Tensor, sv_edge: float, theta: float, *, floor: float = 1.0 / 750,
+                              power: float = 30.0,
+                              svd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """W rebuilt after zeroing entries of u_j, v_j below T_j = theta max(floor, (1 - s_j/s_+)_+^power).
+
+    Components deep in the MP bulk lose most entries; spikes (s_j > s_+) only entries below
+    theta * floor. ``w`` is float64; the result keeps the zeros of ``w`` (pruned weights stay pruned).
+    """
+    u, s, vh = svd if svd is not None else torch.linalg.svd(w, full_matrices=False)
+    depth = torch.clamp(1.0 - s / sv_edge, min=0.0) ** power
+    t = theta * torch.clamp(depth, min=floor)
+    u = torch.where(u.abs() < t[None, :], torch.zeros_like(u), u)
+    vh = torch.where(vh.abs() < t[:, None], torch.zeros_like(vh), vh)
+    return ((u * s) @ vh) * (w != 0)
+
+
+def regularize_step(units: list[Unit], scales: list[float], *, steps: int, lr: float, l1: float, l2: float,
+                    group_lasso: float, device: torch.device | None = None) -> None:
+    """Data-free Adam steps on l1 |W|_1 + l2 |W|_F^2 + group_lasso |W|_F per layer.
+
+    Layer l's learning rate is ``lr * scales[l]`` (the paper's s_l = 1 / (1 + 1e4 mu_l / i));
+    zero weights get zero gradient and stay zero.
+    """
+    if steps <= 0 or lr <= 0:
+        return
+    groups, pairs = [], []
+    for unit, scale in zip(units, scales):
+        if scale <= 0:
+            continue
+        dev = device if device is not None else unit.matrix.device
+        dtype = torch.float64 if unit.matrix.dtype == torch.float64 else torch.float32
+        w = unit.matrix.detach().to(device=dev, dtype=dtype).clone().requires_grad_(True)
+        groups.append({"params": [w], "lr": lr * scale})
+        pairs.append((unit, w, w.detach() != 0))
+    if not groups:
+        return
+    opt = torch.optim.Adam(groups, lr=lr)
+    with torch.enable_grad():
+        _adam_steps(opt, pairs, int(steps), l1, l2, group_lasso)
+    with torch.no_grad():
+        for unit, w, mask in pairs:
+            unit.matrix.copy_((w * mask).to(device=unit.matrix.device, dtype=unit.matrix.dtype))
+
+
+def _adam_steps(opt: torch.optim.Optimizer, pairs: list, steps: int, l1: float, l2: float, group_lasso: float) -> None:
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=False)
+        for _, w, mask in pairs:
+            loss = l1 * w.abs().sum() + l2 * w.pow(2).sum() + group_lasso * w.norm()
+            loss.backward()
+            w.grad.mul_(mask)
+        opt.step()
+
+
+def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None = None, progress: bool = False,
+               alpha: float = 0.25, beta: float = 0.8, cycles: int | None = None, max_cycles: int = 200,
+               rho: float = 0.06, rho_growth: float = 1.02, exponent: float = 1.5, sv_every: int = 2,
+               sv_theta: float | None = None, sv_theta_scale: float = 1.125e-5, sv_floor: float = 1.0 / 750,
+               sv_power: float = 30.0, reg_steps: int = 10, reg_lr: float = 5e-8, l1: float = 5e-7,
+               l2: float = 2e-7, group_lasso: float = 1e-6, mu_scale: float = 1e4, **_: Any) -> dict[str, Any]:
+    """Prune in cycles i = 1, 2, ... until the target (or ``cycles`` cycles without a target).
+
+    Cycle i: (1) fit MP to each layer; (2) when i % sv_every == 0, sparsify its singular vectors
+    with theta_l = ``sv_theta`` or, by default, the reference code's size-scaled
+    ``sv_theta_scale * rho_i * m * n``; (3) remove the B_l = rho_i ((1 - mu_l) gamma_l)^(exponent/i) nnz_l
+    smallest weights, rho_i = rho * rho_growth^i (the last cycle's budgets are scaled down so the
+    target is met exactly); (4) ``reg_steps`` data-free regularization steps (see
+    :func:`regularize_step`). Returns the per-cycle log.
+    """
+    target = budget.unit_allowance is not None
+    if not target and cycles is None:
+        raise InputError("rmt: give sparsity= or cycles=")
+    if cycles is not None and (int(cycles) < 1):
+        raise InputError(f"rmt: cycles must be >= 1, got {cycles}")
+    need = removal_needed(units, budget) if target else 0
+    log: list[dict[str, Any]] = []
+    first_fits: dict[str, Any] = {}
+    i = 0
+    while True:
+        if target and need <= 0:
+            break
+        if cycles is not None and i >= int(cycles):
+            break
+        i += 1
+        if i > max_cycles:
+            raise InputError(f"rmt: target not reached after {max_cycles} cycles (raise max_cycles=)")
+        rho_i = rho * rho_growth**i
+        sv_step = sv_every > 0 and i % sv_every == 0
+        budgets = []
+        if not sv_step:  # singular values only: batched Gram eigenvalues
+            fit_units(units, device=device, alpha=alpha, beta=beta)
+        for unit in tqdm(units, desc=f"rmt cycle {i}", disable=not progress, leave=False):
+            if sv_step:
+                dev = device if device is not None else unit.matrix.device
+                w = unit.matrix.detach().to(device=dev, dtype=torch.float64)
+                svd = torch.linalg.svd(w, full_matrices=False)
+                fit_unit(unit, sv=svd[1].cpu().numpy(), alpha=alpha, beta=beta)
+            first_fits.setdefault(unit.name, (unit.fit, unit.status))
+            fit = unit.fit
+            if sv_step and fit is not None and fit.ok:
+                theta = sv_theta if sv_theta is not None else sv_theta_scale * rho_i * unit.m * unit.n
+                new = sparsify_singular_vectors(w, fit.sv_edge, theta, floor=sv_floor, power=sv_power, svd=svd)
+                unit.matrix.copy_(new.to(device=unit.matrix.device, dtype=unit.matrix.dtype))
+            unit.nnz = int(torch.count_nonzero(unit.matrix))
+            r = randomness(unit)
+            budgets.append(math.floor(rho_i * r ** (exponent / i) * unit.nnz) if r > 0 else 0)
+        if target and sum(budgets) > need:
+            budgets = split_count(need, budgets, budgets)
+        if sum(budgets) == 0:
+            raise InputError(
+                "rmt: no layer looks random enough to prune further (gamma = 0 or MP fit failed everywhere); "
+                f"stopped at cycle {i}. Try method='magnitude' or exclude the small layers")
+        for unit, k in zip(units, budgets):
+            remove_smallest(unit.matrix, k)
+            unit.nnz = int(torch.count_nonzero(unit.matrix))
+        scales = [1.0 / (1.0 + mu_scale * unit.fit.mu / i) if unit.ok else 0.0 for unit in units]
+        regularize_step(units, scales, steps=reg_steps, lr=reg_lr, l1=l1, l2=l2, group_lasso=group_lasso, device=device)
+        removed = int(sum(budgets))
+        need -= removed
+        nonzero = budget.fixed_nonzero + sum(u.nnz for u in units)
+        log.append({"cycle": i, "rho": rho_i, "sv_step": sv_step, "removed": removed,
+                    "nonzero": nonzero, "sparsity": 1.0 - nonzero / budget.dense})
+    for unit in units:  # report the fit of the input layers
+        if unit.name in first_fits:
+            unit.fit, unit.status = first_fits[unit.name]
+    return {"cycles": len(log), "cycle_log": log}
+
+
+def rmt_oneshot(units: list[Unit], budget: Budget, *, z: float | None = None, scale: float = 1.5,
+                **_: Any) -> dict[str, Any]:
+    """Zero weights with |w| < t_l = scale z (1 - mu_l) gamma_l in one pass.
+
+    With a sparsity target, z is the smallest value that removes enough weights: equivalently the
+    globally smallest |w| / (scale (1 - mu_l) gamma_l) go, so the count is met exactly.
+    Layers with (1 - mu) gamma = 0 are never pruned.
+    """
+    coeff = [scale * randomness(u) for u in units]
+    if budget.unit_allowance is None:
+        if z is None:
+            raise InputError("rmt_oneshot: give sparsity= or z=")
+        if not z >= 0:
+            raise InputError(f"rmt_oneshot: z must be >= 0, got {z}")
+        for unit, c in zip(units, coeff):
+            unit.matrix.masked_fill_(unit.matrix.abs() < z * c, 0)
+        return {"z": float(z)}
+    remove = removal_needed(units, budget)
+    prunable = sum(u.nnz for u, c in zip(units, coeff) if c > 0)
+    if remove > prunable:
+        raise InputError(
+            f"rmt_oneshot: the target needs {remove} weights removed but the layers with a fitted MP bulk hold "
+            f"only {prunable} nonzeros; the highest reachable sparsity is "
+            f"{1 - (budget.nonzero_before - prunable) / budget.dense:.4f}")
+    keys = []
+    for unit, c in zip(units, coeff):
+        flat = unit.matrix.reshape(-1).detach()
+        key = flat.abs().to(torch.float32) / c if c > 0 else torch.full_like(flat, float("inf"), dtype=torch.float32)
+        key[flat == 0] = -1.0
+        keys.append(key.to(units[0].matrix.device))
+    zeros = sum(int((k < 0).sum()) for k in keys)
+    allkeys = torch.cat(keys)
+    mask = smallest_mask(allkeys, remove + zeros)
+    z_value = float(allkeys[mask].max()) if remove > 0 else 0.0
+    start = 0
+    for unit, key in zip(units, keys):
+        part = mask[start : start + key.numel()].reshape(unit.matrix.shape)
+        start += key.numel()
+        unit.matrix.masked_fill_(part.to(unit.matrix.device), 0)
+    return {"z": z_value, "scale": scale}

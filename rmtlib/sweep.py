@@ -1,0 +1,334 @@
+"""Sparsity sweeps: prune a model with several methods at several levels, fine-tune, evaluate.
+
+:func:`sweep` returns a tidy table (one row per method and level, plus the dense model) that the
+ViT chapter, ``benchmarks/prune_quality.py`` and the tests read alike. :func:`paper_vit_results`
+holds the paper's ImageNet ViT numbers (METHOD.md section 6) in the same columns, labelled
+``source="paper"``, and :func:`plot_sweep` draws either kind as top-1 against parameter reduction.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .errors import InputError
+
+__all__ = ["SWEEP_COLUMNS", "DEFAULT_METHODS", "sweep", "paper_vit_results", "plot_sweep", "level_table",
+           "default_esd_layers", "layer_spectra", "plot_esd_before_after"]
+
+#: The methods compared in the book: the paper's method, its factorized variant and three baselines.
+DEFAULT_METHODS: tuple[str, ...] = ("rmt", "rmt_lowrank", "magnitude", "svd", "random")
+
+SWEEP_COLUMNS = [
+    "method", "target", "sparsity", "stored_reduction", "params_dense", "params_stored", "params_nonzero",
+    "top1_dense", "top1_pruned", "top1_finetuned", "finetune_epochs", "finetune_steps", "macs", "macs_dense",
+    "prune_s", "finetune_s", "model", "dataset", "source",
+]
+
+Callback = Callable[[str, float, nn.Module, pd.DataFrame], None]
+
+
+def _top1(model: nn.Module, loader: DataLoader, device: Any, max_batches: int | None) -> float:
+    from .train import evaluate
+
+    return 100.0 * evaluate(model, loader, device, max_batches=max_batches)["accuracy"]
+
+
+def _example_input(loader: DataLoader, device: Any) -> torch.Tensor:
+    from .train import get_device
+
+    x, _ = next(iter(loader))
+    return x[:1].to(get_device(device))
+
+
+def sweep(
+    model: nn.Module,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    levels: Sequence[float] = (0.3, 0.5, 0.7),
+    *,
+    eval_loader: DataLoader,
+    finetune_loader: DataLoader | None = None,
+    finetune_epochs: int = 0,
+    finetune_steps: int | None = None,
+    finetune_lr: float = 1e-4,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    prune_options: Mapping[str, Any] | None = None,
+    eval_batches: int | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    model_name: str = "",
+    dataset: str = "",
+    callback: Callback | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Prune a fresh copy of ``model`` per (method, level); optionally fine-tune; evaluate top-1.
+
+    Args:
+        levels: target sparsities (1 - nonzero / dense parameters of the whole model).
+        eval_loader: top-1 is measured on it (the first ``eval_batches`` batches when given).
+        finetune_loader: data for fine-tuning with the zero mask frozen
+            (:func:`rmtlib.train.finetune`): ``finetune_epochs`` epochs, or, with
+            ``finetune_steps``, that many optimizer steps (one partial epoch).
+        method_options: per-method keywords for :func:`rmtlib.prune` (e.g. ``{"rmt": {"cycles": 6}}``);
+        prune_options: keywords for every method (``include``, ``exclude``, ``alpha``, ``beta``;
+            ``fit`` defaults to False: methods that need no MP fit skip it).
+        callback: called as ``callback(method, target, pruned_model, report)`` after each run.
+
+    Returns one row per run plus a ``method="dense"`` row, columns :data:`SWEEP_COLUMNS`:
+    ``sparsity`` is the reached 1 - nonzero / dense, ``stored_reduction`` 1 - stored / dense
+    (what low-rank factors really save), top-1 values in %, ``top1_finetuned`` NaN without
+    fine-tuning, ``macs`` multiply-adds of one sample (unstructured zeros do not lower them).
+    """
+    from .count import count_macs, count_params
+    from .pruning import METHODS, prune
+    from .regularize import WeightMask
+    from .train import finetune, get_device
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise InputError(f"sweep: unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+    for level in levels:
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 <= float(level) < 1.0:
+            raise InputError(f"sweep: every level must be a sparsity in [0, 1), got {level!r}")
+    do_finetune = finetune_loader is not None and (finetune_epochs > 0 or (finetune_steps or 0) > 0)
+    if finetune_loader is None and (finetune_epochs > 0 or finetune_steps):
+        raise InputError("sweep: fine-tuning asked for (finetune_epochs/finetune_steps) but no finetune_loader given")
+    method_options = dict(method_options or {})
+    extra_methods = set(method_options) - set(methods)
+    if extra_methods:
+        raise InputError(f"sweep: method_options for methods not swept: {sorted(extra_methods)}")
+    dev = get_device(device)
+    model = model.to(dev).eval()
+    example = _example_input(eval_loader, dev)
+    dense_counts = count_params(model)
+    dense_macs = count_macs(model, example)
+    dense_top1 = _top1(model, eval_loader, dev, eval_batches)
+    ft_epochs = 0 if not do_finetune else (1 if finetune_steps else int(finetune_epochs))
+    ft_steps = int(finetune_steps) if do_finetune and finetune_steps else None
+    base = dict(params_dense=dense_counts["dense"], top1_dense=dense_top1, macs_dense=dense_macs,
+                model=model_name, dataset=dataset, source="measured")
+    rows = [dict(base, method="dense", target=0.0, sparsity=1.0 - dense_counts["nonzero"] / dense_counts["dense"],
+                 stored_reduction=1.0 - dense_counts["stored"] / dense_counts["dense"],
+                 params_stored=dense_counts["stored"], params_nonzero=dense_counts["nonzero"], top1_pruned=dense_top1,
+                 top1_finetuned=np.nan, finetune_epochs=0, finetune_steps=None, macs=dense_macs, prune_s=0.0,
+                 finetune_s=0.0)]
+    for method in methods:
+        for level in levels:
+            options = {"fit": False, **dict(prune_options or {}), **dict(method_options.get(method, {}))}
+            start = time.perf_counter()
+            pruned, report = prune(model, method, sparsity=float(level), seed=seed, device=dev, **options)
+            prune_s = time.perf_counter() - start
+            pruned = pruned.to(dev).eval()
+            counts = count_params(pruned)
+            row = dict(base, method=method, target=float(level),
+                       sparsity=1.0 - counts["nonzero"] / dense_counts["dense"],
+                       stored_reduction=1.0 - counts["stored"] / dense_counts["dense"],
+                       params_stored=counts["stored"], params_nonzero=counts["nonzero"],
+                       top1_pruned=_top1(pruned, eval_loader, dev, eval_batches), macs=count_macs(pruned, example),
+                       prune_s=prune_s, finetune_epochs=ft_epochs, finetune_steps=ft_steps)
+            if do_finetune:
+                mask = WeightMask.from_zeros(pruned)
+                _reseed(finetune_loader, seed)  # every run sees the same batches in the same order
+                start = time.perf_counter()
+                finetune(pruned, finetune_loader, ft_epochs, lr=finetune_lr, mask=mask, device=dev, seed=seed,
+                         progress=progress, max_steps_per_epoch=ft_steps)
+                row["finetune_s"] = time.perf_counter() - start
+                pruned.eval()
+                row["top1_finetuned"] = _top1(pruned, eval_loader, dev, eval_batches)
+                _check_mask_held(pruned, mask, method, level)
+            else:
+                row.update(top1_finetuned=np.nan, finetune_s=0.0)
+            if callback is not None:
+                callback(method, float(level), pruned, report)
+            rows.append(row)
+            if progress:
+                print(f"{method:>12} @ {level:.2f}: sparsity {row['sparsity']:.3f}, top-1 {row['top1_pruned']:.2f}%"
+                      + (f" -> {row['top1_finetuned']:.2f}% fine-tuned" if do_finetune else ""), flush=True)
+            del pruned
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def _reseed(loader: DataLoader, seed: int) -> None:
+    """Reset a loader's shuffling generator(s), so each fine-tuning run draws the same batches."""
+    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(seed)
+    sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
+    if isinstance(getattr(sampler, "generator", None), torch.Generator):
+        sampler.generator.manual_seed(seed)
+
+
+def _check_mask_held(model: nn.Module, mask: Any, method: str, level: float) -> None:
+    """Fail loudly if fine-tuning moved a pruned weight off zero (the mask must hold them)."""
+    params = dict(model.named_parameters())
+    for name, keep in mask.masks.items():
+        revived = int((params[name].detach()[~keep.to(params[name].device)] != 0).sum())
+        if revived:
+            raise RuntimeError(f"sweep: fine-tuning {method} at {level} revived {revived} pruned weights of {name}")
+
+
+# (model, dense top-1, [(reduction %, top-1), ...], fine-tuned?, how it was pruned) -- METHOD.md section 6
+_PAPER_VIT = [
+    ("ViT-B/16 (torchvision V1)", 81.07, [(31, 82.2), (38, 80.9), (48, 78.0)], True, "rmt, cycles + fine-tuning"),
+    ("ViT-B/16 (SWAG)", 85.30, [(27.8, 85.82), (30.6, 85.26)], True, "rmt, cycles + fine-tuning"),
+    ("ViT-B/16 (timm augreg2)", 85.10, [(29.4, 83.47), (37.7, 80.58), (47.5, 66.80)], False, "rmt, one-shot"),
+    ("ViT-L/16 (timm)", 85.84, [(30, 85.05), (39, 84.08), (47.5, 81.49), (55, 74.40)], False, "rmt, cycles"),
+]
+# the authors' later re-run on ViT-B/16 augreg2, one fine-tune epoch per cycle, both methods in one run
+_PAPER_RERUN = {"rmt": [84.55, 82.57, 71.53], "magnitude": [84.46, 81.67, 67.44]}
+
+
+def paper_vit_results() -> pd.DataFrame:
+    """The paper's ImageNet-1k ViT numbers (METHOD.md section 6) in :data:`SWEEP_COLUMNS` form.
+
+    ``source="paper"``, ``dataset="ImageNet-1k"``; ``target`` and ``sparsity`` are the reported
+    parameter reductions (unstructured zeros: ``stored_reduction`` is 0); a fine-tuned result goes in
+    ``top1_finetuned``, a one-shot or cycles-only one in ``top1_pruned``. An extra column
+    ``setting`` says how each was obtained. Includes the authors' re-run comparing ``rmt`` and
+    ``magnitude`` on ViT-B/16 augreg2 at 30/50/70%.
+    """
+    rows = []
+    for name, dense, points, tuned, setting in _PAPER_VIT:
+        rows.append(dict(method="dense", model=name, top1_dense=dense, target=0.0, sparsity=0.0, top1_pruned=dense,
+                         top1_finetuned=np.nan, setting="dense"))
+        for reduction, top1 in points:
+            rows.append(dict(method="rmt", model=name, top1_dense=dense, target=reduction / 100, sparsity=reduction / 100,
+                             top1_pruned=np.nan if tuned else top1, top1_finetuned=top1 if tuned else np.nan,
+                             setting=setting))
+    rerun = "ViT-B/16 (timm augreg2), authors' re-run"
+    rows.append(dict(method="dense", model=rerun, top1_dense=85.10, target=0.0, sparsity=0.0, top1_pruned=85.10,
+                     top1_finetuned=np.nan, setting="dense"))
+    for method, values in _PAPER_RERUN.items():
+        for level, top1 in zip((0.3, 0.5, 0.7), values):
+            rows.append(dict(method=method, model=rerun, top1_dense=85.10, target=level, sparsity=level,
+                             top1_pruned=np.nan, top1_finetuned=top1, setting="cycles, 1 fine-tune epoch per cycle"))
+    out = pd.DataFrame(rows)
+    out["stored_reduction"] = 0.0
+    out["dataset"] = "ImageNet-1k"
+    out["source"] = "paper"
+    for col in SWEEP_COLUMNS:
+        if col not in out:
+            out[col] = np.nan
+    return out[SWEEP_COLUMNS + ["setting"]]
+
+
+def level_table(results: pd.DataFrame, value: str = "top1_pruned") -> pd.DataFrame:
+    """``value`` per method (rows) and target level (columns), the dense model's as a column."""
+    runs = results[results["method"] != "dense"]
+    table = runs.pivot_table(index="method", columns="target", values=value, sort=False)
+    table.columns = [f"{c:.0%}" for c in table.columns]
+    dense = results.loc[results["method"] == "dense", "top1_dense"]
+    if len(dense):
+        table.insert(0, "dense", float(dense.iloc[0]))
+    return table
+
+
+def plot_sweep(results: pd.DataFrame, ax: Any = None, *, value: str = "top1_pruned", x: str = "sparsity",
+               hue: str = "method", style: str | None = None, title: str | None = None,
+               dense_line: bool = True) -> Any:
+    """Top-1 (``value``) against parameter reduction (``x``, in %), one curve per ``hue`` (and ``style``).
+
+    Each curve starts at its model's dense top-1 at 0%; with ``dense_line`` the dense top-1 is also
+    drawn as a dashed horizontal line.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    ax = ax or plt.figure(figsize=(6, 4)).gca()
+    style = style or hue
+    runs = results[results["method"] != "dense"].dropna(subset=[value]).copy()
+    dense = results[results["method"] == "dense"]
+    starts = []
+    for _, group in runs.groupby([hue, style] if style != hue else [hue], sort=False):
+        first = group.iloc[0]
+        match = dense[dense["model"] == first["model"]] if "model" in dense else dense
+        if len(match):
+            starts.append({**first.to_dict(), value: float(match["top1_dense"].iloc[0]), x: 0.0})
+    data = pd.concat([pd.DataFrame(starts), runs], ignore_index=True) if starts else runs
+    data["x"] = 100.0 * data[x].astype(float)
+    if len(data):
+        sns.lineplot(data=data, x="x", y=value, hue=hue, style=style, markers=True, dashes=False, ax=ax,
+                     sort=True, errorbar=None)
+    if dense_line:
+        for i, top1 in enumerate(dense["top1_dense"].drop_duplicates()):
+            ax.axhline(top1, color="0.45", ls="--", lw=1, label="dense model" if i == 0 else None)
+    labels = {"sparsity": "parameter reduction (% of the dense model's parameters)",
+              "stored_reduction": "stored-parameter reduction (%)"}
+    ylabels = {"top1_pruned": "top-1 (%), no fine-tuning", "top1_finetuned": "top-1 (%), after fine-tuning",
+               "top1": "top-1 (%) as reported"}
+    ax.set_xlabel(labels.get(x, x))
+    ax.set_ylabel(ylabels.get(value, value))
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, frameon=False)
+    return ax
+
+
+def default_esd_layers(model: nn.Module, count: int = 3) -> list[str]:
+    """A few representative layers: the first attention qkv, a middle MLP fc1 and the last MLP fc2
+    of a ViT; otherwise the first, middle and last prunable layers."""
+    from .layers import prunable_layers
+
+    names = [n for n, _ in prunable_layers(model)]
+    if not names:
+        raise InputError(f"model {type(model).__name__} has no prunable layers")
+    qkv = [n for n in names if n.endswith("attn.qkv")]
+    fc1 = [n for n in names if n.endswith("mlp.fc1")]
+    fc2 = [n for n in names if n.endswith("mlp.fc2")]
+    if qkv and fc1 and fc2:
+        return [qkv[0], fc1[len(fc1) // 2], fc2[-1]][:count]
+    picks = [names[0], names[len(names) // 2], names[-1]]
+    return list(dict.fromkeys(picks))[:count]
+
+
+def layer_spectra(model: nn.Module, layers: Sequence[str], *, alpha: float = 0.25, beta: float = 0.8) -> dict[str, Any]:
+    """{layer: MPFit or None} for the named layers (a low-rank layer is read through its product
+    matrix); None when the MP fit is impossible, e.g. a matrix of very low rank."""
+    from .fit import fit_mp
+    from .layers import weight_matrix
+
+    out: dict[str, Any] = {}
+    for name in layers:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError as err:
+            raise InputError(f"layer {name!r} is not in the model") from err
+        matrix = module.rmt_matrix() if hasattr(module, "rmt_matrix") else weight_matrix(module)
+        try:
+            out[name] = fit_mp(matrix.detach().float().cpu(), alpha=alpha, beta=beta, name=name)
+        except InputError:
+            out[name] = None
+    return out
+
+
+def plot_esd_before_after(before: Mapping[str, Any], after: Mapping[str, Mapping[str, Any]], *,
+                          panel: tuple[float, float] = (3.6, 2.7)) -> Any:
+    """One row per layer: its ESD + MP fit before pruning, then after each method in ``after``."""
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_esd
+
+    layers = list(before)
+    cols = 1 + len(after)
+    fig, axes = plt.subplots(len(layers), cols, figsize=(panel[0] * cols, panel[1] * len(layers)), squeeze=False)
+    for r, name in enumerate(layers):
+        stages = [("dense", before[name])] + [(label, fits.get(name)) for label, fits in after.items()]
+        for c, (label, fit) in enumerate(stages):
+            ax = axes[r, c]
+            if fit is None:
+                ax.text(0.5, 0.5, "no MP fit\n(matrix of too low rank)", ha="center", va="center", transform=ax.transAxes)
+                ax.set_axis_off()
+            else:
+                plot_esd(fit, ax, title=f"{name}\n{label}")
+                ax.title.set_fontsize(8)
+                ax.legend(fontsize=6, frameon=False)
+                ax.set_ylabel("density" if c == 0 else "")
+    fig.tight_layout()
+    return fig

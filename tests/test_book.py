@@ -1,0 +1,143 @@
+"""The book runner on tiny fake notebooks: parameters injected, cache, failures named, config errors."""
+
+import json
+import math
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from rmtlib import book
+from rmtlib.book import NotebookError, load_experiments, run_book, save_json
+from rmtlib.errors import InputError
+
+
+def _notebook(path: Path, body: list[str], params: str = 'value = 1\noutput_dir = "results/fake"') -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# A fake chapter"), cell] + [nbformat.v4.new_code_cell(b) for b in body]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+WRITE = (
+    "from pathlib import Path\n"
+    "out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)\n"
+    "(out / 'value.txt').write_text(str(value * 2))\n"
+    "with open(out / 'runs.log', 'a') as f: f.write('run\\n')"
+)
+
+
+def _project(tmp_path: Path, quick: dict, notebooks: dict | None = None) -> Path:
+    spec = {"profiles": {"quick": "short", "full": "long"}, "defaults": {},
+            "notebooks": notebooks or {"fake": {"params": {"value": 1}, "quick": quick}}}
+    (tmp_path / "experiments.yaml").write_text(json.dumps(spec))  # JSON is valid YAML
+    return tmp_path
+
+
+def test_parameters_are_injected_cached_and_rerun_on_change(tmp_path):
+    _notebook(tmp_path / "notebooks" / "fake.ipynb", [WRITE])
+    root = _project(tmp_path, {"value": 21})
+    runs = tmp_path / "results" / "fake" / "runs.log"
+
+    first = run_book(root, "quick", build=False, log=lambda _: None)
+    assert [r.status for r in first] == ["ran"]
+    assert (tmp_path / "results" / "fake" / "value.txt").read_text() == "42"
+    out = nbformat.read(str(tmp_path / "book" / "generated" / "fake.ipynb"), as_version=4)
+    assert out.metadata["rmtlib_book"]["parameters"] == {"output_dir": "results/fake", "value": 21}
+    # provenance note right after the title, naming the profile
+    assert "rmtlib-provenance" in out.cells[1].metadata["tags"] and "--profile quick" in out.cells[1].source
+    summary = json.loads((tmp_path / "book" / "generated" / "run_summary.json").read_text())
+    assert summary["notebooks"][0]["status"] == "ran"
+
+    second = run_book(root, "quick", build=False, log=lambda _: None)
+    assert [r.status for r in second] == ["cached"]
+    assert runs.read_text().count("run") == 1  # not executed again
+
+    _project(tmp_path, {"value": 5})
+    third = run_book(root, "quick", build=False, log=lambda _: None)
+    assert [r.status for r in third] == ["ran"]
+    assert (tmp_path / "results" / "fake" / "value.txt").read_text() == "10"
+    assert runs.read_text().count("run") == 2
+
+
+def test_failing_notebook_names_notebook_and_cell(tmp_path):
+    _notebook(tmp_path / "notebooks" / "broken.ipynb", ["x = 1", "raise ValueError('planted failure')", "y = 2"])
+    root = _project(tmp_path, {}, {"broken": {"params": {"value": 3}}})
+    with pytest.raises(NotebookError) as info:
+        run_book(root, "quick", build=False, log=lambda _: None)
+    msg = str(info.value)
+    # template cells: 1 title, 2 parameters, 3 `x = 1`, 4 the raise
+    assert "notebook broken failed in cell 4 of broken.ipynb" in msg
+    assert "raise ValueError('planted failure')" in msg and "ValueError: planted failure" in msg
+    generated = tmp_path / "book" / "generated"
+    assert (generated / "broken.failed.ipynb").is_file()
+    assert not (generated / "broken.ipynb").exists()  # nothing half-written
+    assert not list(generated.glob(".*running*"))
+
+
+def test_listed_but_missing_notebook_is_a_clear_error(tmp_path):
+    _notebook(tmp_path / "notebooks" / "fake.ipynb", [WRITE])
+    root = _project(tmp_path, {}, {"fake": {}, "02_later": {}})
+    with pytest.raises(InputError, match=r"'02_later' is listed but notebooks/02_later.ipynb does not exist"):
+        load_experiments(root / "experiments.yaml", "quick")
+    with pytest.raises(InputError, match="unknown profile 'huge'"):
+        load_experiments(root / "experiments.yaml", "huge")
+    with pytest.raises(InputError, match="--only: nope not in"):
+        load_experiments(root / "experiments.yaml", "quick", only=["nope"])
+
+
+def test_undeclared_parameter_and_missing_parameters_cell_are_refused(tmp_path):
+    _notebook(tmp_path / "notebooks" / "fake.ipynb", [WRITE])
+    root = _project(tmp_path, {"vlaue": 2})  # typo: must not be silently injected
+    with pytest.raises(InputError, match="parameter\\(s\\) vlaue not declared"):
+        run_book(root, "quick", build=False, log=lambda _: None)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("value = 1")]
+    nbformat.write(nb, str(tmp_path / "notebooks" / "fake.ipynb"))
+    _project(tmp_path, {})
+    with pytest.raises(InputError, match="no cell tagged 'parameters'"):
+        run_book(root, "quick", build=False, log=lambda _: None)
+
+
+def test_build_writes_placeholder_for_unexecuted_chapter_and_refuses_missing_pages(tmp_path, monkeypatch):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n- file: book/generated/09_new\n")
+    calls = []
+    monkeypatch.setattr(book.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
+                        type("P", (), {"returncode": 0, "stdout": "", "stderr": ""})())
+    book.build_book(tmp_path, log=lambda _: None)
+    stub = nbformat.read(str(tmp_path / "book" / "generated" / "09_new.ipynb"), as_version=4)
+    assert book.STUB_MARKER in stub.cells[0].source
+    assert calls and calls[0][1:3] == ["build", str(tmp_path.resolve())]
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/missing\n")
+    with pytest.raises(InputError, match="_toc.yml lists book/missing"):
+        book.build_book(tmp_path, log=lambda _: None)
+
+
+def test_save_json_writes_numpy_and_nan_as_plain_json(tmp_path):
+    path = save_json({"a": np.float64(1.5), "b": np.arange(3), "c": math.nan, "d": (1, np.int64(2))}, tmp_path / "x.json")
+    assert json.loads(path.read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": None, "d": [1, 2]}
+
+
+def test_results_dir_is_relative_to_project_root(tmp_path, monkeypatch):
+    (tmp_path / "experiments.yaml").write_text("profiles: {quick: x}\n")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")  # as JupyterLab runs a notebook
+    assert book.results_dir("results/ch1") == (tmp_path / "results" / "ch1").resolve()
+    assert (tmp_path / "results" / "ch1").is_dir()
+
+
+def test_cli_reports_bad_profile_with_exit_code_2(tmp_path, capsys):
+    from rmtlib.cli import main
+
+    _notebook(tmp_path / "notebooks" / "fake.ipynb", [WRITE])
+    _project(tmp_path, {})
+    assert main(["book", "--profile", "huge", "--root", str(tmp_path), "--no-build"]) == 2
+    assert "unknown profile 'huge'" in capsys.readouterr().err

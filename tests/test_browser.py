@@ -1,0 +1,189 @@
+"""The rendered book in headless Chromium: every chapter loads, images load, no error output, links resolve.
+
+Needs the built book (``make book PROFILE=quick``) and Debian's ``chromium`` (installed by ``.ci/run``).
+Without them the tests skip, except under CI (``CI=true``), where skipping would hide a broken book.
+Screenshots of every page are saved to ``_build/screenshots/<page>.png``.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from rmtlib.book import STUB_MARKER, toc_files
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+SHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = Path(os.environ.get("RMTLIB_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+ERROR_SELECTORS = ", ".join([
+    ".output.stderr", ".output.traceback", ".output.error", ".cell_output .ansi-red-fg", ".output_error",
+])
+
+PAGE_REPORT_JS = """
+async () => {
+  if (window.MathJax && window.MathJax.Hub) {  // wait until the formulas are typeset (MathJax 2)
+    await new Promise(done => { window.MathJax.Hub.Queue(done); setTimeout(done, 20000); });
+  }
+  for (const img of document.images) { img.loading = 'eager'; }
+  await Promise.all(Array.from(document.images).map(img => img.complete ? null :
+      new Promise(done => { img.addEventListener('load', done); img.addEventListener('error', done); })));
+  return {
+    title: document.title,
+    h1: Array.from(document.querySelectorAll('main h1, article h1, h1')).map(h => h.innerText.trim()),
+    images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src, width: i.naturalWidth,
+                                                  ok: i.complete && i.naturalWidth > 0})),
+    errors: Array.from(document.querySelectorAll(%r)).map(e => e.innerText.slice(0, 300)),
+    text: document.body.innerText,
+    links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+  };
+}
+""" % ERROR_SELECTORS
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{reason} (CI runs `make book PROFILE=quick` and installs chromium before the tests)")
+    pytest.skip(reason)
+
+
+def _pages() -> dict[str, Path]:
+    """Screenshot name -> built HTML file, for every page of the table of contents."""
+    pages: dict[str, Path] = {}
+    for entry in toc_files(ROOT):
+        name = Path(entry).name if Path(entry).name not in pages else entry.replace("/", "_")
+        pages[name] = HTML / f"{entry}.html"
+    return pages
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not (HTML / "index.html").is_file():
+        _unavailable(f"no built book at {HTML}: run `make book PROFILE=quick` first")
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def visited(server):
+    """Open every toc page once; return per-page reports and the external requests that were blocked."""
+    if not CHROMIUM.is_file():
+        _unavailable(f"no Chromium at {CHROMIUM}: `apt-get install chromium chromium-driver`")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    reports: dict[str, dict] = {}
+    blocked: list[str] = []
+
+    def route(route_obj):
+        if route_obj.request.url.startswith(server):
+            route_obj.continue_()
+        else:  # the book must render offline: nothing leaves the machine
+            blocked.append(route_obj.request.url)
+            route_obj.abort()
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.route("**/*", route)
+        page_errors: list[str] = []
+        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+        page.on("response", lambda r: r.status >= 400 and page_errors.append(f"HTTP {r.status} for {r.url}"))
+        for name, path in _pages().items():
+            url = f"{server}/{path.relative_to(HTML).as_posix()}"
+            page_errors.clear()
+            response = page.goto(url, wait_until="load", timeout=60_000)
+            report = page.evaluate(PAGE_REPORT_JS)
+            report.update(url=url, status=response.status if response else None, page_errors=list(page_errors))
+            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+            reports[name] = report
+        landing = page.goto(f"{server}/index.html", wait_until="load")
+        page.wait_for_load_state("load")
+        reports["__index__"] = {"status": landing.status if landing else None, "final_url": page.url}
+        browser.close()
+    return {"pages": reports, "blocked": blocked}
+
+
+def _chapters(visited: dict) -> dict[str, dict]:
+    return {k: v for k, v in visited["pages"].items() if k != "__index__"}
+
+
+def test_every_toc_page_was_built():
+    if not (HTML / "index.html").is_file():
+        _unavailable(f"no built book at {HTML}: run `make book PROFILE=quick` first")
+    missing = [str(p.relative_to(ROOT)) for p in _pages().values() if not p.is_file()]
+    assert not missing, f"pages in _toc.yml that were not built: {missing}"
+
+
+def test_every_page_loads_with_a_title_and_no_script_errors(visited):
+    for name, report in _chapters(visited).items():
+        assert report["status"] == 200, f"{name}: HTTP {report['status']} for {report['url']}"
+        assert report["h1"], f"{name}: no heading on {report['url']}"
+        assert not report["page_errors"], f"{name}: JavaScript or resource errors {report['page_errors']}"
+    index = visited["pages"]["__index__"]
+    assert index["status"] == 200 and index["final_url"].endswith(".html"), f"index.html does not land on a page: {index}"
+
+
+def test_every_image_loaded_with_nonzero_size(visited):
+    broken = [(name, img["src"]) for name, report in _chapters(visited).items() for img in report["images"] if not img["ok"]]
+    assert not broken, f"images that did not load: {broken}"
+    chapters = [name for name, path in _pages().items() if "generated" in path.parts]
+    for name in chapters:  # an executed chapter without a single figure means its outputs were lost
+        assert visited["pages"][name]["images"], f"{name}: chapter page shows no figure"
+
+
+def test_no_traceback_error_output_or_placeholder_on_any_page(visited):
+    for name, report in _chapters(visited).items():
+        assert not report["errors"], f"{name}: error/stderr output on the page: {report['errors']}"
+        assert "Traceback (most recent call last)" not in report["text"], f"{name}: a Python traceback is shown"
+        raw_tex = re.findall(r"\\\(.{0,40}", report["text"])
+        assert not raw_tex, f"{name}: formulas shown as raw TeX (MathJax did not typeset): {raw_tex[:3]}"
+        assert STUB_MARKER not in report["text"], f"{name}: chapter not executed (placeholder page); run `make book`"
+
+
+def test_images_are_served_locally(visited):
+    external_images = [u for u in visited["blocked"] if re.search(r"\.(png|jpe?g|svg|gif|webp)(\?|$)", u)]
+    assert not external_images, f"images fetched from outside the book: {external_images}"
+
+
+def test_internal_links_resolve(visited, server):
+    broken = []
+    cache: dict[Path, str] = {}
+    for name, report in _chapters(visited).items():
+        for href in report["links"]:
+            if not href.startswith(server):
+                continue
+            parsed = urlparse(href)
+            target = HTML / unquote(parsed.path).lstrip("/")
+            if target.is_dir():
+                target = target / "index.html"
+            if not target.is_file():
+                broken.append((name, href))
+                continue
+            if parsed.fragment and target.suffix == ".html":
+                text = cache.setdefault(target, target.read_text(errors="replace"))
+                if f'id="{unquote(parsed.fragment)}"' not in text:
+                    broken.append((name, href))
+    assert not broken, f"internal links that do not resolve: {broken[:20]}"

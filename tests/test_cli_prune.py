@@ -1,0 +1,90 @@
+"""`rmtlib prune`: prunes, saves a reloadable checkpoint; bad input exits 2 and writes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rmtlib.cli import main
+from rmtlib.count import count_params
+from rmtlib.io import read_checkpoint, save_checkpoint
+from rmtlib.lowrank import LowRankLinear
+from rmtlib.models import create_model
+
+TINY_VIT = ["vit_tiny_patch16_224", "--set", "img_size=32", "--set", "patch_size=8", "--set", "depth=2",
+            "--set", "num_classes=10"]
+
+
+def test_prune_fc_and_reload(tmp_path: Path, capsys: pytest.CaptureFixture):
+    torch.manual_seed(0)
+    source = create_model("fc:64-48-10")
+    save_checkpoint(source, tmp_path / "in.safetensors")
+    out = tmp_path / "out" / "pruned.safetensors"
+    rc = main(["prune", "fc:64-48-10", "--checkpoint", str(tmp_path / "in.safetensors"), "--method", "magnitude",
+               "--sparsity", "0.5", "--option", "scope=global", "--out", str(out), "--report", str(tmp_path / "r.csv"),
+               "--layers", "--quiet"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "reached 0.5000" in text and "MACs per sample" in text and "scope=global" in text
+    reloaded = create_model("fc:64-48-10", checkpoint=out)
+    counts = count_params(reloaded)
+    assert 1 - counts["nonzero"] / counts["dense"] == pytest.approx(0.5, abs=1e-3)
+    _, record = read_checkpoint(out)
+    meta = record["metadata"]
+    assert meta["method"] == "magnitude" and meta["options"] == {"scope": "global"} and meta["sparsity_target"] == 0.5
+    # the weights that survive are the source's own
+    kept = reloaded[1].weight != 0
+    assert torch.equal(reloaded[1].weight[kept], source[1].weight[kept])
+    assert (tmp_path / "r.csv").read_text().startswith("layer,kind,m,n")
+
+
+def test_prune_vit_lowrank_and_reload(tmp_path: Path, capsys: pytest.CaptureFixture):
+    out = tmp_path / "vit.safetensors"
+    assert main(["prune", *TINY_VIT, "--method", "rmt_lowrank", "--sparsity", "0.5", "--out", str(out), "--quiet"]) == 0
+    assert "0.5" in capsys.readouterr().out
+    reloaded = create_model("vit_tiny_patch16_224", checkpoint=out, img_size=32, patch_size=8, depth=2, num_classes=10)
+    assert isinstance(reloaded.blocks[0].mlp.fc1, LowRankLinear)
+    counts = count_params(reloaded)
+    assert counts["stored"] == read_checkpoint(out)[1]["metadata"]["params"]["stored"]
+    assert 1 - counts["nonzero"] / counts["dense"] >= 0.5
+    assert torch.isfinite(reloaded(torch.randn(1, 3, 32, 32))).all()
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as stop:  # argparse rejects bad values itself, with code 2
+        return int(stop.code)
+
+
+@pytest.mark.parametrize("extra", [
+    ["--method", "magnitude", "--sparsity", "1.0"],
+    ["--method", "magnitude", "--sparsity", "-0.2"],
+    ["--method", "magnitude", "--sparsity", "half"],
+    ["--method", "nope", "--sparsity", "0.5"],
+    ["--method", "magnitude", "--sparsity", "0.5", "--exclude", "*"],
+    ["--method", "magnitude", "--sparsity", "0.5", "--option", "bogus=1"],
+    ["--method", "magnitude", "--sparsity", "0.5", "--checkpoint", "missing.safetensors"],
+    ["--method", "magnitude"],
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, extra: list[str], monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.safetensors"
+    assert _exit_code(["prune", "fc:16-8-4", *extra, "--out", str(out), "--quiet"]) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nan_and_unreadable_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture):
+    model = create_model("fc:16-8-4")
+    with torch.no_grad():
+        model[3].weight[0, 0] = float("nan")
+    save_checkpoint(model, tmp_path / "nan.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    out = tmp_path / "out.safetensors"
+    for ckpt, message in (("nan.safetensors", "layer 3: weight contains 1 NaN"), ("junk.safetensors", "junk.safetensors")):
+        rc = _exit_code(["prune", "fc:16-8-4", "--checkpoint", str(tmp_path / ckpt), "--method", "rmt",
+                         "--sparsity", "0.3", "--out", str(out), "--quiet"])
+        assert rc == 2 and message in capsys.readouterr().err
+        assert not out.exists()

@@ -1,0 +1,49 @@
+"""`rmtlib train` and `rmtlib eval`: a tiny run writes a checkpoint + card that eval reproduces; bad input exits 2."""
+
+import json
+
+from rmtlib.cli import main
+from rmtlib.data import sha256_file
+
+
+def test_train_then_eval_roundtrip(tmp_path, capsys):
+    ckpt, card = tmp_path / "fc.safetensors", tmp_path / "fc.json"
+    rc = main(["train", "fc:784-32-10", "--data", "mnist", "--epochs", "3", "--train-subset", "2000", "--schedule", "constant",
+               "--lr", "3e-3", "--l1", "1e-6", "--l2", "1e-6", "--out", str(ckpt), "--card", str(card), "--quiet", "--device", "cpu"])
+    assert rc == 0
+    meta = json.loads(card.read_text())
+    assert meta["sha256"] == sha256_file(ckpt) and meta["epochs"] == 3 and meta["data"]["train_samples"] == 2000
+    assert meta["test_accuracy"] > 0.8  # 2000 samples are enough for a small MLP
+    out = tmp_path / "eval.json"
+    assert main(["eval", "fc:784-32-10", "--checkpoint", str(ckpt), "--data", "mnist", "--quiet", "--out", str(out), "--device", "cpu"]) == 0
+    assert json.loads(out.read_text())["accuracy"] == meta["test_accuracy"]
+    assert "top-1" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2(tmp_path, capsys):
+    assert main(["eval", "fc:784-32-10", "--checkpoint", str(tmp_path / "missing.safetensors")]) == 2
+    assert main(["train", "fc:784-10", "--epochs", "0"]) == 2
+    assert main(["train", "fc:784-10", "--data", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.safetensors" in err and "--epochs" in err and "nowhere" in err
+
+
+def test_prune_with_finetune_reports_accuracies_and_keeps_zeros(tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    ckpt = tmp_path / "fc.safetensors"
+    assert main(["train", "fc:784-32-10", "--epochs", "2", "--train-subset", "2000", "--schedule", "constant",
+                 "--lr", "3e-3", "--out", str(ckpt), "--quiet", "--device", "cpu"]) == 0
+    out = tmp_path / "pruned.safetensors"
+    rc = main(["prune", "fc:784-32-10", "--checkpoint", str(ckpt), "--method", "magnitude", "--sparsity", "0.6",
+               "--data", "mnist", "--finetune-epochs", "1", "--train-subset", "1000", "--finetune-lr", "1e-3",
+               "--out", str(out), "--quiet"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "top-1 dense" in text and "pruned" in text and "after 1 epoch(s) of fine-tuning" in text
+    state = load_file(str(out))
+    total = sum(v.numel() for v in state.values())
+    zeros = sum(int((v == 0).sum()) for k, v in state.items() if k.endswith("weight"))
+    assert zeros / total >= 0.6 - 1e-3  # the fine-tuning kept the pruned weights at zero
+    assert main(["prune", "fc:784-32-10", "--method", "magnitude", "--sparsity", "0.5", "--finetune-epochs", "1"]) == 2

@@ -1,0 +1,96 @@
+"""Data loaders: MNIST checksum/splits, Fashion-MNIST IDX parsing and errors, synthetic sets, sharding."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from rmtlib import data
+from rmtlib.errors import DataError, InputError
+
+
+def test_mnist_checksum_and_splits():
+    assert data.sha256_file(data.mnist_file()) == data.MNIST_SHA256
+    sizes = {s: len(data.load_mnist(s)) for s in data.MNIST_SPLITS}
+    assert sizes == {"train": 50000, "val": 10000, "test": 10000}
+    x, y = data.load_mnist("test").tensors
+    assert x.shape == (10000, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert set(y.unique().tolist()) == set(range(10))
+    raw = data.load_mnist("train", normalize=False, flatten=True).tensors[0]
+    assert raw.shape == (50000, 784) and 0.0 <= float(raw.min()) and float(raw.max()) < 1.0
+    # the normalization constants are the training-set mean / std
+    assert abs(raw.mean().item() - data.MNIST_MEAN) < 1e-3 and abs(raw.std().item() - data.MNIST_STD) < 1e-3
+
+
+def test_mnist_bad_checksum_and_split(tmp_path):
+    fake = tmp_path / "mnist.pkl.gz"
+    fake.write_bytes(gzip.compress(b"not mnist"))
+    with pytest.raises(DataError, match="sha256"):
+        data.load_mnist("test", path=fake)
+    with pytest.raises(InputError, match="split"):
+        data.load_mnist("validation")
+
+
+def _write_idx(path, array, gz):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
+    payload = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(payload) if gz else payload)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_fashion_mnist_idx(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    ext = ".gz" if gz else ""
+    imgs, lbls = rng.integers(0, 256, (7, 28, 28)), rng.integers(0, 10, 7)
+    _write_idx(raw / f"t10k-images-idx3-ubyte{ext}", imgs, gz)
+    _write_idx(raw / f"t10k-labels-idx1-ubyte{ext}", lbls, gz)
+    ds = data.load_fashion_mnist(tmp_path, "test", normalize=False)
+    x, y = ds.tensors
+    assert x.shape == (7, 1, 28, 28)
+    np.testing.assert_allclose(x[:, 0].numpy(), imgs / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(y.numpy(), lbls)
+    with pytest.raises(DataError, match="train-images-idx3-ubyte"):  # the train files are missing
+        data.load_fashion_mnist(tmp_path, "train")
+
+
+def test_missing_folders_name_the_layout(tmp_path):
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte"):
+        data.load_fashion_mnist(tmp_path / "nope", "test")
+    with pytest.raises(DataError, match="<class name>"):
+        data.image_folder(tmp_path)
+    with pytest.raises(DataError, match="not a known dataset"):
+        data.load_dataset(str(tmp_path / "missing"))
+
+
+def test_image_folder_uses_timm_transform(tmp_path):
+    from PIL import Image
+    import timm
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        Image.fromarray(np.zeros((300, 350, 3), np.uint8)).save(tmp_path / cls / "x.png")
+    model = timm.create_model("resnet18", pretrained=False)
+    ds = data.image_folder(tmp_path, model)
+    x, y = ds[1]
+    cfg = model.pretrained_cfg
+    assert tuple(x.shape) == tuple(cfg["input_size"]) and y == 1
+    # a black image becomes (0 - mean) / std in each channel: the model's own normalization
+    expected = -torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])
+    torch.testing.assert_close(x.mean(dim=(1, 2)), expected.float(), rtol=1e-4, atol=1e-4)
+
+
+def test_synthetic_is_seeded_and_balanced():
+    a, b = data.synthetic_classification(90, 5, 3, seed=1), data.synthetic_classification(90, 5, 3, seed=1)
+    assert torch.equal(a.tensors[0], b.tensors[0])
+    assert torch.bincount(a.tensors[1]).tolist() == [30, 30, 30]
+    assert data.synthetic_images(20, 10).tensors[0].shape == (20, 1, 28, 28)
+
+
+def test_shard_sampler_covers_each_index_once():
+    shards = [list(data.ShardSampler(10, r, 3)) for r in range(3)]
+    assert sorted(sum(shards, [])) == list(range(10))
+    assert [len(s) for s in shards] == [4, 3, 3]

@@ -1,0 +1,97 @@
+"""LowRankLinear / LowRankConv2d: exact at full rank, optimal truncation, factorize only when it pays."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rmtlib.errors import InputError
+from rmtlib.lowrank import (
+    LowRankConv2d, LowRankLinear, apply_lowrank_structure, factorize, factorize_linear, low_rank_factors,
+    lowrank_structure, max_useful_rank, replace_module, saves_params,
+)
+
+
+def test_full_rank_reproduces_linear_outputs():
+    lin = nn.Linear(48, 32)
+    x = torch.randn(16, 48)
+    low = LowRankLinear.from_linear(lin, 32)
+    assert low.down.weight.shape == (32, 48) and low.up.weight.shape == (32, 32)
+    torch.testing.assert_close(low(x), lin(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(low.rmt_matrix(), lin.weight.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_full_rank_reproduces_conv_outputs():
+    conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+    x = torch.randn(2, 3, 9, 9)
+    low = LowRankConv2d.from_conv(conv, 8)
+    torch.testing.assert_close(low(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_truncation_is_the_best_rank_r_approximation():
+    lin = nn.Linear(40, 30, bias=False)
+    w = lin.weight.detach().double().numpy()
+    r = 5
+    low = LowRankLinear.from_linear(lin, r)
+    err = np.linalg.norm(low.rmt_matrix().double().numpy() - w)
+    s = np.linalg.svd(w, compute_uv=False)
+    # Eckart-Young: the Frobenius error of the best rank-r approximation is the tail of the spectrum
+    assert err == pytest.approx(np.sqrt(np.sum(s[r:] ** 2)), rel=1e-5)
+    assert np.linalg.matrix_rank(low.rmt_matrix().numpy(), tol=1e-4) == r
+
+
+def test_factors_are_balanced_and_float64():
+    w = torch.randn(20, 10)
+    up, down = low_rank_factors(w, 4)
+    assert up.dtype == torch.float64 and up.shape == (20, 4) and down.shape == (4, 10)
+    torch.testing.assert_close(up.norm(dim=0), down.norm(dim=1))
+
+
+def test_factorize_linear_only_when_it_saves():
+    m, n = 30, 20  # threshold m n / (m + n) = 12
+    assert max_useful_rank(m, n) == 11
+    assert saves_params(m, n, 11) and not saves_params(m, n, 12)
+    lin = nn.Linear(n, m)
+    small = factorize_linear(lin, 11)
+    big = factorize_linear(lin, 12)
+    assert isinstance(small, LowRankLinear) and small.rank == 11
+    assert type(big) is nn.Linear and big.weight.shape == (m, n)
+    assert np.linalg.matrix_rank(big.weight.detach().numpy(), tol=1e-4) == 12
+    torch.testing.assert_close(big.bias, lin.bias)
+
+
+def test_dtype_and_device_are_kept():
+    lin = nn.Linear(16, 16).to(torch.bfloat16)
+    low = factorize(lin, 4)
+    assert low.up.weight.dtype == torch.bfloat16 and low.down.weight.dtype == torch.bfloat16
+
+
+def test_replace_module_and_structure_roundtrip():
+    model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Sequential(nn.Linear(20, 20), nn.Linear(20, 5)))
+    replace_module(model, "2.0", LowRankLinear.from_linear(model[2][0], 3))
+    assert isinstance(model[2][0], LowRankLinear)
+    structure = lowrank_structure(model)
+    assert structure == {"2.0": {"type": "LowRankLinear", "rank": 3}}
+    fresh = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Sequential(nn.Linear(20, 20), nn.Linear(20, 5)))
+    apply_lowrank_structure(fresh, structure)
+    assert isinstance(fresh[2][0], LowRankLinear) and fresh[2][0].rank == 3
+    with pytest.raises(InputError, match="nope"):
+        replace_module(model, "nope", nn.Identity())
+
+
+def test_bad_rank_is_refused():
+    with pytest.raises(InputError, match="rank"):
+        low_rank_factors(torch.randn(4, 3), 4)
+    with pytest.raises(InputError, match="NaN"):
+        low_rank_factors(torch.full((4, 3), float("nan")), 1)
+
+
+@pytest.mark.parametrize("shape", [(30, 50), (50, 30)])
+def test_gram_and_svd_factorizations_agree(shape):
+    w = torch.randn(*shape, dtype=torch.float64)
+    for r in (3, 30):
+        up_g, down_g = low_rank_factors(w, r, method="gram")
+        up_s, down_s = low_rank_factors(w, r, method="svd")
+        torch.testing.assert_close(up_g @ down_g, up_s @ down_s, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(up_g.norm(dim=0), down_g.norm(dim=1))
+    torch.testing.assert_close(up_g @ down_g, w, rtol=1e-10, atol=1e-10)  # full rank: exact

@@ -1,0 +1,84 @@
+"""Tests of rmtlib.planted: the planted setting of theorem T1 and its bookkeeping."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from rmtlib.errors import InputError
+from rmtlib.planted import make_planted, planted_experiment, planted_noise, planted_trial, slack_summary
+
+
+def test_planted_noise_has_variance_g_over_n():
+    N, g = 400, 2.5
+    r = planted_noise(N, g, seed=3)
+    se = math.sqrt(2 / r.numel()) * g / N  # sd of the sample variance of N^2 Gaussians
+    assert abs(float(r.var()) - g / N) < 5 * se
+    assert abs(float(r.mean())) < 5 * math.sqrt(g / N / r.numel())
+    assert float(r.pow(2).sum()) == pytest.approx(g * N, rel=0.01)
+    assert not torch.equal(r, planted_noise(N, g, seed=4))
+    assert torch.equal(r, planted_noise(N, g, seed=3))
+
+
+def test_signal_is_low_rank_with_the_stated_norm_and_reads_the_data():
+    net = make_planted(300, d=16, rank=5, strength=2.0, g=0.5, n_samples=200, seed=1)
+    sv = torch.linalg.svdvals(net.S2)
+    np.testing.assert_allclose(sv[:5].numpy(), 2.0 * math.sqrt(0.5), rtol=1e-12)
+    assert float(sv[5:].max()) < 1e-12
+    assert float(torch.linalg.norm(net.S2)) == pytest.approx(2.0 * math.sqrt(0.5 * 5), rel=1e-12)
+    # v_k lie in the range of W1
+    proj = net.W1 @ torch.linalg.lstsq(net.W1, net.V).solution
+    assert torch.allclose(proj, net.V, atol=1e-10)
+    # teacher labels: the clean network classifies its own data perfectly
+    assert net.evaluate(net.S2, 0.0)["accuracy"] == 1.0
+
+
+def test_trial_bookkeeping_matches_a_hand_computation():
+    lam = 3e-4
+    row, path = planted_trial(128, 2, lambda_reg=lam, thetas=[0.0, 0.5, 1.0], d=16, rank=4, n_samples=300)
+    net = make_planted(128, d=16, rank=4, n_samples=300, seed=2)
+    r2 = planted_noise(128, 1.0, seed=2)
+    w2 = net.S2 + r2
+    # the L2 term by hand, and CE through an independent nn.Module forward pass
+    reg_hand = lam * float(net.W1.pow(2).sum() + w2.pow(2).sum() + net.W3.pow(2).sum())
+    ce_hand = float(F.cross_entropy(net.as_module(w2)(net.s), net.y).detach())
+    assert row["ce_W"] == pytest.approx(ce_hand, rel=1e-10)
+    assert row["loss_W"] == pytest.approx(ce_hand + reg_hand, rel=1e-10)
+    assert row["ce_S"] == pytest.approx(float(F.cross_entropy(net.as_module(net.S2)(net.s), net.y).detach()), rel=1e-10)
+    assert row["r_energy"] == pytest.approx(float(r2.pow(2).sum()), rel=1e-12)
+    assert row["cross"] == pytest.approx(2 * lam * float((net.S2 * r2).sum()), rel=1e-9)
+    # slack = L(S2) - (L(W2) - lam ||R2||^2) = CE(S2) - CE(W2) - 2 lam <S2, R2>
+    assert row["slack"] == pytest.approx(row["ce_S"] - row["ce_W"] - row["cross"], abs=1e-12)
+    assert row["holds"] == (row["slack"] <= 0)
+    p = path.set_index("theta")
+    assert p.loc[1.0, "loss"] == pytest.approx(row["loss_W"], rel=1e-12)
+    assert p.loc[0.0, "loss"] == pytest.approx(row["loss_S"], rel=1e-12)
+    half = net.evaluate(net.S2 + 0.5 * r2, lam)
+    assert p.loc[0.5, "loss"] == pytest.approx(half["loss"], rel=1e-10)
+
+
+def test_mp_split_of_planted_w2_finds_the_planted_rank():
+    row, _ = planted_trial(256, 0, lambda_reg=1e-4, split=True, d=16, rank=4, strength=3.0, n_samples=200)
+    assert row["n_spikes_found"] == 4
+
+
+def test_slack_shrinks_with_width():
+    trials, _ = planted_experiment([64, 1024], [0, 1], lambda_reg=1e-4, d=16, rank=4, n_samples=1000)
+    summary = slack_summary(trials).set_index("N")
+    assert summary.loc[1024, "abs_slack_mean"] < 0.5 * summary.loc[64, "abs_slack_mean"]
+    assert summary["abs_slack_loglog_slope"].iloc[0] < 0
+    # the removed regularization grows like lambda g N while the slack shrinks
+    assert summary.loc[1024, "reg_removed"] == pytest.approx(1e-4 * 1024, rel=0.02)
+
+
+def test_bad_input():
+    with pytest.raises(InputError, match="rank"):
+        make_planted(64, d=8, rank=9)
+    with pytest.raises(InputError, match="label_noise"):
+        make_planted(64, label_noise=1.5)
+    with pytest.raises(InputError, match="act"):
+        make_planted(64, act="softplus")
+    with pytest.raises(InputError, match="width"):
+        planted_experiment([], [0])

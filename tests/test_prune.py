@@ -1,0 +1,300 @@
+"""rmtlib.prune: every method meets the budget; the RMT methods keep signal and prune noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rmtlib.count import count_macs, count_params
+from rmtlib.errors import InputError
+from rmtlib.lowrank import LowRankLinear
+from rmtlib.pruning import prune
+from rmtlib.pruning.common import smallest_mask, split_count
+from rmtlib.pruning.rmt import sparsify_singular_vectors
+from rmtlib.spiked import bbp_threshold, spiked_matrix
+
+ALL = ["rmt", "rmt_oneshot", "rmt_lowrank", "magnitude", "svd", "random"]
+STRUCTURED = {"rmt_lowrank", "svd"}
+FAST = {"reg_steps": 2}  # keep the rmt cycles' data-free step short in tests
+
+
+def _opts(method: str) -> dict:
+    return dict(FAST) if method == "rmt" else {}
+
+
+def _fc() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 96), nn.ReLU(), nn.Linear(96, 10))
+
+
+def _vit() -> nn.Module:
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=10)
+
+
+def _check_reached(model: nn.Module, pruned: nn.Module, report, target: float, method: str) -> None:
+    dense = count_params(model)["dense"]
+    reached = 1.0 - count_params(pruned)["nonzero"] / dense
+    assert report.attrs["reached_sparsity"] == pytest.approx(reached)
+    assert report.attrs["target_sparsity"] == target
+    assert reached >= target - 1e-12
+    # element-wise methods hit the count exactly; rank-based ones to within a few rank steps
+    assert reached - target < (0.012 if method in STRUCTURED else 1e-4)
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_fc_net_reaches_target(method: str):
+    model = _fc()
+    pruned, report = prune(model, method, sparsity=0.5, **_opts(method))
+    _check_reached(model, pruned, report, 0.5, method)
+    assert list(report["layer"]) == ["0", "2", "4"]
+    assert (report["nonzero_after"] <= report["nonzero_before"]).all()
+    assert pruned(torch.randn(3, 64)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_tiny_vit_reaches_target(method: str):
+    model = _vit()
+    pruned, report = prune(model, method, sparsity=0.4, **_opts(method))
+    _check_reached(model, pruned, report, 0.4, method)
+    assert "blocks.1.mlp.fc2" in set(report["layer"]) and "patch_embed.proj" in set(report["layer"])
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.isfinite(pruned(x)).all()
+    if method in STRUCTURED:  # a real reduction of stored parameters and multiply-adds
+        assert count_params(pruned)["stored"] < 0.61 * count_params(model)["dense"]
+        assert count_macs(pruned, x) < count_macs(model, x)
+
+
+def test_magnitude_removes_exactly_the_smallest():
+    model = _fc()
+    weights = [model[i].weight.detach().numpy().copy() for i in (0, 2, 4)]
+    pruned, report = prune(model, "magnitude", sparsity=0.3)
+    total_zeroed = 0
+    for i, w in zip((0, 2, 4), weights):
+        after = pruned[i].weight.detach().numpy()
+        k = int(np.sum(after == 0))
+        total_zeroed += k
+        expected = np.zeros(w.size, dtype=bool)
+        expected[np.argsort(np.abs(w).ravel(), kind="stable")[:k]] = True
+        assert np.array_equal(after.ravel() == 0, expected)
+        assert np.array_equal(after[after != 0], w[after != 0])  # kept weights unchanged
+    # layer-wise: the same fraction of every layer
+    fractions = [np.mean(pruned[i].weight.detach().numpy() == 0) for i in (0, 2, 4)]
+    assert max(fractions) - min(fractions) < 1e-3
+    # global: one magnitude threshold across layers
+    g, _ = prune(model, "magnitude", sparsity=0.3, scope="global")
+    removed = np.concatenate([w[g[i].weight.detach().numpy() == 0] for i, w in zip((0, 2, 4), weights)])
+    kept = np.concatenate([w[g[i].weight.detach().numpy() != 0] for i, w in zip((0, 2, 4), weights)])
+    assert np.abs(removed).max() <= np.abs(kept).min()
+    assert removed.size == total_zeroed
+
+
+def _planted(m=200, n=100, strengths=(5.0, 6.0, 8.0), seed=1):
+    rng = np.random.default_rng(seed)
+    sigma = 0.05
+    thr = bbp_threshold(m, n, sigma)
+    w = spiked_matrix(m, n, [s * thr for s in strengths], sigma=sigma, rng=np.random.default_rng(seed))
+    # recover the planted directions: same rng stream as spiked_matrix
+    rng = np.random.default_rng(seed)
+    rng.standard_normal((m, n))
+    u, _ = np.linalg.qr(rng.standard_normal((m, len(strengths))))
+    layer = nn.Linear(n, m)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(w))
+    return nn.Sequential(layer), u
+
+
+def _alignment(matrix: np.ndarray, u: np.ndarray) -> float:
+    """Cosine of the largest principal angle between the top-r left singular subspace and u."""
+    left = np.linalg.svd(matrix, full_matrices=False)[0][:, : u.shape[1]]
+    return float(np.linalg.svd(left.T @ u, compute_uv=False).min())
+
+
+@pytest.mark.parametrize("method", ["rmt", "rmt_oneshot", "rmt_lowrank"])
+def test_rmt_keeps_the_planted_spikes(method: str):
+    model, u = _planted()
+    before = _alignment(model[0].weight.detach().numpy(), u)  # ~0.97: noise tilts the spikes a little
+    pruned, report = prune(model, method, sparsity=0.6, **_opts(method))
+    assert report.loc[0, "n_spikes"] == 3
+    w = (pruned[0].rmt_matrix() if hasattr(pruned[0], "rmt_matrix") else pruned[0].weight).detach().numpy()
+    after = _alignment(w, u)
+    assert after > before - (1e-3 if method == "rmt_lowrank" else 0.02)
+    rand, _ = prune(model, "random", sparsity=0.6)
+    assert after > _alignment(rand[0].weight.detach().numpy(), u) + 0.08  # random pruning tilts them far more
+
+
+def test_rmt_lowrank_without_target_keeps_exactly_the_spikes():
+    model, u = _planted()
+    pruned, report = prune(model, "rmt_lowrank")
+    assert isinstance(pruned[0], LowRankLinear) and pruned[0].rank == 3
+    assert report.loc[0, "rank_kept"] == 3
+    w = model[0].weight.detach().double().numpy()
+    uu, ss, vv = np.linalg.svd(w, full_matrices=False)
+    np.testing.assert_allclose(pruned[0].rmt_matrix().numpy(), (uu[:, :3] * ss[:3]) @ vv[:3], atol=1e-5)
+    half, _ = prune(model, "rmt_lowrank", bulk_fraction=0.5)
+    assert half[0].rank == 3 + int(np.ceil(0.5 * 97))  # 3 + 49 < 200*100/300: still factorized
+
+
+def _noise_and_signal() -> nn.Sequential:
+    """Two 128 x 128 layers with the same Frobenius norm: pure noise, and a strong rank-40 signal."""
+    rng = np.random.default_rng(7)
+    noise = rng.standard_normal((128, 128))
+    signal = spiked_matrix(128, 128, np.linspace(6, 12, 40) * bbp_threshold(128, 128), rng=rng)
+    signal *= np.linalg.norm(noise) / np.linalg.norm(signal)
+    model = nn.Sequential(nn.Linear(128, 128, bias=False), nn.Linear(128, 128, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.from_numpy(noise))
+        model[1].weight.copy_(torch.from_numpy(signal))
+    return model
+
+
+@pytest.mark.parametrize("method", ["rmt", "rmt_oneshot"])
+def test_rmt_prunes_noisy_layers_more(method: str):
+    pruned, report = prune(_noise_and_signal(), method, sparsity=0.4, **_opts(method))
+    noise, signal = report.iloc[0], report.iloc[1]
+    assert noise["gamma"] > 0.95 and signal["gamma"] < 0.75
+    frac = 1 - report["nonzero_after"] / report["nonzero_before"]
+    assert frac.iloc[0] > frac.iloc[1] + 0.1
+    mag, mreport = prune(_noise_and_signal(), "magnitude", sparsity=0.4)  # the baseline does not tell them apart
+    mfrac = 1 - mreport["nonzero_after"] / mreport["nonzero_before"]
+    assert abs(mfrac.iloc[0] - mfrac.iloc[1]) < 0.01
+
+
+def test_rmt_cycles_log_and_fixed_cycles():
+    model = _fc()
+    _, report = prune(model, "rmt", sparsity=0.3, reg_steps=0)
+    log = report.attrs["cycle_log"]
+    sparsities = [c["sparsity"] for c in log]
+    assert sparsities == sorted(sparsities) and sparsities[-1] == pytest.approx(report.attrs["reached_sparsity"])
+    assert [c["sv_step"] for c in log[:2]] == [False, True]
+    _, fixed = prune(model, "rmt", cycles=2, reg_steps=1)
+    assert fixed.attrs["cycles"] == 2 and fixed.attrs["target_sparsity"] is None
+    assert 0.05 < fixed.attrs["reached_sparsity"] < 0.2  # about 6% of the random-looking weights per cycle
+
+
+def test_oneshot_z_sweep_is_monotone():
+    model = _fc()
+    values = [prune(model, "rmt_oneshot", z=z)[1].attrs["reached_sparsity"] for z in (0.0, 0.02, 0.05)]
+    assert values[0] == 0.0 and values[0] < values[1] < values[2]
+
+
+def test_singular_vector_sparsification():
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.standard_normal((60, 60)))
+    v, _ = np.linalg.qr(rng.standard_normal((40, 40)))
+    s = np.concatenate([[50.0], np.linspace(1.9, 0.01, 39)])
+    w = (u[:, :40] * s) @ v.T
+    w[0, 0] = 0.0
+    theta, edge = 0.5, 2.0
+    out = sparsify_singular_vectors(torch.from_numpy(w), sv_edge=edge, theta=theta, floor=1 / 750).numpy()
+    # independent computation of T_j = theta max(1/750, (1 - s_j/s_+)_+^30) and the rebuild
+    uu, ss, vh = np.linalg.svd(w, full_matrices=False)
+    t = theta * np.maximum(1 / 750, np.clip(1 - ss / edge, 0, None) ** 30)
+    uu = np.where(np.abs(uu) < t[None, :], 0, uu)
+    vh = np.where(np.abs(vh) < t[:, None], 0, vh)
+    expected = ((uu * ss) @ vh) * (w != 0)
+    np.testing.assert_allclose(out, expected, atol=1e-10)
+    assert out[0, 0] == 0  # pruned weights stay pruned
+    top_u, top_s, _ = np.linalg.svd(out)
+    assert abs(abs(top_u[:, 0] @ u[:, 0]) - 1) < 1e-4 and top_s[0] == pytest.approx(50.0, rel=1e-3)  # spike intact
+    assert np.mean(uu[:, -1] == 0) > 0.9 and np.mean(uu[:, 0] == 0) < 0.05  # deep bulk wiped out, spike kept
+
+
+def test_input_untouched_unless_inplace():
+    model = _fc()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pruned, _ = prune(model, "magnitude", sparsity=0.5)
+    assert pruned is not model
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    low, _ = prune(model, "rmt_lowrank", sparsity=0.5)
+    assert all(type(model[i]) is nn.Linear for i in (0, 2, 4))
+    same, _ = prune(model, "magnitude", sparsity=0.5, inplace=True)
+    assert same is model and count_params(model)["nonzero"] < count_params(pruned)["dense"] * 0.51
+
+
+def test_include_exclude_and_split_qkv():
+    model = _vit()
+    pruned, report = prune(model, "magnitude", sparsity=0.2, exclude=["head", "patch_embed.*"], split_qkv=True)
+    names = list(report["layer"])
+    assert "head" not in names and "patch_embed.proj" not in names
+    assert {"blocks.0.attn.qkv.q", "blocks.0.attn.qkv.k", "blocks.0.attn.qkv.v"} <= set(names)
+    assert torch.equal(pruned.head.weight, model.head.weight)
+    _check_reached(model, pruned, report, 0.2, "magnitude")
+    _, only = prune(model, "rmt_oneshot", sparsity=0.1, include="blocks.*.mlp.*")
+    assert len(only) == 4
+
+
+def test_pruning_a_low_rank_model_counts_against_dense():
+    model = _fc()
+    low, _ = prune(model, "rmt_lowrank", sparsity=0.5)
+    more, report = prune(low, "magnitude", sparsity=0.7)
+    assert report.attrs["params_dense"] == count_params(model)["dense"]
+    assert report.attrs["reached_sparsity"] == pytest.approx(0.7, abs=1e-4)
+    assert any(name.endswith(".down") for name in report["layer"])
+
+
+def test_too_high_target_is_refused_with_the_limit():
+    model = _vit()
+    with pytest.raises(InputError, match="highest reachable sparsity"):
+        prune(model, "magnitude", sparsity=0.9, include="head")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(method="magnitude", sparsity=1.0), "sparsity"),
+    (dict(method="magnitude", sparsity=-0.1), "sparsity"),
+    (dict(method="magnitude", sparsity="0.5"), "sparsity"),
+    (dict(method="magnitude"), "sparsity= is required"),
+    (dict(method="bogus", sparsity=0.5), "unknown pruning method 'bogus'"),
+    (dict(method="rmt", sparsity=0.5, rhoo=1), "unknown option"),
+    (dict(method="magnitude", sparsity=0.5, exclude="*"), "no prunable"),
+    (dict(method="svd", sparsity=0.5, split_qkv=True), "split_qkv"),
+    (dict(method="magnitude", sparsity=0.5, scope="everywhere"), "scope"),
+])
+def test_bad_input(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        prune(_fc(), **kwargs)
+
+
+def test_nan_weights_name_the_layer():
+    model = _fc()
+    with torch.no_grad():
+        model[2].weight[3, 4] = float("nan")
+    for method in ("magnitude", "rmt_lowrank"):
+        with pytest.raises(InputError, match="layer 2: weight contains 1 NaN"):
+            prune(model, method, sparsity=0.5)
+    with pytest.raises(InputError, match="no prunable"):
+        prune(nn.Sequential(nn.ReLU()), "rmt", sparsity=0.5)
+
+
+def test_helpers():
+    keys = torch.tensor([3.0, 1.0, 2.0, 1.0, 5.0])
+    assert smallest_mask(keys, 2).tolist() == [False, True, False, True, False]
+    assert smallest_mask(keys, 1).tolist() == [False, True, False, False, False]  # ties: lowest index
+    assert split_count(10, [1, 1, 2], [100, 100, 100]) == [3, 2, 5]
+    assert split_count(10, [1, 1], [2, 100]) == [2, 8]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", ["rmt_oneshot", "rmt_lowrank", "magnitude"])
+def test_cuda_matches_cpu(method: str):
+    model = _vit()
+    cpu, cpu_report = prune(model, method, sparsity=0.4)
+    gpu, gpu_report = prune(model.cuda(), method, sparsity=0.4, device="cuda")
+    assert next(gpu.parameters()).is_cuda
+    assert gpu_report.attrs["reached_sparsity"] == pytest.approx(cpu_report.attrs["reached_sparsity"], abs=2e-4)
+    assert list(gpu_report["rank_kept"].fillna(-1)) == list(cpu_report["rank_kept"].fillna(-1))
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(gpu(x.cuda()).cpu(), cpu(x), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["rmt_lowrank", "svd"])
+def test_rank_multiple_keeps_ranks_aligned(method: str):
+    model = _vit()
+    pruned, report = prune(model, method, sparsity=0.4, rank_multiple=16)
+    factorized = report[report["params_after"] < report["params_before"]]
+    assert len(factorized) >= 5 and (factorized["rank_kept"] % 16 == 0).all()
+    assert report.attrs["reached_sparsity"] >= 0.4 and report.attrs["reached_sparsity"] < 0.4 + 0.03

@@ -1,0 +1,185 @@
+"""Tests of rmtlib.randomness: the MP split, bulk energy, spectral tracking, theta/noise paths."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from rmtlib.errors import InputError
+from rmtlib.models import fc_net
+from rmtlib.randomness import (
+    SpectralTracker, bulk_energy, gaussian_init_, l2_term, monotonicity, noise_path, split_at_edge,
+    strength_ordering, theta_path,
+)
+from rmtlib.spiked import bbp_threshold, spiked_matrix
+from rmtlib.train import evaluate, train
+
+
+def _spiked(m=300, n=150, strengths=(3.0, 2.0, 1.5), seed=0):
+    sigma = 1.0 / math.sqrt(max(m, n))
+    thr = bbp_threshold(m, n, sigma)
+    return np.asarray(spiked_matrix(m, n, [s * thr for s in strengths], sigma=sigma, rng=np.random.default_rng(seed)),
+                      dtype=np.float64)
+
+
+def test_split_reconstructs_and_keeps_exactly_the_spikes():
+    w = _spiked()
+    s, r, fit = split_at_edge(torch.from_numpy(w), 0.25, 0.1)
+    assert torch.allclose(s + r, torch.from_numpy(w), rtol=0, atol=1e-13)
+    assert fit.n_spikes == 3  # three planted components, all well above the BBP threshold
+    sv_s = torch.linalg.svdvals(s).numpy()  # a direct SVD: the tiny ones are at rounding level
+    np.testing.assert_allclose(sv_s[:3], fit.spikes, rtol=1e-10)
+    assert np.all(sv_s[3:] < 1e-10 * sv_s[0])
+    # the bulk keeps every singular value at or below the edge, and nothing else
+    sv_r = torch.linalg.svdvals(r).numpy()
+    np.testing.assert_allclose(np.sort(sv_r)[::-1][: fit.p - 3], fit.singular_values[3:], rtol=1e-9, atol=1e-12)
+    assert sv_r.max() <= fit.sv_edge
+    assert bulk_energy(fit) == pytest.approx(float(r.pow(2).sum()), rel=1e-10)
+    # S and R live in orthogonal singular subspaces: the Frobenius energies add
+    assert float(torch.sum(s * r)) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_split_of_pure_noise_with_no_spike_is_all_bulk():
+    w = np.random.default_rng(3).standard_normal((400, 100)) / 20
+    s, r, fit = split_at_edge(w, 0.25, 0.1)
+    if fit.n_spikes == 0:
+        assert float(s.abs().max()) == 0.0 and torch.equal(r, torch.from_numpy(w))
+    assert fit.n_spikes <= 1
+
+
+def test_split_rejects_bad_input():
+    with pytest.raises(InputError, match="too small"):
+        split_at_edge(torch.randn(10, 40), name="head")
+    with pytest.raises(InputError, match="NaN"):
+        split_at_edge(torch.full((20, 20), float("nan")))
+    with pytest.raises(InputError, match="2-D"):
+        split_at_edge(torch.randn(3, 20, 20))
+
+
+def test_gaussian_init_has_variance_one_over_fan_in():
+    model = gaussian_init_(fc_net([784, 256, 256, 10]), seed=1)
+    for idx, fan_in in ((1, 784), (3, 256), (5, 256)):
+        w = model[idx].weight.detach().double()
+        se = math.sqrt(2 / w.numel()) / fan_in  # sd of the sample variance
+        assert abs(float(w.var()) - 1 / fan_in) < 5 * se
+        assert float(model[idx].bias.detach().abs().max()) == 0.0
+
+
+def _data(n=256, d=40, classes=4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=gen)
+    y = (x[:, :classes] * 2).argmax(1)
+    return TensorDataset(x, y)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    model = gaussian_init_(fc_net([40, 48, 48, 4]), seed=0)
+    loader = DataLoader(_data(), batch_size=64)
+    train(model, loader, 3, optimizer="sgd", lr=0.1, schedule="constant", progress=False)
+    return model.eval(), loader
+
+
+def test_tracker_records_every_layer_and_epoch(trained):
+    model = gaussian_init_(fc_net([40, 48, 48, 4]), seed=0)
+    loader = trained[1]
+    tracker = SpectralTracker(tags={"width": 48})
+    tracker.observe(0, model)
+    train(model, loader, 2, optimizer="sgd", lr=0.1, schedule="constant", hooks=[tracker], progress=False)
+    df = tracker.frame()
+    assert sorted(df["epoch"].unique()) == [0, 1, 2]
+    assert set(df["layer"]) == {"1", "3", "5"}
+    head = df[df["layer"] == "5"]
+    assert (head["status"] == "too_small").all() and head["sigma2"].isna().all()
+    ok = df[df["status"] == "ok"]
+    assert np.allclose(ok["bulk_energy"] + ok["spike_energy"], ok["total_energy"], rtol=1e-12)
+    final = dict(model.named_modules())
+    for layer in ("1", "3"):
+        row = ok[(ok["epoch"] == 2) & (ok["layer"] == layer)].iloc[0]
+        assert row["total_energy"] == pytest.approx(float(final[layer].weight.detach().double().pow(2).sum()), rel=1e-10)
+    # at initialisation the N x N layer is pure N(0, 1/48) noise
+    init = ok[(ok["epoch"] == 0) & (ok["layer"] == "3")].iloc[0]
+    assert init["sigma2"] == pytest.approx(1 / 48, rel=0.25)
+
+
+def test_theta_path_end_points_and_exact_regularizer(trained):
+    model, loader = trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    lam = 1e-3
+    thetas = [0.0, 0.25, 0.5, 1.0]
+    df = theta_path(model, None, thetas, None, loader, lam)
+    assert set(df["target"]) == {"1", "3", "all"}
+    # the model itself is not touched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    ref = evaluate(model, loader)
+    reg_ref = lam * sum(float(p.double().pow(2).sum()) for n, p in model.named_parameters() if n.endswith("weight"))
+    for _, row in df[df["theta"] == 1.0].iterrows():
+        assert row["ce"] == ref["loss"] and row["accuracy"] == ref["accuracy"]
+        assert row["reg"] == pytest.approx(reg_ref, rel=1e-6)
+    # reg(theta) = reg(1) - lambda (1 - theta^2) ||R||_F^2, exactly (S and R are orthogonal)
+    for target, group in df.groupby("target"):
+        r1 = group[group["theta"] == 1.0]["reg"].iloc[0]
+        expected = r1 - lam * (1 - group["theta"] ** 2) * group["bulk_energy"]
+        np.testing.assert_allclose(group["reg"], expected, rtol=1e-5)
+    # theta = 0 for all layers is the model with every split layer replaced by its spikes
+    spiky = fc_net([40, 48, 48, 4])
+    spiky.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for idx in (1, 3):
+            s, _, _ = split_at_edge(spiky[idx].weight, 0.25, 0.1)
+            spiky[idx].weight.copy_(s.float())
+    zero = df[(df["target"] == "all") & (df["theta"] == 0.0)].iloc[0]
+    assert zero["ce"] == pytest.approx(evaluate(spiky, loader)["loss"], rel=1e-6)
+
+
+def test_theta_path_rejects_unknown_layer(trained):
+    model, loader = trained
+    with pytest.raises(InputError, match="nope"):
+        theta_path(model, ["nope"], [0, 1], None, loader, 0.0)
+
+
+def test_noise_path_zero_is_the_model_and_energy_scales(trained):
+    model, loader = trained
+    df = noise_path(model, ["1", "3"], [0.0, 0.5, 2.0], None, loader, 1e-3, n_draws=2, seed=1)
+    ref = evaluate(model, loader)
+    zero = df[df["scale"] == 0.0]
+    assert (zero["ce"] == ref["loss"]).all() and (zero["added_energy"] == 0).all()
+    for _, group in df.groupby("draw"):
+        e = group.set_index("scale")["added_energy"]
+        assert e[2.0] == pytest.approx(4 * e[0.5], rel=1e-12)  # same G for every t of a draw
+    # t = 2 adds about 2 sigma2 m n of energy to each layer
+    from rmtlib.fit import fit_mp
+
+    expected = sum(2 * fit_mp(model[i].weight, alpha=0.25, beta=0.1).sigma2 * model[i].weight.numel() for i in (1, 3))
+    assert df[df["scale"] == 2.0]["added_energy"].mean() == pytest.approx(expected, rel=0.05)
+
+
+def test_monotonicity_counts_violations():
+    df = pd.DataFrame({"g": ["a"] * 4 + ["b"] * 4, "x": [0, 1, 2, 3] * 2, "y": [1.0, 2.0, 3.0, 4.0, 1.0, 3.0, 2.0, 5.0]})
+    out = monotonicity(df, "x", ["y"], by="g").set_index("g")
+    assert out.loc["a", "monotone"] and out.loc["a", "holds"] and out.loc["a", "n_violations"] == 0
+    assert not out.loc["b", "monotone"] and out.loc["b", "n_violations"] == 1
+    assert out.loc["b", "worst_violation"] == pytest.approx(1.0)
+    assert out.loc["b", "change"] == pytest.approx(4.0) and out.loc["b", "rel_change"] == pytest.approx(4.0)
+    dec = monotonicity(df, "x", ["y"], by="g", expect="decreasing").set_index("g")
+    assert dec.loc["a", "n_violations"] == 3 and not dec.loc["a", "holds"]
+    with pytest.raises(InputError, match="missing|not in"):
+        monotonicity(df, "x", ["z"])
+
+
+def test_strength_ordering():
+    summary = pd.DataFrame({"layer": ["1"] * 3 + ["3"] * 3, "l2": [0, 1e-3, 1e-2] * 2,
+                            "rel_change": [0.1, -0.3, -0.9, -0.2, -0.1, -0.5]})
+    out = strength_ordering(summary, ["layer"]).set_index("layer")
+    assert out.loc["1", "ordered"] and out.loc["1", "spearman"] == pytest.approx(-1.0)
+    assert not out.loc["3", "ordered"]
+
+
+def test_l2_term_matches_hand_computation():
+    model = fc_net([20, 30, 5])
+    expected = float(model[1].weight.double().pow(2).sum() + model[3].weight.double().pow(2).sum())
+    assert float(l2_term(model)) == pytest.approx(expected, rel=1e-12)

@@ -1,0 +1,149 @@
+"""Penalties (values and gradients), the weight mask, and MP-scheduled splitting."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rmtlib.errors import InputError
+from rmtlib.fit import fit_mp
+from rmtlib.lowrank import LowRankLinear
+from rmtlib.models import fc_net
+from rmtlib.regularize import (
+    L1, L2, GroupLasso, MPSplitScheduler, WeightMask, bulk_fraction, mp_split_layer, mp_split_rank,
+)
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return fc_net([6, 5, 4, 3])
+
+
+def _weights(net):
+    return [m.weight for m in net if isinstance(m, nn.Linear)]
+
+
+def test_penalty_values_by_hand():
+    net = _net()
+    ws = _weights(net)
+    l1 = sum(w.abs().sum() for w in ws)
+    l2 = sum((w**2).sum() for w in ws)
+    gl_rows = sum(torch.sqrt((w**2).sum(1)).sum() for w in ws)
+    gl_cols = sum(torch.sqrt((w**2).sum(0)).sum() for w in ws)
+    torch.testing.assert_close(L1(0.3)(net), 0.3 * l1)
+    torch.testing.assert_close(L2(0.2)(net), 0.2 * l2)
+    torch.testing.assert_close(GroupLasso(0.1)(net), 0.1 * gl_rows)
+    torch.testing.assert_close(GroupLasso(0.1, groups="cols")(net), 0.1 * gl_cols)
+    combo = L1(0.3) + L2(0.2) + GroupLasso(0.1)
+    torch.testing.assert_close(combo(net), 0.3 * l1 + 0.2 * l2 + 0.1 * gl_rows)
+    assert len(combo.parts) == 3
+    # include patterns and per-layer scales
+    torch.testing.assert_close(L1(1.0, include=["1"])(net), ws[0].abs().sum())
+    torch.testing.assert_close(L2(1.0, scales={"3": 0.0, "5": 0.0})(net), (ws[0] ** 2).sum())
+    with pytest.raises(InputError):
+        L1(-1.0)
+
+
+def test_penalty_gradients_are_analytic():
+    net = _net()
+    with torch.no_grad():
+        net[1].weight[0] = 0.0  # an all-zero row: group-lasso subgradient 0, L1 sign 0
+    (L1(0.3) + L2(0.2) + GroupLasso(0.1))(net).backward()
+    for w in _weights(net):
+        d = w.detach()
+        norms = d.norm(dim=1, keepdim=True)
+        gl = torch.where(norms > 0, d / norms.clamp_min(1e-30), torch.zeros_like(d))
+        expected = 0.3 * torch.sign(d) + 0.4 * d + 0.1 * gl
+        torch.testing.assert_close(w.grad, expected)
+    assert torch.all(net[1].weight.grad[0] == 0) and torch.isfinite(net[1].weight.grad).all()
+
+
+def test_penalty_covers_lowrank_factors():
+    net = _net()
+    net[1] = LowRankLinear.from_linear(net[1], 2)
+    expected = net[1].up.weight.abs().sum() + net[1].down.weight.abs().sum() + net[3].weight.abs().sum() + net[5].weight.abs().sum()
+    torch.testing.assert_close(L1(1.0)(net), expected)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adamw"])
+def test_mask_keeps_exact_zeros_under_momentum_and_weight_decay(opt):
+    net = _net()
+    # give the pruned weights a nonzero history first: momentum buffers would move them
+    optimizer = (torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01) if opt == "sgd"
+                 else torch.optim.AdamW(net.parameters(), lr=0.1, weight_decay=0.01))
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    for _ in range(3):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        optimizer.step()
+    with torch.no_grad():
+        net[1].weight[net[1].weight.abs() < net[1].weight.abs().median()] = 0.0
+    mask = WeightMask.from_zeros(net)
+    pruned = ~mask.masks["1.weight"]
+    assert pruned.sum() > 0 and mask.sparsity() > 0
+    for _ in range(20):
+        optimizer.zero_grad()
+        (nn.functional.cross_entropy(net(x), y) + L1(1e-3)(net)).backward()
+        mask.zero_grads(net)
+        optimizer.step()
+        mask.apply(net)
+        assert torch.all(net[1].weight[pruned] == 0.0)
+    assert torch.all(net[1].weight[~pruned] != 0)
+    with pytest.raises(InputError, match="not in the model"):
+        WeightMask({"nope.weight": torch.ones(1)}).apply(net)
+
+
+def test_bulk_fraction():
+    assert bulk_fraction(0, 300) == 1.0 and bulk_fraction(150, 300) == 0.5 and bulk_fraction(400, 300) == 0.0
+    with pytest.raises(InputError):
+        bulk_fraction(1, 0)
+
+
+def _spiked(m=200, n=120, spikes=(30.0, 25.0, 20.0), seed=0):
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((m, n)) / np.sqrt(n)
+    u, _ = np.linalg.qr(rng.standard_normal((m, len(spikes))))
+    v, _ = np.linalg.qr(rng.standard_normal((n, len(spikes))))
+    return torch.tensor(noise + u @ np.diag(spikes) @ v.T, dtype=torch.float32)
+
+
+def test_split_at_f0_keeps_exactly_the_spikes():
+    w = _spiked()
+    lin = nn.Linear(120, 200)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    fit = fit_mp(w)
+    k = int((fit.singular_values > fit.sv_edge).sum())
+    assert k == 3
+    new, decision = mp_split_layer(lin, 0.0, "layer")
+    assert isinstance(new, LowRankLinear) and decision.rank == k and decision.n_spikes == k
+    u, s, vh = torch.linalg.svd(w.double(), full_matrices=False)
+    truncated = (u[:, :k] * s[:k]) @ vh[:k]
+    torch.testing.assert_close(new.rmt_matrix().double(), truncated, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(new.up.bias, lin.bias)
+
+
+def test_split_keeps_fraction_of_bulk():
+    w = _spiked()
+    rank, fit = mp_split_rank(w, 0.5)
+    spikes = int((fit.singular_values > fit.sv_edge).sum())
+    assert rank == spikes + math.floor(0.5 * (120 - spikes))
+
+
+def test_scheduler_on_fc_net_splits_hidden_layers_only():
+    torch.manual_seed(0)
+    net = fc_net([100, 200, 150, 10])
+    with torch.no_grad():
+        net[1].weight.copy_(_spiked(200, 100, seed=1))
+        net[3].weight.copy_(_spiked(150, 200, seed=2))
+    sched = MPSplitScheduler(every=2, T=4)
+    assert sched(1, net, {}) is None  # not a split epoch
+    out = sched(4, net, {})  # f = 0: only spikes remain
+    assert set(out["mp_ranks"]) == {"1", "3"} and out["mp_ranks"] == {"1": 3, "3": 3}
+    assert isinstance(net[1], LowRankLinear) and isinstance(net[3], LowRankLinear)
+    assert isinstance(net[5], nn.Linear) and not isinstance(net[5], LowRankLinear)
+    assert net(torch.randn(2, 100)).shape == (2, 10)
+    again = sched(6, net, {})  # a rank-3 product has no bulk to fit: left as it is
+    assert again["mp_ranks"] == {"1": 3, "3": 3} and net[1].rank == 3

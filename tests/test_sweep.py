@@ -1,0 +1,163 @@
+"""Sparsity sweeps on a tiny trained FC net: reached sparsity, independent re-evaluation, seeds, masks."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rmtlib.count import count_macs, count_params
+from rmtlib.data import make_loader, synthetic_classification
+from rmtlib.errors import InputError
+from rmtlib.models import fc_net
+from rmtlib.sweep import SWEEP_COLUMNS, level_table, paper_vit_results, plot_sweep, sweep
+from rmtlib.train import evaluate, train
+
+METHODS = ["rmt", "rmt_lowrank", "magnitude", "svd", "random"]
+TIMING = ["prune_s", "finetune_s"]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    full = synthetic_classification(n=640, dim=48, classes=4, seed=0, separation=3.0)
+    data = torch.utils.data.Subset(full, range(384))  # same class centres in train and test
+    test = torch.utils.data.Subset(full, range(384, 640))
+    model = fc_net([48, 96, 96, 4])
+    train(model, make_loader(data, 64, shuffle=True), 3, lr=3e-3, progress=False)
+    return model.eval(), make_loader(data, 64, shuffle=True), make_loader(test, 128)
+
+
+def _captured():
+    models = {}
+
+    def keep(method, target, pruned, report):
+        models[(method, target)] = (copy.deepcopy(pruned), report)
+
+    return models, keep
+
+
+def test_reached_sparsity_matches_counts_and_evaluation(setup):
+    model, _, test = setup
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    models, keep = _captured()
+    df = sweep(model, METHODS, [0.3, 0.6], eval_loader=test, callback=keep)
+    assert list(df.columns) == SWEEP_COLUMNS
+    assert len(df) == 1 + len(METHODS) * 2
+    dense_counts = count_params(model)
+    dense_row = df[df.method == "dense"].iloc[0]
+    assert dense_row.top1_dense == pytest.approx(100 * evaluate(model, test)["accuracy"])
+    assert dense_row.top1_dense > 80  # the tiny net learned the blobs, so accuracy drops are meaningful
+    example = next(iter(test))[0][:1]
+    for _, row in df[df.method != "dense"].iterrows():
+        pruned, report = models[(row.method, row.target)]
+        counts = count_params(pruned)
+        # the table's numbers are the counts and the accuracy of the model the method produced
+        assert row.sparsity == pytest.approx(1 - counts["nonzero"] / dense_counts["dense"], abs=1e-12)
+        assert row.stored_reduction == pytest.approx(1 - counts["stored"] / dense_counts["dense"], abs=1e-12)
+        assert row.params_dense == dense_counts["dense"]
+        assert row.sparsity == pytest.approx(report.attrs["reached_sparsity"], abs=1e-12)
+        assert row.top1_pruned == pytest.approx(100 * evaluate(pruned, test)["accuracy"])
+        assert row.macs == count_macs(pruned, example)
+        # element-wise methods hit the target to one parameter; factorized ones to one rank step
+        tol = 1.0 / dense_counts["dense"] if row.method in ("rmt", "magnitude", "random") else 0.02
+        assert abs(row.sparsity - row.target) <= tol + 1e-12, (row.method, row.target, row.sparsity)
+        structured = row.method in ("rmt_lowrank", "svd")
+        assert (row.stored_reduction > 0.2) == structured
+        assert (row.macs < row.macs_dense) == structured  # zeros alone do not save multiply-adds
+        assert np.isnan(row.top1_finetuned)
+    # the input model is untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # more pruning never helps random pruning on this net
+    rnd = df[df.method == "random"].set_index("target").top1_pruned
+    assert rnd[0.6] <= rnd[0.3] + 1e-9
+
+
+def test_finetune_keeps_mask_and_same_seed_same_numbers(setup):
+    model, train_loader, test = setup
+    models, keep = _captured()
+    kwargs = dict(eval_loader=test, finetune_loader=train_loader, finetune_steps=4, finetune_lr=1e-3, seed=3)
+    df = sweep(model, ["magnitude", "rmt_lowrank"], [0.5], callback=keep, **kwargs)
+    runs = df[df.method != "dense"]
+    assert runs.top1_finetuned.notna().all() and (runs.finetune_steps == 4).all()
+    for _, row in runs.iterrows():
+        pruned, _ = models[(row.method, row.target)]
+        # pruned weights stayed exactly zero through fine-tuning: nonzeros of the weights <= those after pruning
+        weights = [p for n, p in pruned.named_parameters() if n.endswith("weight")]
+        nnz = sum(int(torch.count_nonzero(w)) for w in weights)
+        biases = sum(int(torch.count_nonzero(p)) for n, p in pruned.named_parameters() if not n.endswith("weight"))
+        assert nnz + biases <= row.params_nonzero
+        assert row.top1_finetuned == pytest.approx(100 * evaluate(pruned, test)["accuracy"])
+    again = sweep(model, ["magnitude", "rmt_lowrank"], [0.5], **kwargs)
+    pd.testing.assert_frame_equal(df.drop(columns=TIMING), again.drop(columns=TIMING))
+
+
+def test_bad_input_is_refused(setup):
+    model, train_loader, test = setup
+    with pytest.raises(InputError, match="unknown method"):
+        sweep(model, ["nope"], [0.5], eval_loader=test)
+    with pytest.raises(InputError, match="level"):
+        sweep(model, ["magnitude"], [1.0], eval_loader=test)
+    with pytest.raises(InputError, match="finetune_loader"):
+        sweep(model, ["magnitude"], [0.5], eval_loader=test, finetune_steps=2)
+    with pytest.raises(InputError, match="not swept"):
+        sweep(model, ["magnitude"], [0.5], eval_loader=test, method_options={"rmt": {"cycles": 2}})
+
+
+def test_paper_numbers_are_the_papers():
+    paper = paper_vit_results()
+    assert (paper.source == "paper").all() and (paper.dataset == "ImageNet-1k").all()
+    assert set(SWEEP_COLUMNS) <= set(paper.columns)
+    vit_l = paper[(paper.model == "ViT-L/16 (timm)") & (paper.method == "rmt")].set_index("target")
+    assert vit_l.top1_pruned.to_dict() == pytest.approx({0.30: 85.05, 0.39: 84.08, 0.475: 81.49, 0.55: 74.40})
+    tv = paper[(paper.model == "ViT-B/16 (torchvision V1)") & (paper.method == "rmt")]
+    assert tv.top1_finetuned.tolist() == [82.2, 80.9, 78.0] and tv.top1_pruned.isna().all()
+    rerun = paper[paper.model.str.contains("re-run")]
+    mag = rerun[rerun.method == "magnitude"].set_index("target").top1_finetuned
+    rmt = rerun[rerun.method == "rmt"].set_index("target").top1_finetuned
+    assert mag.to_dict() == pytest.approx({0.3: 84.46, 0.5: 81.67, 0.7: 67.44})
+    assert (rmt >= mag).all()  # the paper's re-run: rmt at least as accurate as magnitude at every level
+    dense = paper[paper.method == "dense"].set_index("model").top1_dense
+    assert dense["ViT-B/16 (SWAG)"] == 85.30 and dense["ViT-L/16 (timm)"] == 85.84
+
+
+def test_level_table_and_plot(setup):
+    model, _, test = setup
+    df = sweep(model, ["magnitude", "random"], [0.3, 0.6], eval_loader=test)
+    table = level_table(df)
+    assert list(table.columns) == ["dense", "30%", "60%"]
+    assert table.loc["magnitude", "60%"] == df[(df.method == "magnitude") & (df.target == 0.6)].top1_pruned.item()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = plot_sweep(df)
+    dense = df[df.method == "dense"].top1_dense.item()
+    curves = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
+    assert len(curves) == 2  # one per method, each starting at the dense model's top-1 at 0%
+    for line in curves:
+        assert list(line.get_xdata()) == pytest.approx([0.0, 30.0, 60.0], abs=0.5) and line.get_ydata()[0] == pytest.approx(dense)
+    assert {"magnitude", "random", "dense model"} <= {t.get_text() for t in ax.get_legend().get_texts()}
+    ax = plot_sweep(paper_vit_results(), value="top1_pruned", hue="model", dense_line=False)
+    assert len([l for l in ax.get_lines() if len(l.get_xdata())]) >= 2
+
+
+def test_esd_helpers_read_dense_and_factorized_layers(setup):
+    from rmtlib.fit import fit_mp
+    from rmtlib.models import mnist_vit
+    from rmtlib.sweep import default_esd_layers, layer_spectra
+
+    assert default_esd_layers(mnist_vit(depth=4)) == ["blocks.0.attn.qkv", "blocks.2.mlp.fc1", "blocks.3.mlp.fc2"]
+    model, _, _ = setup
+    assert default_esd_layers(model) == ["1", "3", "5"]
+    before = layer_spectra(model, ["3"])
+    independent = fit_mp(model[3].weight.detach())
+    assert before["3"].sigma2 == pytest.approx(independent.sigma2) and before["3"].n_spikes == independent.n_spikes
+    pruned, report = __import__("rmtlib").pruning.prune(model, "rmt_lowrank", sparsity=0.6)
+    rank = int(report.set_index("layer").loc["3", "rank_kept"])
+    assert rank < 96 and hasattr(pruned[3], "rmt_matrix")
+    after = layer_spectra(pruned, ["3"])["3"]
+    sv = after.singular_values  # the product of the factors has exactly `rank` nonzero singular values
+    assert np.all(sv[rank:] < 1e-4 * sv[0]) and sv[rank - 1] > 1e-4 * sv[0]
+    with pytest.raises(InputError, match="not in the model"):
+        layer_spectra(model, ["nope"])
