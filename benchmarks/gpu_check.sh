@@ -13,5 +13,5 @@ step python3 -m pytest -q -x -p no:cacheprovider tests/test_spectra.py tests/tes
 step python3 benchmarks/analyze_speed.py --device cuda --skip-ww --repeats 5 --json "$OUT/analyze_vit_base.json"
 step python3 benchmarks/analyze_speed.py --device cuda --skip-ww --repeats 3 --model vit_huge_patch14_224 --json "$OUT/analyze_vit_huge.json"
 [ -f benchmarks/prune_speed.py ] && step python3 benchmarks/prune_speed.py --device cuda --json "$OUT/prune_speed.json"
-[ -f benchmarks/lowrank_speed.py ] && step python3 benchmarks/lowrank_speed.py --device cuda --json "$OUT/lowrank_speed.json"
+[ -f benchmarks/lowrank_speed.py ] && step python3 benchmarks/lowrank_speed.py --device cuda --batch 64 --json "$OUT/lowrank_speed.json"
 exit 0
