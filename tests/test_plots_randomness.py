@@ -1,0 +1,66 @@
+"""Tests of rmtlib.plots_randomness: the figures draw what they claim, on small real inputs."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from rmtlib.errors import InputError  # noqa: E402
+from rmtlib.fit import fit_mp  # noqa: E402
+from rmtlib.models import fc_net  # noqa: E402
+from rmtlib.planted import planted_experiment  # noqa: E402
+from rmtlib.plots_randomness import plot_decay, plot_planted_slack, plot_planted_theta, plot_singular_values  # noqa: E402
+from rmtlib.randomness import SpectralTracker, gaussian_init_  # noqa: E402
+
+
+def _spectra():
+    frames = []
+    for l2 in (0.0, 0.01):
+        model = gaussian_init_(fc_net([40, 32, 32, 4]), seed=0)
+        tracker = SpectralTracker(tags={"width": 32, "l2": l2})
+        for epoch in range(3):
+            tracker.observe(epoch, model)
+            for p in model.parameters():
+                p.data.mul_(1 - 10 * l2)  # a stand-in for weight decay: x0.9 per epoch
+        frames.append(tracker.frame())
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_plot_decay_draws_one_relative_curve_per_run():
+    fig = plot_decay(_spectra(), "3")
+    axes = fig.axes
+    assert len(axes) == 4
+    sigma_lines = [line for line in axes[0].get_lines() if len(line.get_xdata()) == 3]
+    assert len(sigma_lines) == 2
+    ys = sorted(float(line.get_ydata()[-1]) for line in sigma_lines)
+    assert ys[0] == pytest.approx(0.9**4, rel=1e-6) and ys[1] == pytest.approx(1.0)  # relative to init
+    plt.close(fig)
+    with pytest.raises(InputError, match="layer"):
+        plot_decay(_spectra(), "5")  # the 4 x 32 head is too small to fit
+
+
+def test_plot_singular_values_marks_each_edge():
+    rng = np.random.default_rng(0)
+    fits = [(f"case {i}", fit_mp(rng.standard_normal((200, 100)) * (i + 1), alpha=0.25, beta=0.1)) for i in range(2)]
+    ax = plot_singular_values(fits)
+    lines = ax.get_lines()
+    assert len(lines) == 4  # one curve and one edge line per fit
+    assert lines[1].get_ydata()[0] == pytest.approx(fits[0][1].sv_edge)
+    plt.close(ax.figure)
+
+
+def test_planted_figures():
+    trials, paths = planted_experiment([64, 128], [0, 1], thetas=[0.0, 0.5, 1.0], d=16, rank=4, n_samples=200)
+    fig = plot_planted_slack(trials)
+    assert len(fig.axes) == 2
+    mean_line = [line for line in fig.axes[0].get_lines() if line.get_label() == "mean over seeds"][0]
+    np.testing.assert_allclose(mean_line.get_ydata(), trials.groupby("N")["slack"].mean().to_numpy())
+    plt.close(fig)
+    fig = plot_planted_theta(paths, trials, 128)
+    assert len(fig.axes[0].get_lines()) == 4  # measured and predicted, for each of two seeds
+    plt.close(fig)
+    with pytest.raises(InputError, match="N=999"):
+        plot_planted_theta(paths, trials, 999)
