@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 from torch import nn
 
 from rmtlib.errors import CheckpointError, InputError
@@ -67,27 +65,9 @@ def mnist_vit(**overrides: Any) -> nn.Module:
 
 def load_state(model: nn.Module, path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Load a checkpoint into ``model``: rmtlib's safetensors (low-rank layers restored) or a torch state dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        from rmtlib.io import load_checkpoint
-    except ImportError:  # io.py not there yet: plain state dicts only
-        load_checkpoint = None
-    if load_checkpoint is not None:
-        return load_checkpoint(path, model)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    from rmtlib.io import load_checkpoint
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state.get("model", state)) if isinstance(state, dict) else state
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint {path} does not match the model: {exc}") from exc
-    return model, {}
+    return load_checkpoint(path, model)
 
 
 def model_card() -> dict:

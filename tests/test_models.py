@@ -59,7 +59,7 @@ def test_checkpoint_roundtrip(tmp_path):
     assert torch.equal(net(x), again(x))
     with pytest.raises(CheckpointError):
         models.create_model("fc:6-4-2", checkpoint=path)
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
         models.create_model("fc:6-5-2", checkpoint=tmp_path / "missing.pt")
 
 
