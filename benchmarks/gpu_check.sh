@@ -11,6 +11,7 @@ step() { echo "=== $*"; timeout 240 "$@" 2>&1 | grep -v -i warning | tail -n 40;
 step python3 -m pytest -q -x -p no:cacheprovider tests/test_spectra.py tests/test_fit.py -k "gpu or cuda or planted or noise"
 [ -f tests/test_prune.py ] && step python3 -m pytest -q -p no:cacheprovider tests/test_prune.py tests/test_lowrank.py -k "cuda or gpu"
 step python3 benchmarks/analyze_speed.py --device cuda --skip-ww --repeats 5 --json "$OUT/analyze_vit_base.json"
+step python3 benchmarks/eig_strategies.py --device cuda --json "$OUT/eig_strategies_vit_base.json"
 step python3 benchmarks/analyze_speed.py --device cuda --skip-ww --repeats 3 --model vit_huge_patch14_224 --json "$OUT/analyze_vit_huge.json"
 [ -f benchmarks/prune_speed.py ] && step python3 benchmarks/prune_speed.py --device cuda --json "$OUT/prune_speed.json"
 [ -f benchmarks/lowrank_speed.py ] && step python3 benchmarks/lowrank_speed.py --device cuda --batch 64 --json "$OUT/lowrank_speed.json"

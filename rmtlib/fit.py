@@ -13,6 +13,7 @@ small downward bias of sigma^2 (about 0.2% at p = 768).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -128,6 +129,20 @@ def _bema_window(p: int, alpha: float) -> np.ndarray:
     return np.arange(lo, hi + 1)
 
 
+@lru_cache(maxsize=256)
+def _bema_reference(p: int, N: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The BEMA window's ranks and their MP(c, 1) quantiles at (k - 1/2)/p, cached per shape.
+
+    A model repeats a handful of shapes (ViT-B/16: four), and the quantile bisection is most of
+    a fit's time, so each (p, N, alpha) is computed once. The arrays are read-only.
+    """
+    ranks = _bema_window(p, alpha)
+    q = mp_ppf((ranks - 0.5) / p, p / N, 1.0)
+    ranks.setflags(write=False)
+    q.setflags(write=False)
+    return ranks, q
+
+
 def fit_mp(
     x: Any,
     shape: tuple[int, int] | None = None,
@@ -180,8 +195,7 @@ def fit_mp(
 
     ratio = p / N
     eig_asc = (sv[::-1] ** 2) / N
-    ranks = _bema_window(p, alpha)
-    q = mp_ppf((ranks - 0.5) / p, ratio, 1.0)
+    ranks, q = _bema_reference(p, N, float(alpha))
     lam = eig_asc[ranks - 1]
     sigma2 = float(np.dot(q, lam) / np.dot(q, q))
     if not sigma2 > 0:

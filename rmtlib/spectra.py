@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from typing import Sequence
 
 import numpy as np
@@ -14,6 +13,7 @@ from tqdm.auto import tqdm
 
 from .errors import InputError
 from .fit import MIN_DIM, MPFit, fit_mp
+from .gram import gram_eigenvalues
 from .layers import layer_matrices
 
 __all__ = ["analyze", "layer_fits", "COLUMNS"]
@@ -22,8 +22,6 @@ COLUMNS = [
     "layer", "kind", "block", "m", "n", "params", "ratio", "sigma2", "lambda_plus", "sv_edge",
     "gamma", "mu", "n_spikes", "status",
 ]
-
-_EIG_CHUNK = 16
 
 
 def _block_index(name: str) -> float:
@@ -43,38 +41,26 @@ def layer_fits(
     beta: float = 0.8,
     min_dim: int = MIN_DIM,
     progress: bool = True,
+    host_workers: int | None = None,
 ) -> list[tuple[str, str, tuple[int, int], MPFit | None, str]]:
     """MP fits of every analysable matrix: a list of (layer, kind, (m, n), fit or None, status).
 
-    Each matrix is copied to ``device`` in float64 and reduced to its p x p Gram matrix there;
-    Gram matrices of equal size are diagonalised in batches. The model itself is never moved
-    or modified. NaN/Inf weights raise :class:`InputError` naming the layer; an all-zero
-    matrix is reported with status ``all_zero``.
+    Each matrix is copied to ``device`` in float64 and reduced to its p x p Gram matrix there,
+    whose eigenvalues come from :func:`rmtlib.gram.gram_eigenvalues` (CPU threads, and the GPU
+    too on CUDA; ``host_workers`` sets the CPU threads). The model is never moved or modified.
+    NaN/Inf weights raise :class:`InputError` naming the layer; an all-zero matrix is reported
+    with status ``all_zero``.
     """
-    dev = torch.device(device) if device is not None else None
     items = list(layer_matrices(model, split_qkv=split_qkv, include=include, exclude=exclude))
     if not items:
         raise InputError(f"model {type(model).__name__} has no Linear/Conv layers to analyse (include={include}, exclude={exclude})")
-    grams: dict[int, list[tuple[int, torch.Tensor]]] = defaultdict(list)
-    shapes: list[tuple[int, int]] = []
-    with torch.no_grad():
-        for index, item in enumerate(tqdm(items, desc="gram", disable=not progress, leave=False)):
-            mat = item.matrix
-            if not mat.is_floating_point():
-                raise InputError(f"layer {item.name}: weight dtype {mat.dtype} is not floating point")
-            mat = mat.to(device=dev if dev is not None else mat.device, dtype=torch.float64)
-            if not bool(torch.isfinite(mat).all()):
-                raise InputError(f"layer {item.name}: weight contains NaN or Inf entries")
-            shapes.append(tuple(mat.shape))
-            gram = mat @ mat.T if mat.shape[0] <= mat.shape[1] else mat.T @ mat
-            grams[gram.shape[0]].append((index, gram))
-        singular: dict[int, np.ndarray] = {}
-        for group in grams.values():
-            for start in range(0, len(group), _EIG_CHUNK):
-                chunk = group[start : start + _EIG_CHUNK]
-                eig = torch.linalg.eigvalsh(torch.stack([g for _, g in chunk])).cpu().numpy()
-                for (index, _), values in zip(chunk, eig):
-                    singular[index] = np.sqrt(np.clip(values[::-1], 0.0, None)).copy()
+    for item in items:
+        if not item.matrix.is_floating_point():
+            raise InputError(f"layer {item.name}: weight dtype {item.matrix.dtype} is not floating point")
+    eigenvalues = gram_eigenvalues([item.matrix for item in items], [item.name for item in items], device=device,
+                                   host_workers=host_workers, progress=progress, desc="eigenvalues")
+    shapes = [(int(item.matrix.shape[0]), int(item.matrix.shape[1])) for item in items]
+    singular = [np.sqrt(np.clip(values[::-1], 0.0, None)).copy() for values in eigenvalues]
     out = []
     for index, item in enumerate(items):
         sv = singular[index]
@@ -97,18 +83,21 @@ def analyze(
     beta: float = 0.8,
     min_dim: int = MIN_DIM,
     progress: bool = True,
+    host_workers: int | None = None,
 ) -> pd.DataFrame:
     """Fit MP to every Linear/Conv weight of ``model``; one row per analysed matrix.
 
     Columns: layer, kind, block (depth index parsed from the name), m, n, params, ratio,
     sigma2, lambda_plus, sv_edge, gamma, mu, n_spikes, status (``ok``, ``too_small``,
-    ``all_zero``). Layers that could not be fitted have NaN metrics. See :func:`layer_fits`.
+    ``all_zero``). Layers that could not be fitted have NaN metrics. ``host_workers``: CPU threads
+    for the eigenvalues (default: torch's thread count; on a GPU, 0 keeps all the work there).
+    See :func:`layer_fits`.
     """
     rows = []
     nan = float("nan")
     for name, kind, (m, n), fit, status in layer_fits(
         model, device=device, split_qkv=split_qkv, include=include, exclude=exclude,
-        alpha=alpha, beta=beta, min_dim=min_dim, progress=progress,
+        alpha=alpha, beta=beta, min_dim=min_dim, progress=progress, host_workers=host_workers,
     ):
         ok = fit is not None and fit.ok
         rows.append({

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..fit import MPFit, fit_mp
+from ..gram import gram, gram_eigenvalues
 from ..layers import layer_matrices, prunable_layers
 from ..lowrank import gram_eigh
 
@@ -141,31 +142,32 @@ _CHUNK = 16
 
 def fit_units(units: list[Unit], *, device: torch.device | None = None, alpha: float = 0.25, beta: float = 0.8,
               keep_basis: bool = False, progress: bool = False) -> None:
-    """Fit MP to every unit, diagonalising Gram matrices of equal size in batches (fast on GPUs).
-
-    ``keep_basis`` keeps each eigen-decomposition in ``unit.extra["gram_eigh"]`` (see :func:`fit_unit`).
+    """Fit MP to every unit. Eigenvalues come from :func:`rmtlib.gram.gram_eigenvalues` (CPU
+    threads, plus the GPU on CUDA); with ``keep_basis`` Gram matrices of equal size are
+    eigen-decomposed in batches and kept in ``unit.extra["gram_eigh"]`` (see :func:`fit_unit`).
     """
+    if not keep_basis:
+        values = gram_eigenvalues([u.matrix for u in units], [u.name for u in units], device=device,
+                                  progress=progress, desc="MP fit")
+        for unit, eig in zip(units, values):
+            fit_unit(unit, sv=np.sqrt(np.clip(eig[::-1], 0.0, None)).copy(), alpha=alpha, beta=beta)
+        return
     from tqdm.auto import tqdm
 
     groups: dict[tuple[int, str], list[int]] = {}
     grams: dict[int, torch.Tensor] = {}
     for index, unit in enumerate(units):
         w = unit.matrix.detach().to(device=device if device is not None else unit.matrix.device, dtype=torch.float64)
-        grams[index] = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        grams[index] = gram(w)
         groups.setdefault((grams[index].shape[0], str(grams[index].device)), []).append(index)
     bar = tqdm(total=len(units), desc="MP fit", disable=not progress, leave=False)
     for indices in groups.values():
         for start in range(0, len(indices), _CHUNK):
             chunk = indices[start : start + _CHUNK]
-            stack = torch.stack([grams.pop(i) for i in chunk])
-            if keep_basis:
-                values, vectors = torch.linalg.eigh(stack)
-            else:
-                values, vectors = torch.linalg.eigvalsh(stack), None
+            values, vectors = torch.linalg.eigh(torch.stack([grams.pop(i) for i in chunk]))
             host = values.cpu().numpy()
             for j, i in enumerate(chunk):
-                if vectors is not None:
-                    units[i].extra["gram_eigh"] = (values[j], vectors[j])
+                units[i].extra["gram_eigh"] = (values[j], vectors[j])
                 fit_unit(units[i], sv=np.sqrt(np.clip(host[j][::-1], 0.0, None)).copy(), alpha=alpha, beta=beta)
                 bar.update(1)
     bar.close()
