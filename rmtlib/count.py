@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-__all__ = ["count_params", "count_macs", "example_input", "sparsity"]
+__all__ = ["count_params", "count_macs", "example_input", "sparsity", "layer_sparsity"]
 
 
 def count_params(model: nn.Module) -> dict[str, int]:
@@ -40,6 +41,23 @@ def sparsity(model: nn.Module, dense: int | None = None) -> float:
     """1 - nonzero / dense, against ``dense`` (default: the model's own dense count)."""
     counts = count_params(model)
     return 1.0 - counts["nonzero"] / float(dense if dense is not None else counts["dense"])
+
+
+def layer_sparsity(model: nn.Module) -> pd.DataFrame:
+    """Per Linear/Conv layer (low-rank layers as one): weights held, nonzeros, and the fraction
+    of the dense layer's weights that are gone (1 - nonzero / dense m*n). Shows where a method
+    put its pruning budget."""
+    from .layers import prunable_layers, weight_matrix
+
+    rows = []
+    for name, module in prunable_layers(model):
+        weights = [p for n, p in module.named_parameters() if n.endswith("weight")]
+        with torch.no_grad():
+            dense = int(weight_matrix(module).numel())
+        nonzero = sum(int(torch.count_nonzero(w.detach())) for w in weights)
+        rows.append({"layer": name, "dense": dense, "stored": sum(w.numel() for w in weights), "nonzero": nonzero,
+                     "sparsity": 1.0 - nonzero / dense})
+    return pd.DataFrame(rows, columns=["layer", "dense", "stored", "nonzero", "sparsity"])
 
 
 def count_macs(model: nn.Module, example_input: Any) -> int:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from .errors import InputError
 
 __all__ = ["SWEEP_COLUMNS", "DEFAULT_METHODS", "sweep", "paper_vit_results", "plot_sweep", "level_table",
-           "default_esd_layers", "layer_spectra", "plot_esd_before_after"]
+           "default_esd_layers", "layer_spectra", "plot_esd_before_after", "plot_layer_sparsity"]
 
 #: The methods compared in the book: the paper's method, its factorized variant and three baselines.
 DEFAULT_METHODS: tuple[str, ...] = ("rmt", "rmt_lowrank", "magnitude", "svd", "random")
@@ -75,6 +75,8 @@ def sweep(
         finetune_loader: data for fine-tuning with the zero mask frozen
             (:func:`rmtlib.train.finetune`): ``finetune_epochs`` epochs, or, with
             ``finetune_steps``, that many optimizer steps (one partial epoch).
+        methods: method names, or labels of variants defined in ``method_options`` by a ``method``
+            key (``{"global": {"method": "magnitude", "scope": "global"}}``); rows carry the label.
         method_options: per-method keywords for :func:`rmtlib.prune` (e.g. ``{"rmt": {"cycles": 6}}``);
         prune_options: keywords for every method (``include``, ``exclude``, ``alpha``, ``beta``;
             ``fit`` defaults to False: methods that need no MP fit skip it).
@@ -90,16 +92,18 @@ def sweep(
     from .regularize import WeightMask
     from .train import finetune, get_device
 
-    unknown = [m for m in methods if m not in METHODS]
+    method_options = dict(method_options or {})
+    runs = {label: _variant(label, method_options) for label in methods}
+    unknown = [label for label, (method, _) in runs.items() if method not in METHODS]
     if unknown:
-        raise InputError(f"sweep: unknown method(s) {unknown}; choose from {sorted(METHODS)}")
+        raise InputError(f"sweep: unknown method(s) {unknown}; choose from {sorted(METHODS)}, or name a variant "
+                         "in method_options with a 'method' key (e.g. {'global': {'method': 'magnitude', 'scope': 'global'}})")
     for level in levels:
         if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 <= float(level) < 1.0:
             raise InputError(f"sweep: every level must be a sparsity in [0, 1), got {level!r}")
     do_finetune = finetune_loader is not None and (finetune_epochs > 0 or (finetune_steps or 0) > 0)
     if finetune_loader is None and (finetune_epochs > 0 or finetune_steps):
         raise InputError("sweep: fine-tuning asked for (finetune_epochs/finetune_steps) but no finetune_loader given")
-    method_options = dict(method_options or {})
     extra_methods = set(method_options) - set(methods)
     if extra_methods:
         raise InputError(f"sweep: method_options for methods not swept: {sorted(extra_methods)}")
@@ -118,15 +122,15 @@ def sweep(
                  params_stored=dense_counts["stored"], params_nonzero=dense_counts["nonzero"], top1_pruned=dense_top1,
                  top1_finetuned=np.nan, finetune_epochs=0, finetune_steps=None, macs=dense_macs, prune_s=0.0,
                  finetune_s=0.0)]
-    for method in methods:
+    for label, (method, variant_options) in runs.items():
         for level in levels:
-            options = {"fit": False, **dict(prune_options or {}), **dict(method_options.get(method, {}))}
+            options = {"fit": False, **dict(prune_options or {}), **variant_options}
             start = time.perf_counter()
             pruned, report = prune(model, method, sparsity=float(level), seed=seed, device=dev, **options)
             prune_s = time.perf_counter() - start
             pruned = pruned.to(dev).eval()
             counts = count_params(pruned)
-            row = dict(base, method=method, target=float(level),
+            row = dict(base, method=label, target=float(level),
                        sparsity=1.0 - counts["nonzero"] / dense_counts["dense"],
                        stored_reduction=1.0 - counts["stored"] / dense_counts["dense"],
                        params_stored=counts["stored"], params_nonzero=counts["nonzero"],
@@ -141,17 +145,26 @@ def sweep(
                 row["finetune_s"] = time.perf_counter() - start
                 pruned.eval()
                 row["top1_finetuned"] = _top1(pruned, eval_loader, dev, eval_batches)
-                _check_mask_held(pruned, mask, method, level)
+                _check_mask_held(pruned, mask, label, level)
             else:
                 row.update(top1_finetuned=np.nan, finetune_s=0.0)
             if callback is not None:
-                callback(method, float(level), pruned, report)
+                callback(label, float(level), pruned, report)
             rows.append(row)
             if progress:
-                print(f"{method:>12} @ {level:.2f}: sparsity {row['sparsity']:.3f}, top-1 {row['top1_pruned']:.2f}%"
+                print(f"{label:>12} @ {level:.2f}: sparsity {row['sparsity']:.3f}, top-1 {row['top1_pruned']:.2f}%"
                       + (f" -> {row['top1_finetuned']:.2f}% fine-tuned" if do_finetune else ""), flush=True)
             del pruned
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def _variant(label: str, method_options: Mapping[str, Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """(method, options) of a swept label: a method name, or a variant whose options name its ``method``."""
+    options = dict(method_options.get(label, {}))
+    method = options.pop("method", label)
+    if not isinstance(method, str):
+        raise InputError(f"sweep: method_options[{label!r}]['method'] must be a method name, got {method!r}")
+    return method, options
 
 
 def _reseed(loader: DataLoader, seed: int) -> None:
@@ -332,3 +345,23 @@ def plot_esd_before_after(before: Mapping[str, Any], after: Mapping[str, Mapping
                 ax.set_ylabel("density" if c == 0 else "")
     fig.tight_layout()
     return fig
+
+
+def plot_layer_sparsity(tables: Mapping[str, pd.DataFrame], ax: Any = None, *, title: str | None = None) -> Any:
+    """Per-layer sparsity (tables from :func:`rmtlib.count.layer_sparsity`), one line per label,
+    layers in model order: where each method put its budget."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.figure(figsize=(9, 3.6)).gca()
+    names: list[str] = []
+    for label, table in tables.items():
+        names = list(table["layer"])
+        ax.plot(range(len(table)), 100.0 * table["sparsity"].to_numpy(), marker="o", ms=3, lw=1.2, label=label)
+    short = [n.replace("blocks.", "b").replace(".attn", "").replace(".mlp", "") for n in names]
+    ax.set_xticks(range(len(names)), short, rotation=90, fontsize=7)
+    ax.set_ylabel("weights removed (% of the layer)")
+    ax.set_ylim(-3, 103)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, frameon=False)
+    return ax

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from rmtlib.count import count_macs, count_params, example_input, sparsity
+from rmtlib.count import count_macs, count_params, example_input, layer_sparsity, sparsity
 from rmtlib.lowrank import LowRankLinear
 
 
@@ -31,6 +31,21 @@ def test_count_params_low_rank_and_tied():
     tied = nn.Sequential(nn.Linear(5, 5, bias=False), nn.Linear(5, 5, bias=False))
     tied[1].weight = tied[0].weight
     assert count_params(tied)["stored"] == 25
+
+
+def test_layer_sparsity_by_hand():
+    net = _net()
+    with torch.no_grad():
+        net[0].weight[:64, :].zero_()  # a quarter of the first layer
+        net[2].weight[0, :5].zero_()
+    table = layer_sparsity(net).set_index("layer")
+    assert list(table.index) == ["0", "2"]
+    assert table.loc["0", "nonzero"] == 192 * 784 and table.loc["0", "sparsity"] == pytest.approx(0.25, abs=1e-15)
+    assert table.loc["2", "sparsity"] == pytest.approx(5 / 2560, abs=1e-15)
+    net[0] = LowRankLinear.from_linear(net[0], 8)  # a factorized layer: its two factors, against m x n
+    row = layer_sparsity(net).set_index("layer").loc["0"]
+    assert row["dense"] == 784 * 256 and row["stored"] == 8 * (784 + 256)
+    assert row["sparsity"] == pytest.approx(1 - row["nonzero"] / (784 * 256), abs=1e-15)
 
 
 def test_count_macs_linear_and_conv_by_hand():

@@ -11,6 +11,7 @@ from rmtlib.count import count_macs, count_params
 from rmtlib.data import make_loader, synthetic_classification
 from rmtlib.errors import InputError
 from rmtlib.models import fc_net
+from rmtlib.pruning import prune
 from rmtlib.sweep import SWEEP_COLUMNS, level_table, paper_vit_results, plot_sweep, sweep
 from rmtlib.train import evaluate, train
 
@@ -91,6 +92,39 @@ def test_finetune_keeps_mask_and_same_seed_same_numbers(setup):
         assert row.top1_finetuned == pytest.approx(100 * evaluate(pruned, test)["accuracy"])
     again = sweep(model, ["magnitude", "rmt_lowrank"], [0.5], **kwargs)
     pd.testing.assert_frame_equal(df.drop(columns=TIMING), again.drop(columns=TIMING))
+
+
+def test_variants_are_labelled_and_equal_their_method(setup):
+    model, _, test = setup
+    models, keep = _captured()
+    options = {"global": {"method": "magnitude", "scope": "global"}, "magnitude": {"scope": "layer"}}
+    df = sweep(model, ["magnitude", "global"], [0.6], eval_loader=test, method_options=options, callback=keep)
+    assert set(df.method) == {"dense", "magnitude", "global"}
+    direct, _ = prune(model, "magnitude", sparsity=0.6, scope="global")
+    pruned, report = models[("global", 0.6)]
+    assert report.attrs["method"] == "magnitude" and report.attrs["options"]["scope"] == "global"
+    assert all(torch.equal(a, b) for a, b in zip(direct.state_dict().values(), pruned.state_dict().values()))
+    # global and per-layer magnitude pick different weights, so the variant really ran
+    layer, _ = models[("magnitude", 0.6)]
+    assert not all(torch.equal(a, b) for a, b in zip(layer.state_dict().values(), pruned.state_dict().values()))
+    with pytest.raises(InputError, match="'method' key"):
+        sweep(model, ["nonsense"], [0.5], eval_loader=test, method_options={"nonsense": {"method": "nope"}})
+
+
+def test_layer_sparsity_plot_draws_the_counts(setup):
+    import matplotlib.pyplot as plt
+
+    from rmtlib.count import layer_sparsity
+    from rmtlib.sweep import plot_layer_sparsity
+
+    model, _, _ = setup
+    tables = {m: layer_sparsity(prune(model, m, sparsity=0.5)[0]) for m in ("magnitude", "random")}
+    ax = plot_layer_sparsity(tables)
+    lines = ax.get_lines()
+    assert [l.get_label() for l in lines] == ["magnitude", "random"]
+    np.testing.assert_allclose(lines[0].get_ydata(), 100 * tables["magnitude"]["sparsity"].to_numpy())
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(tables["magnitude"]["layer"])
+    plt.close("all")
 
 
 def test_bad_input_is_refused(setup):
