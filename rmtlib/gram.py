@@ -4,9 +4,9 @@ Per-layer analysis diagonalises one p x p Gram matrix (p = min(m, n)) per weight
 measured facts shape this module. On a CPU, one single-threaded LAPACK call per matrix on each
 core beats one multi-threaded call after another (ViT-B/16 on 2 cores: 1.7x; under load a
 2-thread eigvalsh can be far slower still). On a GPU, cuSOLVER diagonalises one matrix at a time
-for p > 32 (about 7 ms at p = 768), so the host's cores are worth using too: the Gram matrices
-are formed on the device, then the device and a pool of CPU threads take matrices from one
-queue, whichever is free, so neither waits for the other.
+for p > 32 (about 7 ms at p = 768: ViT-B/16's 50 Gram matrices took 0.38 s on an H100), so the
+host's cores are worth using too: the Gram matrices are formed on the device, then the device
+and a pool of CPU threads take matrices from one queue, whichever is free, so neither waits.
 
 All arithmetic is float64 on every path; the Gram matrix is formed where the caller asked.
 On a GPU, which processor diagonalises a given matrix depends on timing, so eigenvalues can
@@ -15,16 +15,16 @@ differ between runs in the last bits (relative 1e-15); ``host_workers=0`` keeps 
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .errors import InputError
+from .runtime import one_torch_thread, resolve_device
 
 __all__ = ["gram", "gram_eigenvalues", "default_workers", "share_work"]
 
@@ -37,17 +37,6 @@ def gram(w: torch.Tensor) -> torch.Tensor:
 def default_workers() -> int:
     """CPU threads used for eigenvalues: torch's intra-op thread count (one matrix per thread)."""
     return max(1, torch.get_num_threads())
-
-
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Each pool thread runs single-threaded LAPACK; torch's setting is restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _Queue:
@@ -66,18 +55,6 @@ class _Queue:
             if self._on_take is not None:
                 self._on_take()
             return index
-
-
-def _device(device: str | torch.device | None) -> torch.device | None:
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InputError(f"device: {err}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r}: CUDA is not available on this machine")
-    return dev
 
 
 def _finite_or_raise(flags: Sequence[torch.Tensor], names: Sequence[str]) -> None:
@@ -117,7 +94,7 @@ def gram_eigenvalues(
     """
     if len(matrices) != len(names):
         raise ValueError(f"got {len(matrices)} matrices but {len(names)} names")
-    dev = _device(device)
+    dev = resolve_device(device)
     workers = default_workers() if host_workers is None else int(host_workers)
     if workers < 0:
         raise InputError(f"host_workers must be >= 0, got {host_workers}")
@@ -135,7 +112,7 @@ def gram_eigenvalues(
 
 def _on_host(matrices: Sequence[torch.Tensor], names: Sequence[str], workers: int, bar: tqdm) -> list[np.ndarray]:
     out = []
-    with _one_torch_thread(), ThreadPoolExecutor(workers, thread_name_prefix="rmtlib-eig") as pool:
+    with one_torch_thread(), ThreadPoolExecutor(workers, thread_name_prefix="rmtlib-eig") as pool:
         # map yields in input order, so the first bad layer (in model order) is the one named
         for values in pool.map(_host_spectrum, matrices, names):
             out.append(values)
@@ -163,7 +140,7 @@ def _on_device_and_host(matrices: Sequence[torch.Tensor], names: Sequence[str], 
                 g = g.to("cpu")
         return torch.linalg.eigvalsh(g).numpy()
 
-    with _one_torch_thread():
+    with one_torch_thread():
         return share_work(len(grams), on_device, on_host, workers, on_take=lambda: bar.update(1))
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .errors import InputError
 from .fit import MIN_DIM, MPFit, fit_mp

@@ -11,16 +11,15 @@ against that theory.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from numpy.typing import ArrayLike
 
 from .errors import InputError
 from .fit import fit_mp, singular_values
+from .runtime import one_torch_thread
 
 __all__ = [
     "bbp_threshold",
@@ -29,22 +28,6 @@ __all__ = [
     "tw_scaled_top_eigenvalues",
     "bbp_detection",
 ]
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run many small eigenproblems on one thread, then restore torch's setting.
-
-    For matrices of a few hundred rows one thread is about as fast as several, and it is immune
-    to oversubscription: on a busy 2-core machine a 2-thread eigvalsh of an 800 x 800 Gram matrix
-    was measured 60x slower than the 1-thread one.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _shape(m: int, n: int) -> tuple[int, int]:
@@ -108,7 +91,7 @@ def tw_scaled_top_eigenvalues(
     N, p = _shape(m, n)
     c = p / N
     scale = N ** (-2.0 / 3.0) * c ** (-1.0 / 6.0) * (1.0 + np.sqrt(c)) ** (4.0 / 3.0)
-    with _one_thread():
+    with one_torch_thread():
         top = np.array([singular_values(spiked_matrix(m, n, sigma=sigma, rng=rng))[0] for _ in range(n_trials)])
     return ((top**2 / N) / sigma**2 - (1.0 + np.sqrt(c)) ** 2) / scale
 
@@ -135,7 +118,7 @@ def bbp_detection(
         raise InputError(f"n_trials must be >= 1, got {n_trials}")
     rng = np.random.default_rng(seed)
     rows = []
-    with _one_thread():
+    with one_torch_thread():
         for shape in shapes:
             rows.extend(_detection_rows(shape, relative_strengths, n_trials, betas, alpha, sigma, rng))
     return pd.DataFrame(rows)

@@ -14,6 +14,7 @@ from ..fit import MPFit, fit_mp
 from ..gram import gram, gram_eigenvalues
 from ..layers import layer_matrices, prunable_layers
 from ..lowrank import gram_eigh
+from ..runtime import resolve_device
 
 __all__ = ["Unit", "Budget", "elementwise_units", "structured_units", "fit_unit", "smallest_mask",
            "remove_smallest", "split_count", "resolve_device", "gram_singular_values"]
@@ -97,18 +98,6 @@ def structured_units(model: nn.Module, include: Sequence[str] | None, exclude: S
         _check_finite(name, matrix)
         units.append(Unit(name, type(module).__name__, module, matrix, nnz))
     return units
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device | None:
-    if device is None:
-        return None
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InputError(f"device: {err}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r}: CUDA is not available on this machine")
-    return dev
 
 
 def fit_unit(unit: Unit, *, sv: np.ndarray | None = None, device: torch.device | None = None,
