@@ -363,5 +363,5 @@ def plot_layer_sparsity(tables: Mapping[str, pd.DataFrame], ax: Any = None, *, t
     ax.set_ylim(-3, 103)
     if title:
         ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=8, frameon=False, loc="lower center", ncol=3)
     return ax
