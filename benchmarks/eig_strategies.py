@@ -1,10 +1,10 @@
 """Where the time of ``rmtlib.analyze`` goes, and which eigenvalue strategy is fastest on this machine.
 
 The per-layer float64 ``eigvalsh`` of the p x p Gram matrices dominates the analysis (on a GPU,
-cuSOLVER runs one matrix at a time for p > 32). This benchmark forms the Gram matrices of a random-init timm model
-once, then times, side by side in one run:
+cuSOLVER runs one matrix at a time for p > 32). This benchmark forms the Gram matrices of a
+random-init timm model once, then times, side by side in one run:
 
-  device      torch.linalg.eigvalsh on the analysis device, in batches (what rmtlib does now)
+  device      torch.linalg.eigvalsh on the analysis device, in batches (rmtlib before rmtlib.gram)
   cpu_torch   the same on CPU copies (all torch threads)
   pool_K      a pool of K threads, one numpy eigvalsh per matrix, each single-threaded
   hybrid_F    a fraction F of the matrices on the CPU pool while the rest run on the device
@@ -44,17 +44,12 @@ except ImportError:  # pragma: no cover - the pool then shares BLAS threads; the
         return nullcontext()
 
 import rmtlib  # noqa: E402
-from rmtlib.gram import gram_eigenvalues  # noqa: E402
+from rmtlib.gram import gram, gram_eigenvalues, singular_from_eigenvalues  # noqa: E402
 from _util import timed  # noqa: E402
 
 
-def grams_of(model: torch.nn.Module, device: str) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
-    grams, shapes = [], []
-    for item in rmtlib.layer_matrices(model):
-        mat = item.matrix.to(device=device, dtype=torch.float64)
-        shapes.append(tuple(mat.shape))
-        grams.append(mat @ mat.T if mat.shape[0] <= mat.shape[1] else mat.T @ mat)
-    return grams, shapes
+def grams_of(matrices: list[torch.Tensor], device: str) -> list[torch.Tensor]:
+    return [gram(m.to(device=device, dtype=torch.float64)) for m in matrices]
 
 
 def on_device(grams: list[torch.Tensor], chunk: int = 16) -> list[np.ndarray]:
@@ -101,9 +96,12 @@ def main() -> None:
         for fraction in (0.25, 0.4, 0.5):
             strategies[f"hybrid_{fraction}"] = lambda g, f=fraction: hybrid(g, f, cores)
 
+    items = list(rmtlib.layer_matrices(model))
+    matrices, labels = [item.matrix for item in items], [item.name for item in items]
+    shapes = [tuple(m.shape) for m in matrices]
     with torch.no_grad():
-        t_gram = timed(lambda: grams_of(model, args.device), args.device)
-        grams, shapes = grams_of(model, args.device)
+        t_gram = timed(lambda: grams_of(matrices, args.device), args.device)
+        grams = grams_of(matrices, args.device)
         reference = on_device(grams)
         times: dict[str, float] = {}
         for name, fn in strategies.items():
@@ -112,14 +110,12 @@ def main() -> None:
             if worst > 1e-9:
                 raise SystemExit(f"{name}: eigenvalues differ from the device's by {worst:.2e} (relative)")
             times[name] = float(np.median([timed(lambda: fn(grams), args.device) for _ in range(args.repeats)]))
-        singular = [np.sqrt(np.clip(v[::-1], 0.0, None)) for v in reference]
+        singular = [singular_from_eigenvalues(v) for v in reference]
 
         def fits() -> None:
             for sv, shape in zip(singular, shapes):
                 rmtlib.fit_mp(sv, shape=shape)
 
-        matrices = [item.matrix for item in rmtlib.layer_matrices(model)]
-        labels = [item.name for item in rmtlib.layer_matrices(model)]
         times["rmtlib_gram+eig"] = float(np.median([
             timed(lambda: gram_eigenvalues(matrices, labels, device=args.device), args.device) for _ in range(args.repeats)
         ]))

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .gram import gram, singular_from_eigenvalues
 from .mp import mp_cdf, mp_ppf
 from .tracy_widom import tw1_ppf
 
@@ -110,9 +111,7 @@ def singular_values(matrix: Any, *, name: str = "matrix", device: str | torch.de
         raise InputError(f"{name}: expected a 2-D matrix, got shape {tuple(t.shape)}")
     if device is not None:
         t = t.to(device)
-    gram = t @ t.T if t.shape[0] <= t.shape[1] else t.T @ t
-    eig = torch.linalg.eigvalsh(gram)
-    return np.sqrt(np.clip(eig.cpu().numpy()[::-1], 0.0, None)).copy()
+    return singular_from_eigenvalues(torch.linalg.eigvalsh(gram(t)).cpu().numpy())
 
 
 def _edge(sigma2: float, ratio: float, N: int, beta: float) -> float:

@@ -26,12 +26,18 @@ from tqdm.auto import tqdm
 from .errors import InputError
 from .runtime import one_torch_thread, resolve_device
 
-__all__ = ["gram", "gram_eigenvalues", "default_workers", "share_work"]
+__all__ = ["gram", "gram_eigenvalues", "singular_from_eigenvalues", "default_workers", "share_work"]
 
 
 def gram(w: torch.Tensor) -> torch.Tensor:
     """The smaller Gram matrix: W W^T when m <= n, else W^T W (p x p)."""
     return w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+
+
+def singular_from_eigenvalues(eigenvalues: np.ndarray) -> np.ndarray:
+    """Descending singular values from the ascending eigenvalues of a Gram matrix (round-off
+    below zero clipped to 0); a fresh array."""
+    return np.sqrt(np.clip(eigenvalues[::-1], 0.0, None))
 
 
 def default_workers() -> int:
@@ -59,7 +65,7 @@ class _Queue:
 
 def _finite_or_raise(flags: Sequence[torch.Tensor], names: Sequence[str]) -> None:
     """One device-to-host transfer for all the NaN/Inf checks (a sync per layer costs more on a GPU)."""
-    host = torch.stack([f.to("cpu") if f.device.type != "cpu" else f for f in flags]).numpy()
+    host = torch.stack([f.to(flags[0].device) for f in flags]).cpu().numpy()
     if not host.all():
         raise InputError(f"layer {names[int(np.argmin(host))]}: weight contains NaN or Inf entries")
 
@@ -98,11 +104,11 @@ def gram_eigenvalues(
     workers = default_workers() if host_workers is None else int(host_workers)
     if workers < 0:
         raise InputError(f"host_workers must be >= 0, got {host_workers}")
-    on_gpu = [(dev if dev is not None else m.device).type == "cuda" for m in matrices]
+    on_gpu = any((dev if dev is not None else m.device).type == "cuda" for m in matrices)
     bar = tqdm(total=len(matrices), desc=desc, disable=not progress, leave=False)
     try:
         with torch.no_grad():
-            if not any(on_gpu):
+            if not on_gpu:
                 return _on_host(matrices, names, max(workers, 1), bar)
             return _on_device_and_host(matrices, names, dev, workers, bar)
     finally:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .gram import gram
 
 __all__ = [
     "LowRankLinear",
@@ -75,7 +76,7 @@ def low_rank_factors(
 
 def gram_eigh(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigen-decomposition (ascending) of the smaller Gram matrix of ``w``: W W^T if m <= n, else W^T W."""
-    return torch.linalg.eigh(w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w)
+    return torch.linalg.eigh(gram(w))
 
 
 def factors_from_gram(w: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,

@@ -12,7 +12,7 @@ from torch import nn
 
 from .errors import InputError
 from .fit import MIN_DIM, MPFit, fit_mp
-from .gram import gram_eigenvalues
+from .gram import gram_eigenvalues, singular_from_eigenvalues
 from .layers import layer_matrices
 
 __all__ = ["analyze", "layer_fits", "COLUMNS"]
@@ -59,7 +59,7 @@ def layer_fits(
     eigenvalues = gram_eigenvalues([item.matrix for item in items], [item.name for item in items], device=device,
                                    host_workers=host_workers, progress=progress, desc="eigenvalues")
     shapes = [(int(item.matrix.shape[0]), int(item.matrix.shape[1])) for item in items]
-    singular = [np.sqrt(np.clip(values[::-1], 0.0, None)).copy() for values in eigenvalues]
+    singular = [singular_from_eigenvalues(values) for values in eigenvalues]
     out = []
     for index, item in enumerate(items):
         sv = singular[index]

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..fit import MPFit, fit_mp
-from ..gram import gram, gram_eigenvalues
+from ..gram import gram, gram_eigenvalues, singular_from_eigenvalues
 from ..layers import layer_matrices, prunable_layers
 from ..lowrank import gram_eigh
 from ..runtime import resolve_device
@@ -111,7 +111,7 @@ def fit_unit(unit: Unit, *, sv: np.ndarray | None = None, device: torch.device |
         w = unit.matrix.detach().to(device=device if device is not None else unit.matrix.device, dtype=torch.float64)
         eigval, eigvec = gram_eigh(w)
         unit.extra["gram_eigh"] = (eigval, eigvec)
-        sv = np.sqrt(np.clip(eigval.cpu().numpy()[::-1], 0.0, None)).copy()
+        sv = singular_from_eigenvalues(eigval.cpu().numpy())
     elif sv is None:
         sv = gram_singular_values(unit.matrix, device=device)
     if not np.any(sv > 0):
@@ -139,7 +139,7 @@ def fit_units(units: list[Unit], *, device: torch.device | None = None, alpha: f
         values = gram_eigenvalues([u.matrix for u in units], [u.name for u in units], device=device,
                                   progress=progress, desc="MP fit")
         for unit, eig in zip(units, values):
-            fit_unit(unit, sv=np.sqrt(np.clip(eig[::-1], 0.0, None)).copy(), alpha=alpha, beta=beta)
+            fit_unit(unit, sv=singular_from_eigenvalues(eig), alpha=alpha, beta=beta)
         return
     from tqdm.auto import tqdm
 
@@ -157,7 +157,7 @@ def fit_units(units: list[Unit], *, device: torch.device | None = None, alpha: f
             host = values.cpu().numpy()
             for j, i in enumerate(chunk):
                 units[i].extra["gram_eigh"] = (values[j], vectors[j])
-                fit_unit(units[i], sv=np.sqrt(np.clip(host[j][::-1], 0.0, None)).copy(), alpha=alpha, beta=beta)
+                fit_unit(units[i], sv=singular_from_eigenvalues(host[j]), alpha=alpha, beta=beta)
                 bar.update(1)
     bar.close()
 
@@ -169,9 +169,7 @@ def gram_singular_values(matrix: torch.Tensor, device: torch.device | None = Non
     once when collected); the Gram matrix is formed in float64 on ``device``.
     """
     w = matrix.detach().to(device=device if device is not None else matrix.device, dtype=torch.float64)
-    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
-    eig = torch.linalg.eigvalsh(gram).cpu().numpy()[::-1]
-    return np.sqrt(np.clip(eig, 0.0, None)).copy()
+    return singular_from_eigenvalues(torch.linalg.eigvalsh(gram(w)).cpu().numpy())
 
 
 def smallest_mask(keys: torch.Tensor, k: int) -> torch.Tensor:
