@@ -1,9 +1,9 @@
 """Pruning quality on the committed MNIST ViT, and the FC regularization table at a reduced size.
 
-Part 1: top-1 on the MNIST test set (10k) of ``rmt``, ``rmt_lowrank``, ``magnitude``, ``svd`` and
-``random`` at 30 / 50 / 70 % parameter reduction, without and with one epoch of masked
-fine-tuning (AdamW, cosine; ``--finetune-subset N`` uses the first N training images instead of
-all 50k, for a slow CPU). Part 2: the paper's FC table (METHOD.md section 4) on MNIST with a
+Part 1: top-1 on the MNIST test set (10k) of ``rmt``, ``rmt_oneshot``, ``rmt_lowrank``,
+``magnitude`` (per layer and global), ``svd`` and ``random`` at 30 / 50 / 70 % parameter
+reduction, without and with one epoch of masked fine-tuning (AdamW, cosine; ``--finetune-subset
+N`` uses the first N training images instead of all 50k, for a slow CPU). Part 2: the paper's FC table (METHOD.md section 4) on MNIST with a
 smaller network and fewer epochs (``--fc-widths``, ``--fc-epochs``, ``--fc-subset``).
 
     python benchmarks/prune_quality.py --json benchmarks/results/prune_quality.json
@@ -28,6 +28,11 @@ from rmtlib.data import load_mnist, make_loader  # noqa: E402
 from rmtlib.models import load_mnist_vit, model_card  # noqa: E402
 from rmtlib.sweep import DEFAULT_METHODS, level_table, sweep  # noqa: E402
 
+#: Variants swept besides the library's methods: label -> rmtlib.prune options (with a "method" key).
+VARIANTS: dict[str, dict] = {"magnitude_global": {"method": "magnitude", "scope": "global"}}
+#: What the benchmark sweeps by default: the book's methods, the one-shot rule and global magnitude.
+BENCH_METHODS: tuple[str, ...] = (*DEFAULT_METHODS, "rmt_oneshot", "magnitude_global")
+
 
 def _machine(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -40,9 +45,10 @@ def vit_table(args: argparse.Namespace) -> dict:
     eval_loader = make_loader(load_mnist("test"), 1000)
     ft_loader = make_loader(load_mnist("train"), 128, shuffle=True, seed=0, subset=args.finetune_subset)
     start = time.perf_counter()
+    variants = {label: VARIANTS[label] for label in args.methods if label in VARIANTS}
     table = sweep(model, args.methods, args.levels, eval_loader=eval_loader, finetune_loader=ft_loader,
-                  finetune_epochs=1, finetune_lr=args.finetune_lr, device=args.device, model_name="mnist_vit",
-                  dataset="MNIST test (10k)", progress=True)
+                  method_options=variants, finetune_epochs=1, finetune_lr=args.finetune_lr, device=args.device,
+                  model_name="mnist_vit", dataset="MNIST test (10k)", progress=True)
     seconds = time.perf_counter() - start
     pivot_pruned = level_table(table, "top1_pruned")
     pivot_ft = level_table(table, "top1_finetuned")
@@ -62,6 +68,9 @@ def vit_table(args: argparse.Namespace) -> dict:
         checks["rmt_50_within_1pp"] = checks["rmt_50_drop_pp"] <= 1.0
     if {"rmt", "magnitude"} <= set(args.methods):
         checks["rmt_ge_magnitude"] = {f"{lv:g}": top1("rmt", lv) >= top1("magnitude", lv) for lv in args.levels}
+    if {"rmt_oneshot", "magnitude_global"} <= set(args.methods):
+        checks["rmt_oneshot_minus_global_magnitude_pp"] = {
+            f"{lv:g}": top1("rmt_oneshot", lv) - top1("magnitude_global", lv) for lv in args.levels}
     return {
         "dense_top1": dense, "checkpoint_card_accuracy": 100 * model_card()["test_accuracy"],
         "finetune": {"epochs": 1, "lr": args.finetune_lr, "optimizer": "adamw, cosine, zero mask frozen",
@@ -89,7 +98,8 @@ def fc_section(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
+    parser.add_argument("--methods", nargs="+", default=list(BENCH_METHODS),
+                        help=f"methods of rmtlib.prune or the variants {sorted(VARIANTS)}")
     parser.add_argument("--levels", nargs="+", type=float, default=[0.3, 0.5, 0.7])
     parser.add_argument("--finetune-subset", type=int, help="fine-tune on the first N training images (default all 50k)")
     parser.add_argument("--finetune-lr", type=float, default=1e-4)

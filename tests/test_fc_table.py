@@ -88,3 +88,14 @@ def test_bad_widths_are_refused(data):
         run_fc_table(widths=[10, 8, 4], epochs=1, data=data)
     with pytest.raises(InputError, match="hidden layer"):
         run_fc_table(widths=[64, 4], epochs=1, data=data)
+
+
+def test_label_noise_reaches_the_training_labels_only(data):
+    kwargs = dict(widths=[64, 48, 48, 4], epochs=3, data=data, batch_size=32, lr=0.05, seed=0,
+                  rows=["no pruning, no regularization"])
+    clean, noisy = run_fc_table(**kwargs), run_fc_table(label_noise=0.5, **kwargs)
+    assert clean.label_noise.iloc[0] == 0.0 and noisy.label_noise.iloc[0] == 0.5
+    # half the training labels are wrong, so fitting them is harder than fitting clean ones;
+    # the test split keeps its clean labels, on which the clean-trained net stays accurate
+    assert noisy.train_accuracy.iloc[0] < clean.train_accuracy.iloc[0] - 20
+    assert clean.test_accuracy.iloc[0] > 60
