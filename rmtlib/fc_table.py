@@ -22,7 +22,7 @@ from .errors import InputError
 
 __all__ = [
     "FCRow", "FC_ROWS", "PAPER_FC_TABLE", "PAPER_WIDTHS", "row_penalty", "row_scheduler", "train_fc_row",
-    "run_fc_table", "compare_with_paper",
+    "run_fc_table", "summarize_seeds", "compare_with_paper",
 ]
 
 #: The paper's network (Fashion-MNIST, 100 epochs).
@@ -87,8 +87,8 @@ def row_scheduler(row: FCRow | str, *, every: int = 4, T: float = 300.0, alpha: 
     return MPSplitScheduler(every=every, T=T, alpha=alpha, beta=beta) if row.mp_pruning else None
 
 
-def _datasets(data: str | tuple[Any, Any], train_subset: int | None, label_noise: float = 0.0, seed: int = 0):
-    from .data import load_dataset, with_label_noise
+def _datasets(data: str | tuple[Any, Any], train_subset: int | None):
+    from .data import load_dataset
 
     if isinstance(data, (tuple, list)):
         if len(data) != 2:
@@ -99,8 +99,6 @@ def _datasets(data: str | tuple[Any, Any], train_subset: int | None, label_noise
         test_set = load_dataset(data, "test", flatten=True)
     if train_subset is not None:
         train_set = torch.utils.data.Subset(train_set, range(min(int(train_subset), len(train_set))))
-    if label_noise:
-        train_set = with_label_noise(train_set, label_noise, seed=seed)
     return train_set, test_set
 
 
@@ -177,16 +175,21 @@ def run_fc_table(
     train_subset: int | None = None,
     label_noise: float = 0.0,
     seed: int = 0,
+    seeds: Sequence[int] | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
     **train_kwargs: Any,
 ) -> pd.DataFrame:
-    """Train every row (default: all five) and return one result row each (accuracies in %).
+    """Train every row (default: all five) once per seed; one result row each (accuracies in %).
+
+    ``seeds`` (default ``[seed]``) each fix the initial network, the batch order, the MP fits and the
+    label noise; within one seed all rows start from the same network and see the same batches, so
+    rows can be compared seed by seed (:func:`summarize_seeds`).
 
     ``data`` is ``"mnist"`` (offline, default), ``"fashion-mnist:FOLDER"`` or a folder of
     Fashion-MNIST IDX files (the paper's data), or a ``(train_set, test_set)`` pair of datasets. ``train_subset`` keeps the first samples of the
     training split (a CPU budget). ``label_noise`` gives that fraction of the training images a wrong
-    label (:func:`rmtlib.data.with_label_noise`, seeded by ``seed``; the test split stays clean), a
+    label (:func:`rmtlib.data.with_label_noise`, drawn per seed; the test split stays clean), a
     memorization stress test; ``train_accuracy`` is then measured against the labels trained on.
     Other keywords go to :func:`train_fc_row` (``batch_size``, ``lr``,
     ``schedule``, ``l1``, ``l2``, ``split_every``, ``T``, ``alpha``, ``beta``).
@@ -197,25 +200,58 @@ def run_fc_table(
     widths = [int(w) for w in widths]
     if len(widths) < 3:
         raise InputError(f"widths must have at least one hidden layer, got {widths}")
-    train_set, test_set = _datasets(data, train_subset, label_noise, seed)
-    dim = int(train_set[0][0].numel())
+    from .data import with_label_noise
+
+    seeds = [int(seed)] if seeds is None else [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InputError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+    base_train, test_set = _datasets(data, train_subset)
+    dim = int(base_train[0][0].numel())
     if widths[0] != dim:
         raise InputError(f"widths[0] = {widths[0]} but the data {data!r} has {dim} input features")
+    if not 0.0 <= float(label_noise) < 1.0:
+        raise InputError(f"label_noise must be in [0, 1), got {label_noise}")
     chosen = [_row(r) for r in (rows if rows is not None else FC_ROWS)]
     results = []
-    for row in chosen:
-        result, _, _ = train_fc_row(row, train_set, test_set, widths=widths, epochs=epochs, seed=seed,
-                                    device=device, progress=progress, **train_kwargs)
-        results.append(result)
+    for run_seed in seeds:
+        train_set = with_label_noise(base_train, label_noise, seed=run_seed) if label_noise else base_train
+        for row in chosen:
+            result, _, _ = train_fc_row(row, train_set, test_set, widths=widths, epochs=epochs, seed=run_seed,
+                                        device=device, progress=progress, **train_kwargs)
+            results.append(result)
     dataset = ("MNIST" if data == "mnist" else "custom" if not isinstance(data, str)
                else "synthetic" if data == "synthetic" else f"Fashion-MNIST ({data})")
     return pd.DataFrame(results).assign(dataset=dataset, label_noise=float(label_noise), source="measured")
 
 
+def summarize_seeds(measured: pd.DataFrame, baseline: str = FC_ROWS[0].name) -> pd.DataFrame:
+    """Per row: mean and standard deviation over seeds, and the *paired* gain over ``baseline``.
+
+    The gain is computed seed by seed (row minus baseline, same initial network and batches), then
+    averaged, which cancels the seed-to-seed variation the rows share. Standard deviations are NaN
+    for a single seed. Rows keep the paper's order.
+    """
+    cols = ["test_accuracy", "train_accuracy", "param_reduction"]
+    grouped = measured.groupby("row")
+    out = grouped[cols].mean().add_suffix("_mean").join(grouped[cols[:2]].std(ddof=1).add_suffix("_sd"))
+    out["n_seeds"] = grouped["seed"].nunique()
+    if baseline in set(measured["row"]):
+        base = measured[measured["row"] == baseline].set_index("seed")["test_accuracy"]
+        gain = measured["test_accuracy"] - measured["seed"].map(base)
+        paired = gain.groupby(measured["row"])
+        out["test_gain_mean"], out["test_gain_sd"] = paired.mean(), paired.std(ddof=1)
+    order = [r.name for r in FC_ROWS if r.name in out.index]
+    columns = ["test_accuracy_mean", "test_accuracy_sd", "test_gain_mean", "test_gain_sd", "train_accuracy_mean",
+               "train_accuracy_sd", "param_reduction_mean", "n_seeds"]
+    out = out.reindex(index=order, columns=[c for c in columns if c in out.columns])
+    out.index.name = "row"
+    return out
+
+
 def compare_with_paper(measured: pd.DataFrame) -> pd.DataFrame:
-    """The paper's and our accuracies side by side, one line per row (labelled by source)."""
+    """The paper's and our accuracies side by side, one line per row (ours: mean over seeds)."""
     paper = PAPER_FC_TABLE.set_index("row")[["test_accuracy", "train_accuracy"]]
-    ours = measured.set_index("row")[["test_accuracy", "train_accuracy"]]
+    ours = measured.groupby("row")[["test_accuracy", "train_accuracy"]].mean()
     order = [r.name for r in FC_ROWS if r.name in ours.index or r.name in paper.index]
     out = pd.concat({"paper (Fashion-MNIST, 784-3000x4-500-10, 100 epochs)": paper,
                      "measured here": ours}, axis=1).reindex(order)

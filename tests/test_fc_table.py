@@ -7,7 +7,7 @@ import torch
 from rmtlib.data import synthetic_classification
 from rmtlib.errors import InputError
 from rmtlib.fc_table import (FC_ROWS, PAPER_FC_TABLE, compare_with_paper, row_penalty, row_scheduler,
-                             run_fc_table)
+                             run_fc_table, summarize_seeds)
 from rmtlib.models import fc_net
 from rmtlib.regularize import MPSplitScheduler
 
@@ -99,3 +99,41 @@ def test_label_noise_reaches_the_training_labels_only(data):
     # the test split keeps its clean labels, on which the clean-trained net stays accurate
     assert noisy.train_accuracy.iloc[0] < clean.train_accuracy.iloc[0] - 20
     assert clean.test_accuracy.iloc[0] > 60
+
+
+def test_seeds_run_each_seed_as_a_single_run_would(data):
+    kwargs = dict(widths=[64, 48, 48, 4], epochs=1, data=data, batch_size=32, lr=0.05, label_noise=0.2,
+                  rows=["no pruning, no regularization", "MP pruning only"])
+    both = run_fc_table(seeds=[3, 5], **kwargs)
+    singles = pd.concat([run_fc_table(seed=3, **kwargs), run_fc_table(seed=5, **kwargs)], ignore_index=True)
+    cols = ["row", "seed", "test_accuracy", "train_accuracy", "ranks"]
+    pd.testing.assert_frame_equal(both[cols], singles[cols])
+    with pytest.raises(InputError, match="distinct"):
+        run_fc_table(seeds=[1, 1], **kwargs)
+    with pytest.raises(InputError, match="label_noise"):
+        run_fc_table(**{**kwargs, "label_noise": 1.0})
+
+
+def test_summarize_seeds_pairs_rows_by_seed():
+    plain, mp = "no pruning, no regularization", "MP pruning only"
+    table = pd.DataFrame({
+        "row": [plain, mp, plain, mp, plain, mp],
+        "seed": [0, 0, 1, 1, 2, 2],
+        "test_accuracy": [90.0, 91.0, 80.0, 81.5, 85.0, 85.5],
+        "train_accuracy": [95.0, 96.0, 94.0, 93.0, 96.0, 99.0],
+        "param_reduction": [0.0, 0.1, 0.0, 0.2, 0.0, 0.3],
+    })
+    out = summarize_seeds(table)
+    assert list(out.index) == [plain, mp]  # the paper's order
+    assert out.loc[mp, "test_accuracy_mean"] == pytest.approx((91 + 81.5 + 85.5) / 3)
+    assert out.loc[plain, "test_accuracy_sd"] == pytest.approx(5.0)  # sd of 90, 80, 85
+    assert out.loc[mp, "param_reduction_mean"] == pytest.approx(0.2)
+    # paired gains 1.0, 1.5, 0.5: mean 1.0, sd 0.5 -- far tighter than the 5-point seed spread
+    assert out.loc[mp, "test_gain_mean"] == pytest.approx(1.0)
+    assert out.loc[mp, "test_gain_sd"] == pytest.approx(0.5)
+    assert out.loc[plain, "test_gain_mean"] == 0.0
+    assert (out.n_seeds == 3).all()
+    both = compare_with_paper(table)
+    assert both.loc[mp, ("measured here", "test_accuracy")] == pytest.approx(out.loc[mp, "test_accuracy_mean"])
+    one = summarize_seeds(table[table.seed == 0])
+    assert one.test_accuracy_sd.isna().all() and one.loc[mp, "test_gain_mean"] == 1.0
