@@ -27,9 +27,12 @@ DEFAULT_METHODS: tuple[str, ...] = ("rmt", "rmt_lowrank", "magnitude", "svd", "r
 
 SWEEP_COLUMNS = [
     "method", "target", "sparsity", "stored_reduction", "params_dense", "params_stored", "params_nonzero",
-    "top1_dense", "top1_pruned", "top1_finetuned", "finetune_epochs", "finetune_steps", "macs", "macs_dense",
-    "prune_s", "finetune_s", "model", "dataset", "source",
+    "top1_dense", "top1_pruned", "top1_finetuned", "finetune_epochs", "finetune_steps", "schedule", "macs",
+    "macs_dense", "prune_s", "finetune_s", "model", "dataset", "source",
 ]
+
+#: How the levels of a sweep are reached: each from the dense model, or in stages from the last one.
+SCHEDULES: tuple[str, ...] = ("oneshot", "gradual")
 
 Callback = Callable[[str, float, nn.Module, pd.DataFrame], None]
 
@@ -59,6 +62,7 @@ def sweep(
     finetune_lr: float = 1e-4,
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
     prune_options: Mapping[str, Any] | None = None,
+    schedule: str = "oneshot",
     eval_batches: int | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
@@ -80,6 +84,11 @@ def sweep(
         method_options: per-method keywords for :func:`rmtlib.prune` (e.g. ``{"rmt": {"cycles": 6}}``);
         prune_options: keywords for every method (``include``, ``exclude``, ``alpha``, ``beta``;
             ``fit`` defaults to False: methods that need no MP fit skip it).
+        schedule: ``"oneshot"`` prunes a fresh copy of ``model`` for every level; ``"gradual"``
+            visits the levels in increasing order and prunes, at each level, the model the
+            previous level left (after its fine-tuning), so pruned weights stay pruned and
+            fine-tuning accumulates over the stages: prune-then-fine-tune cycles, as in the
+            authors' re-run with one fine-tuning epoch per cycle.
         callback: called as ``callback(method, target, pruned_model, report)`` after each run.
 
     Returns one row per run plus a ``method="dense"`` row, columns :data:`SWEEP_COLUMNS`:
@@ -101,6 +110,12 @@ def sweep(
     for level in levels:
         if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 <= float(level) < 1.0:
             raise InputError(f"sweep: every level must be a sparsity in [0, 1), got {level!r}")
+    if schedule not in SCHEDULES:
+        raise InputError(f"sweep: schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "gradual":
+        if len(set(levels)) != len(levels):
+            raise InputError(f"sweep: a gradual schedule needs distinct levels, got {list(levels)}")
+        levels = sorted(float(level) for level in levels)
     do_finetune = finetune_loader is not None and (finetune_epochs > 0 or (finetune_steps or 0) > 0)
     if finetune_loader is None and (finetune_epochs > 0 or finetune_steps):
         raise InputError("sweep: fine-tuning asked for (finetune_epochs/finetune_steps) but no finetune_loader given")
@@ -116,17 +131,19 @@ def sweep(
     ft_epochs = 0 if not do_finetune else (1 if finetune_steps else int(finetune_epochs))
     ft_steps = int(finetune_steps) if do_finetune and finetune_steps else None
     base = dict(params_dense=dense_counts["dense"], top1_dense=dense_top1, macs_dense=dense_macs,
-                model=model_name, dataset=dataset, source="measured")
+                model=model_name, dataset=dataset, source="measured", schedule=schedule)
     rows = [dict(base, method="dense", target=0.0, sparsity=1.0 - dense_counts["nonzero"] / dense_counts["dense"],
                  stored_reduction=1.0 - dense_counts["stored"] / dense_counts["dense"],
                  params_stored=dense_counts["stored"], params_nonzero=dense_counts["nonzero"], top1_pruned=dense_top1,
                  top1_finetuned=np.nan, finetune_epochs=0, finetune_steps=None, macs=dense_macs, prune_s=0.0,
                  finetune_s=0.0)]
     for label, (method, variant_options) in runs.items():
+        stage = model  # the gradual schedule's current model
         for level in levels:
             options = {"fit": False, **dict(prune_options or {}), **variant_options}
             start = time.perf_counter()
-            pruned, report = prune(model, method, sparsity=float(level), seed=seed, device=dev, **options)
+            source = stage if schedule == "gradual" else model
+            pruned, report = prune(source, method, sparsity=float(level), seed=seed, device=dev, **options)
             prune_s = time.perf_counter() - start
             pruned = pruned.to(dev).eval()
             counts = count_params(pruned)
@@ -151,10 +168,13 @@ def sweep(
             if callback is not None:
                 callback(label, float(level), pruned, report)
             rows.append(row)
+            if schedule == "gradual":
+                stage = pruned
             if progress:
                 print(f"{label:>12} @ {level:.2f}: sparsity {row['sparsity']:.3f}, top-1 {row['top1_pruned']:.2f}%"
                       + (f" -> {row['top1_finetuned']:.2f}% fine-tuned" if do_finetune else ""), flush=True)
             del pruned
+        del stage
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 

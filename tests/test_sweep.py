@@ -111,6 +111,43 @@ def test_variants_are_labelled_and_equal_their_method(setup):
         sweep(model, ["nonsense"], [0.5], eval_loader=test, method_options={"nonsense": {"method": "nope"}})
 
 
+def _zeros(model):
+    return {n: p.detach() == 0 for n, p in model.named_parameters() if n.endswith("weight")}
+
+
+@pytest.mark.parametrize("method", ["magnitude", "rmt", "rmt_lowrank"])
+def test_gradual_schedule_prunes_the_previous_stage(setup, method):
+    model, _, test = setup
+    models, keep = _captured()
+    df = sweep(model, [method], [0.6, 0.3], eval_loader=test, schedule="gradual", callback=keep)
+    runs = df[df.method == method]
+    assert list(runs.target) == [0.3, 0.6] and (df.schedule == "gradual").all()  # increasing order
+    first, _ = models[(method, 0.3)]
+    second, _ = models[(method, 0.6)]
+    # stage two is exactly the method applied to stage one's model, not to the dense one
+    again, _ = prune(first, method, sparsity=0.6, fit=False)
+    assert all(torch.equal(a, b) for a, b in zip(second.state_dict().values(), again.state_dict().values()))
+    assert runs.set_index("target").loc[0.6, "top1_pruned"] == pytest.approx(100 * evaluate(second, test)["accuracy"])
+    oneshot = sweep(model, [method], [0.3], eval_loader=test)
+    # the first stage starts from the dense model, so it equals the one-shot result
+    assert oneshot.top1_pruned.iloc[1] == runs.top1_pruned.iloc[0] and (oneshot.schedule == "oneshot").all()
+
+
+def test_gradual_fine_tuning_accumulates_and_keeps_earlier_zeros(setup):
+    model, train_loader, test = setup
+    models, keep = _captured()
+    kwargs = dict(eval_loader=test, finetune_loader=train_loader, finetune_steps=4, finetune_lr=1e-3, seed=1)
+    df = sweep(model, ["magnitude"], [0.3, 0.6], schedule="gradual", callback=keep, **kwargs)
+    first, second = models[("magnitude", 0.3)][0], models[("magnitude", 0.6)][0]
+    for name, zero in _zeros(first).items():  # what stage one pruned is still pruned after stage two
+        assert bool((dict(second.named_parameters())[name].detach()[zero] == 0).all()), name
+    # the fine-tuned stage one, pruned further, differs from pruning the dense model to the same level
+    direct, _ = prune(model, "magnitude", sparsity=0.6)
+    assert not all(torch.equal(a, b) for a, b in zip(_zeros(second).values(), _zeros(direct).values()))
+    again = sweep(model, ["magnitude"], [0.3, 0.6], schedule="gradual", **kwargs)
+    pd.testing.assert_frame_equal(df.drop(columns=TIMING), again.drop(columns=TIMING))
+
+
 def test_layer_sparsity_plot_draws_the_counts(setup):
     import matplotlib.pyplot as plt
 
@@ -137,6 +174,10 @@ def test_bad_input_is_refused(setup):
         sweep(model, ["magnitude"], [0.5], eval_loader=test, finetune_steps=2)
     with pytest.raises(InputError, match="not swept"):
         sweep(model, ["magnitude"], [0.5], eval_loader=test, method_options={"rmt": {"cycles": 2}})
+    with pytest.raises(InputError, match="schedule"):
+        sweep(model, ["magnitude"], [0.5], eval_loader=test, schedule="cyclic")
+    with pytest.raises(InputError, match="distinct levels"):
+        sweep(model, ["magnitude"], [0.5, 0.5], eval_loader=test, schedule="gradual")
 
 
 def test_paper_numbers_are_the_papers():
