@@ -187,21 +187,22 @@ def run_fc_table(
     rows can be compared seed by seed (:func:`summarize_seeds`).
 
     ``data`` is ``"mnist"`` (offline, default), ``"fashion-mnist:FOLDER"`` or a folder of
-    Fashion-MNIST IDX files (the paper's data), or a ``(train_set, test_set)`` pair of datasets. ``train_subset`` keeps the first samples of the
-    training split (a CPU budget). ``label_noise`` gives that fraction of the training images a wrong
-    label (:func:`rmtlib.data.with_label_noise`, drawn per seed; the test split stays clean), a
+    Fashion-MNIST IDX files (the paper's data), or a ``(train_set, test_set)`` pair of datasets.
+    ``train_subset`` keeps the first samples of the training split (a CPU budget).
+    ``label_noise`` gives that fraction of the training images a wrong label
+    (:func:`rmtlib.data.with_label_noise`, drawn per seed; the test split stays clean), a
     memorization stress test; ``train_accuracy`` is then measured against the labels trained on.
-    Other keywords go to :func:`train_fc_row` (``batch_size``, ``lr``,
-    ``schedule``, ``l1``, ``l2``, ``split_every``, ``T``, ``alpha``, ``beta``).
+    Other keywords go to :func:`train_fc_row` (``batch_size``, ``lr``, ``schedule``, ``l1``, ``l2``,
+    ``split_every``, ``T``, ``alpha``, ``beta``).
     Columns: row, mp_pruning, l1, l2, test_accuracy, train_accuracy, test_loss, params_dense,
     params_stored, param_reduction, ranks (final hidden ranks), seconds, epochs, widths, seed,
     dataset, label_noise, source (``measured``).
     """
+    from .data import with_label_noise
+
     widths = [int(w) for w in widths]
     if len(widths) < 3:
         raise InputError(f"widths must have at least one hidden layer, got {widths}")
-    from .data import with_label_noise
-
     seeds = [int(seed)] if seeds is None else [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise InputError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
@@ -209,8 +210,6 @@ def run_fc_table(
     dim = int(base_train[0][0].numel())
     if widths[0] != dim:
         raise InputError(f"widths[0] = {widths[0]} but the data {data!r} has {dim} input features")
-    if not 0.0 <= float(label_noise) < 1.0:
-        raise InputError(f"label_noise must be in [0, 1), got {label_noise}")
     chosen = [_row(r) for r in (rows if rows is not None else FC_ROWS)]
     results = []
     for run_seed in seeds:

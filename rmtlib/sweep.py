@@ -174,7 +174,6 @@ def sweep(
                 print(f"{label:>12} @ {level:.2f}: sparsity {row['sparsity']:.3f}, top-1 {row['top1_pruned']:.2f}%"
                       + (f" -> {row['top1_finetuned']:.2f}% fine-tuned" if do_finetune else ""), flush=True)
             del pruned
-        del stage
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
