@@ -3,8 +3,9 @@
 Part 1: top-1 on the MNIST test set (10k) of ``rmt``, ``rmt_oneshot``, ``rmt_lowrank``,
 ``magnitude`` (per layer and global), ``svd`` and ``random`` at 30 / 50 / 70 % parameter
 reduction, without and with one epoch of masked fine-tuning (AdamW, cosine; ``--finetune-subset
-N`` uses the first N training images instead of all 50k, for a slow CPU). Part 2: the paper's FC table (METHOD.md section 4) on MNIST with a
-smaller network and fewer epochs (``--fc-widths``, ``--fc-epochs``, ``--fc-subset``).
+N`` uses the first N training images instead of all 50k, for a slow CPU). Part 2: the paper's FC
+table (METHOD.md section 4) on MNIST with a smaller network and fewer epochs (``--fc-widths``,
+``--fc-epochs``, ``--fc-subset``).
 
     python benchmarks/prune_quality.py --json benchmarks/results/prune_quality.json
 """

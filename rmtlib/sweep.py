@@ -138,12 +138,11 @@ def sweep(
                  top1_finetuned=np.nan, finetune_epochs=0, finetune_steps=None, macs=dense_macs, prune_s=0.0,
                  finetune_s=0.0)]
     for label, (method, variant_options) in runs.items():
-        stage = model  # the gradual schedule's current model
+        options = {"fit": False, **dict(prune_options or {}), **variant_options}
+        stage = model  # what the next level prunes: always the dense model, unless gradual
         for level in levels:
-            options = {"fit": False, **dict(prune_options or {}), **variant_options}
             start = time.perf_counter()
-            source = stage if schedule == "gradual" else model
-            pruned, report = prune(source, method, sparsity=float(level), seed=seed, device=dev, **options)
+            pruned, report = prune(stage, method, sparsity=float(level), seed=seed, device=dev, **options)
             prune_s = time.perf_counter() - start
             pruned = pruned.to(dev).eval()
             counts = count_params(pruned)
