@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 
+from .atomic import write_text_atomic
 from .errors import InputError, RMTError
 
 __all__ = [
@@ -115,18 +116,8 @@ def _jsonable(obj: Any) -> Any:
 
 def save_json(data: Any, path: str | Path) -> Path:
     """Write ``data`` as indented JSON atomically (numpy scalars and arrays allowed); NaN becomes null."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_jsonable(data), indent=2, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(text + "\n", path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The ``rmtlib`` command line: ``rmtlib analyze | prune | train | eval | book``.
+"""The ``rmtlib`` command line: ``rmtlib analyze | prune | sweep | train | eval | book``.
 
 Each command lives in its own module exposing ``add_parser(subparsers)``, which registers the
 sub-command and sets ``func`` (called with the parsed arguments, returning an exit code).
@@ -18,6 +18,7 @@ from .errors import RMTError
 COMMANDS = [
     "rmtlib.cli_analyze",
     "rmtlib.cli_prune",
+    "rmtlib.cli_sweep",
     "rmtlib.cli_book",
     "rmtlib.cli_train",
 ]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from .cli_args import write_csv_atomic
 from .errors import InputError
 
 
@@ -24,20 +23,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plots", help="folder for figures (ESD grid, depth summary)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def write_csv_atomic(table: pd.DataFrame, path: str | Path) -> None:
-    """Write a CSV via a temporary file in the same folder, so a crash leaves no partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            table.to_csv(handle, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,40 +8,13 @@ before anything is written.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
+from .cli_args import key_values, sparsity_level, write_csv_atomic
 from .errors import InputError
-
-
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _pairs(items: Sequence[str], flag: str) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"{flag} expects KEY=VALUE, got {item!r}")
-        out[key.replace("-", "_")] = _value(value)
-    return out
-
-
-def _sparsity(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prune", help="prune a model (rmt, rmt_oneshot, rmt_lowrank, magnitude, svd, random)")
     p.add_argument("model", help="timm model name or project model (mnist_vit, fc:784-256-10)")
     p.add_argument("--method", required=True, choices=list(METHODS), help="pruning method")
-    p.add_argument("--sparsity", type=_sparsity, help="target: 1 - nonzero / dense parameters of the whole model, in [0, 1)")
+    p.add_argument("--sparsity", type=sparsity_level, help="target: 1 - nonzero / dense parameters of the whole model, in [0, 1)")
     p.add_argument("--checkpoint", help="local weights to prune (safetensors or torch state dict)")
     p.add_argument("--out", help="write the pruned model here (.safetensors, with pruning metadata)")
     p.add_argument("--report", help="write the per-layer table here (CSV)")
@@ -88,7 +61,7 @@ def finetune(model: Any, report: pd.DataFrame, args: argparse.Namespace) -> Any:
     if getattr(args, "data", None):
         from .models import create_model
 
-        dense = create_model(args.model, checkpoint=args.checkpoint, **_pairs(args.set, "--set")).eval()
+        dense = create_model(args.model, checkpoint=args.checkpoint, **key_values(args.set, "--set")).eval()
     return finetune_from_args(model, report, args, dense_model=dense)
 
 
@@ -124,13 +97,15 @@ def run(args: argparse.Namespace) -> int:
     from .io import save_checkpoint
     from .models import create_model
     from .pruning import prune
+    from .train import seed_everything
 
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
     if args.out and Path(args.out).is_dir():
         raise InputError(f"--out: {args.out} is a folder; give a file name")
-    options = _pairs(args.option, "--option")
-    model_kwargs = _pairs(args.set, "--set")
+    options = key_values(args.option, "--option")
+    model_kwargs = key_values(args.set, "--set")
+    seed_everything(args.seed)  # a randomly initialised model is the same on every run
     try:
         model = create_model(args.model, checkpoint=args.checkpoint, **model_kwargs)
     except TypeError as err:  # a --set key the model does not take
@@ -165,8 +140,6 @@ def run(args: argparse.Namespace) -> int:
         save_checkpoint(pruned, args.out, metadata)
         print(f"pruned model written to {args.out}")
     if args.report:
-        from .cli_analyze import write_csv_atomic
-
         write_csv_atomic(report, args.report)
         print(f"per-layer table written to {args.report}")
     return 0

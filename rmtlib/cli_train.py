@@ -9,33 +9,14 @@ Both run unchanged under ``torchrun`` (DDP). The committed MNIST ViT is reproduc
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from rmtlib.cli_args import key_values, write_json_atomic
 from rmtlib.errors import InputError
-
-
-def _value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _overrides(items: Sequence[str]) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--set expects KEY=VALUE (e.g. depth=4), got {item!r}")
-        out[key] = _value(value)
-    return out
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -75,20 +56,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_eval)
 
 
-def _write_json(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, default=float)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _build(name: str, checkpoint: str | None, overrides: dict[str, Any]):
     from rmtlib.models import MNIST_VIT_CONFIG, create_model
 
@@ -111,7 +78,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise InputError(f"--out must end in .safetensors, got {args.out}")
     init_distributed()
     seed_everything(args.seed)
-    model, config = _build(args.model, args.checkpoint, _overrides(args.set))
+    model, config = _build(args.model, args.checkpoint, key_values(args.set, "--set"))
     device = get_device(args.device)
     train_set = load_dataset(args.data, "train", model=model)
     loader = make_loader(train_set, args.batch_size, shuffle=True, seed=args.seed, drop_last=True, subset=args.train_subset)
@@ -168,7 +135,7 @@ def run_train(args: argparse.Namespace) -> int:
         card["size_bytes"] = Path(args.out).stat().st_size
         print(f"checkpoint written to {args.out} (sha256 {card['sha256'][:16]}...)")
     if args.card:
-        _write_json(card, args.card)
+        write_json_atomic(card, args.card)
         print(f"model card written to {args.card}")
     return 0
 
@@ -189,7 +156,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"{args.model} on {args.data} ({args.split}, {result['n']} samples): "
               f"top-1 {100 * result['accuracy']:.2f}%  loss {result['loss']:.4f}")
         if args.out:
-            _write_json({"model": args.model, "checkpoint": args.checkpoint, "data": args.data, "split": args.split, **result}, args.out)
+            write_json_atomic({"model": args.model, "checkpoint": args.checkpoint, "data": args.data, "split": args.split, **result}, args.out)
     return 0
 
 

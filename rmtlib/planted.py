@@ -267,7 +267,7 @@ def planted_findings(trials: pd.DataFrame) -> list[str]:
     steps = np.diff(summary["abs_slack_mean"].to_numpy())
     if len(steps):
         shrink = "shrinks at every step in N" if np.all(steps < 0) else (
-            f"does not shrink at every step (it grows between N = "
+            "does not shrink at every step (it grows between N = "
             + ", ".join(f"{int(a)} and {int(b)}" for a, b, st in zip(summary["N"][:-1], summary["N"][1:], steps) if st >= 0) + ")")
         lines.append(f"Mean |slack| {shrink}; its log-log slope against N is {summary['abs_slack_loglog_slope'].iloc[0]:.2f}.")
     return lines

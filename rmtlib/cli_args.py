@@ -1,0 +1,88 @@
+"""Argument parsing and output helpers shared by the ``rmtlib`` sub-commands.
+
+``KEY=VALUE`` options, sparsity levels and comma lists are parsed here once, so every command
+reports bad input the same way (an :class:`~rmtlib.errors.InputError` naming the flag, exit 2),
+and tables are written atomically (a crash leaves no half-written file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .atomic import write_text_atomic
+from .errors import InputError
+
+
+def parse_value(text: str) -> Any:
+    """A JSON value when ``text`` is one (``3``, ``0.1``, ``true``, ``[1, 2]``), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def key_values(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """``["a=1", "b-c=x"]`` -> ``{"a": 1, "b_c": "x"}`` (dashes in keys become underscores)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.replace("-", "_")] = parse_value(value)
+    return out
+
+
+def sparsity_level(text: str) -> float:
+    """An argparse ``type``: a sparsity in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def sparsity_levels(text: str) -> list[float]:
+    """An argparse ``type``: comma-separated sparsities in [0, 1), e.g. ``0.3,0.5,0.7``."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expects at least one sparsity, e.g. 0.3,0.5,0.7")
+    return [sparsity_level(part) for part in parts]
+
+
+def names(text: str) -> list[str]:
+    """An argparse ``type``: a non-empty comma-separated list of names."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expects at least one name, e.g. rmt,magnitude")
+    return parts
+
+
+def check_output_file(path: str | None, flag: str) -> None:
+    """Fail before any work when ``path`` cannot be a file to write (a folder, or under a file)."""
+    if not path:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{flag}: {path} is a folder; give a file name")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{flag}: {parent} is a file, so {path} cannot be written")
+            break
+
+
+def write_csv_atomic(table: pd.DataFrame, path: str | Path) -> None:
+    """Write ``table`` as CSV (no index), atomically (:mod:`rmtlib.atomic`)."""
+    write_text_atomic(table.to_csv(index=False), path)
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> None:
+    """Write ``obj`` as indented JSON (numpy scalars as floats), atomically."""
+    write_text_atomic(json.dumps(obj, indent=2, default=float) + "\n", path)

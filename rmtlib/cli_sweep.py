@@ -1,0 +1,200 @@
+"""``rmtlib sweep MODEL --data SPEC``: the sparsity-accuracy comparison of chapter 5 on any model.
+
+Prunes the model with several methods at several sparsities (each level from the dense model, or
+in stages with ``--schedule gradual``), optionally fine-tunes each pruned model with its zeros
+frozen, and measures top-1. It prints a method-by-level table and writes the tidy table of
+:func:`rmtlib.sweep.sweep` (``--out``), a figure (``--plot``) and the pruned models
+(``--save-dir``). On ImageNet with a GPU, for example::
+
+    rmtlib sweep vit_base_patch16_224 --checkpoint vit_b16.safetensors --data imagefolder:/data/imagenet \\
+        --eval-split val --methods rmt,magnitude --levels 0.3,0.5,0.7 --schedule gradual \\
+        --finetune-epochs 1 --device cuda --out sweep.csv --plot sweep.png
+
+Bad input (an unknown method, a level outside [0, 1), an unwritable output) exits with code 2
+before any pruning, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .atomic import atomic_path
+from .cli_args import check_output_file, key_values, names, sparsity_levels, write_csv_atomic
+from .errors import InputError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from .sweep import SCHEDULES
+
+    p = sub.add_parser("sweep", help="compare pruning methods across sparsities (top-1, optional fine-tuning)")
+    p.add_argument("model", help="timm model name or project model (mnist_vit: the committed MNIST ViT, fc:784-256-10)")
+    p.add_argument("--data", required=True,
+                   help="dataset spec: mnist, fashion-mnist:DIR, imagefolder:DIR (with train/ and val/), DIR, synthetic")
+    p.add_argument("--checkpoint", help="local weights to prune (safetensors or torch state dict)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model argument, e.g. depth=4 (repeatable)")
+    p.add_argument("--methods", type=names, default=["rmt", "magnitude"],
+                   help="comma-separated methods or variant labels (default rmt,magnitude)")
+    p.add_argument("--levels", type=sparsity_levels, default=[0.3, 0.5, 0.7],
+                   help="comma-separated target sparsities in [0, 1) (default 0.3,0.5,0.7)")
+    p.add_argument("--schedule", choices=list(SCHEDULES), default="oneshot",
+                   help="oneshot: every level from the dense model; gradual: levels in increasing order, each "
+                        "pruning the previous level's (fine-tuned) model")
+    p.add_argument("--option", action="append", default=[], metavar="LABEL.KEY=VALUE",
+                   help="option of one swept label, e.g. rmt.cycles=6; a label with a 'method' option is a variant: "
+                        "--methods rmt,global --option global.method=magnitude --option global.scope=global (repeatable)")
+    p.add_argument("--include", action="append", metavar="PATTERN", help="only layers matching (fnmatch; repeatable)")
+    p.add_argument("--exclude", action="append", metavar="PATTERN", help="skip layers matching (repeatable)")
+    p.add_argument("--alpha", type=float, default=0.25, help="BEMA trimming fraction (default 0.25)")
+    p.add_argument("--beta", type=float, default=0.8, help="Tracy-Widom level of the edge (default 0.8)")
+    p.add_argument("--eval-split", default="test", help="split measured for top-1 (default test; ImageNet: val)")
+    p.add_argument("--eval-batches", type=int, help="measure top-1 on the first N batches only")
+    p.add_argument("--eval-batch-size", type=int, default=500)
+    p.add_argument("--finetune-epochs", type=int, default=0, help="epochs of masked fine-tuning after each pruning")
+    p.add_argument("--finetune-steps", type=int, help="instead of epochs: this many optimizer steps of fine-tuning")
+    p.add_argument("--finetune-lr", type=float, default=1e-4, help="AdamW learning rate of fine-tuning (cosine decay)")
+    p.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
+    p.add_argument("--train-subset", type=int, help="fine-tune on the first N training samples only")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write the table here (CSV, one row per method and level plus the dense model)")
+    p.add_argument("--plot", help="write the top-1 vs parameter-reduction figure here (.png, .pdf, .svg)")
+    p.add_argument("--save-dir", help="write each pruned model here as LABEL_LEVEL.safetensors (with metadata)")
+    p.add_argument("--quiet", action="store_true", help="no per-run lines")
+    p.set_defaults(func=run)
+
+
+def method_options(items: list[str], labels: list[str]) -> dict[str, dict[str, Any]]:
+    """``["rmt.cycles=6", "global.method=magnitude"]`` -> ``{"rmt": {"cycles": 6}, "global": {...}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        head, sep, _ = item.partition("=")
+        label, dot, key = head.partition(".")
+        if not sep or not dot or not label or not key:
+            raise InputError(f"--option expects LABEL.KEY=VALUE (e.g. rmt.cycles=6), got {item!r}")
+        if label not in labels:
+            raise InputError(f"--option {item!r}: {label!r} is not one of --methods {','.join(labels)}")
+        out.setdefault(label, {}).update(key_values([item[len(label) + 1:]], "--option"))
+    return out
+
+
+def level_summary(table: pd.DataFrame) -> str:
+    """Method-by-level text table: reached sparsity and top-1 (pruned -> fine-tuned)."""
+    dense = table[table["method"] == "dense"].iloc[0]
+    runs = table[table["method"] != "dense"]
+    tuned = runs["top1_finetuned"].notna().any()
+    lines = [f"dense top-1 {dense['top1_dense']:.2f}%  ({dense['params_dense']:,} parameters)",
+             "top-1 % after pruning" + (" -> after fine-tuning" if tuned else "") + ", by target sparsity "
+             "(reached sparsity in brackets):"]
+    levels = sorted(runs["target"].unique())
+    width = 26 if tuned else 16
+    lines.append(f"{'method':>16}" + "".join(f"{level:>{width}.2f}" for level in levels))
+    for method, group in runs.groupby("method", sort=False):
+        cells = []
+        for level in levels:
+            row = group[group["target"] == level]
+            if not len(row):
+                cells.append(f"{'-':>{width}}")
+                continue
+            row = row.iloc[0]
+            text = f"{row['top1_pruned']:.2f}" + (f" -> {row['top1_finetuned']:.2f}" if tuned else "")
+            cells.append(f"{text} ({row['sparsity']:.2f})".rjust(width))
+        lines.append(f"{method:>16}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .data import load_dataset, make_loader
+    from .models import create_model
+    from .pruning import METHODS
+    from .sweep import plot_sweep, sweep
+    from .train import seed_everything
+
+    if args.checkpoint and not Path(args.checkpoint).is_file():
+        raise InputError(f"--checkpoint: no such file {args.checkpoint}")
+    for value, flag in ((args.eval_batches, "--eval-batches"), (args.finetune_steps, "--finetune-steps"),
+                        (args.train_subset, "--train-subset")):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be >= 1, got {value}")
+    if args.finetune_epochs < 0:
+        raise InputError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
+    if args.batch_size < 1 or args.eval_batch_size < 1:
+        raise InputError(f"--batch-size and --eval-batch-size must be >= 1, got {args.batch_size}, {args.eval_batch_size}")
+    if len(set(args.methods)) != len(args.methods):
+        raise InputError(f"--methods: each label once, got {','.join(args.methods)}")
+    check_output_file(args.out, "--out")
+    check_output_file(args.plot, "--plot")
+    if args.save_dir and Path(args.save_dir).exists() and not Path(args.save_dir).is_dir():
+        raise InputError(f"--save-dir: {args.save_dir} is a file; give a folder")
+    options = method_options(args.option, args.methods)
+    unknown = [label for label in args.methods if options.get(label, {}).get("method", label) not in METHODS]
+    if unknown:
+        raise InputError(f"--methods: unknown method(s) {','.join(unknown)}; choose from {','.join(sorted(METHODS))}, "
+                         "or define a variant with --option LABEL.method=METHOD")
+    model_kwargs = key_values(args.set, "--set")
+    pretrained = args.model == "mnist_vit" and not args.checkpoint and not model_kwargs
+    seed_everything(args.seed)  # a randomly initialised model is the same on every run
+    try:
+        model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained, **model_kwargs)
+    except TypeError as err:  # a --set key the model does not take
+        raise InputError(f"{args.model}: {err}") from err
+    if not args.checkpoint and not pretrained:
+        print(f"note: no --checkpoint, so {args.model} is randomly initialised; its top-1 will be near chance",
+              file=sys.stderr)
+    model.eval()
+    eval_loader = make_loader(load_dataset(args.data, args.eval_split, model=model), args.eval_batch_size)
+    finetune_loader = None
+    if args.finetune_epochs or args.finetune_steps:
+        train_set = load_dataset(args.data, "train", model=model)
+        finetune_loader = make_loader(train_set, args.batch_size, shuffle=True, seed=args.seed, subset=args.train_subset)
+
+    callback = None
+    if args.save_dir:
+        callback = _saver(args, model_kwargs)
+    table = sweep(model, args.methods, args.levels, eval_loader=eval_loader, finetune_loader=finetune_loader,
+                  finetune_epochs=args.finetune_epochs, finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr,
+                  method_options=options,
+                  prune_options={"include": args.include, "exclude": args.exclude, "alpha": args.alpha, "beta": args.beta},
+                  schedule=args.schedule, eval_batches=args.eval_batches, device=args.device, seed=args.seed,
+                  model_name=args.model, dataset=args.data, callback=callback, progress=not args.quiet)
+    print(level_summary(table))
+    if args.out:
+        write_csv_atomic(table, args.out)
+        print(f"table written to {args.out}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        tuned = table["top1_finetuned"].notna().any()
+        ax = plot_sweep(table, value="top1_finetuned" if tuned else "top1_pruned",
+                        title=f"{args.model} on {args.data} ({args.schedule}{', fine-tuned' if tuned else ''})")
+        with atomic_path(args.plot) as tmp:
+            ax.figure.savefig(tmp, dpi=150, bbox_inches="tight")
+        plt.close(ax.figure)
+        print(f"figure written to {args.plot}")
+    return 0
+
+
+def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
+    """A sweep callback writing each pruned model to ``--save-dir`` with what made it."""
+    from .io import save_checkpoint
+    from .models import MNIST_VIT_CONFIG
+
+    folder = Path(args.save_dir)
+
+    def save(label: str, level: float, pruned: Any, report: pd.DataFrame) -> None:
+        metadata = {"model": args.model, "model_kwargs": model_kwargs, "source_checkpoint": args.checkpoint,
+                    "method": label, "sparsity_target": level, "sparsity_reached": report.attrs.get("reached_sparsity"),
+                    "schedule": args.schedule, "finetune_epochs": args.finetune_epochs,
+                    "finetune_steps": args.finetune_steps, "data": args.data, "seed": args.seed}
+        if args.model == "mnist_vit":
+            metadata["config"] = {**MNIST_VIT_CONFIG, **model_kwargs}
+        save_checkpoint(pruned, folder / f"{label}_{level:.2f}.safetensors", metadata)
+
+    return save

@@ -1,0 +1,149 @@
+"""`rmtlib sweep`: the same table as `rmtlib.sweep.sweep`, its files, and bad input rejected up front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from rmtlib.cli import main
+from rmtlib.cli_sweep import level_summary, method_options
+from rmtlib.count import count_params
+from rmtlib.data import load_dataset, make_loader
+from rmtlib.errors import InputError
+from rmtlib.io import read_checkpoint, save_checkpoint
+from rmtlib.models import create_model
+from rmtlib.sweep import SWEEP_COLUMNS, sweep
+
+MODEL = "fc:784-48-10"
+TIMINGS = ["prune_s", "finetune_s"]
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    torch.manual_seed(3)
+    path = tmp_path / "in.safetensors"
+    save_checkpoint(create_model(MODEL), path)
+    return path
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as stop:  # argparse rejects bad values itself, with code 2
+        return int(stop.code)
+
+
+@pytest.mark.parametrize("schedule", ["oneshot", "gradual"])
+def test_cli_table_equals_library_sweep(tmp_path: Path, schedule: str, capsys: pytest.CaptureFixture):
+    ckpt = _checkpoint(tmp_path)
+    out = tmp_path / "res" / "sweep.csv"
+    rc = main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude,svd,glob",
+               "--option", "glob.method=magnitude", "--option", "glob.scope=global", "--levels", "0.6,0.3",
+               "--schedule", schedule, "--finetune-steps", "2", "--batch-size", "32", "--seed", "5",
+               "--out", str(out), "--plot", str(tmp_path / "res" / "sweep.png"), "--quiet"])
+    assert rc == 0
+    got = pd.read_csv(out)
+    assert list(got.columns) == SWEEP_COLUMNS
+
+    model = create_model(MODEL, checkpoint=ckpt).eval()
+    eval_loader = make_loader(load_dataset("synthetic", "test"), 500)
+    train_loader = make_loader(load_dataset("synthetic", "train"), 32, shuffle=True, seed=5)
+    want = sweep(model, ["magnitude", "svd", "glob"], [0.6, 0.3], eval_loader=eval_loader, finetune_loader=train_loader,
+                 finetune_steps=2, method_options={"glob": {"method": "magnitude", "scope": "global"}},
+                 prune_options={"include": None, "exclude": None, "alpha": 0.25, "beta": 0.8}, schedule=schedule,
+                 device="cpu", seed=5, model_name=MODEL, dataset="synthetic")
+    want = pd.read_csv(_roundtrip(want, tmp_path / "want.csv"))
+    pd.testing.assert_frame_equal(got.drop(columns=TIMINGS), want.drop(columns=TIMINGS))
+    assert set(got["schedule"]) == {schedule} and (tmp_path / "res" / "sweep.png").stat().st_size > 0
+    text = capsys.readouterr().out
+    dense = got[got["method"] == "dense"].iloc[0]
+    assert f"dense top-1 {dense['top1_dense']:.2f}%" in text and "glob" in text
+
+
+def _roundtrip(table: pd.DataFrame, path: Path) -> Path:
+    table.to_csv(path, index=False)
+    return path
+
+
+def test_save_dir_holds_each_pruned_model(tmp_path: Path):
+    ckpt = _checkpoint(tmp_path)
+    rc = main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude",
+               "--levels", "0.3,0.5", "--schedule", "gradual", "--save-dir", str(tmp_path / "models"),
+               "--out", str(tmp_path / "s.csv"), "--quiet"])
+    assert rc == 0
+    table = pd.read_csv(tmp_path / "s.csv").set_index("target")
+    for level in (0.3, 0.5):
+        path = tmp_path / "models" / f"magnitude_{level:.2f}.safetensors"
+        reloaded = create_model(MODEL, checkpoint=path)
+        counts = count_params(reloaded)
+        assert counts["nonzero"] == table.loc[level, "params_nonzero"]
+        meta = read_checkpoint(path)[1]["metadata"]
+        assert meta["method"] == "magnitude" and meta["sparsity_target"] == level and meta["schedule"] == "gradual"
+    # gradual: the 50% model keeps zero every weight the 30% model had pruned
+    first = create_model(MODEL, checkpoint=tmp_path / "models" / "magnitude_0.30.safetensors")
+    second = create_model(MODEL, checkpoint=tmp_path / "models" / "magnitude_0.50.safetensors")
+    assert torch.all(second[1].weight[first[1].weight == 0] == 0)
+
+
+def test_same_seed_same_table_for_a_random_init_model(tmp_path: Path):
+    tables = []
+    for name in ("a.csv", "b.csv"):
+        torch.manual_seed(len(name) + len(tables))  # a different global state each time: the CLI must seed itself
+        assert main(["sweep", "fc:784-32-10", "--data", "synthetic", "--methods", "random", "--levels", "0.4",
+                     "--seed", "2", "--out", str(tmp_path / name), "--quiet"]) == 0
+        tables.append(pd.read_csv(tmp_path / name).drop(columns=TIMINGS))
+    pd.testing.assert_frame_equal(*tables)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--levels", "0.3,1.0"], "--levels"),
+    (["--levels", "0.3,half"], "--levels"),
+    (["--levels", ","], "--levels"),
+    (["--methods", "rmt,nope"], "nope"),
+    (["--methods", "rmt,rmt"], "each label once"),
+    (["--methods", "rmt", "--option", "cycles=6"], "LABEL.KEY=VALUE"),
+    (["--methods", "rmt", "--option", "magnitude.scope=global"], "'magnitude' is not one of --methods"),
+    (["--methods", "glob", "--option", "glob.method=nope"], "glob"),
+    (["--schedule", "sideways"], "--schedule"),
+    (["--finetune-steps", "0"], "--finetune-steps"),
+    (["--eval-batches", "-1"], "--eval-batches"),
+    (["--checkpoint", "missing.safetensors"], "missing.safetensors"),
+    (["--data", "no/such/folder"], "no/such/folder"),
+    (["--plot", "folder"], "--plot"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, extra: list[str], message: str,
+                                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    argv = ["sweep", "fc:784-16-10", "--data", "synthetic", "--levels", "0.5", "--out", "out.csv", "--quiet"]
+    assert _exit_code([*argv, *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"] and not any((tmp_path / "folder").iterdir())
+
+
+def test_out_under_a_file_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture):
+    (tmp_path / "file").write_text("keep")
+    argv = ["sweep", "fc:784-16-10", "--data", "synthetic", "--out", str(tmp_path / "file" / "x.csv"), "--quiet"]
+    assert _exit_code(argv) == 2
+    assert "is a file" in capsys.readouterr().err and (tmp_path / "file").read_text() == "keep"
+
+
+def test_method_options_groups_by_label_and_parses_values():
+    got = method_options(["rmt.cycles=6", "glob.method=magnitude", "glob.scope=global", "rmt.reg-steps=0"],
+                         ["rmt", "glob"])
+    assert got == {"rmt": {"cycles": 6, "reg_steps": 0}, "glob": {"method": "magnitude", "scope": "global"}}
+    with pytest.raises(InputError, match="LABEL.KEY=VALUE"):
+        method_options(["rmt.cycles"], ["rmt"])
+
+
+def test_level_summary_lists_every_run():
+    rows = [dict(method="dense", target=0.0, sparsity=0.0, top1_dense=97.5, params_dense=1000, top1_pruned=97.5,
+                 top1_finetuned=float("nan"))]
+    rows += [dict(method=m, target=t, sparsity=t + 0.001, top1_dense=97.5, params_dense=1000, top1_pruned=90 + t,
+                  top1_finetuned=95 + t) for m in ("rmt", "magnitude") for t in (0.3, 0.5)]
+    text = level_summary(pd.DataFrame(rows))
+    assert "dense top-1 97.50%  (1,000 parameters)" in text
+    assert "90.30 -> 95.30 (0.30)" in text and "90.50 -> 95.50 (0.50)" in text
+    assert text.splitlines()[-1].strip().startswith("magnitude")
