@@ -172,7 +172,8 @@ def image_folder(root: str | os.PathLike, model: torch.nn.Module | None = None, 
     """An ImageNet-style folder (``root/<class>/<image>``) with timm's preprocessing for ``model``.
 
     The transform comes from ``timm.data.resolve_data_config`` (input size, interpolation, crop,
-    mean/std of the model's pretrained config), so each timm model sees what it was trained on.
+    mean/std of the model's pretrained config), so each timm model sees what it was trained on;
+    without a model, timm's ImageNet defaults.
     """
     from timm.data import create_transform, resolve_data_config
     from torchvision.datasets import ImageFolder
@@ -183,7 +184,8 @@ def image_folder(root: str | os.PathLike, model: torch.nn.Module | None = None, 
         raise DataError(f"image folder {root} does not exist; {layout}")
     if not any(p.is_dir() for p in root.iterdir()):
         raise DataError(f"image folder {root} has no class subfolders; {layout}")
-    config = resolve_data_config({}, model=model) if model is not None else resolve_data_config({})
+    # without a model: timm's ImageNet defaults (224 px, ImageNet mean/std, 0.875 centre crop)
+    config = resolve_data_config({}, model=model) if model is not None else resolve_data_config({"input_size": (3, 224, 224)})
     try:
         return ImageFolder(str(root), transform=create_transform(**config, is_training=train))
     except (FileNotFoundError, RuntimeError) as exc:
@@ -293,7 +295,21 @@ def load_dataset(spec: str, split: str = "test", *, model: torch.nn.Module | Non
 
 
 def _split_dir(root: Path, split: str) -> Path:
-    return root / split if (root / split).is_dir() else root
+    """``root/<split>`` for a folder holding splits, ``root`` itself for a folder of classes.
+
+    ImageNet ships its labelled test set as ``val/``, so ``test`` falls back to ``val``. A root that
+    holds split folders but not the one asked for is an error: read as a folder of classes it
+    would silently become a 2- or 3-class dataset named after the splits.
+    """
+    if (root / split).is_dir():
+        return root / split
+    if split == "test" and (root / "val").is_dir():
+        return root / "val"
+    present = [name for name in ("train", "val", "test") if (root / name).is_dir()]
+    if present:
+        raise DataError(f"data folder {root} holds split folder(s) {', '.join(p + '/' for p in present)} "
+                        f"but no {split}/, which this step needs (pass a folder with {split}/, or its split folder itself)")
+    return root
 
 
 class ShardSampler(Sampler[int]):

@@ -3,6 +3,8 @@
 import gzip
 import struct
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -81,6 +83,25 @@ def test_image_folder_uses_timm_transform(tmp_path):
     # a black image becomes (0 - mean) / std in each channel: the model's own normalization
     expected = -torch.tensor(cfg["mean"]) / torch.tensor(cfg["std"])
     torch.testing.assert_close(x.mean(dim=(1, 2)), expected.float(), rtol=1e-4, atol=1e-4)
+
+
+def test_imagenet_layout_splits(tmp_path):
+    """``imagefolder:ROOT`` with train/ and val/: test reads val/, train reads train/; a missing split
+    is an error, never a dataset whose classes are the split folders."""
+    from PIL import Image
+
+    for split, classes in (("train", ("n01", "n02", "n03")), ("val", ("n01", "n02", "n03"))):
+        for cls in classes:
+            (tmp_path / split / cls).mkdir(parents=True)
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / split / cls / "x.png")
+    for split, folder in (("test", "val"), ("val", "val"), ("train", "train")):
+        ds = data.load_dataset(f"imagefolder:{tmp_path}", split)
+        assert ds.classes == ["n01", "n02", "n03"] and Path(ds.root) == tmp_path / folder
+    (tmp_path / "train").rename(tmp_path / "other")
+    with pytest.raises(DataError, match=r"holds split folder\(s\) val/ but no train/"):
+        data.load_dataset(f"imagefolder:{tmp_path}", "train")
+    ds = data.load_dataset(str(tmp_path / "val"), "train")  # a folder of classes: used as it is
+    assert ds.classes == ["n01", "n02", "n03"]
 
 
 def test_synthetic_is_seeded_and_balanced():
