@@ -61,7 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-subset", type=int, help="fine-tune on the first N training samples only")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="write the table here (CSV, one row per method and level plus the dense model)")
+    p.add_argument("--out", help="write the table here (CSV, one row per method and level plus the dense model; "
+                                 "rewritten after every run, so an interrupted sweep keeps its finished rows)")
     p.add_argument("--plot", help="write the top-1 vs parameter-reduction figure here (.png, .pdf, .svg)")
     p.add_argument("--save-dir", help="write each pruned model here as LABEL_LEVEL.safetensors (with metadata)")
     p.add_argument("--quiet", action="store_true", help="no per-run lines")
@@ -160,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
                   method_options=options,
                   prune_options={"include": args.include, "exclude": args.exclude, "alpha": args.alpha, "beta": args.beta},
                   schedule=args.schedule, eval_batches=args.eval_batches, device=args.device, seed=args.seed,
-                  model_name=args.model, dataset=args.data, callback=callback, progress=not args.quiet)
+                  model_name=args.model, dataset=args.data, callback=callback, progress=not args.quiet,
+                  on_update=(lambda so_far: write_csv_atomic(so_far, args.out)) if args.out else None)
     print(level_summary(table))
     if args.out:
         write_csv_atomic(table, args.out)

@@ -69,6 +69,7 @@ def sweep(
     model_name: str = "",
     dataset: str = "",
     callback: Callback | None = None,
+    on_update: Callable[[pd.DataFrame], None] | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
     """Prune a fresh copy of ``model`` per (method, level); optionally fine-tune; evaluate top-1.
@@ -90,6 +91,8 @@ def sweep(
             fine-tuning accumulates over the stages: prune-then-fine-tune cycles, as in the
             authors' re-run with one fine-tuning epoch per cycle.
         callback: called as ``callback(method, target, pruned_model, report)`` after each run.
+        on_update: called with the table so far (dense row included) after each run, e.g. to
+            save the finished rows of a long sweep as it goes.
 
     Returns one row per run plus a ``method="dense"`` row, columns :data:`SWEEP_COLUMNS`:
     ``sparsity`` is the reached 1 - nonzero / dense, ``stored_reduction`` 1 - stored / dense
@@ -167,6 +170,8 @@ def sweep(
             if callback is not None:
                 callback(label, float(level), pruned, report)
             rows.append(row)
+            if on_update is not None:
+                on_update(pd.DataFrame(rows, columns=SWEEP_COLUMNS))
             if schedule == "gradual":
                 stage = pruned
             if progress:

@@ -87,6 +87,28 @@ def test_save_dir_holds_each_pruned_model(tmp_path: Path):
     assert torch.all(second[1].weight[first[1].weight == 0] == 0)
 
 
+def test_interrupted_sweep_keeps_its_finished_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import rmtlib.pruning
+
+    real = rmtlib.pruning.prune
+    calls = []
+
+    def failing_third(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the user stops a long sweep
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rmtlib.pruning, "prune", failing_third)
+    out = tmp_path / "s.csv"
+    with pytest.raises(KeyboardInterrupt):
+        main(["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude,svd", "--levels", "0.3,0.5",
+              "--out", str(out), "--quiet"])
+    table = pd.read_csv(out)
+    assert list(table["method"]) == ["dense", "magnitude", "magnitude"] and list(table["target"]) == [0.0, 0.3, 0.5]
+    assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]  # no temporary left behind
+
+
 def test_same_seed_same_table_for_a_random_init_model(tmp_path: Path):
     tables = []
     for name in ("a.csv", "b.csv"):

@@ -94,6 +94,15 @@ def test_finetune_keeps_mask_and_same_seed_same_numbers(setup):
     pd.testing.assert_frame_equal(df.drop(columns=TIMING), again.drop(columns=TIMING))
 
 
+def test_on_update_sees_each_finished_row(setup):
+    model, _, test = setup
+    seen = []
+    df = sweep(model, ["magnitude", "svd"], [0.3, 0.6], eval_loader=test, on_update=seen.append)
+    assert [len(t) for t in seen] == [2, 3, 4, 5]  # dense row + one more run each time
+    for table in seen:  # each snapshot is the head of the final table
+        pd.testing.assert_frame_equal(table.drop(columns=TIMING), df.head(len(table)).drop(columns=TIMING))
+
+
 def test_variants_are_labelled_and_equal_their_method(setup):
     model, _, test = setup
     models, keep = _captured()
