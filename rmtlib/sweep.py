@@ -100,7 +100,7 @@ def sweep(
     fine-tuning, ``macs`` multiply-adds of one sample (unstructured zeros do not lower them).
     """
     from .count import count_macs, count_params
-    from .pruning import METHODS, prune
+    from .pruning import METHODS, check_method_options, prune
     from .regularize import WeightMask
     from .train import finetune, get_device
 
@@ -110,6 +110,11 @@ def sweep(
     if unknown:
         raise InputError(f"sweep: unknown method(s) {unknown}; choose from {sorted(METHODS)}, or name a variant "
                          "in method_options with a 'method' key (e.g. {'global': {'method': 'magnitude', 'scope': 'global'}})")
+    for label, (method, variant_options) in runs.items():
+        try:
+            check_method_options(method, {**dict(prune_options or {}), **variant_options})
+        except InputError as err:
+            raise InputError(f"sweep: {label!r}: {err}") from None
     for level in levels:
         if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 <= float(level) < 1.0:
             raise InputError(f"sweep: every level must be a sparsity in [0, 1), got {level!r}")

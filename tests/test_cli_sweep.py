@@ -128,6 +128,7 @@ def test_same_seed_same_table_for_a_random_init_model(tmp_path: Path):
     (["--methods", "rmt", "--option", "cycles=6"], "LABEL.KEY=VALUE"),
     (["--methods", "rmt", "--option", "magnitude.scope=global"], "'magnitude' is not one of --methods"),
     (["--methods", "glob", "--option", "glob.method=nope"], "glob"),
+    (["--methods", "magnitude,svd", "--option", "svd.cycles=2"], "svd: unknown option(s) cycles"),
     (["--schedule", "sideways"], "--schedule"),
     (["--finetune-steps", "0"], "--finetune-steps"),
     (["--eval-batches", "-1"], "--eval-batches"),

@@ -187,6 +187,12 @@ def test_bad_input_is_refused(setup):
         sweep(model, ["magnitude"], [0.5], eval_loader=test, schedule="cyclic")
     with pytest.raises(InputError, match="distinct levels"):
         sweep(model, ["magnitude"], [0.5, 0.5], eval_loader=test, schedule="gradual")
+    # a bad option of the second method is refused before the first method runs
+    ran = []
+    with pytest.raises(InputError, match="'svd': svd: unknown option\\(s\\) cycles"):
+        sweep(model, ["magnitude", "svd"], [0.5], eval_loader=test, method_options={"svd": {"cycles": 2}},
+              callback=lambda *args: ran.append(args))
+    assert ran == []
 
 
 def test_paper_numbers_are_the_papers():

@@ -1,5 +1,5 @@
 """Pruning methods behind one entry point, :func:`prune` (see :mod:`rmtlib.pruning.core`)."""
 
-from .core import METHODS, REPORT_COLUMNS, prune
+from .core import METHODS, REPORT_COLUMNS, check_method_options, prune
 
-__all__ = ["prune", "METHODS", "REPORT_COLUMNS"]
+__all__ = ["prune", "check_method_options", "METHODS", "REPORT_COLUMNS"]

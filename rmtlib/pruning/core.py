@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -36,6 +36,8 @@ REPORT_COLUMNS = [
 ]
 
 _COMMON = {"device", "progress", "seed", "alpha", "beta", "split_qkv", "fit"}
+#: keywords of :func:`prune` itself, which a caller's option mapping may also carry
+_PRUNE_ARGUMENTS = {"include", "exclude"}
 
 
 def _options_of(fn: Callable[..., Any]) -> set[str]:
@@ -57,6 +59,17 @@ def _weight_params(unit: Unit) -> tuple[int, int]:
         weights = [p.detach() for name, p in module.named_parameters() if name.endswith("weight")]
         return sum(w.numel() for w in weights), sum(int(torch.count_nonzero(w)) for w in weights)
     return unit.matrix.numel(), int(torch.count_nonzero(unit.matrix))
+
+
+def check_method_options(method: str, options: Mapping[str, Any]) -> None:
+    """Raise :class:`InputError` for an unknown method or an option it does not take (before any work)."""
+    if method not in METHODS:
+        raise InputError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
+    fn = METHODS[method][0]
+    unknown = set(options) - _options_of(fn) - _COMMON - _PRUNE_ARGUMENTS
+    if unknown:
+        raise InputError(f"{method}: unknown option(s) {', '.join(sorted(unknown))}; "
+                         f"it accepts {', '.join(sorted(_options_of(fn) - {'device', 'progress', 'seed', 'alpha', 'beta'}))}")
 
 
 def prune(
@@ -98,13 +111,8 @@ def prune(
     and n_spikes are those of the input layer) and ``report.attrs`` holds the method, target and
     reached sparsity, whole-model counts and the method's own outputs (z, cycles, ...).
     """
-    if method not in METHODS:
-        raise InputError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
+    check_method_options(method, method_options)
     fn, structured, needs_fit = METHODS[method]
-    unknown = set(method_options) - _options_of(fn) - _COMMON
-    if unknown:
-        raise InputError(f"{method}: unknown option(s) {', '.join(sorted(unknown))}; "
-                         f"it accepts {', '.join(sorted(_options_of(fn) - {'device', 'progress', 'seed', 'alpha', 'beta'}))}")
     if sparsity is not None:
         if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not (0.0 <= float(sparsity) < 1.0):
             raise InputError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
