@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from .cli_args import key_values, sparsity_level, write_csv_atomic
+from .cli_args import check_output_file, key_values, sparsity_level, write_csv_atomic
 from .errors import InputError
 
 
@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
-    if args.out and Path(args.out).is_dir():
-        raise InputError(f"--out: {args.out} is a folder; give a file name")
+    check_output_file(args.out, "--out")
+    check_output_file(args.report, "--report")
     options = key_values(args.option, "--option")
     model_kwargs = key_values(args.set, "--set")
     seed_everything(args.seed)  # a randomly initialised model is the same on every run

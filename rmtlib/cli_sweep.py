@@ -7,8 +7,8 @@ frozen, and measures top-1. It prints a method-by-level table and writes the tid
 (``--save-dir``). On ImageNet with a GPU, for example::
 
     rmtlib sweep vit_base_patch16_224 --checkpoint vit_b16.safetensors --data imagefolder:/data/imagenet \\
-        --eval-split val --methods rmt,magnitude --levels 0.3,0.5,0.7 --schedule gradual \\
-        --finetune-epochs 1 --device cuda --out sweep.csv --plot sweep.png
+        --methods rmt,magnitude --levels 0.3,0.5,0.7 --schedule gradual --finetune-epochs 1 \\
+        --device cuda --workers 8 --out sweep.csv --plot sweep.png
 
 Bad input (an unknown method, a level outside [0, 1), an unwritable output) exits with code 2
 before any pruning, and nothing is written.
@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude", action="append", metavar="PATTERN", help="skip layers matching (repeatable)")
     p.add_argument("--alpha", type=float, default=0.25, help="BEMA trimming fraction (default 0.25)")
     p.add_argument("--beta", type=float, default=0.8, help="Tracy-Widom level of the edge (default 0.8)")
-    p.add_argument("--eval-split", default="test", help="split measured for top-1 (default test; ImageNet: val)")
+    p.add_argument("--eval-split", default="test", help="split measured for top-1 (default test; an image folder without test/ uses val/)")
     p.add_argument("--eval-batches", type=int, help="measure top-1 on the first N batches only")
     p.add_argument("--eval-batch-size", type=int, default=500)
     p.add_argument("--finetune-epochs", type=int, default=0, help="epochs of masked fine-tuning after each pruning")
@@ -59,6 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-lr", type=float, default=1e-4, help="AdamW learning rate of fine-tuning (cosine decay)")
     p.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
     p.add_argument("--train-subset", type=int, help="fine-tune on the first N training samples only")
+    p.add_argument("--workers", type=int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the table here (CSV, one row per method and level plus the dense model; "
@@ -123,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{flag} must be >= 1, got {value}")
     if args.finetune_epochs < 0:
         raise InputError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
+    if args.workers < 0:
+        raise InputError(f"--workers must be >= 0, got {args.workers}")
     if args.batch_size < 1 or args.eval_batch_size < 1:
         raise InputError(f"--batch-size and --eval-batch-size must be >= 1, got {args.batch_size}, {args.eval_batch_size}")
     if len(set(args.methods)) != len(args.methods):
@@ -147,11 +150,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: no --checkpoint, so {args.model} is randomly initialised; its top-1 will be near chance",
               file=sys.stderr)
     model.eval()
-    eval_loader = make_loader(load_dataset(args.data, args.eval_split, model=model), args.eval_batch_size)
+    eval_loader = make_loader(load_dataset(args.data, args.eval_split, model=model), args.eval_batch_size,
+                              num_workers=args.workers)
     finetune_loader = None
     if args.finetune_epochs or args.finetune_steps:
         train_set = load_dataset(args.data, "train", model=model)
-        finetune_loader = make_loader(train_set, args.batch_size, shuffle=True, seed=args.seed, subset=args.train_subset)
+        finetune_loader = make_loader(train_set, args.batch_size, shuffle=True, seed=args.seed, subset=args.train_subset,
+                                      num_workers=args.workers)
 
     callback = None
     if args.save_dir:

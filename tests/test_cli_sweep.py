@@ -132,6 +132,7 @@ def test_same_seed_same_table_for_a_random_init_model(tmp_path: Path):
     (["--schedule", "sideways"], "--schedule"),
     (["--finetune-steps", "0"], "--finetune-steps"),
     (["--eval-batches", "-1"], "--eval-batches"),
+    (["--workers", "-1"], "--workers"),
     (["--checkpoint", "missing.safetensors"], "missing.safetensors"),
     (["--data", "no/such/folder"], "no/such/folder"),
     (["--plot", "folder"], "--plot"),
