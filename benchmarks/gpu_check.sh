@@ -9,7 +9,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)" | tee -a "$OUT/gpu.txt"
 step() { echo "=== $*"; timeout 240 "$@" 2>&1 | grep -v -i warning | tail -n 40; }
 step python3 -m pytest -q -x -p no:cacheprovider tests/test_spectra.py tests/test_fit.py tests/test_gram.py -k "gpu or cuda or planted or noise or shared"
-[ -f tests/test_prune.py ] && step python3 -m pytest -q -p no:cacheprovider tests/test_prune.py tests/test_lowrank.py -k "cuda or gpu"
+[ -f tests/test_prune.py ] && step python3 -m pytest -q -p no:cacheprovider tests/test_prune.py tests/test_lowrank.py tests/test_cli_sweep.py -k "cuda or gpu"
 step python3 benchmarks/analyze_speed.py --device cuda --skip-ww --repeats 5 --json "$OUT/analyze_vit_base.json"
 step python3 benchmarks/eig_strategies.py --device cuda --json "$OUT/eig_strategies_vit_base.json"
 step python3 benchmarks/analyze_speed.py --device cuda --skip-ww --repeats 3 --model vit_huge_patch14_224 --json "$OUT/analyze_vit_huge.json"

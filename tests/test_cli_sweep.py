@@ -171,3 +171,20 @@ def test_level_summary_lists_every_run():
     assert "dense top-1 97.50%  (1,000 parameters)" in text
     assert "90.30 -> 95.30 (0.30)" in text and "90.50 -> 95.50 (0.50)" in text
     assert text.splitlines()[-1].strip().startswith("magnitude")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_sweep_matches_the_cpu_counts(tmp_path: Path):
+    ckpt = _checkpoint(tmp_path)
+    tables = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / f"{device}.csv"
+        assert main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude,svd",
+                     "--levels", "0.3,0.5", "--schedule", "gradual", "--finetune-steps", "2", "--device", device,
+                     "--out", str(out), "--quiet"]) == 0
+        tables[device] = pd.read_csv(out)
+    cpu, gpu = tables["cpu"], tables["cuda"]
+    # the same weights are removed on either device; accuracies agree up to float rounding
+    assert list(gpu["params_nonzero"]) == list(cpu["params_nonzero"])
+    assert list(gpu["params_stored"]) == list(cpu["params_stored"])
+    assert (gpu["top1_pruned"] - cpu["top1_pruned"]).abs().max() <= 1.0
