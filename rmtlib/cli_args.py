@@ -56,6 +56,17 @@ def sparsity_levels(text: str) -> list[float]:
     return [sparsity_level(part) for part in parts]
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 0 (process counts, epochs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def names(text: str) -> list[str]:
     """An argparse ``type``: a non-empty comma-separated list of names."""
     parts = [part.strip() for part in text.split(",") if part.strip()]

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from .atomic import atomic_path
-from .cli_args import check_output_file, key_values, names, sparsity_levels, write_csv_atomic
+from .cli_args import check_output_file, key_values, names, non_negative_int, sparsity_levels, write_csv_atomic
 from .errors import InputError
 
 
@@ -59,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-lr", type=float, default=1e-4, help="AdamW learning rate of fine-tuning (cosine decay)")
     p.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
     p.add_argument("--train-subset", type=int, help="fine-tune on the first N training samples only")
-    p.add_argument("--workers", type=int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the table here (CSV, one row per method and level plus the dense model; "
@@ -124,8 +124,6 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{flag} must be >= 1, got {value}")
     if args.finetune_epochs < 0:
         raise InputError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
-    if args.workers < 0:
-        raise InputError(f"--workers must be >= 0, got {args.workers}")
     if args.batch_size < 1 or args.eval_batch_size < 1:
         raise InputError(f"--batch-size and --eval-batch-size must be >= 1, got {args.batch_size}, {args.eval_batch_size}")
     if len(set(args.methods)) != len(args.methods):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from rmtlib.cli_args import key_values, write_json_atomic
+from rmtlib.cli_args import key_values, non_negative_int, write_json_atomic
 from rmtlib.errors import InputError
 
 
@@ -37,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mp-every", type=int, default=0, help="MP-split hidden Linear layers every K epochs (0: off)")
     p.add_argument("--mp-T", type=float, default=300.0, help="bulk fraction kept: max(0, 1 - epoch/T)")
     p.add_argument("--train-subset", type=int, help="train on the first N training samples only")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--out", help="checkpoint path (.safetensors)")
@@ -50,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--data", default="mnist", help="dataset spec (see `rmtlib train --help`)")
     e.add_argument("--split", default="test", help="test (default), val, train")
     e.add_argument("--batch-size", type=int, default=500)
+    e.add_argument("--workers", type=non_negative_int, default=0, help="data-loading processes")
     e.add_argument("--device", default="auto")
     e.add_argument("--out", help="write the result as JSON here")
     e.add_argument("--quiet", action="store_true")
@@ -81,11 +83,12 @@ def run_train(args: argparse.Namespace) -> int:
     model, config = _build(args.model, args.checkpoint, key_values(args.set, "--set"))
     device = get_device(args.device)
     train_set = load_dataset(args.data, "train", model=model)
-    loader = make_loader(train_set, args.batch_size, shuffle=True, seed=args.seed, drop_last=True, subset=args.train_subset)
+    loader = make_loader(train_set, args.batch_size, shuffle=True, seed=args.seed, drop_last=True, subset=args.train_subset,
+                         num_workers=args.workers)
     val_loader = None
     if args.data.lower() == "mnist":
         val_loader = make_loader(load_dataset("mnist", "val"), 1000)
-    test_loader = make_loader(load_dataset(args.data, "test", model=model), 1000)
+    test_loader = make_loader(load_dataset(args.data, "test", model=model), 1000, num_workers=args.workers)
     penalty = None
     for cls, coef in ((L1, args.l1), (L2, args.l2), (GroupLasso, args.group_lasso)):
         if coef > 0:
@@ -150,7 +153,7 @@ def run_eval(args: argparse.Namespace) -> int:
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
     pretrained = args.model == "mnist_vit" and not args.checkpoint
     model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained)
-    loader = make_loader(load_dataset(args.data, args.split, model=model), args.batch_size)
+    loader = make_loader(load_dataset(args.data, args.split, model=model), args.batch_size, num_workers=args.workers)
     result = evaluate(model, loader, args.device, progress=not args.quiet)
     if is_main_process():
         print(f"{args.model} on {args.data} ({args.split}, {result['n']} samples): "

@@ -324,13 +324,16 @@ def finetune_and_evaluate(
 
 
 def add_finetune_arguments(parser: Any) -> None:
-    """Add ``--data``, ``--finetune-epochs``, ``--finetune-lr``, ``--batch-size``, ``--train-subset``
-    to an argparse parser (used by ``rmtlib prune``)."""
+    """Add ``--data``, ``--finetune-epochs``, ``--finetune-lr``, ``--batch-size``, ``--train-subset``,
+    ``--workers`` to an argparse parser (used by ``rmtlib prune``)."""
     parser.add_argument("--data", help="dataset spec for accuracy before/after (mnist, fashion-mnist:DIR, imagefolder:DIR, DIR)")
     parser.add_argument("--finetune-epochs", type=int, default=0, help="epochs of masked fine-tuning after pruning (needs --data)")
     parser.add_argument("--finetune-lr", type=float, default=1e-4, help="AdamW learning rate of fine-tuning (cosine decay)")
     parser.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
     parser.add_argument("--train-subset", type=int, help="fine-tune on the first N training samples only")
+    from rmtlib.cli_args import non_negative_int
+
+    parser.add_argument("--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)")
 
 
 def finetune_from_args(model: nn.Module, report: Any, args: Any, dense_model: nn.Module | None = None) -> nn.Module:
@@ -349,7 +352,8 @@ def finetune_from_args(model: nn.Module, report: Any, args: Any, dense_model: nn
 
     device = getattr(args, "device", None)
     quiet = bool(getattr(args, "quiet", False))
-    test = make_loader(load_dataset(data, "test", model=unwrap(model)), 500)
+    workers = int(getattr(args, "workers", 0) or 0)
+    test = make_loader(load_dataset(data, "test", model=unwrap(model)), 500, num_workers=workers)
     lines = []
     if dense_model is not None:
         dense = evaluate(dense_model, test, device)["accuracy"]
@@ -361,7 +365,7 @@ def finetune_from_args(model: nn.Module, report: Any, args: Any, dense_model: nn
     if epochs:
         train_set = load_dataset(data, "train", model=unwrap(model))
         loader = make_loader(train_set, getattr(args, "batch_size", 128), shuffle=True, seed=getattr(args, "seed", 0),
-                             subset=getattr(args, "train_subset", None))
+                             subset=getattr(args, "train_subset", None), num_workers=workers)
         finetune(model, loader, epochs, lr=getattr(args, "finetune_lr", 1e-4), device=device,
                  seed=getattr(args, "seed", 0), progress=not quiet)
         model.eval()

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmtlib.cli_args import (check_output_file, key_values, names, sparsity_levels, write_csv_atomic,
-                             write_json_atomic)
+from rmtlib.cli_args import (check_output_file, key_values, names, non_negative_int, sparsity_levels,
+                             write_csv_atomic, write_json_atomic)
 from rmtlib.errors import InputError
 
 
@@ -29,6 +29,10 @@ def test_sparsity_levels_and_names():
     for bad in ("1.0", "-0.1", "0.3,x", ", ,"):
         with pytest.raises(argparse.ArgumentTypeError):
             sparsity_levels(bad)
+    assert non_negative_int("0") == 0 and non_negative_int("8") == 8
+    for bad in ("-1", "2.5", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            non_negative_int(bad)
     assert names("rmt, magnitude") == ["rmt", "magnitude"]
     with pytest.raises(argparse.ArgumentTypeError):
         names(" , ")

@@ -109,6 +109,18 @@ def test_interrupted_sweep_keeps_its_finished_rows(tmp_path: Path, monkeypatch: 
     assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]  # no temporary left behind
 
 
+def test_loader_workers_do_not_change_the_numbers(tmp_path: Path):
+    ckpt = _checkpoint(tmp_path)
+    tables = []
+    for workers in ("0", "2"):
+        out = tmp_path / f"w{workers}.csv"
+        assert main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude",
+                     "--levels", "0.5", "--finetune-steps", "3", "--batch-size", "32", "--workers", workers,
+                     "--out", str(out), "--quiet"]) == 0
+        tables.append(pd.read_csv(out).drop(columns=TIMINGS))
+    pd.testing.assert_frame_equal(*tables)
+
+
 def test_same_seed_same_table_for_a_random_init_model(tmp_path: Path):
     tables = []
     for name in ("a.csv", "b.csv"):
