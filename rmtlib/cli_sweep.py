@@ -10,8 +10,12 @@ frozen, and measures top-1. It prints a method-by-level table and writes the tid
         --methods rmt,magnitude --levels 0.3,0.5,0.7 --schedule gradual --finetune-epochs 1 \\
         --device cuda --workers 8 --out sweep.csv --plot sweep.png
 
-Bad input (an unknown method, a level outside [0, 1), an unwritable output) exits with code 2
-before any pruning, and nothing is written.
+``--out`` is rewritten after every run; after an interruption, the same command with ``--resume``
+does only the missing runs (a gradual sweep restarts from its last stage saved in ``--save-dir``)
+and ends with the table an uninterrupted sweep writes.
+
+Bad input (an unknown method, a level outside [0, 1), an unwritable output, a ``--resume`` table
+made with other settings) exits with code 2 before any pruning, and nothing is written.
 """
 
 from __future__ import annotations
@@ -66,6 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                  "rewritten after every run, so an interrupted sweep keeps its finished rows)")
     p.add_argument("--plot", help="write the top-1 vs parameter-reduction figure here (.png, .pdf, .svg)")
     p.add_argument("--save-dir", help="write each pruned model here as LABEL_LEVEL.safetensors (with metadata)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs already in --out and do only the missing ones (a gradual sweep restarts "
+                        "from its last finished stage, which needs --save-dir)")
     p.add_argument("--quiet", action="store_true", help="no per-run lines")
     p.set_defaults(func=run)
 
@@ -137,6 +144,17 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"--methods: unknown method(s) {','.join(unknown)}; choose from {','.join(sorted(METHODS))}, "
                          "or define a variant with --option LABEL.method=METHOD")
+    previous, plan = None, None
+    if args.resume:
+        if not args.out:
+            raise InputError("--resume needs --out (the table of the interrupted sweep)")
+        previous = _previous_table(args)
+        if previous is not None:
+            plan = remaining_runs(previous, args.methods, args.levels, args.schedule)
+            for label, (start, _) in plan.items():
+                if start is not None and not _stage_file(args, label, start).is_file():
+                    raise InputError(f"--resume: {label} restarts a gradual sweep after its {start:.2f} stage, which "
+                                     f"needs that model: {_stage_file(args, label, start)} (pass the run's --save-dir)")
     model_kwargs = key_values(args.set, "--set")
     pretrained = args.model == "mnist_vit" and not args.checkpoint and not model_kwargs
     seed_everything(args.seed)  # a randomly initialised model is the same on every run
@@ -159,13 +177,16 @@ def run(args: argparse.Namespace) -> int:
     callback = None
     if args.save_dir:
         callback = _saver(args, model_kwargs)
-    table = sweep(model, args.methods, args.levels, eval_loader=eval_loader, finetune_loader=finetune_loader,
-                  finetune_epochs=args.finetune_epochs, finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr,
-                  method_options=options,
+    common = dict(eval_loader=eval_loader, finetune_loader=finetune_loader, finetune_epochs=args.finetune_epochs,
+                  finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr,
                   prune_options={"include": args.include, "exclude": args.exclude, "alpha": args.alpha, "beta": args.beta},
                   schedule=args.schedule, eval_batches=args.eval_batches, device=args.device, seed=args.seed,
-                  model_name=args.model, dataset=args.data, callback=callback, progress=not args.quiet,
-                  on_update=(lambda so_far: write_csv_atomic(so_far, args.out)) if args.out else None)
+                  model_name=args.model, dataset=args.data, callback=callback, progress=not args.quiet)
+    if previous is None:
+        table = sweep(model, args.methods, args.levels, method_options=options, **common,
+                      on_update=(lambda so_far: write_csv_atomic(so_far, args.out)) if args.out else None)
+    else:
+        table = _resume(model, previous, plan, options, model_kwargs, args, common)
     print(level_summary(table))
     if args.out:
         write_csv_atomic(table, args.out)
@@ -184,6 +205,101 @@ def run(args: argparse.Namespace) -> int:
         plt.close(ax.figure)
         print(f"figure written to {args.plot}")
     return 0
+
+
+def remaining_runs(previous: pd.DataFrame, labels: list[str], levels: list[float],
+                   schedule: str) -> dict[str, tuple[float | None, list[float]]]:
+    """What a resumed sweep still has to do: label -> (stage it restarts from or None, levels to run).
+
+    One-shot runs are independent, so any missing (label, level) is run. A gradual sweep goes
+    through its levels in increasing order, so the finished ones must be the lowest; it restarts
+    from the highest finished stage (None: from the dense model).
+    """
+    done = {(row.method, round(float(row.target), 9)) for row in previous.itertuples() if row.method != "dense"}
+    plan: dict[str, tuple[float | None, list[float]]] = {}
+    for label in labels:
+        if schedule == "gradual":
+            ordered = sorted(levels)
+            finished = [level for level in ordered if (label, round(level, 9)) in done]
+            if finished != ordered[:len(finished)]:
+                raise InputError(f"--resume: the table has {label} at {finished} but not all the lower levels of "
+                                 f"{ordered}; a gradual sweep cannot restart there")
+            todo, start = ordered[len(finished):], (finished[-1] if finished else None)
+        else:
+            todo, start = [level for level in levels if (label, round(level, 9)) not in done], None
+        if todo:
+            plan[label] = (start, todo)
+    return plan
+
+
+def _previous_table(args: argparse.Namespace) -> pd.DataFrame | None:
+    """The table in ``--out`` when it exists, checked to come from the same kind of sweep."""
+    from .sweep import SWEEP_COLUMNS
+
+    path = Path(args.out)
+    if not path.is_file():
+        print(f"note: --resume: {path} does not exist yet; starting from the beginning", file=sys.stderr)
+        return None
+    try:
+        previous = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"--resume: {path} is not a sweep table ({err})") from None
+    if list(previous.columns) != SWEEP_COLUMNS or not (previous["method"] == "dense").any():
+        raise InputError(f"--resume: {path} is not a table written by rmtlib sweep (columns or dense row missing)")
+    tuned = bool(args.finetune_epochs or args.finetune_steps)
+    want = {"model": args.model, "dataset": args.data, "schedule": args.schedule,
+            "finetune_epochs": (1 if args.finetune_steps else args.finetune_epochs) if tuned else 0}
+    runs = previous[previous["method"] != "dense"]
+    for column, value in want.items():
+        found = set(previous[column] if column in ("model", "dataset", "schedule") else runs[column])
+        if found and found != {value}:
+            raise InputError(f"--resume: {path} was made with {column}={sorted(map(str, found))}, this run asks "
+                             f"{value}; pass the same settings, or another --out")
+    steps = {None if pd.isna(v) else int(v) for v in runs["finetune_steps"]}
+    if steps and steps != {args.finetune_steps if tuned else None}:
+        raise InputError(f"--resume: {path} was made with finetune_steps={sorted(map(str, steps))}, this run asks "
+                         f"{args.finetune_steps}; pass the same settings, or another --out")
+    return previous
+
+
+def _stage_file(args: argparse.Namespace, label: str, level: float) -> Path:
+    return Path(args.save_dir or ".") / f"{label}_{level:.2f}.safetensors"
+
+
+def _resume(model: Any, previous: pd.DataFrame, plan: dict[str, tuple[float | None, list[float]]],
+            options: dict[str, dict[str, Any]], model_kwargs: dict[str, Any], args: argparse.Namespace,
+            common: dict[str, Any]) -> pd.DataFrame:
+    """Run what ``plan`` says is missing, one label at a time, appending to ``previous``.
+
+    A gradual label restarts from its saved stage; its rows keep the dense model's reference
+    columns (top-1, parameters, MACs), so the table is the one an uninterrupted sweep writes.
+    """
+    from .models import create_model
+    from .sweep import sweep
+
+    dense = previous[previous["method"] == "dense"].iloc[0]
+    rows = previous
+    for label, (start, todo) in plan.items():
+        stage = model if start is None else create_model(args.model, checkpoint=_stage_file(args, label, start),
+                                                         **model_kwargs).eval()
+
+        def finished(so_far: pd.DataFrame, before: pd.DataFrame = rows) -> pd.DataFrame:
+            new = so_far[so_far["method"] != "dense"].copy()
+            for column in ("top1_dense", "params_dense", "macs_dense"):
+                new[column] = dense[column]
+            new["sparsity"] = 1.0 - new["params_nonzero"] / dense["params_dense"]
+            new["stored_reduction"] = 1.0 - new["params_stored"] / dense["params_dense"]
+            return pd.concat([before, new], ignore_index=True)
+
+        part = sweep(stage, [label], todo, method_options={label: options[label]} if label in options else None,
+                     on_update=lambda so_far: write_csv_atomic(finished(so_far), args.out), **common)
+        rows = finished(part)
+    # the row order of an uninterrupted sweep: dense, then label by label, levels in the order run
+    labels = {label: i for i, label in enumerate(["dense", *args.methods])}
+    levels = {round(level, 9): i for i, level in enumerate(sorted(args.levels) if args.schedule == "gradual" else args.levels)}
+    keys = pd.DataFrame({"label": rows["method"].map(lambda m: labels.get(m, len(labels))),
+                         "level": rows["target"].map(lambda t: levels.get(round(float(t), 9), len(levels)))})
+    return rows.loc[keys.sort_values(["label", "level"], kind="stable").index].reset_index(drop=True)
 
 
 def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):

@@ -109,6 +109,70 @@ def test_interrupted_sweep_keeps_its_finished_rows(tmp_path: Path, monkeypatch: 
     assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]  # no temporary left behind
 
 
+def _interrupt_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """Make the ``call``-th pruning of the next sweep raise KeyboardInterrupt (a user stopping it)."""
+    import rmtlib.pruning
+
+    real, calls = rmtlib.pruning.prune, []
+
+    def prune(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rmtlib.pruning, "prune", prune)
+
+
+@pytest.mark.parametrize("schedule, stop_at", [("oneshot", 3), ("oneshot", 5), ("gradual", 2), ("gradual", 5)])
+def test_resumed_sweep_equals_an_uninterrupted_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   schedule: str, stop_at: int):
+    ckpt = _checkpoint(tmp_path)
+
+    def argv(out: str, folder: str) -> list[str]:
+        return ["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude,svd",
+                "--levels", "0.6,0.3,0.45", "--schedule", schedule, "--finetune-steps", "2", "--batch-size", "32",
+                "--out", str(tmp_path / out), "--save-dir", str(tmp_path / folder), "--quiet"]
+
+    assert main(argv("whole.csv", "whole")) == 0
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, stop_at)
+        with pytest.raises(KeyboardInterrupt):
+            main(argv("part.csv", "part"))
+    assert len(pd.read_csv(tmp_path / "part.csv")) == stop_at  # dense row + the runs finished before the stop
+    assert main([*argv("part.csv", "part"), "--resume"]) == 0
+    whole, resumed = pd.read_csv(tmp_path / "whole.csv"), pd.read_csv(tmp_path / "part.csv")
+    pd.testing.assert_frame_equal(resumed.drop(columns=TIMINGS), whole.drop(columns=TIMINGS))
+    # the saved models agree too (the svd stages are factorized layers rebuilt from their checkpoints)
+    for path in (tmp_path / "whole").iterdir():
+        a = create_model(MODEL, checkpoint=path).state_dict()
+        b = create_model(MODEL, checkpoint=tmp_path / "part" / path.name).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_a_different_sweep(tmp_path: Path, capsys: pytest.CaptureFixture):
+    out = tmp_path / "s.csv"
+    base = ["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.3,0.5", "--out", str(out),
+            "--quiet"]
+    assert main(base) == 0
+    before = out.read_text()
+    for extra, message in ((["--schedule", "gradual"], "schedule"), (["--finetune-steps", "2"], "finetune_epochs"),
+                           (["--data", "mnist"], "dataset")):
+        assert _exit_code([*base, "--resume", *extra]) == 2
+        assert message in capsys.readouterr().err and out.read_text() == before
+    (tmp_path / "g.csv").write_text(before.replace("oneshot", "gradual").replace("magnitude,0.3,", "magnitude,0.9,"))
+    gradual = ["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.3,0.5", "--quiet",
+               "--schedule", "gradual", "--resume"]
+    assert _exit_code([*gradual, "--out", str(tmp_path / "g.csv")]) == 2  # 0.5 done but not 0.3
+    assert "cannot restart" in capsys.readouterr().err
+    (tmp_path / "g.csv").write_text(before.replace("oneshot", "gradual").replace("magnitude,0.5,", "magnitude,0.9,"))
+    assert _exit_code([*gradual, "--out", str(tmp_path / "g.csv")]) == 2  # 0.3 done, its model not saved
+    assert "magnitude_0.30.safetensors" in capsys.readouterr().err
+    (tmp_path / "junk.csv").write_text("a,b\n1,2\n")
+    assert _exit_code([*base[:-3], "--out", str(tmp_path / "junk.csv"), "--resume", "--quiet"]) == 2
+    assert "not a table written by rmtlib sweep" in capsys.readouterr().err
+
+
 def test_loader_workers_do_not_change_the_numbers(tmp_path: Path):
     ckpt = _checkpoint(tmp_path)
     tables = []
