@@ -10,6 +10,9 @@ frozen, and measures top-1. It prints a method-by-level table and writes the tid
         --methods rmt,magnitude --levels 0.3,0.5,0.7 --schedule gradual --finetune-epochs 1 \\
         --device cuda --workers 8 --out sweep.csv --plot sweep.png
 
+Under ``torchrun`` each process prunes, rank 0's model is given to all (:func:`rmtlib.sweep.sync_from_rank0`),
+top-1 is measured on shards and fine-tuning is data-parallel; only rank 0 prints and writes.
+
 ``--out`` is rewritten after every run; after an interruption, the same command with ``--resume``
 does only the missing runs (a gradual sweep restarts from its last stage saved in ``--save-dir``)
 and ends with the table an uninterrupted sweep writes.
@@ -121,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from .models import create_model
     from .pruning import METHODS
     from .sweep import plot_sweep, sweep
-    from .train import seed_everything
+    from .train import init_distributed, is_main_process, seed_everything
 
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
@@ -155,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
                 if start is not None and not _stage_file(args, label, start).is_file():
                     raise InputError(f"--resume: {label} restarts a gradual sweep after its {start:.2f} stage, which "
                                      f"needs that model: {_stage_file(args, label, start)} (pass the run's --save-dir)")
+    init_distributed()  # under torchrun: sharded evaluation, DDP fine-tuning, rank 0 writes
+    main_process = is_main_process()
     model_kwargs = key_values(args.set, "--set")
     pretrained = args.model == "mnist_vit" and not args.checkpoint and not model_kwargs
     seed_everything(args.seed)  # a randomly initialised model is the same on every run
@@ -162,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained, **model_kwargs)
     except TypeError as err:  # a --set key the model does not take
         raise InputError(f"{args.model}: {err}") from err
-    if not args.checkpoint and not pretrained:
+    if main_process and not args.checkpoint and not pretrained:
         print(f"note: no --checkpoint, so {args.model} is randomly initialised; its top-1 will be near chance",
               file=sys.stderr)
     model.eval()
@@ -174,19 +179,21 @@ def run(args: argparse.Namespace) -> int:
         finetune_loader = make_loader(train_set, args.batch_size, shuffle=True, seed=args.seed, subset=args.train_subset,
                                       num_workers=args.workers)
 
-    callback = None
-    if args.save_dir:
-        callback = _saver(args, model_kwargs)
+    callback = _saver(args, model_kwargs) if args.save_dir and main_process else None
+    out = args.out if main_process else None
     common = dict(eval_loader=eval_loader, finetune_loader=finetune_loader, finetune_epochs=args.finetune_epochs,
                   finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr,
                   prune_options={"include": args.include, "exclude": args.exclude, "alpha": args.alpha, "beta": args.beta},
                   schedule=args.schedule, eval_batches=args.eval_batches, device=args.device, seed=args.seed,
-                  model_name=args.model, dataset=args.data, callback=callback, progress=not args.quiet)
+                  model_name=args.model, dataset=args.data, callback=callback,
+                  progress=not args.quiet and main_process)
     if previous is None:
         table = sweep(model, args.methods, args.levels, method_options=options, **common,
-                      on_update=(lambda so_far: write_csv_atomic(so_far, args.out)) if args.out else None)
+                      on_update=(lambda so_far: write_csv_atomic(so_far, out)) if out else None)
     else:
-        table = _resume(model, previous, plan, options, model_kwargs, args, common)
+        table = _resume(model, previous, plan, options, model_kwargs, args, common, out)
+    if not main_process:
+        return 0
     print(level_summary(table))
     if args.out:
         write_csv_atomic(table, args.out)
@@ -268,7 +275,7 @@ def _stage_file(args: argparse.Namespace, label: str, level: float) -> Path:
 
 def _resume(model: Any, previous: pd.DataFrame, plan: dict[str, tuple[float | None, list[float]]],
             options: dict[str, dict[str, Any]], model_kwargs: dict[str, Any], args: argparse.Namespace,
-            common: dict[str, Any]) -> pd.DataFrame:
+            common: dict[str, Any], out: str | None) -> pd.DataFrame:
     """Run what ``plan`` says is missing, one label at a time, appending to ``previous``.
 
     A gradual label restarts from its saved stage; its rows keep the dense model's reference
@@ -292,7 +299,7 @@ def _resume(model: Any, previous: pd.DataFrame, plan: dict[str, tuple[float | No
             return pd.concat([before, new], ignore_index=True)
 
         part = sweep(stage, [label], todo, method_options={label: options[label]} if label in options else None,
-                     on_update=lambda so_far: write_csv_atomic(finished(so_far), args.out), **common)
+                     on_update=(lambda so_far: write_csv_atomic(finished(so_far), out)) if out else None, **common)
         rows = finished(part)
     # the row order of an uninterrupted sweep: dense, then label by label, levels in the order run
     labels = {label: i for i, label in enumerate(["dense", *args.methods])}

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .errors import InputError
+from .errors import InputError, RMTError
 
-__all__ = ["SWEEP_COLUMNS", "DEFAULT_METHODS", "sweep", "paper_vit_results", "plot_sweep", "level_table",
+__all__ = ["SWEEP_COLUMNS", "DEFAULT_METHODS", "sweep", "sync_from_rank0", "paper_vit_results", "plot_sweep", "level_table",
            "default_esd_layers", "layer_spectra", "plot_esd_before_after", "plot_layer_sparsity"]
 
 #: The methods compared in the book: the paper's method, its factorized variant and three baselines.
@@ -153,6 +153,7 @@ def sweep(
             pruned, report = prune(stage, method, sparsity=float(level), seed=seed, device=dev, **options)
             prune_s = time.perf_counter() - start
             pruned = pruned.to(dev).eval()
+            sync_from_rank0(pruned, f"sweep: {label} at {level}")
             counts = count_params(pruned)
             row = dict(base, method=label, target=float(level),
                        sparsity=1.0 - counts["nonzero"] / dense_counts["dense"],
@@ -184,6 +185,31 @@ def sweep(
                       + (f" -> {row['top1_finetuned']:.2f}% fine-tuned" if do_finetune else ""), flush=True)
             del pruned
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def sync_from_rank0(model: nn.Module, what: str = "model") -> None:
+    """Under ``torch.distributed``, give every process rank 0's copy of ``model``, in place.
+
+    Each process prunes on its own; this makes the models bit-identical before they are
+    evaluated (sharded) and fine-tuned (DDP), whatever the devices' floating-point paths did.
+    The low-rank structure must already agree (it is checked); a no-op in one process.
+    """
+    from .lowrank import lowrank_structure
+    from .train import is_distributed
+
+    if not is_distributed():
+        return
+    import torch.distributed as dist
+
+    structure = [lowrank_structure(model)]
+    mine = structure[0]
+    dist.broadcast_object_list(structure, src=0)
+    if structure[0] != mine:
+        raise RMTError(f"{what}: this process (rank {dist.get_rank()}) pruned to low-rank layers {mine}, rank 0 to "
+                       f"{structure[0]}; run on identical devices, or in one process")
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, src=0)
 
 
 def _variant(label: str, method_options: Mapping[str, Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:

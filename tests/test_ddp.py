@@ -62,3 +62,56 @@ def test_ddp_eval_equals_single_process_and_finetune_syncs(tmp_path):
         assert res["eval"]["accuracy"] == single["accuracy"]
         assert abs(res["eval"]["loss"] - single["loss"]) < 1e-6  # float32 sums over other batches
         assert res["same_params"] and res["zeros_kept"] and res["changed"]
+
+
+def _sweep_worker(rank, world, port, out_dir, argv):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1")
+    torch.set_num_threads(1)
+    from rmtlib.cli import main
+    from rmtlib.sweep import sync_from_rank0
+
+    try:
+        code = main(argv)
+        # sync_from_rank0 makes differently initialised copies equal to rank 0's
+        torch.manual_seed(100 + rank)
+        net = fc_net([10, 16, 3])
+        sync_from_rank0(net)
+        flat = torch.cat([p.detach().flatten() for p in net.parameters()])
+        gathered = [torch.zeros_like(flat) for _ in range(world)]
+        dist.all_gather(gathered, flat)
+        torch.manual_seed(100)
+        rank0 = torch.cat([p.detach().flatten() for p in fc_net([10, 16, 3]).parameters()])
+        with open(os.path.join(out_dir, f"sweep{rank}.json"), "w") as fh:
+            json.dump({"code": code, "same": all(torch.equal(g, rank0) for g in gathered)}, fh)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_sweep_under_torch_distributed_equals_one_process(tmp_path):
+    """`rmtlib sweep` in 2 gloo processes: the same table as one process (sharded top-1), written once;
+    DDP fine-tuning keeps the zeros (the sweep checks it on every rank)."""
+    import pandas as pd
+
+    from rmtlib.cli import main
+    from rmtlib.io import save_checkpoint
+
+    torch.manual_seed(3)
+    save_checkpoint(fc_net([784, 48, 10]), tmp_path / "in.safetensors")
+    argv = ["sweep", "fc:784-48-10", "--checkpoint", str(tmp_path / "in.safetensors"), "--data", "synthetic",
+            "--methods", "magnitude,svd", "--levels", "0.3,0.6", "--eval-batch-size", "50", "--finetune-steps", "2",
+            "--batch-size", "32", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "one.csv")]) == 0
+    (tmp_path / "ddp").mkdir()
+    mp.spawn(_sweep_worker, args=(2, _free_port(), str(tmp_path / "ddp"),
+                                  [*argv, "--out", str(tmp_path / "ddp" / "two.csv")]), nprocs=2, join=True)
+    for rank in range(2):
+        res = json.loads((tmp_path / "ddp" / f"sweep{rank}.json").read_text())
+        assert res == {"code": 0, "same": True}
+    # fine-tuning is data-parallel (2 x 32 samples a step), so only its top-1 may differ
+    differ = ["prune_s", "finetune_s", "top1_finetuned"]
+    one, two = pd.read_csv(tmp_path / "one.csv"), pd.read_csv(tmp_path / "ddp" / "two.csv")
+    pd.testing.assert_frame_equal(one.drop(columns=differ), two.drop(columns=differ))
+    assert two.loc[two.method != "dense", "top1_finetuned"].between(0, 100).all()
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["sweep0.json", "sweep1.json", "two.csv"]
