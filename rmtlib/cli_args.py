@@ -48,12 +48,16 @@ def sparsity_level(text: str) -> float:
     return value
 
 
-def sparsity_levels(text: str) -> list[float]:
-    """An argparse ``type``: comma-separated sparsities in [0, 1), e.g. ``0.3,0.5,0.7``."""
+def _comma_list(text: str, example: str) -> list[str]:
     parts = [part.strip() for part in text.split(",") if part.strip()]
     if not parts:
-        raise argparse.ArgumentTypeError("expects at least one sparsity, e.g. 0.3,0.5,0.7")
-    return [sparsity_level(part) for part in parts]
+        raise argparse.ArgumentTypeError(f"expects at least one value, e.g. {example}")
+    return parts
+
+
+def sparsity_levels(text: str) -> list[float]:
+    """An argparse ``type``: comma-separated sparsities in [0, 1), e.g. ``0.3,0.5,0.7``."""
+    return [sparsity_level(part) for part in _comma_list(text, "0.3,0.5,0.7")]
 
 
 def non_negative_int(text: str) -> int:
@@ -69,10 +73,7 @@ def non_negative_int(text: str) -> int:
 
 def names(text: str) -> list[str]:
     """An argparse ``type``: a non-empty comma-separated list of names."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not parts:
-        raise argparse.ArgumentTypeError("expects at least one name, e.g. rmt,magnitude")
-    return parts
+    return _comma_list(text, "rmt,magnitude")
 
 
 def check_output_file(path: str | None, flag: str) -> None:
