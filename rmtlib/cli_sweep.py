@@ -122,8 +122,7 @@ def level_summary(table: pd.DataFrame) -> str:
 def run(args: argparse.Namespace) -> int:
     from .data import load_dataset, make_loader
     from .models import create_model
-    from .pruning import METHODS
-    from .sweep import plot_sweep, sweep
+    from .sweep import plot_sweep, resolve_methods, sweep
     from .train import init_distributed, is_main_process, seed_everything
 
     if args.checkpoint and not Path(args.checkpoint).is_file():
@@ -143,10 +142,11 @@ def run(args: argparse.Namespace) -> int:
     if args.save_dir and Path(args.save_dir).exists() and not Path(args.save_dir).is_dir():
         raise InputError(f"--save-dir: {args.save_dir} is a file; give a folder")
     options = method_options(args.option, args.methods)
-    unknown = [label for label in args.methods if options.get(label, {}).get("method", label) not in METHODS]
-    if unknown:
-        raise InputError(f"--methods: unknown method(s) {','.join(unknown)}; choose from {','.join(sorted(METHODS))}, "
-                         "or define a variant with --option LABEL.method=METHOD")
+    prune_options = {"include": args.include, "exclude": args.exclude, "alpha": args.alpha, "beta": args.beta}
+    try:  # the library's own check, before the model and data are loaded
+        resolve_methods(args.methods, options, prune_options)
+    except InputError as err:
+        raise InputError(f"--methods/--option: {err}") from None
     previous, plan = None, None
     if args.resume:
         if not args.out:
@@ -183,8 +183,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if main_process else None
     common = dict(eval_loader=eval_loader, finetune_loader=finetune_loader, finetune_epochs=args.finetune_epochs,
                   finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr,
-                  prune_options={"include": args.include, "exclude": args.exclude, "alpha": args.alpha, "beta": args.beta},
-                  schedule=args.schedule, eval_batches=args.eval_batches, device=args.device, seed=args.seed,
+                  prune_options=prune_options, schedule=args.schedule, eval_batches=args.eval_batches,
+                  device=args.device, seed=args.seed,
                   model_name=args.model, dataset=args.data, callback=callback,
                   progress=not args.quiet and main_process)
     if previous is None:
@@ -270,6 +270,7 @@ def _previous_table(args: argparse.Namespace) -> pd.DataFrame | None:
 
 
 def _stage_file(args: argparse.Namespace, label: str, level: float) -> Path:
+    """Where ``--save-dir`` holds the model of ``label`` at ``level`` (written by :func:`_saver`)."""
     return Path(args.save_dir or ".") / f"{label}_{level:.2f}.safetensors"
 
 
@@ -314,8 +315,6 @@ def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
     from .io import save_checkpoint
     from .models import MNIST_VIT_CONFIG
 
-    folder = Path(args.save_dir)
-
     def save(label: str, level: float, pruned: Any, report: pd.DataFrame) -> None:
         metadata = {"model": args.model, "model_kwargs": model_kwargs, "source_checkpoint": args.checkpoint,
                     "method": label, "sparsity_target": level, "sparsity_reached": report.attrs.get("reached_sparsity"),
@@ -323,6 +322,6 @@ def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
                     "finetune_steps": args.finetune_steps, "data": args.data, "seed": args.seed}
         if args.model == "mnist_vit":
             metadata["config"] = {**MNIST_VIT_CONFIG, **model_kwargs}
-        save_checkpoint(pruned, folder / f"{label}_{level:.2f}.safetensors", metadata)
+        save_checkpoint(pruned, _stage_file(args, label, level), metadata)
 
     return save

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from .errors import InputError, RMTError
 
-__all__ = ["SWEEP_COLUMNS", "DEFAULT_METHODS", "sweep", "sync_from_rank0", "paper_vit_results", "plot_sweep", "level_table",
+__all__ = ["SWEEP_COLUMNS", "DEFAULT_METHODS", "sweep", "resolve_methods", "sync_from_rank0", "paper_vit_results", "plot_sweep", "level_table",
            "default_esd_layers", "layer_spectra", "plot_esd_before_after", "plot_layer_sparsity"]
 
 #: The methods compared in the book: the paper's method, its factorized variant and three baselines.
@@ -100,21 +100,11 @@ def sweep(
     fine-tuning, ``macs`` multiply-adds of one sample (unstructured zeros do not lower them).
     """
     from .count import count_macs, count_params
-    from .pruning import METHODS, check_method_options, prune
+    from .pruning import prune
     from .regularize import WeightMask
     from .train import finetune, get_device
 
-    method_options = dict(method_options or {})
-    runs = {label: _variant(label, method_options) for label in methods}
-    unknown = [label for label, (method, _) in runs.items() if method not in METHODS]
-    if unknown:
-        raise InputError(f"sweep: unknown method(s) {unknown}; choose from {sorted(METHODS)}, or name a variant "
-                         "in method_options with a 'method' key (e.g. {'global': {'method': 'magnitude', 'scope': 'global'}})")
-    for label, (method, variant_options) in runs.items():
-        try:
-            check_method_options(method, {**dict(prune_options or {}), **variant_options})
-        except InputError as err:
-            raise InputError(f"sweep: {label!r}: {err}") from None
+    runs = resolve_methods(methods, method_options, prune_options)
     for level in levels:
         if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 <= float(level) < 1.0:
             raise InputError(f"sweep: every level must be a sparsity in [0, 1), got {level!r}")
@@ -127,9 +117,6 @@ def sweep(
     do_finetune = finetune_loader is not None and (finetune_epochs > 0 or (finetune_steps or 0) > 0)
     if finetune_loader is None and (finetune_epochs > 0 or finetune_steps):
         raise InputError("sweep: fine-tuning asked for (finetune_epochs/finetune_steps) but no finetune_loader given")
-    extra_methods = set(method_options) - set(methods)
-    if extra_methods:
-        raise InputError(f"sweep: method_options for methods not swept: {sorted(extra_methods)}")
     dev = get_device(device)
     model = model.to(dev).eval()
     example = _example_input(eval_loader, dev)
@@ -145,8 +132,7 @@ def sweep(
                  params_stored=dense_counts["stored"], params_nonzero=dense_counts["nonzero"], top1_pruned=dense_top1,
                  top1_finetuned=np.nan, finetune_epochs=0, finetune_steps=None, macs=dense_macs, prune_s=0.0,
                  finetune_s=0.0)]
-    for label, (method, variant_options) in runs.items():
-        options = {"fit": False, **dict(prune_options or {}), **variant_options}
+    for label, (method, options) in runs.items():
         stage = model  # what the next level prunes: always the dense model, unless gradual
         for level in levels:
             start = time.perf_counter()
@@ -185,6 +171,35 @@ def sweep(
                       + (f" -> {row['top1_finetuned']:.2f}% fine-tuned" if do_finetune else ""), flush=True)
             del pruned
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def resolve_methods(methods: Sequence[str], method_options: Mapping[str, Mapping[str, Any]] | None = None,
+                    prune_options: Mapping[str, Any] | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each swept label -> (method, keywords for :func:`rmtlib.prune`), checked before any work.
+
+    Raises :class:`InputError` for an unknown method or variant, ``method_options`` for a label
+    that is not swept, or an option a method does not take. ``fit`` defaults to False.
+    """
+    from .pruning import METHODS, check_method_options
+
+    method_options = dict(method_options or {})
+    runs = {label: _variant(label, method_options) for label in methods}
+    unknown = [label for label, (method, _) in runs.items() if method not in METHODS]
+    if unknown:
+        raise InputError(f"sweep: unknown method(s) {unknown}; choose from {sorted(METHODS)}, or name a variant "
+                         "in method_options with a 'method' key (e.g. {'global': {'method': 'magnitude', 'scope': 'global'}})")
+    extra_methods = set(method_options) - set(methods)
+    if extra_methods:
+        raise InputError(f"sweep: method_options for methods not swept: {sorted(extra_methods)}")
+    resolved = {}
+    for label, (method, variant_options) in runs.items():
+        options = {"fit": False, **dict(prune_options or {}), **variant_options}
+        try:
+            check_method_options(method, options)
+        except InputError as err:
+            raise InputError(f"sweep: {label!r}: {err}") from None
+        resolved[label] = (method, options)
+    return resolved
 
 
 def sync_from_rank0(model: nn.Module, what: str = "model") -> None:
