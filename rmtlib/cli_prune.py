@@ -3,6 +3,10 @@
 Prints a one-screen summary (parameters dense / stored / nonzero, multiply-adds, target vs
 reached sparsity) and, with ``--layers``, the per-layer table. Bad input exits with code 2
 before anything is written.
+
+Under ``torchrun`` every process prunes, rank 0's pruned model is given to all
+(:func:`rmtlib.sweep.sync_from_rank0`), top-1 is measured on shards and fine-tuning is
+data-parallel; only rank 0 prints and writes.
 """
 
 from __future__ import annotations
@@ -97,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from .io import save_checkpoint
     from .models import create_model
     from .pruning import prune
-    from .train import seed_everything
+    from .sweep import sync_from_rank0
+    from .train import init_distributed, is_main_process, seed_everything
 
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
@@ -105,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.report, "--report")
     options = key_values(args.option, "--option")
     model_kwargs = key_values(args.set, "--set")
+    init_distributed()  # under torchrun: same pruning everywhere, sharded top-1, DDP fine-tuning, rank 0 writes
+    main_process = is_main_process()
     seed_everything(args.seed)  # a randomly initialised model is the same on every run
     try:
         model = create_model(args.model, checkpoint=args.checkpoint, **model_kwargs)
@@ -116,10 +123,13 @@ def run(args: argparse.Namespace) -> int:
     macs_before = count_macs(model, x) if x is not None else None
     pruned, report = prune(model, args.method, sparsity=args.sparsity, include=args.include, exclude=args.exclude,
                            inplace=True, seed=args.seed, device=args.device, alpha=args.alpha, beta=args.beta,
-                           split_qkv=args.split_qkv, progress=not args.quiet, **options)
+                           split_qkv=args.split_qkv, progress=not args.quiet and main_process, **options)
+    sync_from_rank0(pruned, f"prune {args.method}")
     pruned = finetune(pruned, report, args)
     after = count_params(pruned)
     macs = (macs_before, count_macs(pruned, x)) if x is not None and macs_before else None
+    if not main_process:
+        return 0
     print(summary(report, before, after, macs))
     if args.layers:
         with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.4g}".format):

@@ -372,5 +372,6 @@ def finetune_from_args(model: nn.Module, report: Any, args: Any, dense_model: nn
         tuned = evaluate(model, test, device)["accuracy"]
         report.attrs["accuracy_finetuned"] = tuned
         lines.append(f"after {epochs} epoch(s) of fine-tuning {100 * tuned:.2f}%")
-    print(f"accuracy on {data} (test): " + ", ".join(lines))
+    if is_main_process():
+        print(f"accuracy on {data} (test): " + ", ".join(lines))
     return model

@@ -115,3 +115,57 @@ def test_sweep_under_torch_distributed_equals_one_process(tmp_path):
     pd.testing.assert_frame_equal(one.drop(columns=differ), two.drop(columns=differ))
     assert two.loc[two.method != "dense", "top1_finetuned"].between(0, 100).all()
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["sweep0.json", "sweep1.json", "two.csv"]
+
+
+def _prune_worker(rank, world, port, out_dir, argv):
+    import contextlib
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1")
+    torch.set_num_threads(1)
+    from rmtlib.cli import main
+
+    try:
+        with open(os.path.join(out_dir, f"stdout{rank}.txt"), "w") as fh, contextlib.redirect_stdout(fh):
+            code = main(argv)
+        with open(os.path.join(out_dir, f"code{rank}.json"), "w") as fh:
+            json.dump({"code": code}, fh)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_prune_under_torch_distributed_prunes_like_one_process_and_writes_once(tmp_path, capsys):
+    """`rmtlib prune --finetune-epochs 1` in 2 gloo processes: the same weights removed and the same
+    pruned top-1 as one process, the zeros kept through DDP fine-tuning, one printout, one file."""
+    from rmtlib.cli import main
+    from rmtlib.io import read_checkpoint, save_checkpoint
+
+    torch.manual_seed(4)
+    save_checkpoint(fc_net([784, 48, 10]), tmp_path / "in.safetensors")
+    argv = ["prune", "fc:784-48-10", "--checkpoint", str(tmp_path / "in.safetensors"), "--method", "magnitude",
+            "--sparsity", "0.5", "--data", "synthetic", "--finetune-epochs", "1", "--batch-size", "32", "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "one.safetensors")]) == 0
+    one_out = capsys.readouterr().out
+    ddp = tmp_path / "ddp"
+    ddp.mkdir()
+    mp.spawn(_prune_worker, args=(2, _free_port(), str(ddp), [*argv, "--out", str(ddp / "two.safetensors"),
+                                                              "--report", str(ddp / "layers.csv")]),
+             nprocs=2, join=True)
+    assert [json.loads((ddp / f"code{r}.json").read_text())["code"] for r in range(2)] == [0, 0]
+    assert (ddp / "stdout1.txt").read_text() == ""  # rank 1 prints nothing
+    two_out = (ddp / "stdout0.txt").read_text()
+    assert sorted(p.name for p in ddp.iterdir()) == ["code0.json", "code1.json", "layers.csv", "stdout0.txt",
+                                                     "stdout1.txt", "two.safetensors"]
+
+    def accuracy_line(text):
+        return next(line for line in text.splitlines() if line.startswith("accuracy on"))
+
+    # top-1 of the dense and the pruned model are measured on shards and summed: equal to one process's
+    assert accuracy_line(one_out).split(", after")[0] == accuracy_line(two_out).split(", after")[0]
+    one, two = read_checkpoint(tmp_path / "one.safetensors")[0], read_checkpoint(ddp / "two.safetensors")[0]
+    assert one.keys() == two.keys()
+    for name in one:
+        if name.endswith("weight"):
+            assert torch.equal(one[name] == 0, two[name] == 0), name  # same mask, kept through fine-tuning
+    assert any(not torch.equal(one[k], two[k]) for k in one)  # fine-tuning differed (2 x 32 samples a step)
