@@ -1,7 +1,9 @@
 """The FC regularization table: row flags -> penalties and schedules, the paper's numbers, seeded runs."""
 
+import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import torch
 
 from rmtlib.data import synthetic_classification
@@ -131,9 +133,12 @@ def test_summarize_seeds_pairs_rows_by_seed():
     # paired gains 1.0, 1.5, 0.5: mean 1.0, sd 0.5 -- far tighter than the 5-point seed spread
     assert out.loc[mp, "test_gain_mean"] == pytest.approx(1.0)
     assert out.loc[mp, "test_gain_sd"] == pytest.approx(0.5)
+    low, high = scipy.stats.t.interval(0.95, df=2, loc=1.0, scale=0.5 / np.sqrt(3))  # 1.0 +- 1.24
+    assert out.loc[mp, "test_gain_ci95"] == pytest.approx((high - low) / 2)
     assert out.loc[plain, "test_gain_mean"] == 0.0
     assert (out.n_seeds == 3).all()
     both = compare_with_paper(table)
     assert both.loc[mp, ("measured here", "test_accuracy")] == pytest.approx(out.loc[mp, "test_accuracy_mean"])
     one = summarize_seeds(table[table.seed == 0])
     assert one.test_accuracy_sd.isna().all() and one.loc[mp, "test_gain_mean"] == 1.0
+    assert one.test_gain_ci95.isna().all()
