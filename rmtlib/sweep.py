@@ -268,7 +268,7 @@ _PAPER_RERUN = {"rmt": [84.55, 82.57, 71.53], "magnitude": [84.46, 81.67, 67.44]
 
 
 def paper_vit_results() -> pd.DataFrame:
-    """The paper's ImageNet-1k ViT numbers (METHOD.md section 6) in :data:`SWEEP_COLUMNS` form.
+    """The paper's ImageNet-1k ViT numbers (arXiv 2503.01922) in :data:`SWEEP_COLUMNS` form.
 
     ``source="paper"``, ``dataset="ImageNet-1k"``; ``target`` and ``sparsity`` are the reported
     parameter reductions (unstructured zeros: ``stored_reduction`` is 0); a fine-tuned result goes in
@@ -314,11 +314,11 @@ def level_table(results: pd.DataFrame, value: str = "top1_pruned") -> pd.DataFra
 
 def plot_sweep(results: pd.DataFrame, ax: Any = None, *, value: str = "top1_pruned", x: str = "sparsity",
                hue: str = "method", style: str | None = None, title: str | None = None,
-               dense_line: bool = True) -> Any:
+               dense_line: bool = True, dashes: bool = False) -> Any:
     """Top-1 (``value``) against parameter reduction (``x``, in %), one curve per ``hue`` (and ``style``).
 
     Each curve starts at its model's dense top-1 at 0%; with ``dense_line`` the dense top-1 is also
-    drawn as a dashed horizontal line.
+    drawn as a dashed horizontal line. ``dashes``: a line pattern per ``style`` level (else markers only).
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
@@ -336,7 +336,7 @@ def plot_sweep(results: pd.DataFrame, ax: Any = None, *, value: str = "top1_prun
     data = pd.concat([pd.DataFrame(starts), runs], ignore_index=True) if starts else runs
     data["x"] = 100.0 * data[x].astype(float)
     if len(data):
-        sns.lineplot(data=data, x="x", y=value, hue=hue, style=style, markers=True, dashes=False, ax=ax,
+        sns.lineplot(data=data, x="x", y=value, hue=hue, style=style, markers=True, dashes=dashes, ax=ax,
                      sort=True, errorbar=None)
     if dense_line:
         for i, top1 in enumerate(dense["top1_dense"].drop_duplicates()):
