@@ -40,7 +40,8 @@ def prunable_layers(
     a layer is kept when it matches an include pattern (or no include is given) and no exclude.
     Modules that carry their own ``rmt_matrix()`` (e.g. :class:`rmtlib.lowrank.LowRankLinear`)
     are listed as one matrix (``factors="whole"``, for analysis and structured pruning) or
-    replaced by their factor sub-layers (``factors="parts"``, for element-wise pruning).
+    replaced by their factor sub-layers (``factors="parts"``, for element-wise pruning); a factor
+    matches a pattern through its own name (``0.down``) or its layer's (``0``).
     """
     if factors not in ("whole", "parts"):
         raise ValueError(f"factors must be 'whole' or 'parts', got {factors!r}")
@@ -53,18 +54,20 @@ def prunable_layers(
     for name, module in model.named_modules():
         if not name:
             continue
-        inside = any(name.startswith(prefix + ".") for prefix in factored)
+        owner = next((prefix for prefix in factored if name.startswith(prefix + ".")), None)
         if hasattr(module, "rmt_matrix"):
             factored.append(name)
             if factors == "parts":
                 continue
-        elif inside and factors == "whole":
+        elif owner is not None and factors == "whole":
             continue
         if not (isinstance(module, types) or hasattr(module, "rmt_matrix")):
             continue
-        if include and not _matches(name, include):
+        # a factor is selected by its own name or by the name of the layer it belongs to
+        names = [name] if owner is None else [owner, name]
+        if include and not any(_matches(n, include) for n in names):
             continue
-        if _matches(name, exclude):
+        if any(_matches(n, exclude) for n in names):
             continue
         out.append((name, module))
     return out

@@ -245,6 +245,8 @@ class MPSplitScheduler:
 
     Every ``every`` epochs each hidden layer keeps the components above its MP edge plus
     ``f(epoch) = max(0, 1 - epoch / T)`` of its bulk. ``skip_last`` leaves the output layer alone.
+    The MP fits use ``alpha=0.25, beta=0.1`` (the paper's FC setting) unless ``fit_kwargs`` say
+    otherwise. Only Linear layers (dense or :class:`rmtlib.lowrank.LowRankLinear`) are split.
     The hook returns ``{"mp_ranks": {layer: rank}, "mp_spikes": {layer: n}}`` for the epoch record.
     """
 
@@ -263,11 +265,14 @@ class MPSplitScheduler:
         bulk_fraction(0, T)
         self.every, self.T = int(every), float(T)
         self.include, self.exclude, self.skip_last = include, exclude, skip_last
-        self.fit_kwargs = fit_kwargs
+        self.fit_kwargs = {"alpha": 0.25, "beta": 0.1, **fit_kwargs}
         self.decisions: list[tuple[int, SplitDecision]] = []
 
     def layers(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
-        layers = [(n, m) for n, m in prunable_layers(model, self.include, self.exclude) if isinstance(m, nn.Linear) or hasattr(m, "rmt_matrix")]
+        from rmtlib.lowrank import LowRankLinear
+
+        linear = (nn.Linear, LowRankLinear)  # a low-rank conv must not be rebuilt as a Linear
+        layers = [(n, m) for n, m in prunable_layers(model, self.include, self.exclude) if isinstance(m, linear)]
         return layers[:-1] if self.skip_last else layers
 
     def __call__(self, epoch: int, model: nn.Module, record: dict | None = None) -> dict | None:

@@ -82,7 +82,7 @@ def sweep(
             ``finetune_steps``, that many optimizer steps (one partial epoch).
         methods: method names, or labels of variants defined in ``method_options`` by a ``method``
             key (``{"global": {"method": "magnitude", "scope": "global"}}``); rows carry the label.
-        method_options: per-method keywords for :func:`rmtlib.prune` (e.g. ``{"rmt": {"cycles": 6}}``);
+        method_options: per-method keywords for :func:`rmtlib.prune` (e.g. ``{"rmt": {"rho": 0.08}}``);
         prune_options: keywords for every method (``include``, ``exclude``, ``alpha``, ``beta``;
             ``fit`` defaults to False: methods that need no MP fit skip it).
         schedule: ``"oneshot"`` prunes a fresh copy of ``model`` for every level; ``"gradual"``
@@ -173,6 +173,9 @@ def sweep(
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
+_SET_BY_SWEEP = frozenset({"sparsity", "seed", "device", "inplace"})  # prune() keywords the sweep decides
+
+
 def resolve_methods(methods: Sequence[str], method_options: Mapping[str, Mapping[str, Any]] | None = None,
                     prune_options: Mapping[str, Any] | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
     """Each swept label -> (method, keywords for :func:`rmtlib.prune`), checked before any work.
@@ -194,6 +197,10 @@ def resolve_methods(methods: Sequence[str], method_options: Mapping[str, Mapping
     resolved = {}
     for label, (method, variant_options) in runs.items():
         options = {"fit": False, **dict(prune_options or {}), **variant_options}
+        reserved = sorted(set(options) & _SET_BY_SWEEP)
+        if reserved:
+            raise InputError(f"sweep: {label!r}: {reserved} are set by the sweep itself (the level, copies "
+                             "of the model, sweep(seed=, device=)); remove them from prune_options/method_options")
         try:
             check_method_options(method, options)
         except InputError as err:

@@ -51,3 +51,17 @@ def test_lowrank_layer_is_one_matrix_not_three():
     listed = prunable_layers(net)
     assert [name for name, _ in listed] == ["0", "2"]
     assert weight_matrix(listed[0][1]).shape == (30, 40)
+
+
+def test_factor_parts_are_selected_by_their_layers_name():
+    """Element-wise pruning sees a low-rank layer's factors; `exclude=["0"]` must spare them too."""
+    from rmtlib.lowrank import LowRankLinear
+
+    net = nn.Sequential(nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 20))
+    net[0] = LowRankLinear.from_linear(net[0], 5)
+    parts = [name for name, _ in prunable_layers(net, factors="parts")]
+    assert parts == ["0.down", "0.up", "2"]
+    assert [n for n, _ in prunable_layers(net, exclude=["0"], factors="parts")] == ["2"]
+    assert [n for n, _ in prunable_layers(net, include=["0"], factors="parts")] == ["0.down", "0.up"]
+    assert [n for n, _ in prunable_layers(net, include=["0.up"], factors="parts")] == ["0.up"]
+    assert [n for n, _ in prunable_layers(net, exclude=["0"])] == ["2"]  # whole layers as before

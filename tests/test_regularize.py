@@ -147,3 +147,21 @@ def test_scheduler_on_fc_net_splits_hidden_layers_only():
     assert net(torch.randn(2, 100)).shape == (2, 10)
     again = sched(6, net, {})  # a rank-3 product has no bulk to fit: left as it is
     assert again["mp_ranks"] == {"1": 3, "3": 3} and net[1].rank == 3
+
+
+def test_scheduler_leaves_low_rank_convs_alone_and_fits_with_the_fc_setting():
+    """A LowRankConv2d has an rmt_matrix too, but rebuilding it as a Linear would break the forward pass;
+    the fits use the paper's FC setting beta = 0.1 unless told otherwise."""
+    from rmtlib.lowrank import LowRankConv2d
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 6 * 6, 120), nn.ReLU(),
+                        nn.Linear(120, 10))
+    net[0] = LowRankConv2d.from_conv(net[0], 8)
+    sched = MPSplitScheduler(every=1, T=4, skip_last=False)
+    assert [name for name, _ in sched.layers(net)] == ["3", "5"]
+    sched.split(net, 0.5)
+    assert isinstance(net[0], LowRankConv2d)
+    assert net(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+    assert sched.fit_kwargs == {"alpha": 0.25, "beta": 0.1}
+    assert MPSplitScheduler(beta=0.8).fit_kwargs["beta"] == 0.8

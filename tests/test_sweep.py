@@ -193,6 +193,12 @@ def test_bad_input_is_refused(setup):
         sweep(model, ["magnitude", "svd"], [0.5], eval_loader=test, method_options={"svd": {"cycles": 2}},
               callback=lambda *args: ran.append(args))
     assert ran == []
+    # keywords the sweep decides itself are refused before any work, not a TypeError after the dense model
+    for options in ({"prune_options": {"seed": 5}}, {"method_options": {"random": {"device": "cpu"}}},
+                    {"method_options": {"random": {"inplace": True}}}):
+        with pytest.raises(InputError, match="set by the sweep itself"):
+            sweep(model, ["random"], [0.5], eval_loader=test, callback=lambda *args: ran.append(args), **options)
+    assert ran == []
 
 
 def test_paper_numbers_are_the_papers():
