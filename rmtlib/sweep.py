@@ -202,7 +202,7 @@ def resolve_methods(methods: Sequence[str], method_options: Mapping[str, Mapping
             raise InputError(f"sweep: {label!r}: {reserved} are set by the sweep itself (the level, copies "
                              "of the model, sweep(seed=, device=)); remove them from prune_options/method_options")
         try:
-            check_method_options(method, options)
+            check_method_options(method, options, with_sparsity=True)  # every run has a level
         except InputError as err:
             raise InputError(f"sweep: {label!r}: {err}") from None
         resolved[label] = (method, options)

@@ -21,11 +21,30 @@ def test_full_rank_reproduces_linear_outputs():
     torch.testing.assert_close(low.rmt_matrix(), lin.weight.detach(), rtol=1e-5, atol=1e-6)
 
 
-def test_full_rank_reproduces_conv_outputs():
-    conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+@pytest.mark.parametrize("kwargs", [
+    dict(stride=2, padding=1),
+    dict(padding="same"),
+    dict(dilation=2, padding=2, padding_mode="reflect"),
+    dict(stride=3, padding=1, padding_mode="circular", bias=False),
+])
+def test_full_rank_reproduces_conv_outputs(kwargs):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3, **kwargs)
     x = torch.randn(2, 3, 9, 9)
     low = LowRankConv2d.from_conv(conv, 8)
     torch.testing.assert_close(low(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+def test_low_rank_conv_counts_by_hand():
+    """Rank 2 of an 8 x (3*3*3) kernel: factors 2*27 + 8*2 weights, plus 8 biases; MACs per output pixel
+    2*27 + 8*2 (a 9x9 input, 3x3 kernel, padding 1, stride 2: 5x5 outputs)."""
+    from rmtlib.count import count_macs, count_params
+
+    conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+    net = nn.Sequential(LowRankConv2d.from_conv(conv, 2))
+    counts = count_params(net)
+    assert counts["dense"] == 8 * 27 + 8 and counts["stored"] == 2 * 27 + 8 * 2 + 8
+    assert count_macs(net, torch.randn(1, 3, 9, 9)) == 25 * (2 * 27 + 8 * 2)
 
 
 def test_truncation_is_the_best_rank_r_approximation():

@@ -176,6 +176,101 @@ def test_rmt_cycles_log_and_fixed_cycles():
     assert 0.05 < fixed.attrs["reached_sparsity"] < 0.2  # about 6% of the random-looking weights per cycle
 
 
+def _budget(weight: torch.Tensor, cycle: int) -> int:
+    """METHOD.md section 3, step 3, computed independently: floor(rho_i ((1 - mu) gamma)^(1.5 / i) nnz)."""
+    from rmtlib.fit import fit_mp
+
+    fit = fit_mp(weight.detach().double())
+    rho_i = 0.06 * 1.02**cycle
+    return int(np.floor(rho_i * ((1 - fit.mu) * fit.gamma) ** (1.5 / cycle) * int(torch.count_nonzero(weight))))
+
+
+def test_rmt_cycle_budgets_follow_the_papers_formula_on_nonzeros():
+    """Cycle 1 removes B_l smallest weights of each layer; cycle 2's B_l uses the pruned layer's new fit
+    and its nonzero count (not all entries)."""
+    model = _fc()
+    one, report = prune(model, "rmt", cycles=1, reg_steps=0)
+    for index in (0, 2):  # the 10 x 96 head is too small to fit and keeps all its weights
+        before, after = model[index].weight.detach(), one[index].weight.detach()
+        removed = int((before != 0).sum() - (after != 0).sum())
+        assert removed == _budget(before, 1) > 0
+        gone = (after == 0) & (before != 0)
+        assert before[gone].abs().max() <= before[~gone].abs().min()  # exactly the smallest ones
+    assert torch.equal(one[4].weight, model[4].weight)
+    assert report.attrs["cycle_log"][0]["removed"] == sum(_budget(model[i].weight, 1) for i in (0, 2))
+    two, report2 = prune(model, "rmt", cycles=2, reg_steps=0, sv_every=0)  # no singular-vector step
+    for index in (0, 2):
+        removed = int((one[index].weight != 0).sum() - (two[index].weight != 0).sum())
+        assert removed == _budget(one[index].weight, 2)
+
+
+def test_rmt_counts_what_the_singular_vector_step_zeroes():
+    """A large sv_theta zeroes whole rows in the singular-vector step; the cycles count those weights
+    (they used to be booked from the budgets only, overshooting a 0.3 target to 0.6)."""
+    model = _fc()
+    _, report = prune(model, "rmt", sparsity=0.3, reg_steps=0, sv_theta=100.0)
+    log = report.attrs["cycle_log"]
+    previous = report.attrs["nonzero_before"]
+    for cycle in log:  # the log's removals are the real changes of the nonzero count
+        assert cycle["removed"] == previous - cycle["nonzero"]
+        previous = cycle["nonzero"]
+    assert report.attrs["reached_sparsity"] >= 0.3
+    if not log[-1]["sv_step"]:  # the magnitude step of the last cycle is what meets the target
+        assert report.attrs["reached_sparsity"] == pytest.approx(0.3, abs=1.0 / report.attrs["params_dense"])
+
+
+def test_a_methods_own_stopping_rule_and_a_target_are_refused_together():
+    model = _fc()
+    for method, option in (("rmt", {"cycles": 2}), ("rmt_oneshot", {"z": 0.5}), ("rmt_lowrank", {"bulk_fraction": 0.1}),
+                           ("svd", {"rank_fraction": 0.5})):
+        with pytest.raises(InputError, match="either sparsity= or"):
+            prune(model, method, sparsity=0.5, **option)
+
+
+def test_oneshot_thresholds_are_per_layer_multiples_of_randomness():
+    """rmt_oneshot removes exactly the weights with |w| < 1.5 z (1 - mu_l) gamma_l (independent fits)."""
+    from rmtlib.fit import fit_mp
+
+    model = _fc()
+    pruned, report = prune(model, "rmt_oneshot", sparsity=0.3)
+    z = report.attrs["z"]
+    for index in (0, 2):
+        w, after = model[index].weight.detach(), pruned[index].weight.detach()
+        fit = fit_mp(w.double())
+        key = w.abs() / (1.5 * (1 - fit.mu) * fit.gamma)
+        assert key[after == 0].max() <= z < key[after != 0].min()
+    same, _ = prune(model, "rmt_oneshot", z=float(z) * (1 + 1e-6))  # the reported z reproduces the mask
+    for index in (0, 2):
+        assert torch.equal(same[index].weight == 0, pruned[index].weight == 0)
+
+
+def test_random_pruning_depends_on_its_seed():
+    model = _fc()
+    a, b, c = (prune(model, "random", sparsity=0.5, seed=s)[0] for s in (0, 0, 1))
+    assert torch.equal(a[0].weight == 0, b[0].weight == 0)
+    assert not torch.equal(a[0].weight == 0, c[0].weight == 0)
+
+
+def test_regularize_step_scales_each_layers_rate_and_keeps_zeros():
+    """Adam's first step moves every nonzero weight by exactly its learning rate: lr * s_l per layer."""
+    from rmtlib.pruning.common import Unit
+    from rmtlib.pruning.rmt import regularize_step
+
+    torch.manual_seed(0)
+    mats = [torch.randn(8, 6, dtype=torch.float64), torch.randn(5, 7, dtype=torch.float64)]
+    mats[0][0, :3] = 0.0
+    originals = [m.clone() for m in mats]
+    units = [Unit(f"l{i}", "Linear", nn.Identity(), m, int(torch.count_nonzero(m))) for i, m in enumerate(mats)]
+    regularize_step(units, [1.0, 0.25], steps=1, lr=1e-3, l1=1e-2, l2=1e-2, group_lasso=1e-2)
+    for m, m0, scale in zip(mats, originals, (1.0, 0.25)):
+        nonzero = m0 != 0
+        torch.testing.assert_close((m0 - m)[nonzero], 1e-3 * scale * torch.sign(m0[nonzero]), rtol=1e-6, atol=1e-12)
+        assert torch.all(m[~nonzero] == 0)
+    frozen = originals[1].clone()
+    regularize_step([Unit("l", "Linear", nn.Identity(), frozen, 35)], [0.0], steps=3, lr=1e-3, l1=1, l2=1, group_lasso=1)
+    assert torch.equal(frozen, originals[1])  # scale 0: a layer without a fit is left alone
+
+
 def test_oneshot_z_sweep_is_monotone():
     model = _fc()
     values = [prune(model, "rmt_oneshot", z=z)[1].attrs["reached_sparsity"] for z in (0.0, 0.02, 0.05)]

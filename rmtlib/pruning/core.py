@@ -61,8 +61,14 @@ def _weight_params(unit: Unit) -> tuple[int, int]:
     return unit.matrix.numel(), int(torch.count_nonzero(unit.matrix))
 
 
-def check_method_options(method: str, options: Mapping[str, Any]) -> None:
-    """Raise :class:`InputError` for an unknown method or an option it does not take (before any work)."""
+# the option with which a method stops by its own rule instead of at a sparsity target
+OWN_STOPPING_RULE = {"rmt": "cycles", "rmt_oneshot": "z", "rmt_lowrank": "bulk_fraction", "svd": "rank_fraction"}
+
+
+def check_method_options(method: str, options: Mapping[str, Any], *, with_sparsity: bool = False) -> None:
+    """Raise :class:`InputError` for an unknown method, an option it does not take, or (with
+    ``with_sparsity``: a sparsity target is given too) its own stopping rule, which would
+    compete with the target (``rmt`` with ``cycles=`` could stop short of it). Before any work."""
     if method not in METHODS:
         raise InputError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
     fn = METHODS[method][0]
@@ -70,6 +76,9 @@ def check_method_options(method: str, options: Mapping[str, Any]) -> None:
     if unknown:
         raise InputError(f"{method}: unknown option(s) {', '.join(sorted(unknown))}; "
                          f"it accepts {', '.join(sorted(_options_of(fn) - {'device', 'progress', 'seed', 'alpha', 'beta'}))}")
+    rule = OWN_STOPPING_RULE.get(method)
+    if with_sparsity and rule is not None and options.get(rule) is not None:
+        raise InputError(f"{method}: give either sparsity= or {rule}=, not both")
 
 
 def prune(
@@ -111,7 +120,7 @@ def prune(
     and n_spikes are those of the input layer) and ``report.attrs`` holds the method, target and
     reached sparsity, whole-model counts and the method's own outputs (z, cycles, ...).
     """
-    check_method_options(method, method_options)
+    check_method_options(method, method_options, with_sparsity=sparsity is not None)
     fn, structured, needs_fit = METHODS[method]
     if sparsity is not None:
         if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not (0.0 <= float(sparsity) < 1.0):

@@ -47,7 +47,8 @@ def sparsify_singular_vectors(w: torch.Tensor, sv_edge: float, theta: float, *, 
 
 def regularize_step(units: list[Unit], scales: list[float], *, steps: int, lr: float, l1: float, l2: float,
                     group_lasso: float, device: torch.device | None = None) -> None:
-    """Data-free Adam steps on l1 |W|_1 + l2 |W|_F^2 + group_lasso |W|_F per layer.
+    """Data-free Adam steps on l1 |W|_1 + l2 |W|_F^2 + group_lasso |W|_F per layer (the whole layer is
+    one group here, unlike :class:`rmtlib.regularize.GroupLasso`, whose groups are rows).
 
     Layer l's learning rate is ``lr * scales[l]`` (the paper's s_l = 1 / (1 + 1e4 mu_l / i));
     zero weights get zero gradient and stay zero.
@@ -96,18 +97,27 @@ def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None
     ``sv_theta_scale * rho_i * m * n``; (3) remove the B_l = rho_i ((1 - mu_l) gamma_l)^(exponent/i) nnz_l
     smallest weights, rho_i = rho * rho_growth^i (the last cycle's budgets are scaled down so the
     target is met exactly); (4) ``reg_steps`` data-free regularization steps (see
-    :func:`regularize_step`). Returns the per-cycle log.
+    :func:`regularize_step`). Returns the per-cycle log; its ``removed`` counts every weight a cycle
+    zeroed, in the singular-vector step too.
+
+    At the defaults the regularization step is numerically inert: Adam moves a weight by at most
+    ``reg_lr * s_l`` per step (5e-8 times s_l, itself about 0.005 for mu = 0.02), below float32
+    resolution for typical weights. It is kept as the procedure describes it, and acts with a larger
+    ``reg_lr``.
     """
     target = budget.unit_allowance is not None
-    if not target and cycles is None:
-        raise InputError("rmt: give sparsity= or cycles=")
+    if target == (cycles is not None):
+        raise InputError("rmt: give either sparsity= (cycles until the target) or cycles= (a fixed number), not both"
+                         if target else "rmt: give sparsity= or cycles=")
     if cycles is not None and (int(cycles) < 1):
         raise InputError(f"rmt: cycles must be >= 1, got {cycles}")
-    need = removal_needed(units, budget) if target else 0
     log: list[dict[str, Any]] = []
     first_fits: dict[str, Any] = {}
+    fitted = all(unit.status != "not_fitted" for unit in units)  # prune() fits the input layers already
     i = 0
     while True:
+        # counted, not booked: the singular-vector step can zero weights too
+        need = removal_needed(units, budget) if target else 0
         if target and need <= 0:
             break
         if cycles is not None and i >= int(cycles):
@@ -118,7 +128,8 @@ def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None
         rho_i = rho * rho_growth**i
         sv_step = sv_every > 0 and i % sv_every == 0
         budgets = []
-        if not sv_step:  # singular values only: batched Gram eigenvalues
+        nonzero_before = sum(u.nnz for u in units)
+        if not sv_step and not (i == 1 and fitted):  # singular values only: batched Gram eigenvalues
             fit_units(units, device=device, alpha=alpha, beta=beta)
         for unit in tqdm(units, desc=f"rmt cycle {i}", disable=not progress, leave=False):
             if sv_step:
@@ -135,9 +146,11 @@ def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None
             unit.nnz = int(torch.count_nonzero(unit.matrix))
             r = randomness(unit)
             budgets.append(math.floor(rho_i * r ** (exponent / i) * unit.nnz) if r > 0 else 0)
-        if target and sum(budgets) > need:
-            budgets = split_count(need, budgets, budgets)
-        if sum(budgets) == 0:
+        if target:
+            need = removal_needed(units, budget)  # after this cycle's singular-vector step
+            if sum(budgets) > need:
+                budgets = split_count(max(need, 0), budgets, budgets)
+        if sum(budgets) == 0 and not (target and need <= 0):
             raise InputError(
                 "rmt: no layer looks random enough to prune further (gamma = 0 or MP fit failed everywhere); "
                 f"stopped at cycle {i}. Try method='magnitude' or exclude the small layers")
@@ -146,8 +159,7 @@ def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None
             unit.nnz = int(torch.count_nonzero(unit.matrix))
         scales = [1.0 / (1.0 + mu_scale * unit.fit.mu / i) if unit.ok else 0.0 for unit in units]
         regularize_step(units, scales, steps=reg_steps, lr=reg_lr, l1=l1, l2=l2, group_lasso=group_lasso, device=device)
-        removed = int(sum(budgets))
-        need -= removed
+        removed = nonzero_before - sum(u.nnz for u in units)
         nonzero = budget.fixed_nonzero + sum(u.nnz for u in units)
         log.append({"cycle": i, "rho": rho_i, "sv_step": sv_step, "removed": removed,
                     "nonzero": nonzero, "sparsity": 1.0 - nonzero / budget.dense})
