@@ -29,6 +29,9 @@ __all__ = ["MPFit", "fit_mp", "singular_values", "MIN_DIM"]
 MIN_DIM = 16
 """Smallest min(m, n) for which a fit is attempted; smaller layers get status ``too_small``."""
 
+RANK_TOLERANCE = 8.0
+"""Singular values below ``RANK_TOLERANCE * sqrt(p eps) * s_max`` are round-off of exact zeros."""
+
 
 @dataclass(frozen=True)
 class MPFit:
@@ -122,9 +125,12 @@ def _edge(sigma2: float, ratio: float, N: int, beta: float) -> float:
 
 
 def _bema_window(p: int, alpha: float) -> np.ndarray:
-    """1-based ranks k of the central window floor(alpha p) .. floor((1 - alpha) p)."""
-    lo = max(int(np.floor(alpha * p)), 1)
-    hi = min(int(np.floor((1.0 - alpha) * p)), p - 1)
+    """1-based ranks k of the central window floor(alpha p) .. floor((1 - alpha) p).
+
+    The products are nudged up by 1e-9 before rounding down, so that an integer such as
+    0.7 * 90 = 63 is not lost to binary round-off (62.99999...)."""
+    lo = max(int(np.floor(alpha * p + 1e-9)), 1)
+    hi = min(int(np.floor((1.0 - alpha) * p + 1e-9)), p - 1)
     return np.arange(lo, hi + 1)
 
 
@@ -161,8 +167,15 @@ def fit_mp(
         beta: the edge uses the (1 - beta) quantile of TW1 (beta = 0.8 -> a slightly lower edge).
         name: layer name used in error messages.
         min_dim: matrices with min(m, n) below this get status ``too_small`` and NaN metrics.
+
+    Singular values below the numerical-rank tolerance ``8 sqrt(p eps) s_max`` (what round-off leaves
+    of exact zeros in the Gram eigenvalues) count as 0. A matrix of so low rank that zeros reach BEMA's
+    central window (e.g. most input features pruned) gets status ``rank_deficient`` and NaN metrics:
+    its bulk has no MP shape to fit.
     """
     what = name or "matrix"
+    if isinstance(min_dim, bool) or not isinstance(min_dim, (int, np.integer)) or min_dim < 2:
+        raise InputError(f"min_dim must be an integer >= 2 (a fit needs a window of singular values), got {min_dim!r}")
     if not (0.0 < alpha < 0.5):
         raise InputError(f"alpha must be in (0, 0.5), got {alpha}")
     if not (0.0 < beta < 1.0):
@@ -182,19 +195,22 @@ def fit_mp(
             raise InputError(f"{what}: got {t.numel()} singular values for shape {(m, n)}; expected {min(m, n)}")
         if bool((t < 0).any()):
             raise InputError(f"{what}: singular values must be non-negative")
-        sv = np.sort(t.numpy())[::-1].copy()
+        sv = np.sort(t.cpu().numpy())[::-1].copy()
     if m < 1 or n < 1:
         raise InputError(f"{what}: empty matrix of shape {(m, n)}")
     if not np.any(sv > 0):
         raise InputError(f"{what}: all-zero matrix has no spectrum to fit")
     p, N = min(m, n), max(m, n)
+    nan = float("nan")
     if p < min_dim:
-        nan = float("nan")
         return MPFit(m, n, nan, nan, nan, nan, nan, 0, "too_small", alpha, beta, sv)
+    sv = np.where(sv < RANK_TOLERANCE * np.sqrt(p * np.finfo(np.float64).eps) * sv[0], 0.0, sv)
 
     ratio = p / N
     eig_asc = (sv[::-1] ** 2) / N
     ranks, q = _bema_reference(p, N, float(alpha))
+    if not np.all(eig_asc[ranks - 1] > 0):
+        return MPFit(m, n, nan, nan, nan, nan, nan, 0, "rank_deficient", alpha, beta, sv)
     lam = eig_asc[ranks - 1]
     sigma2 = float(np.dot(q, lam) / np.dot(q, q))
     if not sigma2 > 0:

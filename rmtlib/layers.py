@@ -74,7 +74,7 @@ def prunable_layers(
 
 
 def weight_matrix(module: nn.Module) -> torch.Tensor:
-    """The module's weight as an out x in matrix (a conv kernel unfolded to C_out x C_in*k*k).
+    """The module's weight as an out x in matrix (a conv kernel unfolded to C_out x (C_in / groups)*k*k).
 
     Returns a view of the weight for Linear/Conv (no copy, no dtype change), so the caller
     must not modify it in place unless it means to change the layer.

@@ -9,7 +9,9 @@ The network is ``X = out_act(W3 act(W2 act(W1 s)))`` with Gaussian data ``s ~ N(
   ``v_k`` orthonormal directions in the range of ``W1`` (so the signal reads the data):
   ``||S2||_F = strength sqrt(g r) = O(1) = o(sqrt N)``;
 * ``W3 = c M U^T`` (``M`` a K x r Gaussian mixing, ``U = [u_k]``) reads the signal directions, with
-  ``c`` set once from the clean network so its logits have standard deviation ``logit_scale``;
+  ``c = logit_scale / sd`` of the clean network's outputs at ``c = 1``, set once: with a linear
+  output (``out_act="identity"``) the logits have standard deviation ``logit_scale``, with a
+  squashing one less;
 * the labels are the clean teacher's ``argmax`` (a fraction ``label_noise`` replaced by random
   classes, so the clean network is not trivially optimal);
 * ``R2`` has iid N(0, g/N) entries, drawn independently of everything else: ``||R2||_F^2 ~ g N``.

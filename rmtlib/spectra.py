@@ -88,7 +88,7 @@ def analyze(
 
     Columns: layer, kind, block (depth index parsed from the name), m, n, params, ratio,
     sigma2, lambda_plus, sv_edge, gamma, mu, n_spikes, status (``ok``, ``too_small``,
-    ``all_zero``). Layers that could not be fitted have NaN metrics. ``host_workers``: CPU threads
+    ``rank_deficient``: zeros reach the fit's central window, ``all_zero``). Layers that could not be fitted have NaN metrics. ``host_workers``: CPU threads
     for the eigenvalues (default: torch's thread count; on a GPU, 0 keeps all the work there).
     See :func:`layer_fits`.
     """

@@ -119,6 +119,9 @@ def test_bad_input_names_the_problem_and_the_layer(bad, message):
 
 
 def test_bad_arguments_are_refused(rng):
+    for min_dim in (1, 0, -5, 2.5, True):
+        with pytest.raises(InputError, match="min_dim"):
+            fit_mp(rng.standard_normal((20, 40)), min_dim=min_dim)
     w = rng.normal(size=(40, 40))
     with pytest.raises(InputError, match="alpha"):
         fit_mp(w, alpha=0.6)
@@ -126,3 +129,61 @@ def test_bad_arguments_are_refused(rng):
         fit_mp(w, beta=1.0)
     with pytest.raises(InputError, match="expected 40"):
         fit_mp(np.ones(30), shape=(40, 50))
+
+
+def test_quantile_spectrum_pins_scale_edge_and_fit_error():
+    """A spectrum placed exactly on BEMA's MP(c, 1) quantiles: sigma^2 = 1, the Tracy-Widom edge equals
+    the formula written out by hand (c^(-1/6) matters at c = 1/4), and mu = 1 / (2p), since each step of
+    the empirical cdf straddles the MP cdf by half a step."""
+    from rmtlib.mp import mp_ppf
+    from rmtlib.tracy_widom import tw1_ppf
+
+    m, n = 300, 1200
+    p, N, c = 300, 1200, 0.25
+    eig = mp_ppf((np.arange(1, p + 1) - 0.5) / p, c)
+    fit = fit_mp(np.sqrt(N * eig), shape=(m, n), alpha=0.25, beta=0.8)
+    assert fit.sigma2 == pytest.approx(1.0, abs=1e-12)
+    edge = (1 + c**0.5) ** 2 + tw1_ppf(0.2) * N ** (-2 / 3) * c ** (-1 / 6) * (1 + c**0.5) ** (4 / 3)
+    assert fit.lambda_plus == pytest.approx(edge, abs=1e-12)
+    assert fit.mu == pytest.approx(0.5 / p, abs=1e-12)
+    # off the quantiles the two sides of each jump differ; mu is the sup of |F_MP - empirical cdf| over the
+    # window, here taken by brute force just left and right of every eigenvalue in it
+    from rmtlib.mp import mp_cdf
+
+    levels = (np.arange(1, p + 1) - 0.5) / p
+    levels[p // 2] += 0.9 / p  # one eigenvalue late: its jump misses the MP cdf by 1.4 steps on the left side
+    shifted = mp_ppf(levels, c)
+    fit = fit_mp(np.sqrt(N * shifted), shape=(m, n))
+    window = shifted[int(0.25 * p) - 1 : int(0.75 * p)]
+    grid = np.concatenate([window * (1 - 1e-12), window * (1 + 1e-12)])
+    ecdf = np.searchsorted(shifted, grid, side="right") / p
+    assert fit.mu == pytest.approx(np.max(np.abs(mp_cdf(grid, c, fit.sigma2) - ecdf)), abs=1e-9)
+
+
+def test_low_rank_matrices_get_a_status_on_both_paths(rng):
+    """Rank 10 of 64: round-off in the Gram eigenvalues is not a spectrum (it used to fit sigma^2 ~ 1e-15 and
+    count round-off as spikes), and exact zeros no longer raise."""
+    w = rng.standard_normal((64, 10)) @ rng.standard_normal((10, 200))
+    from_matrix = fit_mp(w)
+    assert from_matrix.status == "rank_deficient" and np.isnan(from_matrix.sigma2) and from_matrix.n_spikes == 0
+    sv = np.linalg.svd(w, compute_uv=False)
+    sv[10:] = 0.0
+    assert fit_mp(sv, shape=w.shape).status == "rank_deficient"
+    # a full-rank matrix whose smallest singular values are tiny but real is still fitted
+    u, _ = np.linalg.qr(rng.standard_normal((64, 64)))
+    v, _ = np.linalg.qr(rng.standard_normal((200, 64)))
+    s = np.sort(rng.uniform(1.0, 2.0, 64))[::-1]
+    s[-3:] = 1e-4
+    assert fit_mp((u * s) @ v.T).status == "ok"
+
+
+def test_bema_window_bounds_are_exact_integers():
+    from fractions import Fraction
+
+    from rmtlib.fit import _bema_window
+
+    for alpha in (0.17, 0.25, 0.3, 0.35):
+        for p in (90, 170, 180, 768):
+            ranks = _bema_window(p, alpha)
+            exact = Fraction(str(alpha)) * p
+            assert ranks[0] == max(int(exact), 1) and ranks[-1] == min(int(p - exact), p - 1)

@@ -63,6 +63,17 @@ def test_all_zero_layer_is_a_status():
     assert table.loc["0", "status"] == "ok"
 
 
+def test_pruned_input_features_give_a_status_not_a_lost_table():
+    """54 of 64 input columns pruned leave rank 10: that row says rank_deficient, the others are fitted."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 200), nn.ReLU(), nn.Linear(200, 100))
+    with torch.no_grad():
+        net[0].weight[:, 10:] = 0.0
+    table = analyze(net, progress=False).set_index("layer")
+    assert table.loc["0", "status"] == "rank_deficient" and np.isnan(table.loc["0", "sigma2"])
+    assert table.loc["2", "status"] == "ok" and table.loc["2", "n_spikes"] <= 2
+
+
 def test_no_layers_is_an_error():
     with pytest.raises(InputError, match="no Linear/Conv"):
         analyze(nn.Sequential(nn.ReLU()), progress=False)
