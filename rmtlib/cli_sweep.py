@@ -316,8 +316,11 @@ def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
     from .models import MNIST_VIT_CONFIG
 
     def save(label: str, level: float, pruned: Any, report: pd.DataFrame) -> None:
+        a = report.attrs
         metadata = {"model": args.model, "model_kwargs": model_kwargs, "source_checkpoint": args.checkpoint,
-                    "method": label, "sparsity_target": level, "sparsity_reached": report.attrs.get("reached_sparsity"),
+                    "label": label, "method": a.get("method", label), "options": a.get("options", {}),
+                    "alpha": args.alpha, "beta": args.beta, "include": args.include, "exclude": args.exclude,
+                    "sparsity_target": level, "sparsity_reached": a.get("reached_sparsity"),
                     "schedule": args.schedule, "finetune_epochs": args.finetune_epochs,
                     "finetune_steps": args.finetune_steps, "data": args.data, "seed": args.seed}
         if args.model == "mnist_vit":

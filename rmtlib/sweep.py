@@ -74,6 +74,8 @@ def sweep(
 ) -> pd.DataFrame:
     """Prune a fresh copy of ``model`` per (method, level); optionally fine-tune; evaluate top-1.
 
+    ``model``'s weights are never changed, but it is moved to ``device`` and put in eval mode.
+
     Args:
         levels: target sparsities (1 - nonzero / dense parameters of the whole model).
         eval_loader: top-1 is measured on it (the first ``eval_batches`` batches when given).

@@ -69,21 +69,24 @@ def _roundtrip(table: pd.DataFrame, path: Path) -> Path:
 
 def test_save_dir_holds_each_pruned_model(tmp_path: Path):
     ckpt = _checkpoint(tmp_path)
-    rc = main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude",
+    rc = main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "glob",
+               "--option", "glob.method=magnitude", "--option", "glob.scope=global",
                "--levels", "0.3,0.5", "--schedule", "gradual", "--save-dir", str(tmp_path / "models"),
                "--out", str(tmp_path / "s.csv"), "--quiet"])
     assert rc == 0
     table = pd.read_csv(tmp_path / "s.csv").set_index("target")
     for level in (0.3, 0.5):
-        path = tmp_path / "models" / f"magnitude_{level:.2f}.safetensors"
+        path = tmp_path / "models" / f"glob_{level:.2f}.safetensors"
         reloaded = create_model(MODEL, checkpoint=path)
         counts = count_params(reloaded)
         assert counts["nonzero"] == table.loc[level, "params_nonzero"]
         meta = read_checkpoint(path)[1]["metadata"]
-        assert meta["method"] == "magnitude" and meta["sparsity_target"] == level and meta["schedule"] == "gradual"
+        assert meta["sparsity_target"] == level and meta["schedule"] == "gradual"
+        # the file says how it was made: the variant's label, its method and options
+        assert (meta["label"], meta["method"], meta["options"]) == ("glob", "magnitude", {"scope": "global"})
     # gradual: the 50% model keeps zero every weight the 30% model had pruned
-    first = create_model(MODEL, checkpoint=tmp_path / "models" / "magnitude_0.30.safetensors")
-    second = create_model(MODEL, checkpoint=tmp_path / "models" / "magnitude_0.50.safetensors")
+    first = create_model(MODEL, checkpoint=tmp_path / "models" / "glob_0.30.safetensors")
+    second = create_model(MODEL, checkpoint=tmp_path / "models" / "glob_0.50.safetensors")
     assert torch.all(second[1].weight[first[1].weight == 0] == 0)
 
 
