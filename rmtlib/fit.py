@@ -169,9 +169,11 @@ def fit_mp(
         min_dim: matrices with min(m, n) below this get status ``too_small`` and NaN metrics.
 
     Singular values below the numerical-rank tolerance ``8 sqrt(p eps) s_max`` (what round-off leaves
-    of exact zeros in the Gram eigenvalues) count as 0. A matrix of so low rank that zeros reach BEMA's
-    central window (e.g. most input features pruned) gets status ``rank_deficient`` and NaN metrics:
-    its bulk has no MP shape to fit.
+    of exact zeros in the Gram eigenvalues) count as 0. Zeros inside BEMA's central window are left
+    out of the scale fit (and of ``mu``): a layer truncated to rank k keeps the top k singular values
+    of its spectrum, so the window's nonzero order statistics still estimate sigma^2 (a censored
+    fit). With fewer than 2 nonzero values in the window (e.g. most input features pruned) the
+    status is ``rank_deficient`` and the metrics NaN: there is no bulk left to fit.
     """
     what = name or "matrix"
     if isinstance(min_dim, bool) or not isinstance(min_dim, (int, np.integer)) or min_dim < 2:
@@ -209,9 +211,12 @@ def fit_mp(
     ratio = p / N
     eig_asc = (sv[::-1] ** 2) / N
     ranks, q = _bema_reference(p, N, float(alpha))
-    if not np.all(eig_asc[ranks - 1] > 0):
-        return MPFit(m, n, nan, nan, nan, nan, nan, 0, "rank_deficient", alpha, beta, sv)
     lam = eig_asc[ranks - 1]
+    if not np.all(lam > 0):  # censored: zeros (a truncated rank, pruned features) are not order statistics
+        usable = lam > 0
+        if usable.sum() < 2:
+            return MPFit(m, n, nan, nan, nan, nan, nan, 0, "rank_deficient", alpha, beta, sv)
+        ranks, q, lam = ranks[usable], q[usable], lam[usable]
     sigma2 = float(np.dot(q, lam) / np.dot(q, q))
     if not sigma2 > 0:
         raise InputError(f"{what}: the central part of the spectrum is zero (rank {int(np.sum(sv > 0))} of {p}); cannot fit MP")

@@ -187,3 +187,22 @@ def test_bema_window_bounds_are_exact_integers():
             ranks = _bema_window(p, alpha)
             exact = Fraction(str(alpha)) * p
             assert ranks[0] == max(int(exact), 1) and ranks[-1] == min(int(p - exact), p - 1)
+
+
+def test_a_truncated_spectrum_gives_the_full_spectrums_fit():
+    """Rank truncation keeps the top singular values exactly, so the censored scale fit on the window's
+    nonzero part recovers the full spectrum's sigma^2 and edge (what a second pruning stage needs)."""
+    from rmtlib.mp import mp_ppf
+
+    p, N, c = 300, 1200, 0.25
+    sv = np.sqrt(N * mp_ppf((np.arange(1, p + 1) - 0.5) / p, c))[::-1].copy()
+    full = fit_mp(sv, shape=(p, N))
+    for keep in (180, 120):  # window ranks 75..225 (ascending): 180 leaves 105 of them, 120 leaves 45
+        cut = sv.copy()
+        cut[keep:] = 0.0
+        fit = fit_mp(cut, shape=(p, N))
+        assert fit.ok and fit.sigma2 == pytest.approx(full.sigma2, abs=1e-12)
+        assert fit.sv_edge == pytest.approx(full.sv_edge, abs=1e-9) and fit.n_spikes == full.n_spikes
+    cut = sv.copy()
+    cut[74:] = 0.0  # no nonzero value left in the window
+    assert fit_mp(cut, shape=(p, N)).status == "rank_deficient"
