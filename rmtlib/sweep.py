@@ -151,7 +151,6 @@ def sweep(
                        prune_s=prune_s, finetune_epochs=ft_epochs, finetune_steps=ft_steps)
             if do_finetune:
                 mask = WeightMask.from_zeros(pruned)
-                _reseed(finetune_loader, seed)  # every run sees the same batches in the same order
                 start = time.perf_counter()
                 finetune(pruned, finetune_loader, ft_epochs, lr=finetune_lr, mask=mask, device=dev, seed=seed,
                          progress=progress, max_steps_per_epoch=ft_steps)
@@ -243,17 +242,6 @@ def _variant(label: str, method_options: Mapping[str, Mapping[str, Any]]) -> tup
     if not isinstance(method, str):
         raise InputError(f"sweep: method_options[{label!r}]['method'] must be a method name, got {method!r}")
     return method, options
-
-
-def _reseed(loader: DataLoader, seed: int) -> None:
-    """Reset a loader's shuffling generator(s), so each fine-tuning run draws the same batches."""
-    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
-        generator = getattr(owner, "generator", None)
-        if isinstance(generator, torch.Generator):
-            generator.manual_seed(seed)
-    sampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
-    if isinstance(getattr(sampler, "generator", None), torch.Generator):
-        sampler.generator.manual_seed(seed)
 
 
 def _check_mask_held(model: nn.Module, mask: Any, method: str, level: float) -> None:

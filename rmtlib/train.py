@@ -102,7 +102,10 @@ def evaluate(
     was_training = model.training
     model.eval().to(device)
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
-    for i, (x, y) in enumerate(tqdm(loader, desc="eval", disable=not progress or not is_main_process(), leave=False)):
+    # tqdm is handed an iterator, not the loader: tqdm.auto would open (and discard) an iterator of its own,
+    # which draws from the loader's generator and starts its worker processes twice
+    batches = tqdm(iter(loader), desc="eval", total=len(loader), disable=not progress or not is_main_process(), leave=False)
+    for i, (x, y) in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -192,12 +195,17 @@ def train(
         raise InputError(f"epochs must be >= 0, got {epochs}")
     if seed is not None:
         seed_everything(seed)
+        reseed_loader(loader, seed)  # the same batches on every call, also with a loader used before
     device = get_device(device)
     model.to(device).train()
     if mask is not None:
         mask.apply(unwrap(model))
     factory = make_optimizer_factory(optimizer, lr, weight_decay) if isinstance(optimizer, str) else optimizer
     steps_per_epoch = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
+    if epochs > 0 and steps_per_epoch < 1:
+        raise InputError(f"train: the loader yields no batch ({len(loader.dataset)} samples, batch size "
+                         f"{loader.batch_size}{', incomplete batches dropped' if getattr(loader, 'drop_last', False) else ''}); "
+                         "use more samples or a smaller batch")
     scale = lr_schedule(schedule, epochs * steps_per_epoch, steps_per_epoch=steps_per_epoch)
     net = _wrap(model, device)
     opt = factory(list(unwrap(net).parameters()))
@@ -210,7 +218,8 @@ def train(
             sampler.set_epoch(epoch)
         start = time.perf_counter()
         totals = torch.zeros(3, dtype=torch.float64, device=device)
-        bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", total=steps_per_epoch, disable=not progress or not is_main_process(), leave=False)
+        bar = tqdm(iter(loader), desc=f"epoch {epoch}/{epochs}", total=steps_per_epoch,
+                   disable=not progress or not is_main_process(), leave=False)  # one iterator per epoch (see evaluate)
         for i, (x, y) in enumerate(bar):
             if i >= steps_per_epoch:
                 break
@@ -245,7 +254,7 @@ def train(
             "seconds": time.perf_counter() - start,
         }
         if val_loader is not None:
-            val = evaluate(net, val_loader, device, amp=amp)
+            val = evaluate(unwrap(net), val_loader, device, amp=amp)  # not through DDP: no buffer broadcast to hang on
             record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
         params_before = [id(p) for p in unwrap(net).parameters()]
         for hook in hooks:
@@ -262,6 +271,16 @@ def train(
             shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items() if not isinstance(v, (dict, list))}
             tqdm.write(str(shown))
     return history
+
+
+def reseed_loader(loader: Any, seed: int) -> None:
+    """Reset a loader's shuffling generator(s) to ``seed``, so a run draws the same batches however often
+    the loader was iterated before (a fresh :func:`rmtlib.data.make_loader` with that seed is unchanged)."""
+    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None),
+                  getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator):
+            generator.manual_seed(seed)
 
 
 def _wrap(model: nn.Module, device: torch.device) -> nn.Module:

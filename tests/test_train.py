@@ -48,6 +48,35 @@ def test_training_is_seeded():
     assert torch.equal(runs[0], runs[1])
 
 
+def _flat(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_same_seed_same_batches_on_a_reused_loader_and_with_workers():
+    """train(seed=) resets the loader's shuffle (a loader used before gives the same batches), and loader
+    worker processes change nothing (a progress bar used to open, and discard, an extra iterator)."""
+    model, loader, _ = _setup()
+    runs = []
+    for _ in range(2):  # the same loader twice
+        net = fc_net([10, 32, 3])
+        net.load_state_dict(model.state_dict())
+        train(net, loader, 2, lr=1e-2, progress=True, seed=3)
+        runs.append(_flat(net))
+    assert torch.equal(runs[0], runs[1])
+    ds = synthetic_classification(300, 10, 3, seed=0)
+    net = fc_net([10, 32, 3])
+    net.load_state_dict(model.state_dict())
+    train(net, make_loader(ds, 32, shuffle=True, seed=0, num_workers=2), 2, lr=1e-2, progress=True, seed=3)
+    assert torch.equal(_flat(net), runs[0])
+
+
+def test_a_loader_without_a_full_batch_is_refused():
+    model, _, _ = _setup()
+    ds = synthetic_classification(20, 10, 3, seed=0)
+    with pytest.raises(InputError, match="no batch"):
+        train(model, make_loader(ds, 32, shuffle=True, drop_last=True), 1, progress=False)
+
+
 def test_lr_schedules():
     cos = lr_schedule("cosine", 100)
     assert cos(0) == 1.0 and cos(50) == pytest.approx(0.5) and cos(100) == pytest.approx(0.0)
