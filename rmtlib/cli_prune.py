@@ -12,6 +12,8 @@ data-parallel; only rank 0 prints and writes.
 from __future__ import annotations
 
 import argparse
+import copy
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +59,11 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     _add(p)
 
 
-def finetune(model: Any, report: pd.DataFrame, args: argparse.Namespace) -> Any:
-    """Hook: accuracy before/after and masked fine-tuning (:func:`rmtlib.train.finetune_from_args`)."""
+def finetune(model: Any, report: pd.DataFrame, args: argparse.Namespace, dense: Any = None) -> Any:
+    """Hook: accuracy of ``dense`` (the model before pruning) and of the pruned one, and masked
+    fine-tuning (:func:`rmtlib.train.finetune_from_args`)."""
     from .train import finetune_from_args
 
-    dense = None
-    if getattr(args, "data", None):
-        from .models import create_model
-
-        dense = create_model(args.model, checkpoint=args.checkpoint, **key_values(args.set, "--set")).eval()
     return finetune_from_args(model, report, args, dense_model=dense)
 
 
@@ -108,25 +106,38 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
     check_output_file(args.out, "--out")
     check_output_file(args.report, "--report")
+    if args.finetune_epochs < 0:
+        raise InputError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
+    if args.finetune_epochs and not args.data:
+        raise InputError("--finetune-epochs needs --data (the training data to fine-tune on)")
+    for value, flag in ((args.batch_size, "--batch-size"), (args.train_subset, "--train-subset")):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be >= 1, got {value}")
     options = key_values(args.option, "--option")
     model_kwargs = key_values(args.set, "--set")
     init_distributed()  # under torchrun: same pruning everywhere, sharded top-1, DDP fine-tuning, rank 0 writes
     main_process = is_main_process()
     seed_everything(args.seed)  # a randomly initialised model is the same on every run
+    pretrained = args.model == "mnist_vit" and not args.checkpoint and not model_kwargs  # the committed weights
     try:
-        model = create_model(args.model, checkpoint=args.checkpoint, **model_kwargs)
+        model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained, **model_kwargs)
     except TypeError as err:  # a --set key the model does not take
         raise InputError(f"{args.model}: {err}") from err
+    if main_process and not args.checkpoint and not pretrained:
+        print(f"note: no --checkpoint, so {args.model} is randomly initialised", file=sys.stderr)
     model.eval()
     before = count_params(model)
     x = example_input(model)
     macs_before = count_macs(model, x) if x is not None else None
+    dense = copy.deepcopy(model) if args.data else None  # for its top-1 beside the pruned model's
     pruned, report = prune(model, args.method, sparsity=args.sparsity, include=args.include, exclude=args.exclude,
                            inplace=True, seed=args.seed, device=args.device, alpha=args.alpha, beta=args.beta,
                            split_qkv=args.split_qkv, progress=not args.quiet and main_process, **options)
     sync_from_rank0(pruned, f"prune {args.method}")
-    pruned = finetune(pruned, report, args)
+    pruned = finetune(pruned, report, args, dense)
     after = count_params(pruned)
+    if x is not None:  # evaluation and fine-tuning may have moved the model to --device
+        x = x.to(next(pruned.parameters()).device)
     macs = (macs_before, count_macs(pruned, x)) if x is not None and macs_before else None
     if not main_process:
         return 0

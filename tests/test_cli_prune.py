@@ -68,6 +68,10 @@ def _exit_code(argv: list[str]) -> int:
     ["--method", "magnitude", "--sparsity", "0.5", "--option", "bogus=1"],
     ["--method", "magnitude", "--sparsity", "0.5", "--checkpoint", "missing.safetensors"],
     ["--method", "magnitude"],
+    ["--method", "magnitude", "--sparsity", "0.5", "--finetune-epochs", "1"],  # fine-tuning needs --data
+    ["--method", "magnitude", "--sparsity", "0.5", "--data", "synthetic", "--batch-size", "0"],
+    ["--method", "magnitude", "--sparsity", "0.5", "--data", "synthetic", "--train-subset", "0"],
+    ["--method", "rmt", "--sparsity", "0.5", "--option", "cycles=2"],
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, extra: list[str], monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
@@ -88,3 +92,24 @@ def test_nan_and_unreadable_checkpoints(tmp_path: Path, capsys: pytest.CaptureFi
                          "--sparsity", "0.3", "--out", str(out), "--quiet"])
         assert rc == 2 and message in capsys.readouterr().err
         assert not out.exists()
+
+
+def test_mnist_vit_without_checkpoint_prunes_the_committed_weights(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """As eval and sweep do; the dense top-1 printed beside the pruned one is that of the model pruned."""
+    from rmtlib.models import load_mnist_vit
+
+    out = tmp_path / "p.safetensors"
+    assert main(["prune", "mnist_vit", "--method", "magnitude", "--sparsity", "0.3", "--out", str(out), "--quiet"]) == 0
+    committed = load_mnist_vit()
+    pruned = read_checkpoint(out)[0]
+    kept = pruned["blocks.0.mlp.fc1.weight"] != 0
+    assert torch.equal(pruned["blocks.0.mlp.fc1.weight"][kept], committed.blocks[0].mlp.fc1.weight.detach()[kept])
+
+
+def test_dense_top1_is_the_unpruned_models(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """A random-init model: the dense top-1 is measured on the model before pruning, not on a second random draw."""
+    assert main(["prune", "fc:784-32-10", "--method", "magnitude", "--sparsity", "0.0", "--data", "synthetic",
+                 "--quiet", "--seed", "5"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("accuracy on"))
+    dense, pruned = (part.split()[-1] for part in line.split(": ", 1)[1].split(", ")[:2])
+    assert dense == pruned  # sparsity 0 removes nothing, so the two must agree
