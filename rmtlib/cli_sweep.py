@@ -58,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude", action="append", metavar="PATTERN", help="skip layers matching (repeatable)")
     p.add_argument("--alpha", type=float, default=0.25, help="BEMA trimming fraction (default 0.25)")
     p.add_argument("--beta", type=float, default=0.8, help="Tracy-Widom level of the edge (default 0.8)")
-    p.add_argument("--eval-split", default="test", help="split measured for top-1 (default test; an image folder without test/ uses val/)")
+    p.add_argument("--eval-split", default="test", choices=["train", "val", "test"], help="split measured for top-1 (default test; an image folder without test/ uses val/)")
     p.add_argument("--eval-batches", type=int, help="measure top-1 on the first N batches only")
     p.add_argument("--eval-batch-size", type=int, default=500)
     p.add_argument("--finetune-epochs", type=int, default=0, help="epochs of masked fine-tuning after each pruning")

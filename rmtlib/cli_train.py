@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("model", help="mnist_vit, fc:784-256-10, or a timm model name")
     e.add_argument("--checkpoint", help="weights to evaluate (default for mnist_vit: the committed ones)")
     e.add_argument("--data", default="mnist", help="dataset spec (see `rmtlib train --help`)")
-    e.add_argument("--split", default="test", help="test (default), val, train")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"], help="test (default), val, train")
     e.add_argument("--batch-size", type=int, default=500)
     e.add_argument("--workers", type=non_negative_int, default=0, help="data-loading processes")
     e.add_argument("--device", default="auto")

@@ -272,12 +272,16 @@ def load_dataset(spec: str, split: str = "test", *, model: torch.nn.Module | Non
     folder (IDX files -> Fashion-MNIST, class subfolders -> ImageFolder; for ImageFolder ``split``
     selects ``FOLDER/<split>`` when that exists, e.g. ``val``).
     """
+    if split not in ("train", "val", "test"):
+        raise DataError(f"split must be train, val or test, got {split!r}")
     kind, _, arg = spec.partition(":")
     kind = kind.lower()
     if kind == "mnist" and not arg:
         return load_mnist(split, flatten=flatten)
+    if kind in {"fashion-mnist", "fashion_mnist", "fashionmnist", "synthetic"} and split == "val":
+        raise DataError(f"data {spec!r} has only train and test splits, not val")
     if kind in {"fashion-mnist", "fashion_mnist", "fashionmnist"}:
-        return load_fashion_mnist(arg, "train" if split == "train" else "test", flatten=flatten)
+        return load_fashion_mnist(arg, split, flatten=flatten)
     if kind == "synthetic":
         return synthetic_images(seed=0 if split == "train" else 1)
     if kind in {"imagefolder", "imagenet"}:
@@ -289,9 +293,12 @@ def load_dataset(spec: str, split: str = "test", *, model: torch.nn.Module | Non
             "and not an existing folder"
         )
     try:
-        return load_fashion_mnist(path, "train" if split == "train" else "test", flatten=flatten)
+        data = load_fashion_mnist(path, "train" if split == "train" else "test", flatten=flatten)
     except DataError:
         return image_folder(_split_dir(path, split), model, train=split == "train")
+    if split == "val":
+        raise DataError(f"data {spec!r} (Fashion-MNIST files) has only train and test splits, not val")
+    return data
 
 
 def _split_dir(root: Path, split: str) -> Path:
@@ -309,6 +316,9 @@ def _split_dir(root: Path, split: str) -> Path:
     if present:
         raise DataError(f"data folder {root} holds split folder(s) {', '.join(p + '/' for p in present)} "
                         f"but no {split}/, which this step needs (pass a folder with {split}/, or its split folder itself)")
+    if split == "train":  # the same images would be trained on and then evaluated
+        raise DataError(f"data folder {root} has no train/ folder: training or fine-tuning on it would measure top-1 "
+                        "on the images it trained on; give a folder with train/ and val/ (ImageNet's layout)")
     return root
 
 

@@ -100,8 +100,20 @@ def test_imagenet_layout_splits(tmp_path):
     (tmp_path / "train").rename(tmp_path / "other")
     with pytest.raises(DataError, match=r"holds split folder\(s\) val/ but no train/"):
         data.load_dataset(f"imagefolder:{tmp_path}", "train")
-    ds = data.load_dataset(str(tmp_path / "val"), "train")  # a folder of classes: used as it is
+    ds = data.load_dataset(str(tmp_path / "val"), "test")  # a folder of classes: evaluated as it is
     assert ds.classes == ["n01", "n02", "n03"]
+    # but never trained on: top-1 would then be measured on the training images
+    for spec in (str(tmp_path / "val"), f"imagefolder:{tmp_path / 'val'}"):
+        with pytest.raises(DataError, match="no train/ folder"):
+            data.load_dataset(spec, "train")
+
+
+def test_split_names_are_checked():
+    with pytest.raises(DataError, match="train, val or test"):
+        data.load_dataset("synthetic", "trian")
+    with pytest.raises(DataError, match="not val"):
+        data.load_dataset("synthetic", "val")
+    assert len(data.load_dataset("mnist", "val")) == 10_000
 
 
 def test_synthetic_is_seeded_and_balanced():
