@@ -119,6 +119,9 @@ def sweep(
     do_finetune = finetune_loader is not None and (finetune_epochs > 0 or (finetune_steps or 0) > 0)
     if finetune_loader is None and (finetune_epochs > 0 or finetune_steps):
         raise InputError("sweep: fine-tuning asked for (finetune_epochs/finetune_steps) but no finetune_loader given")
+    if finetune_loader is not None and finetune_steps and finetune_steps > len(finetune_loader):
+        raise InputError(f"sweep: finetune_steps={finetune_steps} is more than one pass over the fine-tuning data "
+                         f"({len(finetune_loader)} batches); use finetune_epochs, or more data")
     dev = get_device(device)
     model = model.to(dev).eval()
     example = _example_input(eval_loader, dev)

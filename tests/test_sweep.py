@@ -181,6 +181,9 @@ def test_bad_input_is_refused(setup):
         sweep(model, ["magnitude"], [1.0], eval_loader=test)
     with pytest.raises(InputError, match="finetune_loader"):
         sweep(model, ["magnitude"], [0.5], eval_loader=test, finetune_steps=2)
+    with pytest.raises(InputError, match="more than one pass"):  # it used to stop at one pass, recording N
+        sweep(model, ["magnitude"], [0.5], eval_loader=test, finetune_loader=train_loader,
+              finetune_steps=len(train_loader) + 1)
     with pytest.raises(InputError, match="not swept"):
         sweep(model, ["magnitude"], [0.5], eval_loader=test, method_options={"rmt": {"cycles": 2}})
     with pytest.raises(InputError, match="schedule"):
