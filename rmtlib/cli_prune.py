@@ -155,9 +155,9 @@ def run(args: argparse.Namespace) -> int:
             "ranks": {row.layer: int(row.rank_kept) for row in report.itertuples() if not pd.isna(row.rank_kept)},
         }
         if args.model == "mnist_vit":
-            from .models import MNIST_VIT_CONFIG
+            from .models import mnist_vit_config
 
-            metadata["config"] = {**MNIST_VIT_CONFIG, **model_kwargs}
+            metadata["config"] = mnist_vit_config(args.checkpoint, model_kwargs)
         save_checkpoint(pruned, args.out, metadata)
         print(f"pruned model written to {args.out}")
     if args.report:

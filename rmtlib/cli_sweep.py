@@ -313,7 +313,7 @@ def _resume(model: Any, previous: pd.DataFrame, plan: dict[str, tuple[float | No
 def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
     """A sweep callback writing each pruned model to ``--save-dir`` with what made it."""
     from .io import save_checkpoint
-    from .models import MNIST_VIT_CONFIG
+    from .models import mnist_vit_config
 
     def save(label: str, level: float, pruned: Any, report: pd.DataFrame) -> None:
         a = report.attrs
@@ -324,7 +324,7 @@ def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
                     "schedule": args.schedule, "finetune_epochs": args.finetune_epochs,
                     "finetune_steps": args.finetune_steps, "data": args.data, "seed": args.seed}
         if args.model == "mnist_vit":
-            metadata["config"] = {**MNIST_VIT_CONFIG, **model_kwargs}
+            metadata["config"] = mnist_vit_config(args.checkpoint, model_kwargs)
         save_checkpoint(pruned, _stage_file(args, label, level), metadata)
 
     return save

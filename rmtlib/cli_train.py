@@ -59,10 +59,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(name: str, checkpoint: str | None, overrides: dict[str, Any]):
-    from rmtlib.models import MNIST_VIT_CONFIG, create_model
+    from rmtlib.models import create_model, mnist_vit_config
 
     model = create_model(name, checkpoint=checkpoint, **overrides)
-    config = {**MNIST_VIT_CONFIG, **overrides} if name == "mnist_vit" else {"name": name, **overrides}
+    config = mnist_vit_config(checkpoint, overrides) if name == "mnist_vit" else {"name": name, **overrides}
     return model, config
 
 

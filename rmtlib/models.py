@@ -82,11 +82,20 @@ def load_mnist_vit(checkpoint: str | os.PathLike | None = None) -> nn.Module:
     path = Path(checkpoint) if checkpoint else MNIST_VIT_CHECKPOINT
     if not path.is_file():
         raise CheckpointError(f"MNIST ViT checkpoint {path} is missing; train it with `rmtlib train mnist_vit`")
-    config = dict(MNIST_VIT_CONFIG)
-    if checkpoint is None and MNIST_VIT_CARD.is_file():
-        config.update(model_card().get("config", {}))
-    model, _ = load_state(mnist_vit(**config), path)
+    model, _ = load_state(mnist_vit(**mnist_vit_config(checkpoint)), path)
     return model.eval()
+
+
+def mnist_vit_config(checkpoint: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The architecture of an ``mnist_vit`` built from ``checkpoint`` (its recorded ``config``; without
+    one, the committed model's card) with ``overrides`` on top: what a checkpoint's metadata must record."""
+    config = dict(MNIST_VIT_CONFIG)
+    if checkpoint is not None:
+        config.update(_saved_config(checkpoint))
+    elif MNIST_VIT_CARD.is_file():
+        config.update(model_card().get("config", {}))
+    config.update(overrides or {})
+    return config
 
 
 def create_model(name: str, checkpoint: str | os.PathLike | None = None, pretrained: bool = False, **kwargs: Any) -> nn.Module:
@@ -99,8 +108,8 @@ def create_model(name: str, checkpoint: str | os.PathLike | None = None, pretrai
     if name == "mnist_vit":
         if pretrained and checkpoint is None and not kwargs:
             return load_mnist_vit()
-        if checkpoint is not None and not kwargs:
-            kwargs = _saved_config(checkpoint)
+        if checkpoint is not None:  # the recorded architecture, with the caller's changes on top
+            kwargs = {**_saved_config(checkpoint), **kwargs}
         model = mnist_vit(**kwargs)
     elif name.startswith("fc:"):
         model = fc_net(parse_fc_name(name), **kwargs)

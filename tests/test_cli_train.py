@@ -47,3 +47,21 @@ def test_prune_with_finetune_reports_accuracies_and_keeps_zeros(tmp_path, capsys
     zeros = sum(int((v == 0).sum()) for k, v in state.items() if k.endswith("weight"))
     assert zeros / total >= 0.6 - 1e-3  # the fine-tuning kept the pruned weights at zero
     assert main(["prune", "fc:784-32-10", "--method", "magnitude", "--sparsity", "0.5", "--finetune-epochs", "1"]) == 2
+
+
+def test_a_non_default_mnist_vit_stays_loadable_through_train_prune_and_eval(tmp_path, capsys):
+    """The metadata records the architecture actually built from --checkpoint (it used to record the
+    default depth 6, so the next step could not load the file)."""
+    from rmtlib.io import read_checkpoint
+    from rmtlib.models import load_mnist_vit
+
+    a, b, p = (str(tmp_path / f"{x}.safetensors") for x in "abp")
+    common = ["--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--quiet"]
+    assert main(["train", "mnist_vit", "--set", "depth=1", *common, "--out", a]) == 0
+    assert main(["train", "mnist_vit", "--checkpoint", a, *common, "--out", b]) == 0
+    assert read_checkpoint(b)[1]["metadata"]["config"]["depth"] == 1
+    assert main(["prune", "mnist_vit", "--checkpoint", b, "--method", "magnitude", "--sparsity", "0.3", "--out", p,
+                 "--quiet"]) == 0
+    assert read_checkpoint(p)[1]["metadata"]["config"]["depth"] == 1
+    assert main(["eval", "mnist_vit", "--checkpoint", p, "--data", "synthetic", "--quiet"]) == 0
+    assert len(load_mnist_vit(a).blocks) == 1
