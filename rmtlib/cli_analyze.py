@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .cli_args import write_csv_atomic
+from .cli_args import check_output_dir, check_output_file, write_csv_atomic
 from .errors import InputError
 
 
@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
+    check_output_file(args.out, "--out")
+    check_output_dir(args.plots, "--plots")
     model = create_model(args.model, checkpoint=args.checkpoint)
     table = analyze(model, device=args.device, split_qkv=args.split_qkv, alpha=args.alpha, beta=args.beta, progress=not args.quiet)
     with pd.option_context("display.width", 160, "display.max_rows", 200, "display.float_format", "{:.4g}".format):

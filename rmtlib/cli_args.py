@@ -90,6 +90,25 @@ def check_output_file(path: str | None, flag: str) -> None:
             break
 
 
+def check_output_dir(path: str | None, flag: str) -> None:
+    """Fail before any work when ``path`` cannot be a folder to write into (a file, or under a file)."""
+    if not path:
+        return
+    target = Path(path)
+    for folder in (target, *target.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise InputError(f"{flag}: {folder} is a file, so {path} cannot be a folder to write into")
+            return
+
+
+def positive_counts(*pairs: tuple[Any, str]) -> None:
+    """Each (value, flag): ``None`` or an integer >= 1, else :class:`InputError` naming the flag."""
+    for value, flag in pairs:
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be >= 1, got {value}")
+
+
 def write_csv_atomic(table: pd.DataFrame, path: str | Path) -> None:
     """Write ``table`` as CSV (no index), atomically (:mod:`rmtlib.atomic`)."""
     write_text_atomic(table.to_csv(index=False), path)

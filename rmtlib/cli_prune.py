@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from .cli_args import check_output_file, key_values, sparsity_level, write_csv_atomic
+from .cli_args import check_output_file, key_values, positive_counts, sparsity_level, write_csv_atomic
 from .errors import InputError
 
 
@@ -110,9 +110,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
     if args.finetune_epochs and not args.data:
         raise InputError("--finetune-epochs needs --data (the training data to fine-tune on)")
-    for value, flag in ((args.batch_size, "--batch-size"), (args.train_subset, "--train-subset")):
-        if value is not None and value < 1:
-            raise InputError(f"{flag} must be >= 1, got {value}")
+    positive_counts((args.batch_size, "--batch-size"), (args.train_subset, "--train-subset"))
     options = key_values(args.option, "--option")
     model_kwargs = key_values(args.set, "--set")
     init_distributed()  # under torchrun: same pruning everywhere, sharded top-1, DDP fine-tuning, rank 0 writes

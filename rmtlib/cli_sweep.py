@@ -31,7 +31,8 @@ from typing import Any
 import pandas as pd
 
 from .atomic import atomic_path
-from .cli_args import check_output_file, key_values, names, non_negative_int, sparsity_levels, write_csv_atomic
+from .cli_args import (check_output_dir, check_output_file, key_values, names, non_negative_int, positive_counts,
+                       sparsity_levels, write_csv_atomic)
 from .errors import InputError
 
 
@@ -127,10 +128,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
-    for value, flag in ((args.eval_batches, "--eval-batches"), (args.finetune_steps, "--finetune-steps"),
-                        (args.train_subset, "--train-subset")):
-        if value is not None and value < 1:
-            raise InputError(f"{flag} must be >= 1, got {value}")
+    positive_counts((args.eval_batches, "--eval-batches"), (args.finetune_steps, "--finetune-steps"),
+                    (args.train_subset, "--train-subset"))
     if args.finetune_epochs < 0:
         raise InputError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
     if args.batch_size < 1 or args.eval_batch_size < 1:
@@ -139,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--methods: each label once, got {','.join(args.methods)}")
     check_output_file(args.out, "--out")
     check_output_file(args.plot, "--plot")
-    if args.save_dir and Path(args.save_dir).exists() and not Path(args.save_dir).is_dir():
-        raise InputError(f"--save-dir: {args.save_dir} is a file; give a folder")
+    check_output_dir(args.save_dir, "--save-dir")
     options = method_options(args.option, args.methods)
     prune_options = {"include": args.include, "exclude": args.exclude, "alpha": args.alpha, "beta": args.beta}
     try:  # the library's own check, before the model and data are loaded

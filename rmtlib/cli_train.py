@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from rmtlib.cli_args import key_values, non_negative_int, write_json_atomic
+from rmtlib.cli_args import check_output_file, key_values, non_negative_int, positive_counts, write_json_atomic
 from rmtlib.errors import InputError
 
 
@@ -61,7 +61,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _build(name: str, checkpoint: str | None, overrides: dict[str, Any]):
     from rmtlib.models import create_model, mnist_vit_config
 
-    model = create_model(name, checkpoint=checkpoint, **overrides)
+    try:
+        model = create_model(name, checkpoint=checkpoint, **overrides)
+    except TypeError as err:  # a --set key the model does not take
+        raise InputError(f"{name}: {err}") from err
     config = mnist_vit_config(checkpoint, overrides) if name == "mnist_vit" else {"name": name, **overrides}
     return model, config
 
@@ -78,6 +81,11 @@ def run_train(args: argparse.Namespace) -> int:
         raise InputError(f"--epochs must be >= 1, got {args.epochs}")
     if args.out and not args.out.endswith(".safetensors"):
         raise InputError(f"--out must end in .safetensors, got {args.out}")
+    check_output_file(args.out, "--out")
+    check_output_file(args.card, "--card")
+    positive_counts((args.batch_size, "--batch-size"), (args.train_subset, "--train-subset"))
+    if not args.lr > 0:
+        raise InputError(f"--lr must be > 0, got {args.lr}")
     init_distributed()
     seed_everything(args.seed)
     model, config = _build(args.model, args.checkpoint, key_values(args.set, "--set"))
@@ -144,6 +152,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    import torch
+
     from rmtlib.data import load_dataset, make_loader
     from rmtlib.models import create_model
     from rmtlib.train import evaluate, init_distributed, is_main_process
@@ -151,8 +161,13 @@ def run_eval(args: argparse.Namespace) -> int:
     init_distributed()
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
+    check_output_file(args.out, "--out")
+    positive_counts((args.batch_size, "--batch-size"))
     pretrained = args.model == "mnist_vit" and not args.checkpoint
+    torch.manual_seed(0)  # a randomly initialised model is the same on every run
     model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained)
+    if is_main_process() and not args.checkpoint and not pretrained:
+        print(f"note: no --checkpoint, so {args.model} is randomly initialised (seed 0)", file=sys.stderr)
     loader = make_loader(load_dataset(args.data, args.split, model=model), args.batch_size, num_workers=args.workers)
     result = evaluate(model, loader, args.device, progress=not args.quiet)
     if is_main_process():

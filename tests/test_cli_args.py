@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmtlib.cli_args import (check_output_file, key_values, names, non_negative_int, sparsity_levels,
-                             write_csv_atomic, write_json_atomic)
+from rmtlib.cli_args import (check_output_dir, check_output_file, key_values, names, non_negative_int,
+                             positive_counts, sparsity_levels, write_csv_atomic, write_json_atomic)
 from rmtlib.errors import InputError
 
 
@@ -46,6 +46,18 @@ def test_check_output_file(tmp_path: Path):
         check_output_file(str(tmp_path), "--out")
     with pytest.raises(InputError, match="--plot: .* is a file"):
         check_output_file(str(tmp_path / "f" / "x.png"), "--plot")
+
+
+def test_check_output_dir_and_positive_counts(tmp_path: Path):
+    check_output_dir(None, "--plots")
+    check_output_dir(str(tmp_path / "new" / "deeper"), "--plots")
+    (tmp_path / "f").write_text("")
+    for bad in (tmp_path / "f", tmp_path / "f" / "sub"):
+        with pytest.raises(InputError, match="--save-dir: .* is a file"):
+            check_output_dir(str(bad), "--save-dir")
+    positive_counts((None, "--a"), (1, "--b"))
+    with pytest.raises(InputError, match="--batch-size must be >= 1, got 0"):
+        positive_counts((3, "--a"), (0, "--batch-size"))
 
 
 def test_atomic_csv_and_json_round_trip(tmp_path: Path):

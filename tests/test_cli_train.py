@@ -26,6 +26,28 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert main(["train", "fc:784-10", "--data", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "missing.safetensors" in err and "--epochs" in err and "nowhere" in err
+    # refused before any training, naming the flag, nothing written
+    (tmp_path / "afile").write_text("")
+    for extra, flag in ((["--batch-size", "0"], "--batch-size"), (["--train-subset", "-5"], "--train-subset"),
+                        (["--lr", "-1"], "--lr"), (["--set", "foo=1"], "foo"),
+                        (["--card", str(tmp_path / "afile" / "card.json")], "--card"),
+                        (["--out", str(tmp_path / "afile" / "m.safetensors")], "--out")):
+        argv = ["train", "fc:784-16-10", "--data", "synthetic", "--epochs", "1", *extra]
+        assert main(argv) == 2, extra
+        assert flag in capsys.readouterr().err
+    assert main(["eval", "fc:784-16-10", "--data", "synthetic", "--out", str(tmp_path / "afile" / "x.json")]) == 2
+    assert main(["analyze", "fc:100-64-10", "--out", str(tmp_path / "t.csv"), "--plots", str(tmp_path / "afile")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_eval_of_a_random_model_is_seeded(capsys):
+    lines = []
+    for _ in range(2):
+        assert main(["eval", "fc:784-16-10", "--data", "synthetic", "--quiet"]) == 0
+        captured = capsys.readouterr()
+        assert "randomly initialised" in captured.err
+        lines.append(captured.out)
+    assert lines[0] == lines[1]
 
 
 def test_prune_with_finetune_reports_accuracies_and_keeps_zeros(tmp_path, capsys):
