@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -164,6 +165,12 @@ def load_experiments(config: str | Path, profile: str, only: Sequence[str] | Non
         if only and name not in only:
             continue
         entry = entry or {}
+        if not isinstance(entry, dict):
+            raise InputError(f"{config}: notebook {name!r} must map to its settings, got {entry!r}")
+        unknown = sorted(set(entry) - {"notebook", "params"} - set(profiles))
+        if unknown:  # e.g. a misspelt profile: its parameters would be silently dropped
+            raise InputError(f"{config}: notebook {name!r} has unknown key(s) {', '.join(unknown)}; "
+                             f"allowed: notebook, params, {', '.join(profiles)}")
         path = root / entry.get("notebook", f"notebooks/{name}.ipynb")
         if not path.is_file():
             raise InputError(f"{config}: notebook {name!r} is listed but {path.relative_to(root)} does not exist")
@@ -173,9 +180,28 @@ def load_experiments(config: str | Path, profile: str, only: Sequence[str] | Non
 
 
 def source_hash(notebook: str | Path, parameters: dict[str, Any]) -> str:
-    """SHA-256 of the notebook's bytes and its canonical parameters: the cache key."""
+    """SHA-256 of the notebook's bytes, its canonical parameters and the library (:func:`library_hash`):
+    the cache key. Notebooks are thin, so a change of rmtlib's code or assets changes their numbers."""
     digest = hashlib.sha256(Path(notebook).read_bytes())
     digest.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    digest.update(library_hash().encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def library_hash() -> str:
+    """SHA-256 over rmtlib's Python files and committed assets (names and bytes)."""
+    return package_hash(Path(__file__).resolve().parent)
+
+
+def package_hash(package: Path) -> str:
+    """SHA-256 over the ``.py`` files and ``assets/`` of a package folder (``__pycache__`` ignored)."""
+    files = sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                   and (p.suffix == ".py" or "assets" in p.relative_to(package).parts))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -249,7 +275,7 @@ def _provenance_cell(exp: Experiment, profile: str, wall_s: float, root: Path) -
         ":::{admonition} How this page was made\n:class: note\n"
         f"Executed by `rmtlib book --profile {profile}` on {_dt.date.today().isoformat()} in {wall_s:.0f} s, "
         f"on {where}. Every number and figure on this page was measured in that run, except those "
-        "explicitly labelled as the paper's (arXiv 2503.01922).\n\n"
+        "explicitly labelled as the paper's (arXiv 2503.01922) or as coming from another run.\n\n"
         f"Parameters: {params}. To re-run with your own, from the project root: "
         f"`papermill {rel} my_run.ipynb -p seed 1 -p output_dir results/my_run`.\n:::"
     )
@@ -323,6 +349,8 @@ def run_notebook(
     except PapermillExecutionError as err:
         tmp.chmod(0o644)
         os.replace(tmp, failed)
+        # the failed run may have overwritten part of the results: no later run may count as cached on them
+        output.unlink(missing_ok=True)
         raise NotebookError(_failure_message(exp, err, failed)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -65,6 +65,40 @@ def test_parameters_are_injected_cached_and_rerun_on_change(tmp_path):
     assert runs.read_text().count("run") == 2
 
 
+def test_a_library_change_or_a_failed_run_is_never_cached(tmp_path, monkeypatch):
+    """The cache key covers rmtlib's code; a run that failed (after writing part of its results) leaves
+    nothing a later run with the old parameters could take as up to date."""
+    _notebook(tmp_path / "notebooks" / "fake.ipynb", [WRITE + "\nassert value != 5, 'planted failure'"])
+    root = _project(tmp_path, {"value": 1})
+    assert [r.status for r in run_book(root, "quick", build=False, log=lambda _: None)] == ["ran"]
+    assert [r.status for r in run_book(root, "quick", build=False, log=lambda _: None)] == ["cached"]
+    monkeypatch.setattr(book, "library_hash", lambda: "another library")
+    assert [r.status for r in run_book(root, "quick", build=False, log=lambda _: None)] == ["ran"]
+    _project(tmp_path, {"value": 5})
+    with pytest.raises(NotebookError):
+        run_book(root, "quick", build=False, log=lambda _: None)
+    assert (tmp_path / "results" / "fake" / "value.txt").read_text() == "10"  # written before the failure
+    _project(tmp_path, {"value": 1})
+    assert [r.status for r in run_book(root, "quick", build=False, log=lambda _: None)] == ["ran"]
+    assert (tmp_path / "results" / "fake" / "value.txt").read_text() == "2"
+
+
+def test_package_hash_covers_code_and_assets(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "assets").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "assets" / "w.bin").write_bytes(b"weights")
+    first = book.package_hash(package)
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "a.pyc").write_bytes(b"compiled")
+    (package / "notes.txt").write_text("not code")
+    assert book.package_hash(package) == first  # caches and other files do not count
+    (package / "assets" / "w.bin").write_bytes(b"weight5")
+    second = book.package_hash(package)
+    (package / "a.py").write_text("x = 2\n")
+    assert len({first, second, book.package_hash(package)}) == 3
+
+
 def test_failing_notebook_names_notebook_and_cell(tmp_path):
     _notebook(tmp_path / "notebooks" / "broken.ipynb", ["x = 1", "raise ValueError('planted failure')", "y = 2"])
     root = _project(tmp_path, {}, {"broken": {"params": {"value": 3}}})
@@ -82,6 +116,9 @@ def test_failing_notebook_names_notebook_and_cell(tmp_path):
 
 def test_listed_but_missing_notebook_is_a_clear_error(tmp_path):
     _notebook(tmp_path / "notebooks" / "fake.ipynb", [WRITE])
+    root = _project(tmp_path, {}, {"fake": {"qiuck": {"value": 2}}})
+    with pytest.raises(InputError, match="'fake' has unknown key\\(s\\) qiuck; allowed: notebook, params, quick, full"):
+        load_experiments(root / "experiments.yaml", "quick")
     root = _project(tmp_path, {}, {"fake": {}, "02_later": {}})
     with pytest.raises(InputError, match=r"'02_later' is listed but notebooks/02_later.ipynb does not exist"):
         load_experiments(root / "experiments.yaml", "quick")
