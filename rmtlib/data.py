@@ -349,10 +349,18 @@ def make_loader(
 
     Training loaders (``shuffle=True``) use a ``DistributedSampler``; evaluation loaders a
     :class:`ShardSampler` (no duplicated samples), so distributed accuracy equals single-process.
-    ``subset`` takes the first ``subset`` samples (or the given indices).
+    ``subset`` takes the first ``subset`` samples (or the given indices); from an image folder, whose
+    samples are sorted by class, a seeded random ``subset`` of them instead (the first ones would be
+    a few classes only).
     """
     if subset is not None:
-        indices = list(range(min(int(subset), len(dataset)))) if isinstance(subset, int) else list(subset)
+        if not isinstance(subset, int):
+            indices = list(subset)
+        elif hasattr(dataset, "samples") and hasattr(dataset, "classes"):  # torchvision ImageFolder
+            count = min(int(subset), len(dataset))
+            indices = sorted(np.random.default_rng(seed).permutation(len(dataset))[:count].tolist())
+        else:
+            indices = list(range(min(int(subset), len(dataset))))
         dataset = torch.utils.data.Subset(dataset, indices)
     sampler = None
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -108,6 +108,24 @@ def test_imagenet_layout_splits(tmp_path):
             data.load_dataset(spec, "train")
 
 
+def test_a_subset_of_an_image_folder_spans_its_classes(tmp_path):
+    """ImageFolder samples are sorted by class: the first 6 of 3 x 10 would all be class a."""
+    from PIL import Image
+
+    for cls in ("a", "b", "c"):
+        (tmp_path / cls).mkdir()
+        for i in range(10):
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / cls / f"{i}.png")
+    ds = data.image_folder(tmp_path)
+    loader = data.make_loader(ds, 6, subset=6, seed=0)
+    picked = [ds.targets[i] for i in loader.dataset.indices]
+    assert len(picked) == 6 and len(set(picked)) > 1
+    assert loader.dataset.indices == data.make_loader(ds, 6, subset=6, seed=0).dataset.indices  # seeded
+    assert data.make_loader(ds, 6, subset=6, seed=1).dataset.indices != loader.dataset.indices
+    tensors = data.synthetic_classification(30, 4, 3, seed=0)
+    assert data.make_loader(tensors, 6, subset=6).dataset.indices == list(range(6))  # tensor sets: the first ones
+
+
 def test_split_names_are_checked():
     with pytest.raises(DataError, match="train, val or test"):
         data.load_dataset("synthetic", "trian")
