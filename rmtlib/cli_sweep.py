@@ -66,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-steps", type=int, help="instead of epochs: this many optimizer steps of fine-tuning")
     p.add_argument("--finetune-lr", type=float, default=1e-4, help="AdamW learning rate of fine-tuning (cosine decay)")
     p.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
-    p.add_argument("--train-subset", type=int, help="fine-tune on the first N training samples only")
+    p.add_argument("--train-subset", type=int, help="fine-tune on N training samples only (the first N; of an image folder, a seeded random N)")
     p.add_argument("--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--seed", type=int, default=0)

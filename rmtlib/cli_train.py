@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group-lasso", type=float, default=0.0, help="group-lasso (rows) coefficient")
     p.add_argument("--mp-every", type=int, default=0, help="MP-split hidden Linear layers every K epochs (0: off; fits with alpha 0.25, beta 0.1, the paper's FC setting)")
     p.add_argument("--mp-T", type=float, default=300.0, help="bulk fraction kept: max(0, 1 - epoch/T)")
-    p.add_argument("--train-subset", type=int, help="train on the first N training samples only")
+    p.add_argument("--train-subset", type=int, help="train on N training samples only (the first N; of an image folder, a seeded random N)")
     p.add_argument("--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")

@@ -349,7 +349,7 @@ def add_finetune_arguments(parser: Any) -> None:
     parser.add_argument("--finetune-epochs", type=int, default=0, help="epochs of masked fine-tuning after pruning (needs --data)")
     parser.add_argument("--finetune-lr", type=float, default=1e-4, help="AdamW learning rate of fine-tuning (cosine decay)")
     parser.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
-    parser.add_argument("--train-subset", type=int, help="fine-tune on the first N training samples only")
+    parser.add_argument("--train-subset", type=int, help="fine-tune on N training samples only (the first N; of an image folder, a seeded random N)")
     from rmtlib.cli_args import non_negative_int
 
     parser.add_argument("--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)")
