@@ -87,11 +87,12 @@ def _mnist_arrays(path: str, verify: bool) -> tuple[tuple[np.ndarray, np.ndarray
 
 
 def _to_dataset(images: np.ndarray, labels: np.ndarray, mean: float, std: float, normalize: bool, flatten: bool):
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    """Tensors of their own: the arrays may be a cache shared by every later load (edits must not leak)."""
+    x = torch.tensor(np.asarray(images, dtype=np.float32))
     if normalize:
         x = (x - mean) / std
     x = x.reshape(len(x), -1) if flatten else x.reshape(len(x), 1, 28, 28)
-    return TensorDataset(x, torch.from_numpy(np.asarray(labels, np.int64)))
+    return TensorDataset(x, torch.tensor(np.asarray(labels, np.int64)))
 
 
 def load_mnist(

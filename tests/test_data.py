@@ -126,6 +126,16 @@ def test_a_subset_of_an_image_folder_spans_its_classes(tmp_path):
     assert data.make_loader(tensors, 6, subset=6).dataset.indices == list(range(6))  # tensor sets: the first ones
 
 
+def test_editing_a_loaded_split_does_not_change_the_next_load():
+    for normalize in (True, False):
+        first = data.load_mnist("test", normalize=normalize)
+        labels, image = first.tensors[1][:5].clone(), first.tensors[0][0].clone()
+        first.tensors[1][:5] = 0
+        first.tensors[0][0] = 7.0
+        again = data.load_mnist("test", normalize=normalize)
+        assert torch.equal(again.tensors[1][:5], labels) and torch.equal(again.tensors[0][0], image)
+
+
 def test_split_names_are_checked():
     with pytest.raises(DataError, match="train, val or test"):
         data.load_dataset("synthetic", "trian")
