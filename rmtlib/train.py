@@ -7,7 +7,8 @@
 * An optional :class:`rmtlib.regularize.WeightMask` keeps pruned weights exactly zero.
 * Under ``torchrun`` (``torch.distributed`` initialized, see :func:`init_distributed`) the model is
   wrapped in DDP and loaders from :func:`rmtlib.data.make_loader` shard the data; evaluation sums
-  counts over processes, so its accuracy equals the single-process one.
+  counts over processes, so its accuracy equals the single-process one (not with ``max_batches``:
+  each process then takes its first batches of its own shard).
 """
 
 from __future__ import annotations
@@ -310,36 +311,6 @@ def finetune(
 
         mask = WeightMask.from_zeros(unwrap(model))
     return train(model, loader, epochs, optimizer=optimizer, lr=lr, schedule=schedule, mask=mask, **kwargs)
-
-
-def finetune_and_evaluate(
-    model: nn.Module,
-    data: str,
-    epochs: int,
-    *,
-    batch_size: int = 128,
-    eval_batch_size: int = 500,
-    lr: float = 1e-4,
-    device: str | torch.device | None = None,
-    train_subset: int | None = None,
-    flatten: bool = False,
-    seed: int = 0,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Accuracy on the ``data`` test split before and after ``epochs`` of masked fine-tuning on its
-    train split (the hook ``rmtlib prune --data PATH --finetune-epochs N`` calls)."""
-    from rmtlib.data import load_dataset, make_loader
-
-    test = make_loader(load_dataset(data, "test", model=unwrap(model), flatten=flatten), eval_batch_size)
-    before = evaluate(model, test, device, progress=progress)
-    out: dict[str, Any] = {"accuracy_before": before["accuracy"], "loss_before": before["loss"], "finetune_epochs": epochs}
-    if epochs > 0:
-        train_set = load_dataset(data, "train", model=unwrap(model), flatten=flatten)
-        loader = make_loader(train_set, batch_size, shuffle=True, seed=seed, subset=train_subset)
-        out["history"] = finetune(model, loader, epochs, lr=lr, device=device, seed=seed, progress=progress)
-        after = evaluate(model, test, device, progress=progress)
-        out.update(accuracy_after=after["accuracy"], loss_after=after["loss"])
-    return out
 
 
 def add_finetune_arguments(parser: Any) -> None:
