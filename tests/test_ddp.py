@@ -7,6 +7,7 @@ import socket
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch import nn
 
 from rmtlib.data import make_loader, synthetic_classification
 from rmtlib.models import fc_net
@@ -169,3 +170,34 @@ def test_prune_under_torch_distributed_prunes_like_one_process_and_writes_once(t
         if name.endswith("weight"):
             assert torch.equal(one[name] == 0, two[name] == 0), name  # same mask, kept through fine-tuning
     assert any(not torch.equal(one[k], two[k]) for k in one)  # fine-tuning differed (2 x 32 samples a step)
+
+
+def _val_worker(rank, world, port, out_dir):
+    import datetime
+
+    from torch.utils.data import TensorDataset
+
+    from rmtlib.train import train
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=20))
+    try:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Linear(10, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))  # has buffers
+        ds = _dataset()
+        val = TensorDataset(ds.tensors[0][:1], ds.tensors[1][:1])  # one sample: rank 1's shard is empty
+        history = train(net, make_loader(ds, 16, shuffle=True), 1, val_loader=make_loader(val, 8), device="cpu",
+                        progress=False)
+        with open(os.path.join(out_dir, f"val{rank}.json"), "w") as fh:
+            json.dump({"val_accuracy": history[-1]["val_accuracy"]}, fh)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_validation_with_an_empty_shard_does_not_hang(tmp_path):
+    """Validation used to run through the DDP wrapper, whose buffer broadcast waited for a process that
+    had no validation batch (a hang; here a 20 s timeout)."""
+    mp.spawn(_val_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    got = [json.loads((tmp_path / f"val{rank}.json").read_text())["val_accuracy"] for rank in range(2)]
+    assert got[0] == got[1] and got[0] in (0.0, 1.0)
