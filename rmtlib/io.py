@@ -55,9 +55,28 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, metadata: Mapping
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_path(path, suffix=".tmp") as tmp:
         save_file(tensors, str(tmp), metadata={"format": "pt", _KEY: record})
+        _sort_header(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
     return path
+
+
+def _sort_header(path: Path) -> None:
+    """Rewrite a safetensors header with its keys sorted, in place, so equal checkpoints are equal files.
+
+    safetensors writes its metadata map in a random order (a Rust HashMap), so the same model saved
+    twice gave different bytes and a model card's sha256 could not confirm a reproduction. The sorted
+    header has the same length (same content, compact JSON), so the tensor data does not move.
+    """
+    with open(path, "r+b") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        raw = handle.read(size)
+        header = json.loads(raw)
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:  # pragma: no cover - only if the writer's JSON were more compact than ours
+            return
+        handle.seek(8)
+        handle.write(text + b" " * (size - len(text)))
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ from torch import nn
 
 import rmtlib.io as rio
 from rmtlib.errors import CheckpointError
-from rmtlib.io import load_checkpoint, save_checkpoint
+from rmtlib.io import load_checkpoint, read_checkpoint, save_checkpoint
 from rmtlib.lowrank import LowRankConv2d, LowRankLinear, replace_module
 
 
@@ -93,3 +93,27 @@ def test_unreadable_checkpoint(tmp_path: Path):
     (tmp_path / "bad.pt").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="bad.pt"):
         load_checkpoint(tmp_path / "bad.pt", _net())
+
+
+def test_the_same_model_saved_in_different_processes_is_the_same_file(tmp_path):
+    """safetensors writes its metadata map in a per-process random order; the header is rewritten sorted,
+    so a model card's sha256 can confirm a reproduction."""
+    import hashlib
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from rmtlib.io import save_checkpoint\n"
+        "from rmtlib.models import fc_net\n"
+        "torch.manual_seed(0)\n"
+        "save_checkpoint(fc_net([20, 16, 4]), sys.argv[1], {'b': 1, 'a': 'x', 'seed': 0})\n"
+    )
+    digests = set()
+    for i in range(3):
+        out = tmp_path / f"m{i}.safetensors"
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True)
+        digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert len(digests) == 1
+    state, record = read_checkpoint(tmp_path / "m0.safetensors")
+    assert record["metadata"] == {"b": 1, "a": "x", "seed": 0} and set(state) == {"1.weight", "1.bias", "3.weight", "3.bias"}
