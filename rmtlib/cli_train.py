@@ -1,6 +1,7 @@
 """``rmtlib train MODEL ...`` and ``rmtlib eval MODEL --checkpoint PATH --data SPEC``.
 
-Both run unchanged under ``torchrun`` (DDP). The committed MNIST ViT is reproduced by::
+Both run unchanged under ``torchrun`` (DDP). The committed MNIST ViT was trained (on an H200, before
+the batch-order fix of :func:`rmtlib.train.train`, so a re-run gives similar, not equal, weights) by::
 
     rmtlib train mnist_vit --data mnist --epochs 15 --seed 0 \\
         --out rmtlib/assets/mnist_vit.safetensors --card rmtlib/assets/mnist_vit.json
