@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from .cli_args import check_output_file, key_values, positive_counts, sparsity_level, write_csv_atomic
+from .cli_args import check_output_file, key_values, sparsity_level, write_csv_atomic
 from .errors import InputError
 
 
@@ -100,27 +100,20 @@ def run(args: argparse.Namespace) -> int:
     from .models import create_model
     from .pruning import prune
     from .sweep import sync_from_rank0
-    from .train import init_distributed, is_main_process, seed_everything
+    from .train import check_finetune_arguments, init_distributed, is_main_process, seed_everything
 
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
     check_output_file(args.out, "--out")
     check_output_file(args.report, "--report")
-    if args.finetune_epochs < 0:
-        raise InputError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
-    if args.finetune_epochs and not args.data:
-        raise InputError("--finetune-epochs needs --data (the training data to fine-tune on)")
-    positive_counts((args.batch_size, "--batch-size"), (args.train_subset, "--train-subset"))
+    check_finetune_arguments(args)  # before pruning, which can take minutes
     options = key_values(args.option, "--option")
     model_kwargs = key_values(args.set, "--set")
     init_distributed()  # under torchrun: same pruning everywhere, sharded top-1, DDP fine-tuning, rank 0 writes
     main_process = is_main_process()
     seed_everything(args.seed)  # a randomly initialised model is the same on every run
     pretrained = args.model == "mnist_vit" and not args.checkpoint and not model_kwargs  # the committed weights
-    try:
-        model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained, **model_kwargs)
-    except TypeError as err:  # a --set key the model does not take
-        raise InputError(f"{args.model}: {err}") from err
+    model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained, **model_kwargs)
     if main_process and not args.checkpoint and not pretrained:
         print(f"note: no --checkpoint, so {args.model} is randomly initialised", file=sys.stderr)
     model.eval()

@@ -129,11 +129,10 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
     positive_counts((args.eval_batches, "--eval-batches"), (args.finetune_steps, "--finetune-steps"),
-                    (args.train_subset, "--train-subset"))
+                    (args.train_subset, "--train-subset"), (args.batch_size, "--batch-size"),
+                    (args.eval_batch_size, "--eval-batch-size"))
     if args.finetune_epochs < 0:
         raise InputError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
-    if args.batch_size < 1 or args.eval_batch_size < 1:
-        raise InputError(f"--batch-size and --eval-batch-size must be >= 1, got {args.batch_size}, {args.eval_batch_size}")
     if len(set(args.methods)) != len(args.methods):
         raise InputError(f"--methods: each label once, got {','.join(args.methods)}")
     check_output_file(args.out, "--out")
@@ -161,10 +160,7 @@ def run(args: argparse.Namespace) -> int:
     model_kwargs = key_values(args.set, "--set")
     pretrained = args.model == "mnist_vit" and not args.checkpoint and not model_kwargs
     seed_everything(args.seed)  # a randomly initialised model is the same on every run
-    try:
-        model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained, **model_kwargs)
-    except TypeError as err:  # a --set key the model does not take
-        raise InputError(f"{args.model}: {err}") from err
+    model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained, **model_kwargs)
     if main_process and not args.checkpoint and not pretrained:
         print(f"note: no --checkpoint, so {args.model} is randomly initialised; its top-1 will be near chance",
               file=sys.stderr)

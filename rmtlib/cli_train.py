@@ -62,10 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _build(name: str, checkpoint: str | None, overrides: dict[str, Any]):
     from rmtlib.models import create_model, mnist_vit_config
 
-    try:
-        model = create_model(name, checkpoint=checkpoint, **overrides)
-    except TypeError as err:  # a --set key the model does not take
-        raise InputError(f"{name}: {err}") from err
+    model = create_model(name, checkpoint=checkpoint, **overrides)
     config = mnist_vit_config(checkpoint, overrides) if name == "mnist_vit" else {"name": name, **overrides}
     return model, config
 

@@ -103,18 +103,22 @@ def create_model(name: str, checkpoint: str | os.PathLike | None = None, pretrai
 
     ``checkpoint`` loads local weights (rmtlib safetensors or a torch/timm state dict).
     ``pretrained=True`` means the committed weights for ``mnist_vit`` and the Hugging Face hub for
-    timm models (opt-in; fails fast offline with a hint to pass a checkpoint instead).
+    timm models (opt-in; fails fast offline with a hint to pass a checkpoint instead). A keyword
+    the architecture does not take raises :class:`InputError` naming the model.
     """
-    if name == "mnist_vit":
-        if pretrained and checkpoint is None and not kwargs:
-            return load_mnist_vit()
-        if checkpoint is not None:  # the recorded architecture, with the caller's changes on top
-            kwargs = {**_saved_config(checkpoint), **kwargs}
-        model = mnist_vit(**kwargs)
-    elif name.startswith("fc:"):
-        model = fc_net(parse_fc_name(name), **kwargs)
-    else:
-        model = _timm_model(name, pretrained and checkpoint is None, **kwargs)
+    if name == "mnist_vit" and pretrained and checkpoint is None and not kwargs:
+        return load_mnist_vit()
+    try:
+        if name == "mnist_vit":
+            if checkpoint is not None:  # the recorded architecture, with the caller's changes on top
+                kwargs = {**_saved_config(checkpoint), **kwargs}
+            model = mnist_vit(**kwargs)
+        elif name.startswith("fc:"):
+            model = fc_net(parse_fc_name(name), **kwargs)
+        else:
+            model = _timm_model(name, pretrained and checkpoint is None, **kwargs)
+    except TypeError as err:  # e.g. --set foo=1
+        raise InputError(f"{name}: {err}") from err
     if checkpoint is not None:
         model, _ = load_state(model, checkpoint)
     return model

@@ -326,17 +326,26 @@ def add_finetune_arguments(parser: Any) -> None:
     parser.add_argument("--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)")
 
 
+def check_finetune_arguments(args: Any) -> None:
+    """The arguments of :func:`add_finetune_arguments`, checked before any pruning (InputError naming the flag)."""
+    from rmtlib.cli_args import positive_counts
+
+    epochs = int(getattr(args, "finetune_epochs", 0) or 0)
+    if epochs < 0:
+        raise InputError(f"--finetune-epochs must be >= 0, got {epochs}")
+    if epochs and not getattr(args, "data", None):
+        raise InputError("--finetune-epochs needs --data (the training data to fine-tune on)")
+    positive_counts((getattr(args, "batch_size", None), "--batch-size"), (getattr(args, "train_subset", None), "--train-subset"))
+
+
 def finetune_from_args(model: nn.Module, report: Any, args: Any, dense_model: nn.Module | None = None) -> nn.Module:
     """The fine-tuning step of ``rmtlib prune``: with ``--data``, print top-1 of the dense model
     (when given), the pruned one and, after ``--finetune-epochs`` of masked fine-tuning, the
     fine-tuned one; the numbers also go to ``report.attrs``. Returns the model."""
+    check_finetune_arguments(args)
     epochs = int(getattr(args, "finetune_epochs", 0) or 0)
     data = getattr(args, "data", None)
-    if epochs < 0:
-        raise InputError(f"--finetune-epochs must be >= 0, got {epochs}")
     if not data:
-        if epochs:
-            raise InputError("--finetune-epochs needs --data (the training data to fine-tune on)")
         return model
     from rmtlib.data import load_dataset, make_loader
 
