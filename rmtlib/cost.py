@@ -25,8 +25,9 @@ __all__ = ["timed", "weightwatcher_available", "analysis_times", "pruned_costs"]
 
 
 def _sync(device: torch.device | str | None) -> None:
+    """Wait for ``device``'s queued work: that GPU's, not only the current one's (cuda:1 is not cuda:0)."""
     if device is not None and torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(torch.device(device))
 
 
 def timed(fn: Callable[[], Any], device: torch.device | str | None = None) -> float:

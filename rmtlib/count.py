@@ -65,10 +65,18 @@ def count_macs(model: nn.Module, example_input: Any) -> int:
 
     Counted by torch's FlopCounterMode (matmuls, convolutions, attention; FLOPs / 2), so
     attention products count too, and zeros in unstructured-sparse weights do not reduce it.
+    The fused fast path of ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer`` (taken in
+    eval mode without grad, e.g. by torchvision's ViT) is one op the counter does not know, so it
+    is switched off while counting: the same layers then run as ordinary matmuls and count.
     """
     inputs = example_input if isinstance(example_input, (tuple, list)) else (example_input,)
-    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_extra_formulas()) as counter:
-        model(*inputs)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_extra_formulas()) as counter:
+            model(*inputs)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
     return int(counter.get_total_flops()) // 2
 
 

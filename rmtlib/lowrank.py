@@ -65,7 +65,7 @@ def low_rank_factors(
     if method not in ("gram", "svd"):
         raise InputError(f"method must be 'gram' or 'svd', got {method!r}")
     w = matrix.detach().to(device=device if device is not None else matrix.device, dtype=torch.float64)
-    if not bool(torch.isfinite(w).all()):
+    if not w.is_meta and not bool(torch.isfinite(w).all()):  # a meta tensor has shapes only: meta factors
         raise InputError("matrix contains NaN or Inf entries")
     if method == "svd":
         u, s, vh = torch.linalg.svd(w, full_matrices=False)
@@ -90,6 +90,16 @@ def factors_from_gram(w: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tenso
     if left:  # W_r = U_r (U_r^T W)
         return basis * quarter, scale[:, None] * (basis.T @ w)
     return (w @ basis) * scale, quarter[:, None] * basis.T  # W_r = (W V_r) V_r^T
+
+
+def _checked_factors(factors: tuple[torch.Tensor, torch.Tensor], m: int, n: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``factors`` (up, down) if they are m x rank and rank x n; else InputError (copying them into the
+    layer would broadcast a rank-1 pair into every column, or fail with a bare size mismatch)."""
+    up, down = factors
+    if tuple(up.shape) != (m, rank) or tuple(down.shape) != (rank, n):
+        raise InputError(f"factors of a rank-{rank} {m} x {n} layer must be {m} x {rank} and {rank} x {n}, "
+                         f"got {tuple(up.shape)} and {tuple(down.shape)}")
+    return up, down
 
 
 class LowRankLinear(nn.Module):
@@ -135,7 +145,9 @@ class LowRankLinear(nn.Module):
         bias = linear.bias
         layer = cls(weight.shape[1], weight.shape[0], rank, bias=bias is not None,
                     device=weight.device, dtype=weight.dtype)
-        up, down = factors if factors is not None else low_rank_factors(weight, rank, device=device)
+        m, n = weight.shape
+        up, down = (_checked_factors(factors, m, n, rank) if factors is not None
+                    else low_rank_factors(weight, rank, device=device))
         with torch.no_grad():
             layer.up.weight.copy_(up)
             layer.down.weight.copy_(down)
@@ -188,13 +200,13 @@ class LowRankConv2d(nn.Module):
         """
         if conv.groups != 1:
             raise InputError(f"only groups=1 convolutions can be factorized, got groups={conv.groups}")
-        if isinstance(conv.padding, str) and conv.padding == "same" and conv.padding_mode != "zeros":
-            raise InputError("padding='same' with a non-zero padding mode is not supported")
         weight = conv.weight
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, rank, stride=conv.stride,
                     padding=conv.padding, dilation=conv.dilation, bias=conv.bias is not None,
                     padding_mode=conv.padding_mode, device=weight.device, dtype=weight.dtype)
-        up, down = factors if factors is not None else low_rank_factors(weight.reshape(weight.shape[0], -1), rank, device=device)
+        matrix = weight.reshape(weight.shape[0], -1)
+        up, down = (_checked_factors(factors, *matrix.shape, rank) if factors is not None
+                    else low_rank_factors(matrix, rank, device=device))
         with torch.no_grad():
             layer.up.weight.copy_(up.reshape(layer.up.weight.shape))
             layer.down.weight.copy_(down.reshape(layer.down.weight.shape))
@@ -223,8 +235,16 @@ def factorize(module: nn.Module, rank: int, *, device: Any = None,
               factors: tuple[torch.Tensor, torch.Tensor] | None = None) -> nn.Module:
     """A rank-``rank`` low-rank replacement for a Linear, Conv2d or low-rank layer (always factorized).
 
+    Always factorized means: a rank with r (m + n) >= m n gives a layer larger and slower than the
+    dense one (see :func:`saves_params`, :func:`factorize_linear`). Only the modules
+    :func:`can_factorize` accepts: a subclass may pad in its forward (timm's ``Conv2dSame``) or
+    be read as raw weights by its parent, so its factorization would not be equivalent.
     ``factors`` (up, down) of the layer's matrix, when already computed, skip the factorization.
     """
+    if not can_factorize(module):
+        groups = getattr(module, "groups", 1)
+        why = f"groups={groups}" if type(module) is nn.Conv2d else "only plain Linear/Conv2d and low-rank layers"
+        raise InputError(f"cannot factorize a {type(module).__name__} ({why})")
     if isinstance(module, LowRankConv2d):
         template = nn.Conv2d(module.in_channels, module.out_channels, module.down.kernel_size,
                              stride=module.down.stride, padding=module.down.padding, dilation=module.down.dilation,
@@ -237,23 +257,23 @@ def factorize(module: nn.Module, rank: int, *, device: Any = None,
         return LowRankConv2d.from_conv(template, rank, device=device, factors=factors)
     if isinstance(module, (nn.Linear, LowRankLinear)):
         return LowRankLinear.from_linear(module, rank, device=device, factors=factors)  # type: ignore[arg-type]
-    if isinstance(module, nn.Conv2d):
-        return LowRankConv2d.from_conv(module, rank, device=device, factors=factors)
-    raise InputError(f"cannot factorize a {type(module).__name__}")
+    return LowRankConv2d.from_conv(module, rank, device=device, factors=factors)  # type: ignore[arg-type]
 
 
 def factorize_linear(linear: nn.Module, rank: int, *, device: Any = None) -> nn.Module:
     """Rank-``rank`` approximation of a Linear (or LowRankLinear) layer.
 
     Returns a :class:`LowRankLinear` when that saves parameters (rank < m n / (m + n)); otherwise
-    a dense ``nn.Linear`` holding the rank-truncated weight (same dtype, device and bias).
+    a dense ``nn.Linear`` holding the rank-truncated weight (same dtype, device and bias). The
+    rank is capped at the layer's own (min(m, n), or a low-rank layer's ``rank``): a higher one
+    keeps the same matrix, and must not turn a low-rank layer into a larger dense one.
     """
     weight = linear.rmt_matrix() if hasattr(linear, "rmt_matrix") else linear.weight
     m, n = weight.shape
     rank = int(rank)
     if not 1 <= rank:
         raise InputError(f"rank must be >= 1, got {rank}")
-    rank = min(rank, min(m, n))
+    rank = min(rank, m, n, int(getattr(linear, "rank", min(m, n))))
     if saves_params(m, n, rank):
         return LowRankLinear.from_linear(linear, rank, device=device)  # type: ignore[arg-type]
     dense = nn.Linear(n, m, bias=linear.bias is not None, device=weight.device, dtype=weight.dtype)
@@ -302,12 +322,23 @@ def _empty_lowrank(module: nn.Module, kind: str, rank: int, name: str) -> nn.Mod
 
 
 def apply_lowrank_structure(model: nn.Module, structure: dict[str, dict[str, Any]]) -> None:
-    """Swap in empty low-rank layers at the paths and ranks of ``structure`` (weights loaded later)."""
+    """Swap in empty low-rank layers at the paths and ranks of ``structure`` (weights loaded later).
+
+    All entries are checked and their layers built before the first swap, so a bad entry raises
+    :class:`InputError` and leaves ``model`` as it was.
+    """
+    new: dict[str, nn.Module] = {}
     for name, spec in structure.items():
         try:
             module = model.get_submodule(name)
         except AttributeError as err:
             raise InputError(f"layer {name}: not in the model") from err
-        if type(module).__name__ == spec["type"] and int(module.rank) == int(spec["rank"]):
+        try:
+            kind, rank = spec["type"], int(spec["rank"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise InputError(f"layer {name}: expected {{'type': ..., 'rank': int}}, got {spec!r}") from err
+        if type(module).__name__ == kind and int(module.rank) == rank:
             continue
-        replace_module(model, name, _empty_lowrank(module, spec["type"], int(spec["rank"]), name))
+        new[name] = _empty_lowrank(module, kind, rank, name)
+    for name, module in new.items():
+        replace_module(model, name, module)

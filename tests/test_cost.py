@@ -54,3 +54,15 @@ def test_pruned_costs_match_independent_counts(model):
     assert mag.macs == dense.macs and mag.stored_reduction == 0.0  # zeros alone change neither
     assert abs(mag.sparsity - 0.5) < 1e-4 and abs(low.sparsity - 0.5) < 0.02
     assert (table.latency_ms > 0).all() and (table.latency_median_ms >= table.latency_ms).all()
+
+
+def test_timed_synchronises_the_device_it_is_given(monkeypatch):
+    """A model on cuda:1 is timed after waiting for cuda:1; a bare synchronize() waits for the current
+    GPU only, so the timing of work queued on another one would stop before the work is done."""
+    synced = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    cost.timed(lambda: None, "cuda:1")
+    assert [torch.device(d) if d is not None else None for d in synced] == [torch.device("cuda:1")] * 2
+    synced.clear()
+    cost.timed(lambda: None, "cpu")
+    assert synced == []

@@ -77,3 +77,14 @@ def test_vit_macs_include_attention():
 
 def test_example_input_for_fc():
     assert tuple(example_input(_net()).shape) == (1, 784)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_count_macs_torch_attention_by_hand(train: bool):
+    """nn.TransformerEncoderLayer counts its projections, MLP and attention products in eval mode too:
+    there torch takes a fused fast path that FlopCounterMode alone would count as zero."""
+    tokens, d, hidden, batch = 10, 64, 128, 2
+    layer = nn.TransformerEncoderLayer(d, 4, hidden, dropout=0.0, batch_first=True).train(train)
+    hand = batch * (tokens * (3 * d * d + d * d + 2 * d * hidden) + 2 * tokens * tokens * d)
+    assert count_macs(layer, torch.zeros(batch, tokens, d)) == hand
+    assert torch.backends.mha.get_fastpath_enabled()  # the global switch is restored

@@ -26,6 +26,8 @@ def test_full_rank_reproduces_linear_outputs():
     dict(padding="same"),
     dict(dilation=2, padding=2, padding_mode="reflect"),
     dict(stride=3, padding=1, padding_mode="circular", bias=False),
+    dict(padding="same", padding_mode="reflect"),  # can_factorize accepts these, so factorize must too
+    dict(padding="same", dilation=2, padding_mode="circular"),
 ])
 def test_full_rank_reproduces_conv_outputs(kwargs):
     torch.manual_seed(0)
@@ -114,3 +116,85 @@ def test_gram_and_svd_factorizations_agree(shape):
         torch.testing.assert_close(up_g @ down_g, up_s @ down_s, rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(up_g.norm(dim=0), down_g.norm(dim=1))
     torch.testing.assert_close(up_g @ down_g, w, rtol=1e-10, atol=1e-10)  # full rank: exact
+
+
+class _PadInForward(nn.Conv2d):
+    """A Conv2d subclass that pads in its forward (like timm's Conv2dSame): its weights alone do not
+    describe what it computes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(nn.functional.pad(x, (1, 1, 1, 1)))
+
+
+def test_factorize_accepts_exactly_what_can_factorize_accepts():
+    """factorize refuses (InputError) every module can_factorize refuses, instead of building a layer
+    that is not equivalent: here a full-rank factorization of the padding subclass would change the
+    output shape, and the out_proj of a MultiheadAttention is read as raw weights by its parent."""
+    from rmtlib.lowrank import can_factorize
+
+    pad = _PadInForward(3, 4, 3)
+    x = torch.randn(1, 3, 6, 6)
+    assert LowRankConv2d.from_conv(pad, 4)(x).shape != pad(x).shape  # why it must be refused
+    modules = [nn.Linear(6, 5), nn.Conv2d(3, 4, 3), nn.Conv2d(3, 4, 4, padding="same", padding_mode="reflect"),
+               LowRankLinear(6, 5, 2), LowRankConv2d(3, 4, 3, 2), pad,
+               nn.Conv2d(4, 4, 3, groups=2), nn.MultiheadAttention(8, 2).out_proj, nn.ReLU()]
+    for module in modules:
+        if can_factorize(module):
+            assert factorize(module, 1).rank == 1
+        else:
+            with pytest.raises(InputError, match="cannot factorize"):
+                factorize(module, 1)
+
+
+def test_factorize_on_meta_gives_the_same_structure():
+    """A meta model (shapes only) factorizes to meta layers shaped like the real factorization, so the
+    structure and MACs of a large factorized model can be known without its weights."""
+    from rmtlib.count import count_macs
+
+    real = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+    with torch.device("meta"):
+        meta = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+    for net in (real, meta):
+        net[0], net[2] = factorize(net[0], 2), factorize(net[2], 3)
+    assert all(p.is_meta for p in meta.parameters())
+    assert [(n, p.shape) for n, p in meta.named_parameters()] == [(n, p.shape) for n, p in real.named_parameters()]
+    x = torch.randn(1, 3, 9, 9)
+    assert count_macs(meta, x.to("meta")) == count_macs(real, x)
+
+
+@pytest.mark.parametrize("bad", [
+    {"type": "LowRankLinear", "rank": 3},  # a Conv2d cannot hold a LowRankLinear
+    {"type": "LowRankConv2d"},  # no rank
+])
+def test_bad_structure_leaves_model_unchanged(bad):
+    """A structure whose second entry is bad raises InputError before the good first one is applied."""
+    model = nn.Sequential(nn.Linear(8, 8), nn.Conv2d(3, 4, 3))
+    before = list(model)
+    with pytest.raises(InputError, match="layer 1"):
+        apply_lowrank_structure(model, {"0": {"type": "LowRankLinear", "rank": 2}, "1": bad})
+    assert list(model) == before  # the very same module objects
+
+
+@pytest.mark.parametrize("layer", [nn.Linear(10, 6), nn.Conv2d(2, 6, 2)])
+def test_given_factors_must_match_the_rank(layer):
+    """Factors of another rank are refused: a rank-1 pair given for rank 4 used to be broadcast into
+    all four columns, a layer computing 4 times the rank-1 truncation."""
+    matrix = layer.weight.detach().reshape(6, -1)
+    with pytest.raises(InputError, match="rank-4"):
+        factorize(layer, 4, factors=low_rank_factors(matrix, 1))
+    with pytest.raises(InputError, match="rank-2"):
+        factorize(layer, 2, factors=low_rank_factors(matrix.T.contiguous(), 2))
+    up, down = low_rank_factors(matrix, 4)
+    torch.testing.assert_close(factorize(layer, 4, factors=(up, down)).rmt_matrix(), (up @ down).float())
+
+
+def test_factorize_linear_never_grows_a_low_rank_layer():
+    """Asked for more than its rank, a low-rank layer stays the same matrix at its own rank; it used to
+    become a dense Linear holding that same rank-5 matrix in 420 parameters instead of 220."""
+    from rmtlib.count import count_params
+
+    low = LowRankLinear.from_linear(nn.Linear(20, 20), 5)
+    out = factorize_linear(low, 12)
+    assert count_params(out)["stored"] <= count_params(low)["stored"] == 5 * 40 + 20
+    torch.testing.assert_close(out.rmt_matrix(), low.rmt_matrix(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.bias, low.bias)
