@@ -12,8 +12,9 @@ import torch
 
 
 def sync(device: str) -> None:
+    """Wait for the given GPU's queued work (cuda:1's, not only the current device's)."""
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(torch.device(device))
 
 
 def timed(fn: Callable[[], object], device: str) -> float:

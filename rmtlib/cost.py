@@ -154,6 +154,7 @@ def pruned_costs(
     ``latency_median_ms`` its median. Columns: method, target, sparsity, stored_reduction,
     params_stored, params_nonzero, macs, macs_ratio, latency_ms, latency_median_ms, latency_ratio,
     batch, output_rel_error (relative change of the logits on ``example``), device.
+    ``model`` itself is moved to ``device`` and put in eval mode; the pruned models are copies.
     """
     from .count import count_macs, count_params
     from .pruning import prune

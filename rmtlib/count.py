@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from .errors import InputError
+
 __all__ = ["count_params", "count_macs", "example_input", "sparsity", "layer_sparsity"]
 
 
@@ -23,7 +25,10 @@ def count_params(model: nn.Module) -> dict[str, int]:
     """``{"dense", "stored", "nonzero"}`` parameter counts of ``model`` (see module docstring)."""
     seen: set[int] = set()
     stored = nonzero = 0
-    for p in model.parameters():
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if p.is_meta:
+            raise InputError(f"parameter {name} is on the meta device: it has a shape but no values, "
+                             "so its nonzeros cannot be counted (load real weights first)")
         if id(p) in seen:
             continue
         seen.add(id(p))

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from rmtlib.errors import InputError
 from rmtlib.count import count_macs, count_params, example_input, layer_sparsity, sparsity
 from rmtlib.lowrank import LowRankLinear
 
@@ -88,3 +89,11 @@ def test_count_macs_torch_attention_by_hand(train: bool):
     hand = batch * (tokens * (3 * d * d + d * d + 2 * d * hidden) + 2 * tokens * tokens * d)
     assert count_macs(layer, torch.zeros(batch, tokens, d)) == hand
     assert torch.backends.mha.get_fastpath_enabled()  # the global switch is restored
+
+
+def test_count_params_names_a_meta_parameter():
+    """A model on the meta device has shapes but no values: say so, naming the parameter."""
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with pytest.raises(InputError, match=r"parameter 0\.weight is on the meta device"):
+        count_params(model)
