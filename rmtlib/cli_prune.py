@@ -97,7 +97,7 @@ def summary(report: pd.DataFrame, before: dict[str, int], after: dict[str, int],
 def run(args: argparse.Namespace) -> int:
     from .count import count_macs, count_params, example_input
     from .io import save_checkpoint
-    from .models import create_model
+    from .models import create_model, recorded_kwargs
     from .pruning import prune
     from .sweep import sync_from_rank0
     from .train import check_finetune_arguments, init_distributed, is_main_process, seed_everything
@@ -138,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
             print(report.to_string(index=False))
     if args.out:
         metadata = {
-            "model": args.model, "model_kwargs": model_kwargs, "source_checkpoint": args.checkpoint,
+            "model": args.model, "model_kwargs": recorded_kwargs(args.checkpoint, args.model, model_kwargs),
+            "source_checkpoint": args.checkpoint,
             "method": args.method, "sparsity_target": args.sparsity, "sparsity_reached": report.attrs["reached_sparsity"],
             "options": options, "include": args.include, "exclude": args.exclude, "split_qkv": args.split_qkv,
             "alpha": args.alpha, "beta": args.beta, "seed": args.seed,

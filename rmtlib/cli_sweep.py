@@ -105,7 +105,7 @@ def level_summary(table: pd.DataFrame) -> str:
              "(reached sparsity in brackets):"]
     levels = sorted(runs["target"].unique())
     width = 26 if tuned else 16
-    lines.append(f"{'method':>16}" + "".join(f"{level:>{width}.2f}" for level in levels))
+    lines.append(f"{'method':>16}" + "".join(f"{level_text(level):>{width}}" for level in levels))
     for method, group in runs.groupby("method", sort=False):
         cells = []
         for level in levels:
@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
     if len(set(args.methods)) != len(args.methods):
         raise InputError(f"--methods: each label once, got {','.join(args.methods)}")
+    if len({level_text(level) for level in args.levels}) != len(args.levels):  # rows and files would collide
+        raise InputError(f"--levels: each level once, got {','.join(map(str, args.levels))}")
     check_output_file(args.out, "--out")
     check_output_file(args.plot, "--plot")
     check_output_dir(args.save_dir, "--save-dir")
@@ -263,9 +265,16 @@ def _previous_table(args: argparse.Namespace) -> pd.DataFrame | None:
     return previous
 
 
+def level_text(level: float) -> str:
+    """A level as a short, unique text: two decimals (``0.30``) when they are exact, else every digit
+    (``0.125``), so two levels never share a file name or a table column."""
+    text = f"{level:.2f}"
+    return text if float(text) == round(float(level), 12) else repr(float(level))
+
+
 def _stage_file(args: argparse.Namespace, label: str, level: float) -> Path:
     """Where ``--save-dir`` holds the model of ``label`` at ``level`` (written by :func:`_saver`)."""
-    return Path(args.save_dir or ".") / f"{label}_{level:.2f}.safetensors"
+    return Path(args.save_dir or ".") / f"{label}_{level_text(level)}.safetensors"
 
 
 def _resume(model: Any, previous: pd.DataFrame, plan: dict[str, tuple[float | None, list[float]]],
@@ -280,6 +289,7 @@ def _resume(model: Any, previous: pd.DataFrame, plan: dict[str, tuple[float | No
     from .sweep import sweep
 
     dense = previous[previous["method"] == "dense"].iloc[0]
+    _check_same_dense_model(model, dense, args, common)
     rows = previous
     for label, (start, todo) in plan.items():
         stage = model if start is None else create_model(args.model, checkpoint=_stage_file(args, label, start),
@@ -304,14 +314,36 @@ def _resume(model: Any, previous: pd.DataFrame, plan: dict[str, tuple[float | No
     return rows.loc[keys.sort_values(["label", "level"], kind="stable").index].reset_index(drop=True)
 
 
+RESUME_TOP1_TOLERANCE = 0.05  # percentage points
+
+
+def _check_same_dense_model(model: Any, dense: pd.Series, args: argparse.Namespace, common: dict[str, Any]) -> None:
+    """Refuse to resume when this run's dense model is not the table's: another --checkpoint, --set,
+    --eval-split or --eval-batches would append rows that cannot be compared with the finished ones
+    (the table records neither, but its dense row measured them: parameters and top-1). Top-1 may
+    differ by RESUME_TOP1_TOLERANCE (a GPU's or another device's round-off can flip an image)."""
+    from .count import count_params
+    from .sweep import _top1
+
+    params = count_params(model)["dense"]
+    top1 = _top1(model, common["eval_loader"], common["device"], common["eval_batches"], common["seed"])
+    if params != int(dense["params_dense"]) or abs(top1 - float(dense["top1_dense"])) > RESUME_TOP1_TOLERANCE:
+        raise InputError(f"--resume: {args.out} was made with a dense model of {int(dense['params_dense']):,} parameters "
+                         f"and top-1 {float(dense['top1_dense']):.4f}%, this run's has {params:,} and {top1:.4f}%; pass "
+                         "the same --checkpoint, --set, --eval-split, --eval-batches and --device, or another --out")
+
+
 def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
     """A sweep callback writing each pruned model to ``--save-dir`` with what made it."""
     from .io import save_checkpoint
-    from .models import mnist_vit_config
+    from .models import mnist_vit_config, recorded_kwargs
+
+    # the architecture the model was built with: --checkpoint's recorded keywords and --set on top
+    architecture = recorded_kwargs(args.checkpoint, args.model, model_kwargs)
 
     def save(label: str, level: float, pruned: Any, report: pd.DataFrame) -> None:
         a = report.attrs
-        metadata = {"model": args.model, "model_kwargs": model_kwargs, "source_checkpoint": args.checkpoint,
+        metadata = {"model": args.model, "model_kwargs": architecture, "source_checkpoint": args.checkpoint,
                     "label": label, "method": a.get("method", label), "options": a.get("options", {}),
                     "alpha": args.alpha, "beta": args.beta, "include": args.include, "exclude": args.exclude,
                     "sparsity_target": level, "sparsity_reached": a.get("reached_sparsity"),

@@ -60,10 +60,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(name: str, checkpoint: str | None, overrides: dict[str, Any]):
-    from rmtlib.models import create_model, mnist_vit_config
+    from rmtlib.models import create_model, mnist_vit_config, recorded_kwargs
 
     model = create_model(name, checkpoint=checkpoint, **overrides)
-    config = mnist_vit_config(checkpoint, overrides) if name == "mnist_vit" else {"name": name, **overrides}
+    # the architecture built: what --checkpoint records, --set on top (so the new file reloads as trained)
+    config = (mnist_vit_config(checkpoint, overrides) if name == "mnist_vit"
+              else {"name": name, **recorded_kwargs(checkpoint, name, overrides)})
     return model, config
 
 

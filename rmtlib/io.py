@@ -93,12 +93,23 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+def _is_safetensors(path: Path) -> bool:
+    """Whether ``path`` holds a safetensors file, whatever its name: an 8-byte header length, then
+    a JSON header that fits in the file. :func:`save_checkpoint` writes this format to any name
+    (``pruned.pt`` too), so the format is read from the bytes, not guessed from the suffix."""
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False  # torch files start with a zip ('PK') or pickle header
+    return 8 + int.from_bytes(head[:8], "little") <= path.stat().st_size
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state dict, rmtlib record) of a checkpoint file; the record is {} for plain state dicts."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or _is_safetensors(path):
         try:
             tensors = load_file(str(path))
             from safetensors import safe_open

@@ -91,7 +91,7 @@ def mnist_vit_config(checkpoint: str | os.PathLike | None = None, overrides: dic
     one, the committed model's card) with ``overrides`` on top: what a checkpoint's metadata must record."""
     config = dict(MNIST_VIT_CONFIG)
     if checkpoint is not None:
-        config.update(_saved_config(checkpoint))
+        config.update(_saved_config(checkpoint, "mnist_vit"))
     elif MNIST_VIT_CARD.is_file():
         config.update(model_card().get("config", {}))
     config.update(overrides or {})
@@ -101,17 +101,24 @@ def mnist_vit_config(checkpoint: str | os.PathLike | None = None, overrides: dic
 def create_model(name: str, checkpoint: str | os.PathLike | None = None, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """A model by name: ``mnist_vit``, ``fc:784-256-10`` or any timm model name.
 
-    ``checkpoint`` loads local weights (rmtlib safetensors or a torch/timm state dict).
-    ``pretrained=True`` means the committed weights for ``mnist_vit`` and the Hugging Face hub for
+    ``checkpoint`` loads local weights (rmtlib safetensors or a torch/timm state dict). The
+    architecture keywords an rmtlib checkpoint of this model records (``model_kwargs``, or
+    ``config``: what ``--set`` changed when it was made) are applied first, ``kwargs`` on top,
+    so a saved model comes back with its own activation, depth, head, ...
+    ``pretrained=True`` means the committed weights for ``mnist_vit`` (with ``kwargs``: loaded into
+    the changed architecture, which must keep every weight's shape) and the Hugging Face hub for
     timm models (opt-in; fails fast offline with a hint to pass a checkpoint instead). A keyword
     the architecture does not take raises :class:`InputError` naming the model.
     """
-    if name == "mnist_vit" and pretrained and checkpoint is None and not kwargs:
-        return load_mnist_vit()
+    if name == "mnist_vit" and pretrained and checkpoint is None:
+        if not kwargs:
+            return load_mnist_vit()
+        if not MNIST_VIT_CHECKPOINT.is_file():
+            raise CheckpointError(f"MNIST ViT checkpoint {MNIST_VIT_CHECKPOINT} is missing; train it with `rmtlib train mnist_vit`")
+        checkpoint = MNIST_VIT_CHECKPOINT  # the committed weights, not a silently random model
+    kwargs = recorded_kwargs(checkpoint, name, kwargs)  # the recorded architecture, the caller's changes on top
     try:
         if name == "mnist_vit":
-            if checkpoint is not None:  # the recorded architecture, with the caller's changes on top
-                kwargs = {**_saved_config(checkpoint), **kwargs}
             model = mnist_vit(**kwargs)
         elif name.startswith("fc:"):
             model = fc_net(parse_fc_name(name), **kwargs)
@@ -124,16 +131,59 @@ def create_model(name: str, checkpoint: str | os.PathLike | None = None, pretrai
     return model
 
 
-def _saved_config(checkpoint: str | os.PathLike) -> dict[str, Any]:
-    """The architecture recorded in an rmtlib checkpoint's metadata (``config``), if any."""
-    try:
-        from rmtlib.io import read_checkpoint
+def recorded_kwargs(checkpoint: str | os.PathLike | None, name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The architecture keywords :func:`create_model` builds ``name`` with from ``checkpoint``: those the
+    checkpoint records, ``overrides`` on top. What a checkpoint made from it must record as ``model_kwargs``,
+    so that a model loaded, pruned and saved again still comes back with its own architecture."""
+    return {**(_saved_config(checkpoint, name) if checkpoint is not None else {}), **(overrides or {})}
 
-        _, record = read_checkpoint(checkpoint)
-    except Exception:  # not an rmtlib checkpoint: fall back to the default architecture
+
+def _saved_config(checkpoint: str | os.PathLike, name: str = "mnist_vit") -> dict[str, Any]:
+    """The architecture keywords an rmtlib checkpoint records for model ``name`` ({} if none).
+
+    ``rmtlib prune``/``sweep`` record ``model`` and ``model_kwargs`` (and, for ``mnist_vit``, the
+    whole ``config``); ``rmtlib train`` records ``config`` (for other models with their ``name``).
+    A checkpoint recorded for another model name contributes nothing. Only the safetensors
+    header is read; a torch state dict or a file without a record gives {}.
+    """
+    metadata = _recorded_metadata(checkpoint)
+    if metadata.get("model", name) != name:
         return {}
-    config = dict(record.get("metadata", {}).get("config", {}) or {})
-    return {k: v for k, v in config.items() if k in MNIST_VIT_CONFIG}
+    config = metadata.get("config")
+    config = dict(config) if isinstance(config, dict) else {}
+    if name == "mnist_vit":
+        accepted = _vit_keywords()
+        return {k: v for k, v in config.items() if k in accepted}
+    kwargs = metadata.get("model_kwargs")
+    if isinstance(kwargs, dict):
+        return dict(kwargs)
+    if config.get("name") == name:
+        return {k: v for k, v in config.items() if k != "name"}
+    return {}
+
+
+def _recorded_metadata(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """The caller's metadata in an rmtlib safetensors checkpoint's header, without reading its tensors."""
+    from safetensors import safe_open
+
+    from rmtlib.io import _KEY
+
+    try:
+        with safe_open(str(checkpoint), framework="pt") as handle:
+            header = handle.metadata() or {}
+        metadata = json.loads(header[_KEY]).get("metadata") if _KEY in header else {}
+    except Exception:  # not a safetensors file, or no readable record: nothing recorded
+        return {}
+    return dict(metadata) if isinstance(metadata, dict) else {}
+
+
+def _vit_keywords() -> set[str]:
+    """The keyword arguments timm's ``VisionTransformer`` takes (what an ``mnist_vit`` config may set)."""
+    import inspect
+
+    from timm.models.vision_transformer import VisionTransformer
+
+    return {k for k in inspect.signature(VisionTransformer.__init__).parameters if k != "self"}
 
 
 def _timm_model(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:

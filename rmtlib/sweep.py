@@ -37,10 +37,19 @@ SCHEDULES: tuple[str, ...] = ("oneshot", "gradual")
 Callback = Callable[[str, float, nn.Module, pd.DataFrame], None]
 
 
-def _top1(model: nn.Module, loader: DataLoader, device: Any, max_batches: int | None) -> float:
-    from .train import evaluate
+def _top1(model: nn.Module, loader: DataLoader, device: Any, max_batches: int | None, seed: int = 0) -> float:
+    """Top-1 in % on ``loader``, which draws the same batches on every call, even when it shuffles.
 
-    return 100.0 * evaluate(model, loader, device, max_batches=max_batches)["accuracy"]
+    With ``max_batches`` a shuffling loader would otherwise measure the dense model and each pruned
+    one on a different subset. Its generator (or the global RNG it draws from) is set to ``seed``
+    for the evaluation only; the global RNG state is restored afterwards.
+    """
+    from .train import evaluate, reseed_loader
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        reseed_loader(loader, seed)
+        return 100.0 * evaluate(model, loader, device, max_batches=max_batches)["accuracy"]
 
 
 def _example_input(loader: DataLoader, device: Any) -> torch.Tensor:
@@ -78,7 +87,9 @@ def sweep(
 
     Args:
         levels: target sparsities (1 - nonzero / dense parameters of the whole model).
-        eval_loader: top-1 is measured on it (the first ``eval_batches`` batches when given).
+        eval_loader: top-1 is measured on it (the first ``eval_batches`` batches when given); a
+            shuffling loader is reseeded with ``seed`` before every evaluation, so the dense and
+            every pruned model are measured on the same batches.
         finetune_loader: data for fine-tuning with the zero mask frozen
             (:func:`rmtlib.train.finetune`): ``finetune_epochs`` epochs, or, with
             ``finetune_steps``, that many optimizer steps (one partial epoch).
@@ -127,7 +138,7 @@ def sweep(
     example = _example_input(eval_loader, dev)
     dense_counts = count_params(model)
     dense_macs = count_macs(model, example)
-    dense_top1 = _top1(model, eval_loader, dev, eval_batches)
+    dense_top1 = _top1(model, eval_loader, dev, eval_batches, seed)
     ft_epochs = 0 if not do_finetune else (1 if finetune_steps else int(finetune_epochs))
     ft_steps = int(finetune_steps) if do_finetune and finetune_steps else None
     base = dict(params_dense=dense_counts["dense"], top1_dense=dense_top1, macs_dense=dense_macs,
@@ -150,7 +161,7 @@ def sweep(
                        sparsity=1.0 - counts["nonzero"] / dense_counts["dense"],
                        stored_reduction=1.0 - counts["stored"] / dense_counts["dense"],
                        params_stored=counts["stored"], params_nonzero=counts["nonzero"],
-                       top1_pruned=_top1(pruned, eval_loader, dev, eval_batches), macs=count_macs(pruned, example),
+                       top1_pruned=_top1(pruned, eval_loader, dev, eval_batches, seed), macs=count_macs(pruned, example),
                        prune_s=prune_s, finetune_epochs=ft_epochs, finetune_steps=ft_steps)
             if do_finetune:
                 mask = WeightMask.from_zeros(pruned)
@@ -159,7 +170,7 @@ def sweep(
                          progress=progress, max_steps_per_epoch=ft_steps)
                 row["finetune_s"] = time.perf_counter() - start
                 pruned.eval()
-                row["top1_finetuned"] = _top1(pruned, eval_loader, dev, eval_batches)
+                row["top1_finetuned"] = _top1(pruned, eval_loader, dev, eval_batches, seed)
                 _check_mask_held(pruned, mask, label, level)
             else:
                 row.update(top1_finetuned=np.nan, finetune_s=0.0)
@@ -301,11 +312,18 @@ def paper_vit_results() -> pd.DataFrame:
     return out[SWEEP_COLUMNS + ["setting"]]
 
 
+def _percent(level: float) -> str:
+    """A level as a percent column name: ``30%``, or every digit (``12.5%``) when it is not a whole percent,
+    so two levels never share a column."""
+    text = f"{level:.0%}"
+    return text if float(text[:-1]) == round(100.0 * float(level), 10) else f"{100.0 * float(level):.10g}%"
+
+
 def level_table(results: pd.DataFrame, value: str = "top1_pruned") -> pd.DataFrame:
     """``value`` per method (rows) and target level (columns), the dense model's as a column."""
     runs = results[results["method"] != "dense"]
     table = runs.pivot_table(index="method", columns="target", values=value, sort=False)
-    table.columns = [f"{c:.0%}" for c in table.columns]
+    table.columns = [_percent(c) for c in table.columns]
     dense = results.loc[results["method"] == "dense", "top1_dense"]
     if len(dense):
         table.insert(0, "dense", float(dense.iloc[0]))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rmtlib.cli import main
-from rmtlib.cli_sweep import level_summary, method_options
+from rmtlib.cli_sweep import RESUME_TOP1_TOLERANCE, level_summary, level_text, method_options
 from rmtlib.count import count_params
 from rmtlib.data import load_dataset, make_loader
 from rmtlib.errors import InputError
@@ -267,3 +267,69 @@ def test_cuda_sweep_matches_the_cpu_counts(tmp_path: Path):
     assert list(gpu["params_nonzero"]) == list(cpu["params_nonzero"])
     assert list(gpu["params_stored"]) == list(cpu["params_stored"])
     assert (gpu["top1_pruned"] - cpu["top1_pruned"]).abs().max() <= 1.0
+
+
+def test_save_dir_keeps_levels_that_share_two_decimals(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """Files were named with two decimals, so the 0.125 model overwrote the 0.12 one (and a gradual
+    --resume would restart from the wrong stage)."""
+    ckpt = _checkpoint(tmp_path)
+    assert main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude",
+                 "--levels", "0.12,0.125", "--save-dir", str(tmp_path / "models"), "--out", str(tmp_path / "s.csv"),
+                 "--quiet"]) == 0
+    table = pd.read_csv(tmp_path / "s.csv").set_index("target")
+    files = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert files == ["magnitude_0.12.safetensors", "magnitude_0.125.safetensors"]
+    for level in (0.12, 0.125):
+        path = tmp_path / "models" / f"magnitude_{level_text(level)}.safetensors"
+        assert read_checkpoint(path)[1]["metadata"]["sparsity_target"] == level
+        assert count_params(create_model(MODEL, checkpoint=path))["nonzero"] == table.loc[level, "params_nonzero"]
+    header = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("method")][0]
+    assert header.split() == ["method", "0.12", "0.125"]
+    assert _exit_code(["sweep", MODEL, "--data", "synthetic", "--levels", "0.3,0.30", "--quiet"]) == 2
+    assert "each level once" in capsys.readouterr().err
+
+
+def test_saved_models_keep_the_architecture_of_the_checkpoint(tmp_path: Path):
+    """A --checkpoint that records its architecture (here a tanh net, as `rmtlib prune --set` writes it)
+    is built with it; the pruned files used to record only this run's --set (nothing), so they came
+    back as ReLU nets with other outputs."""
+    from rmtlib.models import fc_net
+
+    torch.manual_seed(1)
+    source = fc_net([784, 48, 10], activation="tanh")
+    ckpt = save_checkpoint(source, tmp_path / "tanh.safetensors", {"model": MODEL, "model_kwargs": {"activation": "tanh"}})
+    assert main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude",
+                 "--levels", "0.5", "--save-dir", str(tmp_path / "models"), "--quiet"]) == 0
+    path = tmp_path / "models" / "magnitude_0.50.safetensors"
+    expected = fc_net([784, 48, 10], activation="tanh")  # the saved weights in the recorded architecture
+    expected.load_state_dict(read_checkpoint(path)[0])
+    x = torch.randn(5, 784)
+    assert torch.equal(create_model(MODEL, checkpoint=path)(x), expected(x))
+    assert read_checkpoint(path)[1]["metadata"]["model_kwargs"] == {"activation": "tanh"}
+
+
+def test_resume_refuses_another_dense_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """The table does not record --checkpoint (nor --eval-split, --eval-batches); a resume with another one
+    used to append its rows under the first model's dense top-1, silently mixing two models' results."""
+    from rmtlib.train import evaluate
+
+    first = _checkpoint(tmp_path)
+    torch.manual_seed(4)
+    second = save_checkpoint(create_model(MODEL), tmp_path / "other.safetensors")
+    out = tmp_path / "s.csv"
+    argv = ["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.3,0.5", "--out", str(out),
+            "--quiet"]
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            main([*argv, "--checkpoint", str(first)])
+    before = out.read_text()
+    dense = pd.read_csv(out).iloc[0]
+    other = create_model(MODEL, checkpoint=second).eval()  # its top-1 differs from the table's dense row
+    other_top1 = 100 * evaluate(other, make_loader(load_dataset("synthetic", "test"), 500))["accuracy"]
+    assert abs(other_top1 - dense["top1_dense"]) > RESUME_TOP1_TOLERANCE
+    for extra in (["--checkpoint", str(second)], ["--checkpoint", str(first), "--eval-batches", "1", "--eval-batch-size", "16"]):
+        assert _exit_code([*argv, *extra, "--resume"]) == 2
+        assert "dense model" in capsys.readouterr().err and out.read_text() == before
+    assert main([*argv, "--checkpoint", str(first), "--resume"]) == 0  # the same settings resume
+    assert len(pd.read_csv(out)) == 3

@@ -87,3 +87,23 @@ def test_a_non_default_mnist_vit_stays_loadable_through_train_prune_and_eval(tmp
     assert read_checkpoint(p)[1]["metadata"]["config"]["depth"] == 1
     assert main(["eval", "mnist_vit", "--checkpoint", p, "--data", "synthetic", "--quiet"]) == 0
     assert len(load_mnist_vit(a).blocks) == 1
+
+
+def test_a_non_default_fc_net_keeps_its_architecture_through_train_and_prune(tmp_path):
+    """train from a checkpoint and prune record the architecture the checkpoint recorded (tanh), not only
+    this run's --set (nothing): the files used to come back as ReLU nets, with other outputs."""
+    import torch
+
+    from rmtlib.io import read_checkpoint
+    from rmtlib.models import create_model, fc_net
+
+    name, (a, b, p) = "fc:784-16-10", (str(tmp_path / f"{x}.safetensors") for x in "abp")
+    common = ["--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--quiet"]
+    assert main(["train", name, "--set", "activation=tanh", *common, "--out", a]) == 0
+    assert main(["train", name, "--checkpoint", a, *common, "--out", b]) == 0
+    assert main(["prune", name, "--checkpoint", b, "--method", "magnitude", "--sparsity", "0.3", "--out", p, "--quiet"]) == 0
+    x = torch.randn(4, 784)
+    for path in (b, p):
+        expected = fc_net([784, 16, 10], activation="tanh")  # the file's weights in the architecture trained
+        expected.load_state_dict(read_checkpoint(path)[0])
+        assert torch.equal(create_model(name, checkpoint=path)(x), expected(x)), path

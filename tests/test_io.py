@@ -117,3 +117,18 @@ def test_the_same_model_saved_in_different_processes_is_the_same_file(tmp_path):
     assert len(digests) == 1
     state, record = read_checkpoint(tmp_path / "m0.safetensors")
     assert record["metadata"] == {"b": 1, "a": "x", "seed": 0} and set(state) == {"1.weight", "1.bias", "3.weight", "3.bias"}
+
+
+def test_checkpoint_saved_under_any_name_loads_back(tmp_path: Path):
+    """save_checkpoint writes safetensors whatever the name; the reader used to pick the format from the
+    suffix, so ``--out pruned.pt`` gave a file no rmtlib command could load (torch.load failed on it)."""
+    model = _net()
+    replace_module(model, "2", LowRankLinear.from_linear(model[2], 5))
+    x = torch.randn(3, 1, 8, 8)
+    for name in ("pruned.pt", "pruned.bin", "pruned"):
+        path = save_checkpoint(model, tmp_path / name, {"method": "svd"})
+        fresh, meta = load_checkpoint(path, _net())
+        assert isinstance(fresh[2], LowRankLinear) and fresh[2].rank == 5, name
+        assert torch.equal(fresh(x), model(x)) and meta["method"] == "svd", name
+    torch.save(_net().state_dict(), tmp_path / "plain.pt")  # torch files are still read as torch files
+    assert read_checkpoint(tmp_path / "plain.pt")[1] == {}

@@ -76,3 +76,38 @@ def test_committed_mnist_vit_card_and_accuracy():
     assert result["n"] == 10000
     assert result["accuracy"] >= 0.98
     assert abs(result["accuracy"] - card["test_accuracy"]) < 0.002  # GPU bf16 vs CPU fp32
+
+
+def test_recorded_architecture_comes_back(tmp_path):
+    """A checkpoint records the keywords its model was built with (``model_kwargs``, or an mnist_vit's
+    ``config``); keywords that keep every shape (an activation) used to be dropped on loading, so the model
+    came back with the same weights but other outputs."""
+    from rmtlib.io import save_checkpoint
+
+    torch.manual_seed(0)
+    fc = models.fc_net([6, 5, 2], activation="tanh")
+    path = save_checkpoint(fc, tmp_path / "fc.safetensors", {"model": "fc:6-5-2", "model_kwargs": {"activation": "tanh"}})
+    x = torch.randn(4, 6)
+    assert torch.equal(models.create_model("fc:6-5-2", checkpoint=path)(x), fc(x))
+    assert isinstance(models.create_model("fc:6-5-2", checkpoint=path, activation="gelu")[2], torch.nn.GELU)  # caller on top
+    # a record made for another model name is not applied
+    other = save_checkpoint(fc, tmp_path / "other.safetensors", {"model": "fc:6-9-2", "model_kwargs": {"activation": "tanh"}})
+    assert isinstance(models.create_model("fc:6-5-2", checkpoint=other)[2], torch.nn.ReLU)
+    change = {"depth": 1, "act_layer": "gelu_tanh"}
+    vit = models.mnist_vit(**change).eval()
+    path = save_checkpoint(vit, tmp_path / "vit.safetensors", {"model": "mnist_vit", "config": models.mnist_vit_config(None, change)})
+    images = torch.randn(2, 1, 28, 28)
+    assert torch.equal(models.create_model("mnist_vit", checkpoint=path).eval()(images), vit(images))
+    assert torch.equal(models.load_mnist_vit(path)(images), vit(images))
+
+
+def test_pretrained_mnist_vit_with_keywords_keeps_the_committed_weights():
+    """``pretrained=True`` with a keyword (e.g. a drop-path rate for fine-tuning) used to return a randomly
+    initialised model silently; now the committed weights are loaded, and a change of shape is refused."""
+    committed = models.load_mnist_vit().state_dict()
+    model = models.create_model("mnist_vit", pretrained=True, drop_path_rate=0.1)
+    assert model.blocks[-1].drop_path1.drop_prob == pytest.approx(0.1)  # the keyword took effect
+    state = model.state_dict()
+    assert state.keys() == committed.keys() and all(torch.equal(state[k], committed[k]) for k in state)
+    with pytest.raises(CheckpointError, match="unexpected keys: blocks.4"):
+        models.create_model("mnist_vit", pretrained=True, depth=4)

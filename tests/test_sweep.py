@@ -260,3 +260,28 @@ def test_esd_helpers_read_dense_and_factorized_layers(setup):
     assert np.all(sv[rank:] < 1e-4 * sv[0]) and sv[rank - 1] > 1e-4 * sv[0]
     with pytest.raises(InputError, match="not in the model"):
         layer_spectra(model, ["nope"])
+
+
+def test_shuffled_eval_loader_measures_every_model_on_the_same_batches(setup):
+    """With ``eval_batches``, a shuffling eval loader used to hand each evaluation other batches, so a
+    level-0 pruning (the dense model itself) scored differently from the dense row."""
+    model, train_loader, _ = setup
+    data = train_loader.dataset
+    shuffled = make_loader(data, 32, shuffle=True, seed=0)
+    next(iter(shuffled))  # a loader used before: its generator has moved on
+    df = sweep(model, ["magnitude", "random"], [0.0, 0.5], eval_loader=shuffled, eval_batches=1, seed=4)
+    fresh = make_loader(data, 32, shuffle=True, seed=4)  # the first batch of the loader seeded as the sweep
+    expected = 100 * evaluate(model, fresh, max_batches=1)["accuracy"]
+    assert df.top1_dense.iloc[0] == pytest.approx(expected)
+    level0 = df[df.target == 0.0]
+    assert (level0.sparsity == 0).all() and (level0.top1_pruned == level0.top1_dense).all()
+
+
+def test_level_table_keeps_levels_that_round_alike(setup):
+    """0.12 and 0.125 were both labelled "12%", two columns of one name in the level table."""
+    model, _, test = setup
+    df = sweep(model, ["magnitude"], [0.12, 0.125], eval_loader=test)
+    table = level_table(df)
+    assert list(table.columns) == ["dense", "12%", "12.5%"]
+    for level, column in ((0.12, "12%"), (0.125, "12.5%")):
+        assert table.loc["magnitude", column] == df[df.target == level].top1_pruned.item()
