@@ -60,6 +60,7 @@ def low_rank_factors(
     if matrix.ndim != 2:
         raise InputError(f"expected a 2-D matrix, got shape {tuple(matrix.shape)}")
     m, n = matrix.shape
+    rank = _positive_rank(rank)
     if not 1 <= rank <= min(m, n):
         raise InputError(f"rank must be in [1, {min(m, n)}] for a {m} x {n} matrix, got {rank}")
     if method not in ("gram", "svd"):
@@ -92,6 +93,17 @@ def factors_from_gram(w: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tenso
     return (w @ basis) * scale, quarter[:, None] * basis.T  # W_r = (W V_r) V_r^T
 
 
+def _positive_rank(rank: Any) -> int:
+    """``rank`` as an int >= 1; a fractional rank (2.5) is an InputError, not silently truncated."""
+    try:
+        value = float(rank)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"rank must be a whole number >= 1, got {rank!r}") from err
+    if not value.is_integer() or value < 1:
+        raise InputError(f"rank must be a whole number >= 1, got {rank!r}")
+    return int(value)
+
+
 def _checked_factors(factors: tuple[torch.Tensor, torch.Tensor], m: int, n: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``factors`` (up, down) if they are m x rank and rank x n; else InputError (copying them into the
     layer would broadcast a rank-1 pair into every column, or fail with a bare size mismatch)."""
@@ -111,8 +123,7 @@ class LowRankLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True,
                  device: Any = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        if rank < 1:
-            raise InputError(f"rank must be >= 1, got {rank}")
+        rank = _positive_rank(rank)
         self.in_features = in_features
         self.out_features = out_features
         self.rank = rank
@@ -169,8 +180,7 @@ class LowRankConv2d(nn.Module):
                  padding: Any = 0, dilation: Any = 1, bias: bool = True, padding_mode: str = "zeros",
                  device: Any = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
-        if rank < 1:
-            raise InputError(f"rank must be >= 1, got {rank}")
+        rank = _positive_rank(rank)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.rank = rank
@@ -241,6 +251,7 @@ def factorize(module: nn.Module, rank: int, *, device: Any = None,
     be read as raw weights by its parent, so its factorization would not be equivalent.
     ``factors`` (up, down) of the layer's matrix, when already computed, skip the factorization.
     """
+    rank = _positive_rank(rank)
     if not can_factorize(module):
         groups = getattr(module, "groups", 1)
         why = f"groups={groups}" if type(module) is nn.Conv2d else "only plain Linear/Conv2d and low-rank layers"
@@ -270,10 +281,7 @@ def factorize_linear(linear: nn.Module, rank: int, *, device: Any = None) -> nn.
     """
     weight = linear.rmt_matrix() if hasattr(linear, "rmt_matrix") else linear.weight
     m, n = weight.shape
-    rank = int(rank)
-    if not 1 <= rank:
-        raise InputError(f"rank must be >= 1, got {rank}")
-    rank = min(rank, m, n, int(getattr(linear, "rank", min(m, n))))
+    rank = min(_positive_rank(rank), m, n, int(getattr(linear, "rank", min(m, n))))
     if saves_params(m, n, rank):
         return LowRankLinear.from_linear(linear, rank, device=device)  # type: ignore[arg-type]
     dense = nn.Linear(n, m, bias=linear.bias is not None, device=weight.device, dtype=weight.dtype)

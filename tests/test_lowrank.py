@@ -107,6 +107,26 @@ def test_bad_rank_is_refused():
         low_rank_factors(torch.full((4, 3), float("nan")), 1)
 
 
+@pytest.mark.parametrize("rank", [2.5, 0, "two", None])
+def test_a_rank_that_is_not_a_whole_number_is_refused_not_truncated(rank):
+    """factorize_linear used to truncate 2.5 to 2, factorize to fail inside torch with a TypeError."""
+    lin = nn.Linear(8, 6)
+    for build in (factorize, factorize_linear):
+        with pytest.raises(InputError, match="rank must be"):
+            build(lin, rank)
+
+
+def test_a_whole_number_rank_of_any_numeric_type_is_accepted():
+    """A rank read from a table (4.0, numpy.int64) means the same layer as the int 4."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    lin, x = nn.Linear(8, 6), torch.randn(3, 8)
+    expected = factorize(lin, 4)(x)
+    for rank in (4.0, np.int64(4), torch.tensor(4)):
+        assert torch.equal(factorize(lin, rank)(x), expected)
+
+
 @pytest.mark.parametrize("shape", [(30, 50), (50, 30)])
 def test_gram_and_svd_factorizations_agree(shape):
     w = torch.randn(*shape, dtype=torch.float64)
