@@ -320,8 +320,20 @@ def _percent(level: float) -> str:
 
 
 def level_table(results: pd.DataFrame, value: str = "top1_pruned") -> pd.DataFrame:
-    """``value`` per method (rows) and target level (columns), the dense model's as a column."""
+    """``value`` per method (rows) and target level (columns), the dense model's as a column.
+
+    One sweep's table: rows of several models, or two rows of one (method, level) (sweeps
+    concatenated), raise InputError instead of being averaged into one cell."""
+    models = results["model"].dropna().unique() if "model" in results else []
+    if len(models) > 1:
+        raise InputError(f"level_table: the results hold {len(models)} models ({', '.join(map(str, models))}); "
+                         "pass one model's rows")
     runs = results[results["method"] != "dense"]
+    repeated = runs.groupby(["method", "target"], sort=False).size()
+    if (repeated > 1).any():
+        (method, level), times = next((key, n) for key, n in repeated.items() if n > 1)
+        raise InputError(f"level_table: {method} at level {level:g} appears {times} times "
+                         "(several sweeps in one table?); pass one sweep's rows")
     table = runs.pivot_table(index="method", columns="target", values=value, sort=False)
     table.columns = [_percent(c) for c in table.columns]
     dense = results.loc[results["method"] == "dense", "top1_dense"]

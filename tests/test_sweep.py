@@ -285,3 +285,14 @@ def test_level_table_keeps_levels_that_round_alike(setup):
     assert list(table.columns) == ["dense", "12%", "12.5%"]
     for level, column in ((0.12, "12%"), (0.125, "12.5%")):
         assert table.loc["magnitude", column] == df[df.target == level].top1_pruned.item()
+
+
+def test_level_table_refuses_to_average_several_sweeps(setup):
+    """Two sweeps in one table (another model, or the same cells twice) used to be averaged into one cell."""
+    model, _, test = setup
+    df = sweep(model, ["magnitude"], [0.3], eval_loader=test)
+    with pytest.raises(InputError, match="magnitude at level 0.3 appears 2 times"):
+        level_table(pd.concat([df, df]))
+    other = df.assign(model="another")
+    with pytest.raises(InputError, match="2 models"):
+        level_table(pd.concat([df.assign(model="first"), other]))
