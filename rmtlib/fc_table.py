@@ -235,6 +235,11 @@ def summarize_seeds(measured: pd.DataFrame, baseline: str = FC_ROWS[0].name) -> 
     single seed. Rows keep the paper's order.
     """
     cols = ["test_accuracy", "train_accuracy", "param_reduction"]
+    repeated = measured.duplicated(["row", "seed"])
+    if repeated.any():
+        first = measured.loc[repeated, ["row", "seed"]].iloc[0]
+        raise InputError(f"summarize_seeds: row {first['row']!r} has seed {first['seed']} more than once "
+                         "(several configurations in one table?); pairing by seed needs one run per (row, seed)")
     grouped = measured.groupby("row")
     out = grouped[cols].mean().add_suffix("_mean").join(grouped[cols[:2]].std(ddof=1).add_suffix("_sd"))
     out["n_seeds"] = grouped["seed"].nunique()

@@ -24,14 +24,27 @@ from rmtlib.layers import prunable_layers, weight_matrix
 def layer_weights(
     model: nn.Module, include: Sequence[str] | None = None, exclude: Sequence[str] | None = None
 ) -> Iterator[tuple[str, str, torch.Tensor]]:
-    """(layer name, parameter name, weight) of each prunable layer; a low-rank layer yields its factors."""
+    """(layer name, parameter name, weight) of each prunable layer; a low-rank layer yields its factors.
+
+    A weight shared by several layers (tied) is yielded once, under its name in
+    ``model.named_parameters()``: a penalty counts it once, as weight decay would, and a mask keyed
+    by that name finds it in the model.
+    """
+    names = {id(p): pname for pname, p in model.named_parameters()}
+    seen: set[int] = set()
+
+    def once(name: str, pname: str, weight: torch.Tensor) -> Iterator[tuple[str, str, torch.Tensor]]:
+        if id(weight) not in seen:
+            seen.add(id(weight))
+            yield name, names.get(id(weight), pname), weight
+
     for name, module in prunable_layers(model, include, exclude):
         if hasattr(module, "rmt_matrix"):
             for sub_name, sub in module.named_modules():
                 if isinstance(sub, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                    yield name, f"{name}.{sub_name}.weight", sub.weight
+                    yield from once(name, f"{name}.{sub_name}.weight", sub.weight)
         else:
-            yield name, f"{name}.weight", module.weight
+            yield from once(name, f"{name}.weight", module.weight)
 
 
 class Penalty:
@@ -139,17 +152,24 @@ class WeightMask:
         """Freeze the weights of the prunable layers that are exactly zero now."""
         return cls({pname: w.detach() != 0 for _, pname, w in layer_weights(model, include, exclude)})
 
-    def _params(self, model: nn.Module) -> Iterator[tuple[torch.nn.Parameter, torch.Tensor]]:
+    def _params(self, model: nn.Module) -> list[tuple[torch.nn.Parameter, torch.Tensor]]:
+        """(parameter, mask) pairs, all checked before any is returned: a bad entry raises and leaves
+        the model untouched (not half masked)."""
         params = dict(model.named_parameters())
+        pairs = []
         for name, mask in self.masks.items():
             if name not in params:
                 raise InputError(f"WeightMask: parameter {name!r} is not in the model")
             p = params[name]
             if p.shape != mask.shape:
                 raise InputError(f"WeightMask: {name!r} has shape {tuple(p.shape)}, mask {tuple(mask.shape)}")
+            pairs.append((name, p, mask))
+        out = []
+        for name, p, mask in pairs:
             if mask.device != p.device:
                 mask = self.masks[name] = mask.to(p.device)
-            yield p, mask
+            out.append((p, mask))
+        return out
 
     @torch.no_grad()
     def apply(self, model: nn.Module) -> None:
@@ -172,7 +192,7 @@ class WeightMask:
 
 def bulk_fraction(epoch: float, T: float) -> float:
     """``f(epoch) = max(0, 1 - epoch / T)``: the share of bulk components kept at ``epoch``."""
-    if T <= 0:
+    if not T > 0:  # also refuses NaN, which would silently give f = 0
         raise InputError(f"MP schedule horizon T must be > 0, got {T}")
     return max(0.0, 1.0 - epoch / T)
 
@@ -190,7 +210,12 @@ class SplitDecision:
 
 
 def mp_split_rank(matrix: torch.Tensor, fraction: float, **fit_kwargs) -> tuple[int, object]:
-    """Rank kept by an MP split: components above the MP edge plus ``floor(fraction * bulk)``."""
+    """Rank kept by an MP split: components above the MP edge plus ``floor(fraction * bulk)``, at least 1.
+
+    The product is nudged up by 1e-9 before rounding down, so that an integer such as
+    ``bulk_fraction(3, 13) * 117 = 90`` is not lost to binary round-off (89.99999...). A layer
+    with no spike and no kept bulk keeps its top component: rank 0 is no layer at all.
+    """
     from rmtlib.fit import fit_mp
 
     if not 0.0 <= fraction <= 1.0:
@@ -199,7 +224,7 @@ def mp_split_rank(matrix: torch.Tensor, fraction: float, **fit_kwargs) -> tuple[
     if fit.status != "ok":
         return min(matrix.shape), fit
     spikes = int((fit.singular_values > fit.sv_edge).sum())
-    return spikes + int(math.floor(fraction * (min(matrix.shape) - spikes))), fit
+    return max(1, spikes + int(math.floor(fraction * (min(matrix.shape) - spikes) + 1e-9))), fit
 
 
 def _current_rank(module: nn.Module) -> int:
@@ -219,6 +244,8 @@ def mp_split_layer(module: nn.Module, fraction: float, name: str = "", **fit_kwa
     """
     from rmtlib.lowrank import factorize_linear
 
+    if not 0.0 <= fraction <= 1.0:  # checked here: the fit's InputError below is read as "unfit"
+        raise InputError(f"bulk fraction must be in [0, 1], got {fraction}")
     matrix = weight_matrix(module).detach()
     before = _current_rank(module)
     try:
@@ -247,6 +274,7 @@ class MPSplitScheduler:
     ``f(epoch) = max(0, 1 - epoch / T)`` of its bulk. ``skip_last`` leaves the output layer alone.
     The MP fits use ``alpha=0.25, beta=0.1`` (the paper's FC setting) unless ``fit_kwargs`` say
     otherwise. Only Linear layers (dense or :class:`rmtlib.lowrank.LowRankLinear`) are split.
+    The output layer is the model's last Linear, whatever ``include``/``exclude`` select.
     The hook returns ``{"mp_ranks": {layer: rank}, "mp_spikes": {layer: n}}`` for the epoch record.
     """
 
@@ -273,7 +301,10 @@ class MPSplitScheduler:
 
         linear = (nn.Linear, LowRankLinear)  # a low-rank conv must not be rebuilt as a Linear
         layers = [(n, m) for n, m in prunable_layers(model, self.include, self.exclude) if isinstance(m, linear)]
-        return layers[:-1] if self.skip_last else layers
+        if not self.skip_last:
+            return layers
+        every = [n for n, m in prunable_layers(model) if isinstance(m, linear)]
+        return [(n, m) for n, m in layers if n != every[-1]]
 
     def __call__(self, epoch: int, model: nn.Module, record: dict | None = None) -> dict | None:
         if epoch % self.every:

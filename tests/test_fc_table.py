@@ -142,3 +142,12 @@ def test_summarize_seeds_pairs_rows_by_seed():
     one = summarize_seeds(table[table.seed == 0])
     assert one.test_accuracy_sd.isna().all() and one.loc[mp, "test_gain_mean"] == 1.0
     assert one.test_gain_ci95.isna().all()
+
+
+def test_summarize_seeds_refuses_a_seed_repeated_within_a_row():
+    """Two configurations in one table repeat (row, seed): pairing by seed is then ambiguous."""
+    plain, mp = "no pruning, no regularization", "MP pruning only"
+    table = pd.DataFrame({"row": [plain, mp] * 2, "seed": [0, 0, 0, 0], "test_accuracy": [90.0, 91.0, 80.0, 82.0],
+                          "train_accuracy": [95.0] * 4, "param_reduction": [0.0] * 4})
+    with pytest.raises(InputError, match="more than once"):
+        summarize_seeds(table)

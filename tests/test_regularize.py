@@ -165,3 +165,75 @@ def test_scheduler_leaves_low_rank_convs_alone_and_fits_with_the_fc_setting():
     assert net(torch.randn(2, 3, 8, 8)).shape == (2, 10)
     assert sched.fit_kwargs == {"alpha": 0.25, "beta": 0.1}
     assert MPSplitScheduler(beta=0.8).fit_kwargs["beta"] == 0.8
+
+
+def test_tied_weight_is_penalized_once_and_can_be_masked():
+    """A weight shared by two layers is one parameter: the penalty and its gradient count it once (as
+    weight decay does), and a mask built from the model's zeros names it as the model does."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 5), nn.ReLU(), nn.Linear(5, 5), nn.ReLU(), nn.Linear(5, 3))
+    net[2].weight = net[0].weight
+    distinct = {id(m.weight): m.weight for m in net if isinstance(m, nn.Linear)}.values()
+    expected = sum(0.3 * w.abs().sum() + 0.2 * (w**2).sum() for w in distinct)
+    value = (L1(0.3) + L2(0.2))(net)
+    torch.testing.assert_close(value, expected)
+    value.backward()
+    w = net[0].weight.detach()
+    torch.testing.assert_close(net[0].weight.grad, 0.3 * torch.sign(w) + 0.4 * w)
+    with torch.no_grad():
+        net[0].weight[0] = 0.0
+    mask = WeightMask.from_zeros(net)
+    assert set(mask.masks) == {name for name, p in net.named_parameters() if name.endswith("weight")}
+    with torch.no_grad():
+        net[2].weight.fill_(1.0)
+    mask.apply(net)
+    assert torch.all(net[2].weight[0] == 0) and torch.all(net[2].weight[1:] == 1)
+
+
+def test_a_bad_mask_entry_leaves_the_model_untouched():
+    net = _net()
+    before = [p.detach().clone() for p in net.parameters()]
+    mask = WeightMask({"1.weight": torch.zeros(5, 6, dtype=torch.bool), "nope.weight": torch.ones(1)})
+    with pytest.raises(InputError, match="not in the model"):
+        mask.apply(net)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_split_rank_is_the_exact_floor_and_at_least_one():
+    """rank = spikes + floor((1 - e/T) bulk) in exact arithmetic (no round-off loss when it is an integer),
+    and a pure-noise layer with nothing kept keeps its top component instead of crashing at rank 0."""
+    w = _spiked()
+    e, T = 3, 13  # (1 - 3/13) * 117 = 90 exactly; in floating point 89.99999999999999
+    rank, fit = mp_split_rank(w, bulk_fraction(e, T))
+    spikes = fit.n_spikes
+    assert rank == spikes + (T - e) * (120 - spikes) // T
+    torch.manual_seed(0)
+    lin = nn.Linear(100, 200)
+    with torch.no_grad():
+        lin.weight.normal_(0.0, 0.1)
+    assert fit_mp(lin.weight, alpha=0.25, beta=0.1).n_spikes == 0  # no spike: f = 0 keeps nothing
+    new, decision = mp_split_layer(lin, 0.0, "noise", alpha=0.25, beta=0.1)
+    assert decision.rank == 1 and isinstance(new, LowRankLinear) and new.rank == 1
+    u, s, vh = torch.linalg.svd(lin.weight.detach().double(), full_matrices=False)
+    torch.testing.assert_close(new.rmt_matrix().double(), s[0] * torch.outer(u[:, 0], vh[0]), rtol=1e-4, atol=1e-5)
+
+
+def test_bad_fraction_and_horizon_are_refused_not_read_as_unfit():
+    lin = nn.Linear(100, 200)
+    for fraction in (1.5, -0.1, float("nan")):
+        with pytest.raises(InputError, match="bulk fraction"):
+            mp_split_layer(lin, fraction)
+    with pytest.raises(InputError):
+        bulk_fraction(1, float("nan"))
+    with pytest.raises(InputError):
+        MPSplitScheduler(T=float("nan"))
+
+
+def test_skip_last_skips_the_output_layer_not_the_last_selected_one():
+    torch.manual_seed(0)
+    net = fc_net([100, 200, 150, 10])
+    assert [n for n, _ in MPSplitScheduler(include=["1", "3"]).layers(net)] == ["1", "3"]
+    assert [n for n, _ in MPSplitScheduler(exclude=["5"]).layers(net)] == ["1", "3"]
+    assert [n for n, _ in MPSplitScheduler().layers(net)] == ["1", "3"]
+    assert [n for n, _ in MPSplitScheduler(include=["5"]).layers(net)] == []
+    assert [n for n, _ in MPSplitScheduler(include=["5"], skip_last=False).layers(net)] == ["5"]
