@@ -3,7 +3,7 @@
 * AMP (bfloat16 autocast) on CUDA, plain float32 on the CPU.
 * Per-epoch hooks ``hook(epoch, model, record) -> dict | None`` (e.g. record spectra, or the
   MP-scheduled splitting of :class:`rmtlib.regularize.MPSplitScheduler`, which may replace layers:
-  the optimizer is then rebuilt for the new parameters).
+  the optimizer is then rebuilt for the new parameters, keeping the state of those that remain).
 * An optional :class:`rmtlib.regularize.WeightMask` keeps pruned weights exactly zero.
 * Under ``torchrun`` (``torch.distributed`` initialized, see :func:`init_distributed`) the model is
   wrapped in DDP and loaders from :func:`rmtlib.data.make_loader` shard the data; evaluation sums
@@ -265,7 +265,7 @@ def train(
         if [id(p) for p in unwrap(net).parameters()] != params_before:  # a hook replaced layers
             unwrap(net).to(device)
             net = _wrap(unwrap(net), device)
-            opt = factory(list(unwrap(net).parameters()))
+            opt = _rebuilt_optimizer(opt, factory, list(unwrap(net).parameters()))
             base_lrs = [g["lr"] for g in opt.param_groups]
         history.append(record)
         if progress and is_main_process():
@@ -282,6 +282,19 @@ def reseed_loader(loader: Any, seed: int) -> None:
         generator = getattr(owner, "generator", None)
         if isinstance(generator, torch.Generator):
             generator.manual_seed(seed)
+
+
+def _rebuilt_optimizer(old: torch.optim.Optimizer, factory: OptimizerFactory,
+                       params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """A new optimizer for ``params`` (after a hook replaced layers) that keeps the old one's state
+    (momentum, Adam moments, step counts) for every parameter still in the model: only the new
+    layers start from zero, so a model split during training is not also slowed down everywhere else."""
+    new = factory(params)
+    kept = {id(p): state for p, state in old.state.items()}
+    for p in params:
+        if id(p) in kept:
+            new.state[p] = kept[id(p)]
+    return new
 
 
 def _wrap(model: nn.Module, device: torch.device) -> nn.Module:

@@ -117,6 +117,30 @@ def test_hook_replacing_a_layer_rebuilds_optimizer():
     assert model[1].weight.grad is not None
 
 
+def test_rebuilt_optimizer_keeps_the_state_of_the_layers_that_remain():
+    """After a hook replaces a layer, the other parameters keep their momentum: a fresh optimizer used
+    to reset it everywhere, so an MP-split row was also slowed down in every layer it did not split."""
+    model, loader, _ = _setup()
+    made: list[torch.optim.Optimizer] = []
+
+    def factory(params):
+        made.append(torch.optim.SGD(params, lr=1e-2, momentum=0.9))
+        return made[-1]
+
+    def swap(epoch, m, record):
+        if epoch == 1:
+            new = nn.Linear(m[1].in_features, m[1].out_features)
+            new.load_state_dict(m[1].state_dict())
+            m[1] = new
+
+    train(model, loader, 2, optimizer=factory, hooks=[swap], progress=False)
+    assert len(made) == 2
+    new_params = set(map(id, model[1].parameters()))
+    kept = [p for p in model.parameters() if id(p) not in new_params]
+    assert kept and all(made[1].state[p] is made[0].state[p] for p in kept)  # the same buffers, carried on
+    assert all("momentum_buffer" in made[1].state[p] and p not in made[0].state for p in model[1].parameters())
+
+
 def test_masked_training_keeps_zeros_exactly():
     model, loader, _ = _setup()
     with torch.no_grad():
