@@ -72,10 +72,17 @@ def split_at_edge(
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
     fit = fit_mp(s.cpu().numpy(), shape=tuple(w.shape), alpha=alpha, beta=beta, name=name)
     if not fit.ok:
-        raise InputError(f"{name}: shape {tuple(w.shape)} is too small for an MP fit (status {fit.status})")
+        raise InputError(f"{name}: shape {tuple(w.shape)} {_unfit_reason(fit)} (status {fit.status})")
     k = fit.n_spikes
     signal = (u[:, :k] * s[:k]) @ vh[:k] if k else torch.zeros_like(w)
     return signal, w - signal, fit
+
+
+def _unfit_reason(fit: MPFit) -> str:
+    """Why a fit failed, in words (``too_small`` or ``rank_deficient``)."""
+    if fit.status == "too_small":
+        return "is too small for an MP fit"
+    return "has too few nonzero singular values in BEMA's window for an MP fit"
 
 
 def bulk_energy(fit: MPFit) -> float:
@@ -350,12 +357,14 @@ def noise_path(
     loss_fn = loss_fn or _default_loss(device)
     work = copy.deepcopy(model)
     names = list(layers) if layers is not None else fittable_layers(model, alpha=alpha, beta=beta)
+    if not names:
+        raise InputError("noise_path: no layer to add noise to (none given, or none large enough for an MP fit)")
     modules = _modules(work, names)
     sigma2 = {}
     for name, mod in modules.items():
         fit = fit_mp(weight_matrix(mod), alpha=alpha, beta=beta, name=name)
         if not fit.ok:
-            raise InputError(f"layer {name}: too small for an MP fit, cannot scale noise to its bulk")
+            raise InputError(f"layer {name}: {_unfit_reason(fit)} (status {fit.status}), cannot scale noise to its bulk")
         sigma2[name] = fit.sigma2
     originals = {name: mod.weight.detach().clone() for name, mod in modules.items()}
     rows = []
@@ -467,6 +476,8 @@ def decay_findings(mono: pd.DataFrame, ordering: pd.DataFrame | None = None, *, 
     with ``ordering`` (:func:`strength_ordering`), where a stronger penalty does not decay faster.
     """
     keys = list(keys)
+    if "expect" in mono and (mono["expect"] != "decreasing").any():
+        raise InputError("decay_findings reads a monotonicity table computed with expect='decreasing'")
     lines = []
     for metric, group in mono.groupby("metric", sort=False):
         reg, ctrl = group[group[strength] > 0], group[group[strength] == 0]
@@ -480,10 +491,13 @@ def decay_findings(mono: pd.DataFrame, ordering: pd.DataFrame | None = None, *, 
             lines.append(text + ".")
         if len(ctrl):
             down = ctrl[ctrl["change"] < 0]
-            up = ctrl[ctrl["change"] >= 0]
             text = f"**{metric}** without L2 (control): ends lower than at initialisation in {len(down)} of {len(ctrl)} cases"
-            if len(up):
-                text += "; rises in " + "; ".join(f"({_case(r, keys)}: {100 * r['rel_change']:+.1f}%)" for _, r in up.iterrows())
+            for word, part in (("rises", ctrl[ctrl["change"] > 0]), ("is unchanged", ctrl[ctrl["change"] == 0]),
+                               ("has no value", ctrl[ctrl["change"].isna()])):
+                if len(part):
+                    text += f"; {word} in " + "; ".join(
+                        f"({_case(r, keys)}: {100 * r['rel_change']:+.1f}%)" if word == "rises" else f"({_case(r, keys)})"
+                        for _, r in part.iterrows())
             lines.append(text + ".")
     if ordering is not None and len(ordering):
         bad = ordering[~ordering["ordered"]]
@@ -493,6 +507,13 @@ def decay_findings(mono: pd.DataFrame, ordering: pd.DataFrame | None = None, *, 
             text += "; not in " + "; ".join(
                 f"({_case(r, keys + ['metric'])}: changes {', '.join(f'{100 * v:+.1f}%' for v in r['values'])} for L2 = "
                 f"{', '.join(f'{s:g}' for s in r['strengths'])})" for _, r in bad.iterrows())
+        rising = [r for _, r in ordering[ordering["ordered"]].iterrows()
+                  if any(v >= 0 for s, v in zip(r["strengths"], r["values"]) if s > 0)]
+        if rising:
+            text += (f"; in {len(rising)} of the ordered cases a run with L2 > 0 does not decrease (up to that strength "
+                     "a stronger L2 means a smaller rise, not a larger decrease): " + "; ".join(
+                         f"({_case(r, keys + ['metric'])}: changes {', '.join(f'{100 * v:+.1f}%' for v in r['values'])} "
+                         f"for L2 = {', '.join(f'{s:g}' for s in r['strengths'])})" for r in rising))
         lines.append(text + ".")
     return lines
 

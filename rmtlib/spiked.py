@@ -37,20 +37,33 @@ def _shape(m: int, n: int) -> tuple[int, int]:
     return max(m, n), min(m, n)
 
 
+def _sigma(sigma: float, *, positive: bool = False) -> float:
+    """The noise standard deviation, checked: finite and >= 0 (> 0 with ``positive``)."""
+    sigma = float(sigma)
+    if not np.isfinite(sigma) or sigma < 0 or (positive and sigma == 0):
+        raise InputError(f"sigma must be finite and {'> 0' if positive else '>= 0'}, got {sigma}")
+    return sigma
+
+
 def bbp_threshold(m: int, n: int, sigma: float = 1.0) -> float:
     """Smallest signal singular value that produces a spike: sigma (N p)^(1/4)."""
     N, p = _shape(m, n)
-    return float(sigma) * (N * p) ** 0.25
+    return _sigma(sigma) * (N * p) ** 0.25
 
 
 def bbp_singular_value(theta: ArrayLike, m: int, n: int, sigma: float = 1.0) -> np.ndarray:
-    """Large-size limit of the top singular value of a rank-one spiked matrix with strength ``theta``."""
+    """Large-size limit of the top singular value of a rank-one spiked matrix with strength ``theta``.
+
+    Only ``|theta|`` matters (the sign of ``theta u v^T`` can be moved into ``u``, as in
+    :func:`spiked_matrix`); a NaN strength gives NaN.
+    """
     N, p = _shape(m, n)
-    theta = np.asarray(theta, dtype=np.float64)
+    sigma = _sigma(sigma)
+    theta = np.abs(np.asarray(theta, dtype=np.float64))
     edge = sigma * (np.sqrt(N) + np.sqrt(p))
     safe = np.where(theta > 0, theta, 1.0)
     above = np.sqrt((safe**2 + sigma**2 * N) * (safe**2 + sigma**2 * p)) / safe
-    return np.where(theta > bbp_threshold(m, n, sigma), above, edge)
+    return np.where(np.isnan(theta), np.nan, np.where(theta > bbp_threshold(m, n, sigma), above, edge))
 
 
 def spiked_matrix(
@@ -87,6 +100,7 @@ def tw_scaled_top_eigenvalues(
     """
     if n_trials < 1:
         raise InputError(f"n_trials must be >= 1, got {n_trials}")
+    sigma = _sigma(sigma, positive=True)
     rng = rng if rng is not None else np.random.default_rng()
     N, p = _shape(m, n)
     c = p / N
@@ -116,6 +130,7 @@ def bbp_detection(
     """
     if n_trials < 1:
         raise InputError(f"n_trials must be >= 1, got {n_trials}")
+    sigma = _sigma(sigma, positive=True)
     rng = np.random.default_rng(seed)
     rows = []
     with one_torch_thread():

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch.nn import functional as F
@@ -82,3 +83,11 @@ def test_bad_input():
         make_planted(64, act="softplus")
     with pytest.raises(InputError, match="width"):
         planted_experiment([], [0])
+
+
+def test_findings_do_not_depend_on_the_table_index():
+    from rmtlib.planted import planted_findings
+
+    parts = [planted_experiment([64, 128], seeds, lambda_reg=1e-4, d=16, rank=4, n_samples=200)[0] for seeds in ([0, 1], [2])]
+    stacked = pd.concat(parts)  # index 0..3 then 0..1 again
+    assert planted_findings(stacked) == planted_findings(stacked.reset_index(drop=True))

@@ -183,3 +183,52 @@ def test_l2_term_matches_hand_computation():
     model = fc_net([20, 30, 5])
     expected = float(model[1].weight.detach().double().pow(2).sum() + model[3].weight.detach().double().pow(2).sum())
     assert float(l2_term(model)) == pytest.approx(expected, rel=1e-12)
+
+
+def _decay_mono(control: list[float], penalized: list[float]) -> pd.DataFrame:
+    """monotonicity of one control and one penalized gamma track over epochs 0, 1, 2."""
+    df = pd.DataFrame({"width": 64, "layer": "3", "l2": [0.0] * 3 + [1e-3] * 3, "epoch": [0, 1, 2] * 2,
+                       "gamma": control + penalized})
+    return monotonicity(df, "epoch", ["gamma"], by=["width", "l2", "layer"], expect="decreasing")
+
+
+def test_decay_findings_do_not_call_an_unchanged_control_a_rise():
+    from rmtlib.randomness import decay_findings
+
+    mono = _decay_mono([1.0, 1.0, 1.0], [1.0, 0.9, 0.8])
+    assert mono.set_index("l2").loc[0.0, "change"] == 0.0
+    control = [line for line in decay_findings(mono) if "control" in line][0]
+    assert "rises" not in control and "is unchanged in (width=64, layer=3)" in control
+    risen = [line for line in decay_findings(_decay_mono([1.0, 1.0, 1.1], [1.0, 0.9, 0.8])) if "control" in line][0]
+    assert "rises in (width=64, layer=3: +10.0%)" in risen
+    with pytest.raises(InputError, match="decreasing"):
+        decay_findings(mono.assign(expect="increasing"))
+
+
+def test_ordering_sentence_does_not_call_a_smaller_rise_a_larger_decrease():
+    from rmtlib.randomness import decay_findings
+
+    def sentence(values: list[float]) -> str:
+        summary = pd.DataFrame({"width": 64, "layer": "3", "metric": "sigma2", "l2": [0.0, 1e-3, 1e-2], "rel_change": values})
+        ordering = strength_ordering(summary, ["width", "layer", "metric"])
+        assert ordering["ordered"].all()
+        return decay_findings(pd.DataFrame(columns=["metric", "l2", "holds"]), ordering)[0]
+
+    rising = sentence([0.5, 0.3, 0.1])  # every run rises; a stronger penalty only rises less
+    assert "smaller rise, not a larger decrease" in rising and "+30.0%, +10.0%" in rising.split("smaller rise")[1]
+    assert "smaller rise" in sentence([0.5, 0.1, -0.6])  # the weaker penalty still rises, less than the control
+    assert "smaller rise" not in sentence([0.5, -0.3, -0.6])  # penalized runs all decrease: a larger decrease
+
+
+def test_split_names_why_a_rank_deficient_matrix_cannot_be_split():
+    w = np.zeros((32, 32))
+    w[:2, :2] = np.eye(2)
+    with pytest.raises(InputError, match="rank_deficient") as err:
+        split_at_edge(w)
+    assert "too small" not in str(err.value)
+
+
+def test_noise_path_needs_a_layer(trained):
+    model, loader = trained
+    with pytest.raises(InputError, match="no layer"):
+        noise_path(model, [], [0.0, 1.0], None, loader, 1e-3)

@@ -75,3 +75,26 @@ def test_monte_carlo_restores_torch_thread_count():
     bbp_detection([(40, 20)], [1.0], 2, seed=0)
     tw_scaled_top_eigenvalues(40, 20, 2)
     assert torch.get_num_threads() == before
+
+
+def test_bbp_limit_depends_only_on_the_size_of_the_strength(rng):
+    m, n = 800, 400
+    theta = 3.0 * bbp_threshold(m, n)
+    # spiked_matrix with -theta is theta (-u) v^T: the same outlier as +theta
+    tops = [singular_values(spiked_matrix(m, n, [-theta], rng=rng))[0] for _ in range(3)]
+    assert np.mean(tops) == pytest.approx(float(bbp_singular_value(-theta, m, n)), rel=0.01)
+    assert bbp_singular_value(-theta, m, n) == bbp_singular_value(theta, m, n)
+    assert np.isnan(bbp_singular_value(np.nan, m, n))
+
+
+def test_noise_scale_must_be_valid():
+    with pytest.raises(InputError, match="sigma"):
+        bbp_threshold(20, 10, sigma=-1.0)
+    with pytest.raises(InputError, match="sigma"):
+        bbp_singular_value(3.0, 20, 10, sigma=float("nan"))
+    with pytest.raises(InputError, match="sigma"):
+        tw_scaled_top_eigenvalues(40, 20, 2, sigma=0.0)
+    with pytest.raises(InputError, match="sigma"):
+        bbp_detection([(40, 20)], [1.0], 2, sigma=0.0)
+    # a noise-free matrix is still a valid model: its top singular value is theta itself
+    assert bbp_singular_value(2.5, 20, 10, sigma=0.0) == pytest.approx(2.5)
