@@ -68,11 +68,17 @@ class Penalty:
         self.coef = float(coef)
         self.include, self.exclude = include, exclude
         self.scales = dict(scales or {})
+        self._checked_model: int | None = None  # the model whose layer names ``scales`` was checked against
 
     def term(self, weight: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def __call__(self, model: nn.Module) -> torch.Tensor:
+        if self.scales and id(model) != self._checked_model:
+            unknown = sorted(set(self.scales) - {name for name, _ in prunable_layers(model)})
+            if unknown:  # a typo would otherwise leave that layer at scale 1 without a word
+                raise InputError(f"{type(self).__name__} scales name no prunable layer of the model: {', '.join(unknown)}")
+            self._checked_model = id(model)
         total = None
         for layer, _, weight in layer_weights(model, self.include, self.exclude):
             value = self.scales.get(layer, 1.0) * self.term(weight)

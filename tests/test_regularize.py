@@ -12,7 +12,7 @@ from rmtlib.fit import fit_mp
 from rmtlib.lowrank import LowRankLinear
 from rmtlib.models import fc_net
 from rmtlib.regularize import (
-    L1, L2, GroupLasso, MPSplitScheduler, WeightMask, bulk_fraction, mp_split_layer, mp_split_rank,
+    L1, L2, GroupLasso, MPSplitScheduler, WeightMask, bulk_fraction, layer_weights, mp_split_layer, mp_split_rank,
 )
 
 
@@ -237,3 +237,12 @@ def test_skip_last_skips_the_output_layer_not_the_last_selected_one():
     assert [n for n, _ in MPSplitScheduler().layers(net)] == ["1", "3"]
     assert [n for n, _ in MPSplitScheduler(include=["5"]).layers(net)] == []
     assert [n for n, _ in MPSplitScheduler(include=["5"], skip_last=False).layers(net)] == ["5"]
+
+
+def test_scales_naming_no_layer_are_refused():
+    """A misspelt layer in ``scales`` used to leave that layer at scale 1 silently."""
+    net = _net()
+    layer = next(name for name, _, _ in layer_weights(net))
+    torch.testing.assert_close(L2(1.0, scales={layer: 3.0})(net), L2(1.0)(net) + 2.0 * (dict(net.named_modules())[layer].weight ** 2).sum())
+    with pytest.raises(InputError, match="name no prunable layer of the model: nope"):
+        L2(1.0, scales={layer: 3.0, "nope": 2.0})(net)
