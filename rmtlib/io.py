@@ -23,7 +23,7 @@ from .atomic import atomic_path
 from .errors import CheckpointError, InputError
 from .lowrank import apply_lowrank_structure, lowrank_structure, replace_module
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "load_state_dict_checked"]
+__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_record", "load_state_dict_checked"]
 
 _KEY = "rmtlib"
 _FORMAT = 1
@@ -112,22 +112,35 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if path.suffix == ".safetensors" or _is_safetensors(path):
         try:
             tensors = load_file(str(path))
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                header = handle.metadata() or {}
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(f"{path}: unreadable safetensors file ({err})") from err
-        try:
-            record = json.loads(header[_KEY]) if _KEY in header else {}
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"{path}: corrupt rmtlib metadata ({err})") from err
-        return tensors, record
+        return tensors, read_record(path)
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a bad file
         raise CheckpointError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err})") from err
     return _unwrap(obj, path), {}
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    """The rmtlib record of a checkpoint file, read from its header without its tensors ({} for a
+    torch file or a safetensors file that has none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if not (path.suffix == ".safetensors" or _is_safetensors(path)):
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({err})") from err
+    try:
+        return json.loads(header[_KEY]) if _KEY in header else {}
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: corrupt rmtlib metadata ({err})") from err
 
 
 def _names(keys: list[str], limit: int = 8) -> str:

@@ -163,16 +163,12 @@ def _saved_config(checkpoint: str | os.PathLike, name: str = "mnist_vit") -> dic
 
 
 def _recorded_metadata(checkpoint: str | os.PathLike) -> dict[str, Any]:
-    """The caller's metadata in an rmtlib safetensors checkpoint's header, without reading its tensors."""
-    from safetensors import safe_open
-
-    from rmtlib.io import _KEY
+    """The caller's metadata in an rmtlib checkpoint's record (:func:`rmtlib.io.read_record`), {} if none."""
+    from rmtlib.io import read_record
 
     try:
-        with safe_open(str(checkpoint), framework="pt") as handle:
-            header = handle.metadata() or {}
-        metadata = json.loads(header[_KEY]).get("metadata") if _KEY in header else {}
-    except Exception:  # not a safetensors file, or no readable record: nothing recorded
+        metadata = read_record(checkpoint).get("metadata")
+    except CheckpointError:  # unreadable: loading the weights will say so
         return {}
     return dict(metadata) if isinstance(metadata, dict) else {}
 
