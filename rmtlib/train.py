@@ -290,10 +290,9 @@ def _rebuilt_optimizer(old: torch.optim.Optimizer, factory: OptimizerFactory,
     (momentum, Adam moments, step counts) for every parameter still in the model: only the new
     layers start from zero, so a model split during training is not also slowed down everywhere else."""
     new = factory(params)
-    kept = {id(p): state for p, state in old.state.items()}
     for p in params:
-        if id(p) in kept:
-            new.state[p] = kept[id(p)]
+        if p in old.state:  # tensors hash by identity: the parameters a hook did not replace
+            new.state[p] = old.state[p]
     return new
 
 
