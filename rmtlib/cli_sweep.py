@@ -15,7 +15,10 @@ top-1 is measured on shards and fine-tuning is data-parallel; only rank 0 prints
 
 ``--out`` is rewritten after every run; after an interruption, the same command with ``--resume``
 does only the missing runs (a gradual sweep restarts from its last stage saved in ``--save-dir``)
-and ends with the table an uninterrupted sweep writes.
+and ends with the table an uninterrupted sweep writes. The settings that shape the rows but have no
+column in the table (``--alpha``, ``--beta``, ``--seed``, ``--option``, ``--set``, fine-tuning's
+learning rate, batch size and subset, ...) are kept beside it in ``OUT.settings.json``; a resume with
+other settings is refused.
 
 Bad input (an unknown method, a level outside [0, 1), an unwritable output, a ``--resume`` table
 made with other settings) exits with code 2 before any pruning, and nothing is written.
@@ -24,15 +27,16 @@ made with other settings) exits with code 2 before any pruning, and nothing is w
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
 from .atomic import atomic_path
 from .cli_args import (check_output_dir, check_output_file, key_values, names, non_negative_int, positive_counts,
-                       sparsity_levels, write_csv_atomic)
+                       sparsity_levels, write_csv_atomic, write_json_atomic)
 from .errors import InputError
 
 
@@ -152,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--resume needs --out (the table of the interrupted sweep)")
         previous = _previous_table(args)
         if previous is not None:
+            _check_same_settings(args, options)
             plan = remaining_runs(previous, args.methods, args.levels, args.schedule)
             for label, (start, _) in plan.items():
                 if start is not None and not _stage_file(args, label, start).is_file():
@@ -177,6 +182,11 @@ def run(args: argparse.Namespace) -> int:
 
     callback = _saver(args, model_kwargs) if args.save_dir and main_process else None
     out = args.out if main_process else None
+    settings = run_settings(args, options)
+
+    def write_table(table: pd.DataFrame) -> None:  # settings first: a table never lacks its record
+        write_json_atomic(settings, settings_path(out))
+        write_csv_atomic(table, out)
     common = dict(eval_loader=eval_loader, finetune_loader=finetune_loader, finetune_epochs=args.finetune_epochs,
                   finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr,
                   prune_options=prune_options, schedule=args.schedule, eval_batches=args.eval_batches,
@@ -185,15 +195,15 @@ def run(args: argparse.Namespace) -> int:
                   progress=not args.quiet and main_process)
     if previous is None:
         table = sweep(model, args.methods, args.levels, method_options=options, **common,
-                      on_update=(lambda so_far: write_csv_atomic(so_far, out)) if out else None)
+                      on_update=write_table if out else None)
     else:
-        table = _resume(model, previous, plan, options, model_kwargs, args, common, out)
+        table = _resume(model, previous, plan, options, model_kwargs, args, common, write_table if out else None)
     if not main_process:
         return 0
     print(level_summary(table))
     if args.out:
-        write_csv_atomic(table, args.out)
-        print(f"table written to {args.out}")
+        write_table(table)
+        print(f"table written to {args.out} (settings in {settings_path(args.out)})")
     if args.plot:
         import matplotlib
 
@@ -265,6 +275,43 @@ def _previous_table(args: argparse.Namespace) -> pd.DataFrame | None:
     return previous
 
 
+def settings_path(out: str | Path) -> Path:
+    """The file beside a sweep table that records the settings it was made with."""
+    return Path(out).with_name(Path(out).name + ".settings.json")
+
+
+def run_settings(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The settings that change a sweep's rows but have no column in its table (JSON-ready)."""
+    settings = {"alpha": args.alpha, "beta": args.beta, "seed": args.seed, "options": options,
+                "model_kwargs": key_values(args.set, "--set"), "include": args.include, "exclude": args.exclude,
+                "finetune_lr": args.finetune_lr, "batch_size": args.batch_size, "train_subset": args.train_subset,
+                "eval_split": args.eval_split, "eval_batches": args.eval_batches,
+                "eval_batch_size": args.eval_batch_size}
+    return json.loads(json.dumps(settings, default=str))  # the form it has when read back
+
+
+def _check_same_settings(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -> None:
+    """Refuse to resume a table made with other settings (read from :func:`settings_path`); a table
+    without that file (written before it existed) is resumed with a note."""
+    path = settings_path(args.out)
+    if not path.is_file():
+        print(f"note: --resume: {path} is missing, so only the model, data, schedule, fine-tuning length and "
+              "dense model are checked", file=sys.stderr)
+        return
+    try:
+        recorded = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"--resume: {path} is not a settings record ({err}); remove it to resume anyway") from None
+    if not isinstance(recorded, dict):
+        raise InputError(f"--resume: {path} is not a settings record (a JSON object); remove it to resume anyway")
+    wanted = run_settings(args, options)
+    differ = [f"{key}: table {recorded.get(key)!r}, this run {wanted[key]!r}"
+              for key in wanted if recorded.get(key) != wanted[key]]
+    if differ:
+        raise InputError(f"--resume: {args.out} was made with other settings ({'; '.join(differ)}); pass the same "
+                         "settings, or another --out")
+
+
 def level_text(level: float) -> str:
     """A level as a short, unique text: two decimals (``0.30``) when they are exact, else every digit
     (``0.125``), so two levels never share a file name or a table column."""
@@ -279,7 +326,7 @@ def _stage_file(args: argparse.Namespace, label: str, level: float) -> Path:
 
 def _resume(model: Any, previous: pd.DataFrame, plan: dict[str, tuple[float | None, list[float]]],
             options: dict[str, dict[str, Any]], model_kwargs: dict[str, Any], args: argparse.Namespace,
-            common: dict[str, Any], out: str | None) -> pd.DataFrame:
+            common: dict[str, Any], write: Callable[[pd.DataFrame], None] | None) -> pd.DataFrame:
     """Run what ``plan`` says is missing, one label at a time, appending to ``previous``.
 
     A gradual label restarts from its saved stage; its rows keep the dense model's reference
@@ -304,7 +351,7 @@ def _resume(model: Any, previous: pd.DataFrame, plan: dict[str, tuple[float | No
             return pd.concat([before, new], ignore_index=True)
 
         part = sweep(stage, [label], todo, method_options={label: options[label]} if label in options else None,
-                     on_update=(lambda so_far: write_csv_atomic(finished(so_far), out)) if out else None, **common)
+                     on_update=(lambda so_far: write(finished(so_far))) if write else None, **common)
         rows = finished(part)
     # the row order of an uninterrupted sweep: dense, then label by label, levels in the order run
     labels = {label: i for i, label in enumerate(["dense", *args.methods])}

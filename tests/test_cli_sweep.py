@@ -109,7 +109,8 @@ def test_interrupted_sweep_keeps_its_finished_rows(tmp_path: Path, monkeypatch: 
               "--out", str(out), "--quiet"])
     table = pd.read_csv(out)
     assert list(table["method"]) == ["dense", "magnitude", "magnitude"] and list(table["target"]) == [0.0, 0.3, 0.5]
-    assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]  # no temporary left behind
+    # no temporary left behind; the settings record sits beside the table
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.csv.settings.json"]
 
 
 def _interrupt_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
@@ -174,6 +175,35 @@ def test_resume_refuses_a_different_sweep(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "junk.csv").write_text("a,b\n1,2\n")
     assert _exit_code([*base[:-3], "--out", str(tmp_path / "junk.csv"), "--resume", "--quiet"]) == 2
     assert "not a table written by rmtlib sweep" in capsys.readouterr().err
+
+
+def test_resume_refuses_other_settings_that_the_table_has_no_column_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture):
+    """--alpha, --option, --set, --seed or the fine-tuning learning rate change the rows but not the dense
+    model, so neither the table's columns nor its dense row can tell; a resume with other ones used to
+    append rows made another way. The record beside the table refuses them."""
+    out = tmp_path / "s.csv"
+    argv = ["sweep", MODEL, "--data", "synthetic", "--methods", "rmt,magnitude", "--levels", "0.3,0.5",
+            "--finetune-steps", "1", "--batch-size", "32", "--out", str(out), "--quiet"]
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            main(argv)
+    before, record = out.read_text(), (tmp_path / "s.csv.settings.json").read_text()
+    for extra, key in ((["--alpha", "0.2"], "alpha"), (["--option", "magnitude.scope=global"], "options"),
+                       (["--set", "activation=tanh"], "model_kwargs"), (["--finetune-lr", "1e-3"], "finetune_lr"),
+                       (["--seed", "1"], "seed"), (["--exclude", "layers.0"], "exclude")):
+        assert _exit_code([*argv, *extra, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert f"{key}:" in err and "other settings" in err
+        assert out.read_text() == before and (tmp_path / "s.csv.settings.json").read_text() == record
+    (tmp_path / "s.csv.settings.json").write_text("{not json")
+    assert _exit_code([*argv, "--resume"]) == 2
+    assert "not a settings record" in capsys.readouterr().err and out.read_text() == before
+    (tmp_path / "s.csv.settings.json").unlink()  # a table from before the record existed: resumed, with a note
+    assert main([*argv, "--resume"]) == 0
+    assert "is missing" in capsys.readouterr().err and len(pd.read_csv(out)) == 5
+    assert (tmp_path / "s.csv.settings.json").read_text() == record  # written again, as the first run wrote it
 
 
 def test_loader_workers_do_not_change_the_numbers(tmp_path: Path):
@@ -328,8 +358,12 @@ def test_resume_refuses_another_dense_model(tmp_path: Path, monkeypatch: pytest.
     other = create_model(MODEL, checkpoint=second).eval()  # its top-1 differs from the table's dense row
     other_top1 = 100 * evaluate(other, make_loader(load_dataset("synthetic", "test"), 500))["accuracy"]
     assert abs(other_top1 - dense["top1_dense"]) > RESUME_TOP1_TOLERANCE
-    for extra in (["--checkpoint", str(second)], ["--checkpoint", str(first), "--eval-batches", "1", "--eval-batch-size", "16"]):
+    for extra, message in ((["--checkpoint", str(second)], "dense model"),
+                           (["--checkpoint", str(first), "--eval-batches", "1", "--eval-batch-size", "16"], "eval_batches:")):
         assert _exit_code([*argv, *extra, "--resume"]) == 2
-        assert "dense model" in capsys.readouterr().err and out.read_text() == before
+        assert message in capsys.readouterr().err and out.read_text() == before
+    (tmp_path / "s.csv.settings.json").unlink()  # without the settings record, the dense row still tells
+    assert _exit_code([*argv, "--checkpoint", str(first), "--eval-batches", "1", "--eval-batch-size", "16", "--resume"]) == 2
+    assert "dense model" in capsys.readouterr().err and out.read_text() == before
     assert main([*argv, "--checkpoint", str(first), "--resume"]) == 0  # the same settings resume
     assert len(pd.read_csv(out)) == 3
