@@ -262,14 +262,21 @@ def planted_findings(trials: pd.DataFrame) -> list[str]:
                      f"{100 * worst['slack'] / worst['reg_removed']:.2f}% of the regularization removed there "
                      f"(lambda ||R2||^2 = {worst['reg_removed']:.3g}).")
     ratio = summary["abs_slack_mean"] / summary["reg_removed"]
+    reg_first, reg_last = summary["reg_removed"].iloc[0], summary["reg_removed"].iloc[-1]
     lines.append(f"Mean |slack| goes from {summary['abs_slack_mean'].iloc[0]:.2e} at N = {int(summary['N'].iloc[0])} to "
                  f"{summary['abs_slack_mean'].iloc[-1]:.2e} at N = {int(summary['N'].iloc[-1])}, while the removed "
-                 f"regularization grows from {summary['reg_removed'].iloc[0]:.3g} to {summary['reg_removed'].iloc[-1]:.3g} "
+                 f"regularization {_trend(reg_first, reg_last)} {reg_first:.3g} to {reg_last:.3g} "
                  f"(|slack| / removed: {ratio.iloc[0]:.2g} -> {ratio.iloc[-1]:.2g}).")
     steps = np.diff(summary["abs_slack_mean"].to_numpy())
     if len(steps):
-        shrink = "shrinks at every step in N" if np.all(steps < 0) else (
-            "does not shrink at every step (it grows between N = "
-            + ", ".join(f"{int(a)} and {int(b)}" for a, b, st in zip(summary["N"][:-1], summary["N"][1:], steps) if st >= 0) + ")")
+        pairs = list(zip(summary["N"][:-1], summary["N"][1:], steps))
+        against = [f"it {'grows' if st > 0 else 'stays the same'} between N = {int(a)} and {int(b)}"
+                   for a, b, st in pairs if st >= 0]
+        shrink = "shrinks at every step in N" if not against else f"does not shrink at every step ({'; '.join(against)})"
         lines.append(f"Mean |slack| {shrink}; its log-log slope against N is {summary['abs_slack_loglog_slope'].iloc[0]:.2f}.")
     return lines
+
+
+def _trend(first: float, last: float) -> str:
+    """The verb for a change from ``first`` to ``last``: "grows from", "shrinks from" or "stays at"."""
+    return "grows from" if last > first else "shrinks from" if last < first else "stays the same, from"

@@ -400,7 +400,8 @@ def monotonicity(
 ) -> pd.DataFrame:
     """Is each metric monotone in ``x`` within each group? One row per (group, metric).
 
-    Values at equal ``x`` are averaged first. A step counts as a violation when it goes against
+    Values at equal ``x`` are averaged first, NaN left out (an unfit layer); an ``x`` with no value
+    at all is dropped, so ``n_points`` counts the points that remain. A step counts as a violation when it goes against
     ``expect`` (``"increasing"`` or ``"decreasing"``) by more than ``rtol`` times the metric's
     range. Columns: the ``by`` keys, metric, expect, n_points, first (value at the smallest x),
     last, change (last - first), rel_change (change / |first|), n_violations, worst_violation
