@@ -9,6 +9,7 @@ import pandas as pd
 
 from .cli_args import check_output_dir, check_output_file, write_csv_atomic
 from .errors import InputError
+from .tracy_widom import EDGE_CENTRINGS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-qkv", action="store_true", help="analyse a fused qkv as three matrices")
     p.add_argument("--alpha", type=float, default=0.25, help="BEMA trimming fraction (default 0.25)")
     p.add_argument("--beta", type=float, default=0.8, help="Tracy-Widom level: edge at TW1 quantile 1-beta")
+    p.add_argument("--edge-centring", choices=EDGE_CENTRINGS, default="paper",
+                   help="finite-size centring of the edge: paper (default), johnstone, or ma (false-alarm rate "
+                        "closest to beta at small sizes; see chapter 1)")
     p.add_argument("--out", help="write the table as CSV here")
     p.add_argument("--plots", help="folder for figures (ESD grid, depth summary)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -34,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     check_output_dir(args.plots, "--plots")
     model = create_model(args.model, checkpoint=args.checkpoint)
-    table = analyze(model, device=args.device, split_qkv=args.split_qkv, alpha=args.alpha, beta=args.beta, progress=not args.quiet)
+    table = analyze(model, device=args.device, split_qkv=args.split_qkv, alpha=args.alpha, beta=args.beta,
+                    edge_centring=args.edge_centring, progress=not args.quiet)
     with pd.option_context("display.width", 160, "display.max_rows", 200, "display.float_format", "{:.4g}".format):
         print(table.drop(columns=["block"]).to_string(index=False))
     ok = table["status"] == "ok"
@@ -47,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         from .plots import plot_depth_summary, plot_esd_grid, save_figure
 
         fits = [(name, fit) for name, _, _, fit, status in layer_fits(
-            model, device=args.device, split_qkv=args.split_qkv, alpha=args.alpha, beta=args.beta, progress=False) if status == "ok"]
+            model, device=args.device, split_qkv=args.split_qkv, alpha=args.alpha, beta=args.beta,
+            edge_centring=args.edge_centring, progress=False) if status == "ok"]
         save_figure(plot_esd_grid(fits), Path(args.plots) / "esd_grid.png")
         save_figure(plot_depth_summary(table), Path(args.plots) / "depth_summary.png")
         print(f"figures written to {args.plots}")

@@ -22,7 +22,7 @@ import torch
 from .errors import InputError
 from .gram import gram, singular_from_eigenvalues
 from .mp import mp_cdf, mp_ppf
-from .tracy_widom import tw1_ppf
+from .tracy_widom import EDGE_CENTRINGS, tw1_ppf, tw_centre_scale
 
 __all__ = ["MPFit", "fit_mp", "singular_values", "MIN_DIM"]
 
@@ -49,6 +49,7 @@ class MPFit:
     alpha: float
     beta: float
     singular_values: np.ndarray = field(repr=False)
+    edge_centring: str = "paper"
 
     @property
     def p(self) -> int:
@@ -117,11 +118,14 @@ def singular_values(matrix: Any, *, name: str = "matrix", device: str | torch.de
     return singular_from_eigenvalues(torch.linalg.eigvalsh(gram(t)).cpu().numpy())
 
 
-def _edge(sigma2: float, ratio: float, N: int, beta: float) -> float:
+def _edge(sigma2: float, ratio: float, N: int, beta: float, centring: str = "paper") -> float:
     """Tracy-Widom-corrected upper edge lambda_+ (eigenvalue units)."""
-    root = np.sqrt(ratio)
     t = float(tw1_ppf(1.0 - beta))
-    return sigma2 * ((1.0 + root) ** 2 + t * N ** (-2.0 / 3.0) * ratio ** (-1.0 / 6.0) * (1.0 + root) ** (4.0 / 3.0))
+    if centring == "paper":  # the paper's formula, written as it does
+        root = np.sqrt(ratio)
+        return sigma2 * ((1.0 + root) ** 2 + t * N ** (-2.0 / 3.0) * ratio ** (-1.0 / 6.0) * (1.0 + root) ** (4.0 / 3.0))
+    centre, scale = tw_centre_scale(N, int(round(ratio * N)), centring)
+    return sigma2 * (centre + t * scale)
 
 
 def _bema_window(p: int, alpha: float) -> np.ndarray:
@@ -156,6 +160,7 @@ def fit_mp(
     beta: float = 0.8,
     name: str | None = None,
     min_dim: int = MIN_DIM,
+    edge_centring: str = "paper",
 ) -> MPFit:
     """Fit MP to a weight matrix (or to its singular values with ``shape=(m, n)``).
 
@@ -167,6 +172,9 @@ def fit_mp(
         beta: the edge uses the (1 - beta) quantile of TW1 (beta = 0.8 -> a slightly lower edge).
         name: layer name used in error messages.
         min_dim: matrices with min(m, n) below this get status ``too_small`` and NaN metrics.
+        edge_centring: finite-size centring of the edge (:data:`rmtlib.tracy_widom.EDGE_CENTRINGS`):
+            ``paper`` (default, the paper's (1 + sqrt c)^2), or ``ma`` / ``johnstone``, whose
+            false-alarm rate is closer to ``beta`` at finite size (chapter 1 measures all three).
 
     Singular values below the numerical-rank tolerance ``8 sqrt(p eps) s_max`` (what round-off leaves
     of exact zeros in the Gram eigenvalues) count as 0. Zeros inside BEMA's central window are left
@@ -182,6 +190,8 @@ def fit_mp(
         raise InputError(f"alpha must be in (0, 0.5), got {alpha}")
     if not (0.0 < beta < 1.0):
         raise InputError(f"beta must be in (0, 1), got {beta}")
+    if edge_centring not in EDGE_CENTRINGS:
+        raise InputError(f"edge_centring must be one of {', '.join(EDGE_CENTRINGS)}, got {edge_centring!r}")
     if shape is None:
         t = _to_float64(x, what)
         if t.ndim != 2:
@@ -205,7 +215,7 @@ def fit_mp(
     p, N = min(m, n), max(m, n)
     nan = float("nan")
     if p < min_dim:
-        return MPFit(m, n, nan, nan, nan, nan, nan, 0, "too_small", alpha, beta, sv)
+        return MPFit(m, n, nan, nan, nan, nan, nan, 0, "too_small", alpha, beta, sv, edge_centring)
     sv = np.where(sv < RANK_TOLERANCE * np.sqrt(p * np.finfo(np.float64).eps) * sv[0], 0.0, sv)
 
     ratio = p / N
@@ -215,16 +225,16 @@ def fit_mp(
     if not np.all(lam > 0):  # censored: zeros (a truncated rank, pruned features) are not order statistics
         usable = lam > 0
         if usable.sum() < 2:
-            return MPFit(m, n, nan, nan, nan, nan, nan, 0, "rank_deficient", alpha, beta, sv)
+            return MPFit(m, n, nan, nan, nan, nan, nan, 0, "rank_deficient", alpha, beta, sv, edge_centring)
         ranks, q, lam = ranks[usable], q[usable], lam[usable]
     sigma2 = float(np.dot(q, lam) / np.dot(q, q))
     if not sigma2 > 0:
         raise InputError(f"{what}: the central part of the spectrum is zero (rank {int(np.sum(sv > 0))} of {p}); cannot fit MP")
-    lambda_plus = _edge(sigma2, ratio, N, beta)
+    lambda_plus = _edge(sigma2, ratio, N, beta, edge_centring)
     sv_edge = float(np.sqrt(N * lambda_plus))
     n_spikes = int(np.sum(sv > sv_edge))
     gamma = float(np.mean(sv <= sv_edge))
     # sup over the central window of |F_MP - empirical cdf|, both sides of each jump
     f = mp_cdf(lam, ratio, sigma2)
     mu = float(max(np.max(np.abs(f - ranks / p)), np.max(np.abs(f - (ranks - 1) / p))))
-    return MPFit(m, n, sigma2, float(lambda_plus), sv_edge, gamma, mu, n_spikes, "ok", alpha, beta, sv)
+    return MPFit(m, n, sigma2, float(lambda_plus), sv_edge, gamma, mu, n_spikes, "ok", alpha, beta, sv, edge_centring)

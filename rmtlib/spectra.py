@@ -41,6 +41,7 @@ def layer_fits(
     min_dim: int = MIN_DIM,
     progress: bool = True,
     host_workers: int | None = None,
+    edge_centring: str = "paper",
 ) -> list[tuple[str, str, tuple[int, int], MPFit | None, str]]:
     """MP fits of every analysable matrix: a list of (layer, kind, (m, n), fit or None, status).
 
@@ -66,7 +67,8 @@ def layer_fits(
         if not np.any(sv > 0):
             out.append((item.name, item.kind, shapes[index], None, "all_zero"))
             continue
-        fit = fit_mp(sv, shape=shapes[index], alpha=alpha, beta=beta, name=item.name, min_dim=min_dim)
+        fit = fit_mp(sv, shape=shapes[index], alpha=alpha, beta=beta, name=item.name, min_dim=min_dim,
+                     edge_centring=edge_centring)
         out.append((item.name, item.kind, shapes[index], fit, fit.status))
     return out
 
@@ -83,6 +85,7 @@ def analyze(
     min_dim: int = MIN_DIM,
     progress: bool = True,
     host_workers: int | None = None,
+    edge_centring: str = "paper",
 ) -> pd.DataFrame:
     """Fit MP to every Linear/Conv weight of ``model``; one row per analysed matrix.
 
@@ -90,6 +93,7 @@ def analyze(
     sigma2, lambda_plus, sv_edge, gamma, mu, n_spikes, status (``ok``, ``too_small``,
     ``rank_deficient``: zeros reach the fit's central window, ``all_zero``). Layers that could not be fitted have NaN metrics. ``host_workers``: CPU threads
     for the eigenvalues (default: torch's thread count; on a GPU, 0 keeps all the work there).
+    ``edge_centring``: the edge's finite-size centring (:func:`rmtlib.fit_mp`; default the paper's).
     See :func:`layer_fits`.
     """
     rows = []
@@ -97,6 +101,7 @@ def analyze(
     for name, kind, (m, n), fit, status in layer_fits(
         model, device=device, split_qkv=split_qkv, include=include, exclude=exclude,
         alpha=alpha, beta=beta, min_dim=min_dim, progress=progress, host_workers=host_workers,
+        edge_centring=edge_centring,
     ):
         ok = fit is not None and fit.ok
         rows.append({

@@ -20,12 +20,15 @@ from numpy.typing import ArrayLike
 from .errors import InputError
 from .fit import fit_mp, singular_values
 from .runtime import one_torch_thread
+from .tracy_widom import tw_centre_scale
 
 __all__ = [
     "bbp_threshold",
     "bbp_singular_value",
     "spiked_matrix",
     "tw_scaled_top_eigenvalues",
+    "noise_top_eigenvalues",
+    "tw_standardize",
     "bbp_detection",
 ]
 
@@ -90,24 +93,42 @@ def spiked_matrix(
     return w
 
 
-def tw_scaled_top_eigenvalues(
+def noise_top_eigenvalues(
     m: int, n: int, n_trials: int, *, sigma: float = 1.0, rng: np.random.Generator | None = None
 ) -> np.ndarray:
-    """Top eigenvalue s_1^2/N of pure-noise matrices, centred and scaled as in the fit's edge.
-
-    With lambda = s^2 / N and c = p / N, returns (lambda_max / sigma^2 - (1 + sqrt c)^2) /
-    (N^(-2/3) c^(-1/6) (1 + sqrt c)^(4/3)), which follows the Tracy-Widom (beta = 1) law for large N.
-    """
+    """Largest eigenvalue s_1^2 / (N sigma^2) of ``n_trials`` pure-noise m x n matrices (unit-variance units)."""
     if n_trials < 1:
         raise InputError(f"n_trials must be >= 1, got {n_trials}")
     sigma = _sigma(sigma, positive=True)
     rng = rng if rng is not None else np.random.default_rng()
-    N, p = _shape(m, n)
-    c = p / N
-    scale = N ** (-2.0 / 3.0) * c ** (-1.0 / 6.0) * (1.0 + np.sqrt(c)) ** (4.0 / 3.0)
+    N, _ = _shape(m, n)
     with one_torch_thread():
         top = np.array([singular_values(spiked_matrix(m, n, sigma=sigma, rng=rng))[0] for _ in range(n_trials)])
-    return ((top**2 / N) / sigma**2 - (1.0 + np.sqrt(c)) ** 2) / scale
+    return top**2 / N / sigma**2
+
+
+def tw_standardize(top_eigenvalues: ArrayLike, m: int, n: int, centring: str = "paper") -> np.ndarray:
+    """(lambda_max - centre) / scale with the centre and scale of :func:`rmtlib.tracy_widom.tw_centre_scale`:
+    TW1-distributed for large matrices. ``top_eigenvalues`` in unit-variance units (s_1^2 / (N sigma^2))."""
+    _shape(m, n)
+    try:
+        centre, scale = tw_centre_scale(m, n, centring)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    return (np.asarray(top_eigenvalues, dtype=np.float64) - centre) / scale
+
+
+def tw_scaled_top_eigenvalues(
+    m: int, n: int, n_trials: int, *, sigma: float = 1.0, rng: np.random.Generator | None = None,
+    centring: str = "paper",
+) -> np.ndarray:
+    """Top eigenvalue s_1^2/N of pure-noise matrices, centred and scaled as in the fit's edge.
+
+    With lambda = s^2 / N and c = p / N, the ``paper`` centring returns (lambda_max / sigma^2 - (1 + sqrt c)^2) /
+    (N^(-2/3) c^(-1/6) (1 + sqrt c)^(4/3)), which follows the Tracy-Widom (beta = 1) law for large N;
+    ``johnstone`` and ``ma`` use finite-size corrections of both (:func:`tw_standardize`).
+    """
+    return tw_standardize(noise_top_eigenvalues(m, n, n_trials, sigma=sigma, rng=rng), m, n, centring)
 
 
 def bbp_detection(

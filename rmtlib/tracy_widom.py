@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import brentq
 from scipy.special import airy
 
-__all__ = ["tw1_cdf", "tw1_ppf"]
+__all__ = ["tw1_cdf", "tw1_ppf", "EDGE_CENTRINGS", "tw_centre_scale"]
 
 _NODES = 80
 _CUTOFF = 16.0  # Ai(x) < 1e-20 beyond this, so the truncated integral is exact to double precision
@@ -60,3 +60,27 @@ def tw1_ppf(q: ArrayLike) -> np.ndarray | float:
     if arr.ndim == 0:
         return _ppf_scalar(float(arr))
     return np.array([_ppf_scalar(float(v)) for v in arr.ravel()]).reshape(arr.shape)
+
+
+EDGE_CENTRINGS = ("paper", "johnstone", "ma")
+"""Finite-size centrings of the largest eigenvalue: ``paper`` (the paper's, N and p), ``johnstone``
+(N - 1 and p, Johnstone 2001) and ``ma`` (N - 1/2 and p - 1/2, Ma 2012, second-order accurate)."""
+
+
+def tw_centre_scale(m: int, n: int, centring: str = "paper") -> tuple[float, float]:
+    """Centre and scale of the largest eigenvalue s_1^2 / N of an m x n unit-variance Gaussian matrix.
+
+    (lambda_max - centre) / scale tends to TW1. With (a, b) = (N, p), (N - 1, p) or (N - 1/2, p - 1/2)
+    for the three :data:`EDGE_CENTRINGS`: centre = (sqrt a + sqrt b)^2 / N and
+    scale = (sqrt a + sqrt b) (1/sqrt a + 1/sqrt b)^(1/3) / N. The ``paper`` case equals
+    (1 + sqrt c)^2 and N^(-2/3) c^(-1/6) (1 + sqrt c)^(4/3), c = p / N, the paper's edge formula.
+    """
+    if centring not in EDGE_CENTRINGS:
+        raise ValueError(f"edge centring must be one of {', '.join(EDGE_CENTRINGS)}, got {centring!r}")
+    N, p = max(m, n), min(m, n)
+    shift_n, shift_p = {"paper": (0.0, 0.0), "johnstone": (1.0, 0.0), "ma": (0.5, 0.5)}[centring]
+    a, b = N - shift_n, p - shift_p
+    if b <= 0:
+        raise ValueError(f"edge centring {centring!r} needs min(m, n) > {shift_p:g}, got shape {(m, n)}")
+    root = np.sqrt(a) + np.sqrt(b)
+    return float(root**2 / N), float(root * (1.0 / np.sqrt(a) + 1.0 / np.sqrt(b)) ** (1.0 / 3.0) / N)

@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -5,6 +6,7 @@ from safetensors.torch import save_file
 
 from rmtlib import analyze
 from rmtlib.cli import main
+from rmtlib.io import save_checkpoint
 from rmtlib.models import create_model
 
 
@@ -39,3 +41,18 @@ def test_missing_checkpoint_exits_2_and_writes_nothing(tmp_path, capsys):
     assert code == 2
     assert "nope.safetensors" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_edge_centring_option_reaches_the_fit(tmp_path):
+    torch.manual_seed(0)
+    ckpt = tmp_path / "fc.safetensors"
+    save_checkpoint(create_model("fc:784-64-10"), ckpt)
+    out = tmp_path / "t.csv"
+    assert main(["analyze", "fc:784-64-10", "--checkpoint", str(ckpt), "--edge-centring", "ma", "--out", str(out),
+                 "--quiet"]) == 0
+    table = pd.read_csv(out)
+    want = analyze(create_model("fc:784-64-10", checkpoint=ckpt), edge_centring="ma", progress=False)
+    paper = analyze(create_model("fc:784-64-10", checkpoint=ckpt), progress=False)
+    assert np.allclose(table["sv_edge"], want["sv_edge"], rtol=1e-12, equal_nan=True)
+    assert not np.allclose(table["sv_edge"], paper["sv_edge"], rtol=1e-6, equal_nan=True)
+    assert np.allclose(table["sigma2"], paper["sigma2"], rtol=1e-12, equal_nan=True)

@@ -206,3 +206,23 @@ def test_a_truncated_spectrum_gives_the_full_spectrums_fit():
     cut = sv.copy()
     cut[74:] = 0.0  # no nonzero value left in the window
     assert fit_mp(cut, shape=(p, N)).status == "rank_deficient"
+
+
+def test_edge_centring_moves_only_the_edge(rng):
+    """The centring option changes the edge (to sigma2 (centre + t scale)) and what depends on it, not the scale fit."""
+    from rmtlib.tracy_widom import tw1_ppf, tw_centre_scale
+
+    w = rng.standard_normal((300, 120))
+    paper = fit_mp(w, beta=0.5)
+    t = float(tw1_ppf(0.5))
+    for centring in ("paper", "johnstone", "ma"):
+        fit = fit_mp(w, beta=0.5, edge_centring=centring)
+        centre, scale = tw_centre_scale(300, 120, centring)
+        assert fit.sigma2 == paper.sigma2 and fit.mu == paper.mu and fit.edge_centring == centring
+        assert fit.lambda_plus == pytest.approx(fit.sigma2 * (centre + t * scale), rel=1e-12)
+        assert fit.sv_edge == pytest.approx(np.sqrt(300 * fit.lambda_plus), rel=1e-12)
+        assert fit.n_spikes == int(np.sum(fit.singular_values > fit.sv_edge))
+    # N - 1/2 and p - 1/2 shift the centre down: Ma's edge sits below the paper's at beta = 0.5
+    assert fit_mp(w, beta=0.5, edge_centring="ma").lambda_plus < paper.lambda_plus
+    with pytest.raises(InputError, match="edge_centring"):
+        fit_mp(w, edge_centring="Ma")

@@ -98,3 +98,20 @@ def test_noise_scale_must_be_valid():
         bbp_detection([(40, 20)], [1.0], 2, sigma=0.0)
     # a noise-free matrix is still a valid model: its top singular value is theta itself
     assert bbp_singular_value(2.5, 20, 10, sigma=0.0) == pytest.approx(2.5)
+
+
+def test_finite_size_centrings_bring_the_top_eigenvalue_closer_to_tracy_widom():
+    """At 100 x 50 the paper's centring puts the scaled top noise eigenvalue ~0.18 left of TW1's mean
+    (false alarms below beta); Ma's half-integer shifts remove that bias (Ma 2012)."""
+    from rmtlib.spiked import noise_top_eigenvalues, tw_standardize
+
+    top = noise_top_eigenvalues(100, 50, 2000, sigma=0.7, rng=np.random.default_rng(5))
+    mean = {c: tw_standardize(top, 100, 50, c).mean() for c in ("paper", "johnstone", "ma")}
+    se = 1.268 / np.sqrt(len(top))
+    assert mean["paper"] < -1.2065 - 4 * se  # biased low
+    assert abs(mean["ma"] + 1.2065) < 3 * se
+    assert abs(mean["johnstone"] + 1.2065) < abs(mean["paper"] + 1.2065)
+    assert np.array_equal(tw_standardize(top, 100, 50), tw_scaled_top_eigenvalues(100, 50, 2000, sigma=0.7,
+                                                                                  rng=np.random.default_rng(5)))
+    with pytest.raises(InputError, match="edge centring"):
+        tw_standardize(top, 100, 50, "exact")

@@ -48,3 +48,23 @@ def test_levels_outside_open_interval_are_refused():
         tw1_ppf(1.0)
     with pytest.raises(ValueError):
         tw1_ppf(-0.1)
+
+
+def test_paper_centring_is_the_edge_formula_and_the_others_shift_n_and_p():
+    from rmtlib.tracy_widom import tw_centre_scale
+
+    for m, n in ((400, 200), (768, 3072), (64, 64)):
+        N, p = max(m, n), min(m, n)
+        c = p / N
+        centre, scale = tw_centre_scale(m, n, "paper")
+        assert centre == pytest.approx((1 + np.sqrt(c)) ** 2, rel=1e-13)
+        assert scale == pytest.approx(N ** (-2 / 3) * c ** (-1 / 6) * (1 + np.sqrt(c)) ** (4 / 3), rel=1e-13)
+        # Johnstone (2001): mu = (sqrt(N - 1) + sqrt p)^2, sigma = (sqrt(N - 1) + sqrt p)(1/sqrt(N - 1) + 1/sqrt p)^(1/3)
+        mu = (np.sqrt(N - 1) + np.sqrt(p)) ** 2
+        sd = (np.sqrt(N - 1) + np.sqrt(p)) * (1 / np.sqrt(N - 1) + 1 / np.sqrt(p)) ** (1 / 3)
+        assert tw_centre_scale(m, n, "johnstone") == pytest.approx((mu / N, sd / N), rel=1e-13)
+        a, b = N - 0.5, p - 0.5
+        assert tw_centre_scale(n, m, "ma") == pytest.approx(((np.sqrt(a) + np.sqrt(b)) ** 2 / N,
+                                                            (np.sqrt(a) + np.sqrt(b)) * (a ** -0.5 + b ** -0.5) ** (1 / 3) / N))
+    with pytest.raises(ValueError, match="edge centring"):
+        tw_centre_scale(10, 20, "johnston")
