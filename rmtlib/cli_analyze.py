@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.25, help="BEMA trimming fraction (default 0.25)")
     p.add_argument("--beta", type=float, default=0.8, help="Tracy-Widom level: edge at TW1 quantile 1-beta")
     p.add_argument("--edge-centring", choices=EDGE_CENTRINGS, default="paper",
-                   help="finite-size centring of the edge: paper (default), johnstone, or ma (false-alarm rate "
-                        "closest to beta at small sizes; see chapter 1)")
+                   help="finite-size centring of the edge: paper (default), johnstone or ma (their false-alarm "
+                        "rate is close to beta at small sizes; see chapter 1)")
     p.add_argument("--out", help="write the table as CSV here")
     p.add_argument("--plots", help="folder for figures (ESD grid, depth summary)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
