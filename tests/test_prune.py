@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -393,3 +395,54 @@ def test_rank_multiple_keeps_ranks_aligned(method: str):
     factorized = report[report["params_after"] < report["params_before"]]
     assert len(factorized) >= 5 and (factorized["rank_kept"] % 16 == 0).all()
     assert report.attrs["reached_sparsity"] >= 0.4 and report.attrs["reached_sparsity"] < 0.4 + 0.03
+
+
+def _conv_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(16, 64, 3), nn.ReLU(), nn.Conv2d(64, 32, 3), nn.Flatten(), nn.LazyLinear(10))
+
+
+@pytest.mark.parametrize("method", ["magnitude", "rmt_oneshot", "rmt", "random"])
+def test_channels_last_weights_are_pruned_in_the_model_not_in_a_copy(method: str):
+    """A channels_last conv's weight reshapes to a copy; pruning used to zero the copy and report
+    sparsity the model did not have (magnitude at 0.5 reached 0.005)."""
+    dense = _conv_net()
+    dense(torch.randn(1, 16, 8, 8))  # materialise the lazy layer
+    fast = copy.deepcopy(dense).to(memory_format=torch.channels_last)
+    assert not fast[0].weight.is_contiguous()
+    pruned, report = prune(fast, method, sparsity=0.5, seed=1, **_opts(method))
+    reference, _ = prune(dense, method, sparsity=0.5, seed=1, **_opts(method))
+    _check_reached(fast, pruned, report, 0.5, method)
+    for a, b in zip(pruned.parameters(), reference.parameters()):  # the same zeros as the contiguous model's
+        assert torch.equal(a, b)
+    assert pruned[0].weight.stride() == fast[0].weight.stride()  # memory format kept
+
+
+def test_a_computed_weight_is_refused_by_name():
+    import torch.nn.utils.prune as torch_prune
+
+    model = _fc()
+    torch_prune.l1_unstructured(model[2], "weight", 0.1)  # weight = weight_orig * mask
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(InputError, match="layer 2: its weight is computed"):
+        prune(model, "magnitude", sparsity=0.5, inplace=True)  # (such a model cannot even be deep-copied)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_a_tied_weight_is_one_unit_and_structured_methods_refuse_it():
+    """A weight shared by two layers was pruned twice and counted twice (rmt_oneshot at 0.5 reached 0.33;
+    svd turned a tied head into factors and grew the model)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    model[2].weight = model[0].weight
+    for method in ("magnitude", "rmt_oneshot", "random"):
+        pruned, report = prune(model, method, sparsity=0.5, seed=0)
+        _check_reached(model, pruned, report, 0.5, method)
+        assert list(report["layer"]) == ["0", "4"] and pruned[2].weight is pruned[0].weight
+    reused = nn.Sequential(nn.Linear(32, 32), nn.ReLU())
+    reused.append(reused[0])  # one module at two paths
+    for method in ("svd", "rmt_lowrank"):
+        with pytest.raises(InputError, match="layer 0: its weights are also held by 2.weight"):
+            prune(model, method, sparsity=0.3)
+        with pytest.raises(InputError, match="also held by 2.bias, 2.weight"):
+            prune(reused, method, sparsity=0.3)

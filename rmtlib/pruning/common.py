@@ -16,7 +16,7 @@ from ..layers import layer_matrices, prunable_layers
 from ..lowrank import gram_eigh
 from ..runtime import resolve_device
 
-__all__ = ["Unit", "Budget", "elementwise_units", "structured_units", "fit_unit", "smallest_mask",
+__all__ = ["Unit", "Budget", "elementwise_units", "structured_units", "write_back", "fit_unit", "smallest_mask",
            "remove_smallest", "split_count", "resolve_device", "gram_singular_values"]
 
 
@@ -75,20 +75,76 @@ def _check_finite(name: str, matrix: torch.Tensor) -> None:
         raise InputError(f"layer {name}: weight contains {bad} NaN or Inf entries")
 
 
+def _stored_weight(name: str, module: nn.Module) -> torch.Tensor:
+    """The parameter that holds the layer's weight; a computed weight (a torch parametrization such as
+    weight_norm, or torch.nn.utils.prune's mask) cannot be pruned by writing into it."""
+    weight = module._parameters.get("weight")
+    if weight is None:
+        raise InputError(f"layer {name}: its weight is computed, not stored (a torch parametrization or "
+                         "torch.nn.utils.prune); remove that first (e.g. torch.nn.utils.prune.remove(module, 'weight') "
+                         "or torch.nn.utils.parametrize.remove_parametrizations) or exclude the layer")
+    return weight
+
+
+def _owners(model: nn.Module) -> dict[int, list[str]]:
+    """id of each parameter -> every ``path.name`` that holds it (a tied or reused weight has several)."""
+    owners: dict[int, list[str]] = {}
+    for path, module in model.named_modules(remove_duplicate=False):
+        for pname, param in module._parameters.items():
+            if param is not None:
+                owners.setdefault(id(param), []).append(f"{path}.{pname}" if path else pname)
+    return owners
+
+
 def elementwise_units(model: nn.Module, include: Sequence[str] | None, exclude: Sequence[str] | None,
                       split_qkv: bool = False) -> list[Unit]:
-    """Writable weight views of every prunable leaf; low-rank layers contribute their factor layers."""
-    units = []
+    """Writable weight views of every prunable leaf; low-rank layers contribute their factor layers.
+
+    A weight shared by several layers (tied, or one module at two paths) is one unit, pruned and
+    counted once. A weight whose matrix is not a view of it (a channels_last convolution) is
+    pruned on a contiguous copy that :func:`write_back` copies into the weight afterwards.
+    """
+    units, seen = [], set()
     for item in layer_matrices(model, split_qkv=split_qkv, include=include, exclude=exclude, factors="parts"):
         _check_finite(item.name, item.matrix)
-        units.append(Unit(item.name, item.kind, item.module, item.matrix, int(torch.count_nonzero(item.matrix))))
+        weight = _stored_weight(item.name, item.module)
+        key = (id(weight), item.matrix.storage_offset(), tuple(item.matrix.shape))
+        if key in seen:
+            continue
+        seen.add(key)
+        matrix, extra = item.matrix, {}
+        if matrix.untyped_storage().data_ptr() != weight.untyped_storage().data_ptr():  # a copy, not a view
+            if matrix.shape[0] != weight.shape[0]:
+                raise InputError(f"layer {item.name}: a part of a non-contiguous weight cannot be pruned in place; "
+                                 "make the model contiguous first (model.to(memory_format=torch.contiguous_format))")
+            matrix = matrix.contiguous()
+            extra["write_back"] = weight
+        units.append(Unit(item.name, item.kind, item.module, matrix, int(torch.count_nonzero(matrix)), extra=extra))
     return units
 
 
+def write_back(units: Sequence[Unit]) -> None:
+    """Copy each unit pruned on a copy (see :func:`elementwise_units`) into its layer's weight."""
+    for unit in units:
+        weight = unit.extra.pop("write_back", None)
+        if weight is not None:
+            with torch.no_grad():
+                weight.copy_(unit.matrix.reshape(weight.shape))
+
+
 def structured_units(model: nn.Module, include: Sequence[str] | None, exclude: Sequence[str] | None) -> list[Unit]:
-    """Whole layers (dense or low-rank, not the factors inside a low-rank layer) with their matrices."""
+    """Whole layers (dense or low-rank, not the factors inside a low-rank layer) with their matrices.
+
+    A layer whose weight another module also holds (a tied embedding, one module at two paths) is
+    refused: replacing it by factors would untie the copies and grow the model."""
     units = []
+    owners = _owners(model)
     for name, module in prunable_layers(model, include, exclude):
+        own = f"{name}." if name else ""
+        shared = [o for p in module.parameters() for o in owners.get(id(p), []) if not o.startswith(own)]
+        if shared:
+            raise InputError(f"layer {name}: its weights are also held by {', '.join(sorted(set(shared)))}; a structured "
+                             "method would replace one copy and grow the model: exclude the layer or untie the weights")
         if hasattr(module, "rmt_matrix"):
             matrix = module.rmt_matrix()
             nnz = sum(int(torch.count_nonzero(p.detach())) for n_, p in module.named_parameters() if n_.endswith("weight"))

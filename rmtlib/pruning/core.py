@@ -13,7 +13,7 @@ from torch import nn
 
 from ..count import count_params
 from ..errors import InputError
-from .common import Budget, Unit, elementwise_units, fit_units, resolve_device, structured_units
+from .common import Budget, Unit, elementwise_units, fit_units, resolve_device, structured_units, write_back
 from .elementwise import magnitude, random_prune
 from .rmt import rmt_cycles, rmt_oneshot
 from .structured import rmt_lowrank, svd_prune
@@ -151,6 +151,7 @@ def prune(
     kwargs = dict(method_options, device=dev, progress=progress, seed=seed, alpha=alpha, beta=beta)
     with torch.no_grad():
         extra = fn(work, units, budget, **kwargs) if structured else fn(units, budget, **kwargs)
+        write_back(units)
 
     for unit in units:
         unit.extra.pop("gram_eigh", None)
