@@ -12,6 +12,7 @@ data-parallel; only rank 0 prints and writes.
 from __future__ import annotations
 
 import argparse
+import inspect
 import copy
 import sys
 from pathlib import Path
@@ -21,6 +22,10 @@ import pandas as pd
 
 from .cli_args import check_output_file, key_values, sparsity_level, write_csv_atomic
 from .errors import InputError
+
+
+#: prune() arguments that have a flag of their own
+_FLAGGED = {"method", "sparsity", "include", "exclude", "device", "split_qkv", "alpha", "beta", "seed"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -108,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.report, "--report")
     check_finetune_arguments(args)  # before pruning, which can take minutes
     options = key_values(args.option, "--option")
+    taken = sorted(set(options) & set(inspect.signature(prune).parameters))
+    if taken:  # prune()'s own arguments have flags; passing them twice was a TypeError traceback
+        flags = [f"--{k.replace('_', '-')}" for k in taken if k in _FLAGGED]
+        raise InputError(f"--option {', '.join(taken)}: an argument of prune itself, not a method option"
+                         + (f"; use {', '.join(flags)}" if flags else ""))
     model_kwargs = key_values(args.set, "--set")
     init_distributed()  # under torchrun: same pruning everywhere, sharded top-1, DDP fine-tuning, rank 0 writes
     main_process = is_main_process()

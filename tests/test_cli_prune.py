@@ -72,6 +72,10 @@ def _exit_code(argv: list[str]) -> int:
     ["--method", "magnitude", "--sparsity", "0.5", "--data", "synthetic", "--batch-size", "0"],
     ["--method", "magnitude", "--sparsity", "0.5", "--data", "synthetic", "--train-subset", "0"],
     ["--method", "rmt", "--sparsity", "0.5", "--option", "cycles=2"],
+    ["--method", "magnitude", "--sparsity", "0.3", "--option", "seed=1"],  # was a TypeError traceback
+    ["--method", "rmt", "--sparsity", "0.3", "--option", "rho=-0.1"],  # ran 200 cycles, then a wrong cause
+    ["--method", "rmt", "--sparsity", "0.3", "--option", "rho=NaN"],
+    ["--method", "rmt_oneshot", "--sparsity", "0.3", "--option", "scale=-1"],
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, extra: list[str], monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)

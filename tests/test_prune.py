@@ -446,3 +446,32 @@ def test_a_tied_weight_is_one_unit_and_structured_methods_refuse_it():
             prune(model, method, sparsity=0.3)
         with pytest.raises(InputError, match="also held by 2.bias, 2.weight"):
             prune(reused, method, sparsity=0.3)
+
+
+@pytest.mark.parametrize("method, options, message", [
+    ("rmt", {"rho": -0.1}, "rho must be a finite number > 0"),
+    ("rmt", {"rho": float("nan")}, "rho must be"),
+    ("rmt", {"cycles": 2.7, "sparsity": None}, "cycles must be a whole number >= 1"),
+    ("rmt", {"max_cycles": 0}, "max_cycles"),
+    ("rmt", {"exponent": "abc"}, "exponent must be a finite number"),
+    ("rmt_oneshot", {"z": "abc", "sparsity": None}, "z must be a finite number >= 0"),
+    ("rmt_oneshot", {"scale": -1.0}, "scale must be a finite number > 0"),
+    ("rmt", {"sparsity": 0.99}, "highest reachable sparsity"),  # the head and biases alone exceed 1%
+])
+def test_rmt_options_are_checked_before_any_change(method, options, message):
+    """Bad options used to run (200 cycles for a negative rho), be truncated (cycles=2.7 ran 2), crash
+    with a TypeError, or stop midway with the wrong cause, leaving an in-place model half pruned."""
+    model = _fc()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    kwargs = {"sparsity": 0.5, **options}
+    with pytest.raises(InputError, match=message):
+        prune(model, method, inplace=True, **kwargs)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_split_qkv_with_a_structured_method_is_refused_by_the_option_check():
+    from rmtlib.pruning import check_method_options
+
+    with pytest.raises(InputError, match="split_qkv"):
+        check_method_options("svd", {"split_qkv": True})
+    check_method_options("magnitude", {"split_qkv": True})

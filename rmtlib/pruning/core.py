@@ -76,6 +76,8 @@ def check_method_options(method: str, options: Mapping[str, Any], *, with_sparsi
     if unknown:
         raise InputError(f"{method}: unknown option(s) {', '.join(sorted(unknown))}; "
                          f"it accepts {', '.join(sorted(_options_of(fn) - {'device', 'progress', 'seed', 'alpha', 'beta'}))}")
+    if METHODS[method][1] and options.get("split_qkv"):
+        raise InputError(f"{method}: split_qkv is only supported by element-wise methods")
     rule = OWN_STOPPING_RULE.get(method)
     if with_sparsity and rule is not None and options.get(rule) is not None:
         raise InputError(f"{method}: give either sparsity= or {rule}=, not both")
@@ -110,7 +112,9 @@ def prune(
 
     Args:
         include, exclude: fnmatch patterns on layer names (default: every Linear/Conv).
-        inplace: modify ``model`` itself; otherwise a deep copy is pruned.
+        inplace: modify ``model`` itself; otherwise a deep copy is pruned. Bad input is refused before
+            any change, but an error midway (``rmt`` reaching ``max_cycles``) leaves an in-place model
+            as far as it got.
         device: where SVDs run (float64); weights keep their own device and dtype.
         alpha, beta: MP fit settings (BEMA trimming, Tracy-Widom level).
         split_qkv: treat a fused qkv as three matrices (element-wise methods only).

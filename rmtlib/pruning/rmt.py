@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from .common import Budget, Unit, fit_unit, fit_units, remove_smallest, smallest_mask, split_count
+from .common import Budget, Unit, check_option, fit_unit, fit_units, remove_smallest, smallest_mask, split_count
 from .elementwise import removal_needed
 
 __all__ = ["rmt_cycles", "rmt_oneshot", "randomness", "sparsify_singular_vectors", "regularize_step"]
@@ -109,8 +109,26 @@ def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None
     if target == (cycles is not None):
         raise InputError("rmt: give either sparsity= (cycles until the target) or cycles= (a fixed number), not both"
                          if target else "rmt: give sparsity= or cycles=")
-    if cycles is not None and (int(cycles) < 1):
-        raise InputError(f"rmt: cycles must be >= 1, got {cycles}")
+    if cycles is not None:
+        check_option("rmt", "cycles", cycles, minimum=1, integer=True)
+    check_option("rmt", "max_cycles", max_cycles, minimum=1, integer=True)
+    check_option("rmt", "sv_every", sv_every, minimum=0, integer=True)
+    check_option("rmt", "reg_steps", reg_steps, minimum=0, integer=True)
+    for name, value in (("rho", rho), ("rho_growth", rho_growth)):
+        check_option("rmt", name, value, minimum=0, exclusive=True)
+    for name, value in (("exponent", exponent), ("sv_theta_scale", sv_theta_scale), ("sv_floor", sv_floor),
+                        ("sv_power", sv_power), ("reg_lr", reg_lr), ("l1", l1), ("l2", l2),
+                        ("group_lasso", group_lasso), ("mu_scale", mu_scale)):
+        check_option("rmt", name, value, minimum=0)
+    if sv_theta is not None:
+        check_option("rmt", "sv_theta", sv_theta, minimum=0)
+    if target and all(unit.status != "not_fitted" for unit in units):  # an unreachable target, before any change
+        prunable = sum(u.nnz for u in units if u.ok)
+        if removal_needed(units, budget) > prunable:
+            raise InputError(
+                f"rmt: the target needs {removal_needed(units, budget)} weights removed but the layers with a fitted MP "
+                f"bulk hold only {prunable} nonzeros; the highest reachable sparsity is "
+                f"{1 - (budget.nonzero_before - prunable) / budget.dense:.4f}")
     log: list[dict[str, Any]] = []
     first_fits: dict[str, Any] = {}
     fitted = all(unit.status != "not_fitted" for unit in units)  # prune() fits the input layers already
@@ -173,16 +191,17 @@ def rmt_oneshot(units: list[Unit], budget: Budget, *, z: float | None = None, sc
                 **_: Any) -> dict[str, Any]:
     """Zero weights with |w| < t_l = scale z (1 - mu_l) gamma_l in one pass.
 
-    With a sparsity target, z is the smallest value that removes enough weights: equivalently the
-    globally smallest |w| / (scale (1 - mu_l) gamma_l) go, so the count is met exactly.
+    With a sparsity target the globally smallest |w| / (scale (1 - mu_l) gamma_l) go, so the count is
+    met exactly; the reported z is the largest of them (float32), so ``z=`` that value removes the same
+    weights up to ties at the threshold (the z mode's test is strict).
     Layers with (1 - mu) gamma = 0 are never pruned.
     """
+    check_option("rmt_oneshot", "scale", scale, minimum=0, exclusive=True)
     coeff = [scale * randomness(u) for u in units]
     if budget.unit_allowance is None:
         if z is None:
             raise InputError("rmt_oneshot: give sparsity= or z=")
-        if not z >= 0:
-            raise InputError(f"rmt_oneshot: z must be >= 0, got {z}")
+        check_option("rmt_oneshot", "z", z, minimum=0)
         for unit, c in zip(units, coeff):
             unit.matrix.masked_fill_(unit.matrix.abs() < z * c, 0)
         return {"z": float(z)}
