@@ -148,7 +148,13 @@ def load_experiments(config: str | Path, profile: str, only: Sequence[str] | Non
         spec = yaml.safe_load(config.read_text()) or {}
     except yaml.YAMLError as err:
         raise InputError(f"{config}: not valid YAML ({err})") from err
+    if not isinstance(spec, dict):
+        raise InputError(f"{config}: expected a mapping with 'profiles' and 'notebooks', got {type(spec).__name__}")
     profiles = spec.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise InputError(f"{config}: 'profiles' must map profile names to descriptions, got {profiles!r}")
+    if not isinstance(spec.get("defaults") or {}, dict):
+        raise InputError(f"{config}: 'defaults' must map parameter names to values, got {spec['defaults']!r}")
     if profile not in profiles:
         raise InputError(f"{config}: unknown profile {profile!r}; known: {', '.join(profiles) or 'none'}")
     notebooks = spec.get("notebooks") or {}

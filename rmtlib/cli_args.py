@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -76,8 +77,15 @@ def names(text: str) -> list[str]:
     return _comma_list(text, "rmt,magnitude")
 
 
+def _check_writable(folder: Path, path: str, flag: str) -> None:
+    """The nearest existing folder must let us create entries (a read-only one fails only at the end)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{flag}: cannot write into {folder} (permission denied), so {path} cannot be written")
+
+
 def check_output_file(path: str | None, flag: str) -> None:
-    """Fail before any work when ``path`` cannot be a file to write (a folder, or under a file)."""
+    """Fail before any work when ``path`` cannot be a file to write (a folder, under a file, or in a
+    folder this process may not write into)."""
     if not path:
         return
     target = Path(path)
@@ -87,11 +95,13 @@ def check_output_file(path: str | None, flag: str) -> None:
         if parent.exists():
             if not parent.is_dir():
                 raise InputError(f"{flag}: {parent} is a file, so {path} cannot be written")
+            _check_writable(parent, path, flag)
             break
 
 
 def check_output_dir(path: str | None, flag: str) -> None:
-    """Fail before any work when ``path`` cannot be a folder to write into (a file, or under a file)."""
+    """Fail before any work when ``path`` cannot be a folder to write into (a file, under a file, or
+    not writable)."""
     if not path:
         return
     target = Path(path)
@@ -99,7 +109,20 @@ def check_output_dir(path: str | None, flag: str) -> None:
         if folder.exists():
             if not folder.is_dir():
                 raise InputError(f"{flag}: {folder} is a file, so {path} cannot be a folder to write into")
+            _check_writable(folder, path, flag)
             return
+
+
+def check_distinct_outputs(*pairs: tuple[str | None, str]) -> None:
+    """Each (path, flag): two outputs naming the same file would overwrite one with the other."""
+    seen: dict[Path, str] = {}
+    for path, flag in pairs:
+        if not path:
+            continue
+        key = Path(os.path.abspath(path))
+        if key in seen:
+            raise InputError(f"{seen[key]} and {flag} name the same file {path}; give each its own")
+        seen[key] = flag
 
 
 def positive_counts(*pairs: tuple[Any, str]) -> None:

@@ -12,15 +12,15 @@ data-parallel; only rank 0 prints and writes.
 from __future__ import annotations
 
 import argparse
-import inspect
 import copy
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .cli_args import check_output_file, key_values, sparsity_level, write_csv_atomic
+from .cli_args import check_distinct_outputs, check_output_file, key_values, sparsity_level, write_csv_atomic
 from .errors import InputError
 
 
@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
     check_output_file(args.out, "--out")
     check_output_file(args.report, "--report")
+    check_distinct_outputs((args.out, "--out"), (args.report, "--report"))
     check_finetune_arguments(args)  # before pruning, which can take minutes
     options = key_values(args.option, "--option")
     taken = sorted(set(options) & set(inspect.signature(prune).parameters))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -35,9 +36,10 @@ from typing import Any, Callable
 import pandas as pd
 
 from .atomic import atomic_path
-from .cli_args import (check_output_dir, check_output_file, key_values, names, non_negative_int, positive_counts,
+from .cli_args import (check_distinct_outputs, check_output_dir, check_output_file, key_values, names, non_negative_int, positive_counts,
                        sparsity_levels, write_csv_atomic, write_json_atomic)
 from .errors import InputError
+from .runtime import resolve_device
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -144,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     check_output_file(args.plot, "--plot")
     check_output_dir(args.save_dir, "--save-dir")
+    check_distinct_outputs((args.out, "--out"), (args.plot, "--plot"),
+                           (str(settings_path(args.out)) if args.out else None, "--out's settings record"))
+    resolve_device(args.device)  # a missing GPU is an error now, not after the model and data are loaded
+    if not (math.isfinite(args.finetune_lr) and args.finetune_lr > 0):
+        raise InputError(f"--finetune-lr must be a finite number > 0, got {args.finetune_lr}")
     options = method_options(args.option, args.methods)
     prune_options = {"include": args.include, "exclude": args.exclude, "alpha": args.alpha, "beta": args.beta}
     try:  # the library's own check, before the model and data are loaded

@@ -10,13 +10,14 @@ the batch-order fix of :func:`rmtlib.train.train`, so a re-run gives similar, no
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from rmtlib.cli_args import check_output_file, key_values, non_negative_int, positive_counts, write_json_atomic
+from rmtlib.cli_args import check_distinct_outputs, check_output_file, key_values, non_negative_int, positive_counts, write_json_atomic
 from rmtlib.errors import InputError
 
 
@@ -83,9 +84,17 @@ def run_train(args: argparse.Namespace) -> int:
         raise InputError(f"--out must end in .safetensors, got {args.out}")
     check_output_file(args.out, "--out")
     check_output_file(args.card, "--card")
+    check_distinct_outputs((args.out, "--out"), (args.card, "--card"))
     positive_counts((args.batch_size, "--batch-size"), (args.train_subset, "--train-subset"))
-    if not args.lr > 0:
-        raise InputError(f"--lr must be > 0, got {args.lr}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise InputError(f"--lr must be a finite number > 0, got {args.lr}")
+    for value, flag in ((args.weight_decay, "--weight-decay"), (args.l1, "--l1"), (args.l2, "--l2"),
+                        (args.group_lasso, "--group-lasso")):
+        if not (math.isfinite(value) and value >= 0):  # a NaN or negative coefficient was dropped silently
+            raise InputError(f"{flag} must be a finite number >= 0, got {value}")
+    if args.mp_every < 0:
+        raise InputError(f"--mp-every must be >= 0 (0: off), got {args.mp_every}")
+    get_device(args.device)  # a missing GPU is an error now, not after the data are loaded
     init_distributed()
     seed_everything(args.seed)
     model, config = _build(args.model, args.checkpoint, key_values(args.set, "--set"))
@@ -156,13 +165,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from rmtlib.data import load_dataset, make_loader
     from rmtlib.models import create_model
-    from rmtlib.train import evaluate, init_distributed, is_main_process
+    from rmtlib.train import evaluate, get_device, init_distributed, is_main_process
 
     init_distributed()
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise InputError(f"--checkpoint: no such file {args.checkpoint}")
     check_output_file(args.out, "--out")
     positive_counts((args.batch_size, "--batch-size"))
+    get_device(args.device)  # a missing GPU is an error now, not after the model is built
     pretrained = args.model == "mnist_vit" and not args.checkpoint
     torch.manual_seed(0)  # a randomly initialised model is the same on every run
     model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained)

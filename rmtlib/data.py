@@ -14,7 +14,7 @@ import importlib.util
 import os
 import pickle
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -169,6 +169,16 @@ def load_fashion_mnist(
     return _to_dataset(images.astype(np.float32) / 255.0, labels, FASHION_MEAN, FASHION_STD, normalize, flatten)
 
 
+def _read_image(path: str) -> Any:
+    """torchvision's image loader, with an unreadable file named in a :class:`DataError`."""
+    from torchvision.datasets.folder import default_loader
+
+    try:
+        return default_loader(path)
+    except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+        raise DataError(f"image {path} cannot be read: {err}") from None
+
+
 def image_folder(root: str | os.PathLike, model: torch.nn.Module | None = None, *, train: bool = False) -> Dataset:
     """An ImageNet-style folder (``root/<class>/<image>``) with timm's preprocessing for ``model``.
 
@@ -188,7 +198,7 @@ def image_folder(root: str | os.PathLike, model: torch.nn.Module | None = None, 
     # without a model: timm's ImageNet defaults (224 px, ImageNet mean/std, 0.875 centre crop)
     config = resolve_data_config({}, model=model) if model is not None else resolve_data_config({"input_size": (3, 224, 224)})
     try:
-        return ImageFolder(str(root), transform=create_transform(**config, is_training=train))
+        return ImageFolder(str(root), transform=create_transform(**config, is_training=train), loader=_read_image)
     except (FileNotFoundError, RuntimeError) as exc:
         raise DataError(f"image folder {root}: {exc}; {layout}") from exc
 
@@ -296,6 +306,8 @@ def load_dataset(spec: str, split: str = "test", *, model: torch.nn.Module | Non
     try:
         data = load_fashion_mnist(path, "train" if split == "train" else "test", flatten=flatten)
     except DataError:
+        if any(path.rglob("*-idx[13]-ubyte*")):  # Fashion-MNIST files that did not read: say why
+            raise
         return image_folder(_split_dir(path, split), model, train=split == "train")
     if split == "val":
         raise DataError(f"data {spec!r} (Fashion-MNIST files) has only train and test splits, not val")

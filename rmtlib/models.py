@@ -126,6 +126,10 @@ def create_model(name: str, checkpoint: str | os.PathLike | None = None, pretrai
             model = _timm_model(name, pretrained and checkpoint is None, **kwargs)
     except TypeError as err:  # e.g. --set foo=1
         raise InputError(f"{name}: {err}") from err
+    except (ValueError, RuntimeError, AssertionError) as err:  # e.g. --set depth=-1
+        if not kwargs:
+            raise
+        raise InputError(f"{name} with {kwargs}: {err}") from err
     if checkpoint is not None:
         model, _ = load_state(model, checkpoint)
     return model

@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .atomic import atomic_path  # noqa: E402
 from .fit import MPFit  # noqa: E402
 from .mp import mp_edges, mp_pdf  # noqa: E402
 
@@ -83,5 +84,6 @@ def save_figure(fig: plt.Figure, path: str | Path, *, dpi: int = 120) -> Path:
     """Save ``fig`` as PNG (creating folders) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    with atomic_path(path) as tmp:  # a whole figure or none, even when interrupted
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     return path

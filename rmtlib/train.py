@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from rmtlib.errors import InputError
+from rmtlib.runtime import resolve_device
 
 Hook = Callable[[int, nn.Module, dict], "dict | None"]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -46,7 +47,9 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
             local = int(os.environ.get("LOCAL_RANK", 0))
             return torch.device("cuda", local)
         return torch.device("cpu")
-    return torch.device(device)
+    dev = resolve_device(device)  # a bad name or a missing GPU: an InputError, not a traceback later
+    assert dev is not None
+    return dev
 
 
 def is_distributed() -> bool:

@@ -178,3 +178,14 @@ def test_cli_reports_bad_profile_with_exit_code_2(tmp_path, capsys):
     _project(tmp_path, {})
     assert main(["book", "--profile", "huge", "--root", str(tmp_path), "--no-build"]) == 2
     assert "unknown profile 'huge'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, message", [("profiles: 3\nnotebooks: {a: {}}\n", "'profiles' must map"),
+                                           ("just a string\n", "expected a mapping"),
+                                           ("profiles: {quick: q}\ndefaults: [1]\nnotebooks: {a: {}}\n", "'defaults' must map")])
+def test_a_malformed_config_is_an_input_error_naming_the_file(tmp_path, text, message):
+    """These used to be a TypeError / AttributeError traceback."""
+    config = tmp_path / "experiments.yaml"
+    config.write_text(text)
+    with pytest.raises(InputError, match=message):
+        load_experiments(config, "quick")

@@ -117,3 +117,23 @@ def test_dense_top1_is_the_unpruned_models(tmp_path: Path, capsys: pytest.Captur
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("accuracy on"))
     dense, pruned = (part.split()[-1] for part in line.split(": ", 1)[1].split(", ")[:2])
     assert dense == pruned  # sparsity 0 removes nothing, so the two must agree
+
+
+def test_outputs_are_checked_up_front(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    """--out and --report naming one file lost the model; a read-only folder was found only when
+    writing, after the pruning, under the name of a temporary file."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["prune", "fc:16-8-4", "--method", "magnitude", "--sparsity", "0.5", "--quiet"]
+    assert _exit_code([*argv, "--out", "same.csv", "--report", "same.csv"]) == 2
+    assert "--out and --report name the same file" in capsys.readouterr().err
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access  # this machine runs as root, which the mode bits do not stop: stand in for them
+    monkeypatch.setattr("rmtlib.cli_args.os.access", lambda path, mode: Path(path).name != "locked" and real_access(path, mode))
+    assert _exit_code([*argv, "--out", "locked/p.safetensors"]) == 2
+    assert "--out: cannot write into locked" in capsys.readouterr().err
+    assert _exit_code([*argv, "--out", "p.safetensors", "--report", "locked/sub/r.csv"]) == 2  # no p.safetensors either
+    assert "--report: cannot write into locked" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locked"] and not any(locked.iterdir())

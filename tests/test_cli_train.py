@@ -2,6 +2,9 @@
 
 import json
 
+import pytest
+import torch
+
 from rmtlib.cli import main
 from rmtlib.data import sha256_file
 
@@ -107,3 +110,25 @@ def test_a_non_default_fc_net_keeps_its_architecture_through_train_and_prune(tmp
         expected = fc_net([784, 16, 10], activation="tanh")  # the file's weights in the architecture trained
         expected.load_state_dict(read_checkpoint(path)[0])
         assert torch.equal(create_model(name, checkpoint=path)(x), expected(x)), path
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--lr", "inf"], "--lr must be a finite number > 0"),
+    (["--l1", "nan"], "--l1 must be a finite number >= 0"),
+    (["--l2", "-1"], "--l2 must be"),
+    (["--weight-decay", "-1"], "--weight-decay must be"),
+    (["--mp-every", "-1"], "--mp-every must be >= 0"),
+    (["--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "device"),
+    (["--device", "bogus"], "device"),
+    (["--card", "same.safetensors"], "--out and --card name the same file"),
+])
+def test_bad_training_settings_exit_2_before_any_work(tmp_path, monkeypatch, capsys, extra, message):
+    """These were silently dropped (a NaN or negative penalty), trained to NaN (--lr inf), or failed
+    with a traceback after loading the data (--device cuda on a CPU machine)."""
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["train", "fc:784-16-10", "--data", "synthetic", "--epochs", "1", "--out", "same.safetensors", *extra])
+    except SystemExit as stop:
+        code = int(stop.code)
+    assert code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -185,3 +185,24 @@ def test_label_noise_refuses_bad_fractions_and_labels():
             data.with_label_noise(base, bad)
     with pytest.raises(InputError, match="0..1"):
         data.with_label_noise(base, 0.2, num_classes=2)  # labels go up to 2
+
+
+def test_an_unreadable_image_is_named(tmp_path):
+    from rmtlib.data import image_folder
+
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "x.png").write_text("not an image")
+    data = image_folder(tmp_path)
+    with pytest.raises(DataError, match=r"image .*x.png cannot be read"):
+        data[0]
+
+
+def test_broken_fashion_mnist_files_report_their_own_error(tmp_path):
+    """A folder with the four IDX files, unreadable, was reported as an image folder without classes."""
+    from rmtlib.data import load_dataset
+
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (tmp_path / name).write_bytes(b"junk")
+    with pytest.raises(DataError) as info:
+        load_dataset(str(tmp_path), "test")
+    assert "class subfolders" not in str(info.value) and "idx" in str(info.value).lower()
