@@ -351,6 +351,11 @@ def check_finetune_arguments(args: Any) -> None:
     if epochs and not getattr(args, "data", None):
         raise InputError("--finetune-epochs needs --data (the training data to fine-tune on)")
     positive_counts((getattr(args, "batch_size", None), "--batch-size"), (getattr(args, "train_subset", None), "--train-subset"))
+    lr = getattr(args, "finetune_lr", None)
+    if epochs and lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise InputError(f"--finetune-lr must be a finite number > 0, got {lr}")
+    if getattr(args, "device", None) is not None:
+        get_device(args.device)
 
 
 def finetune_from_args(model: nn.Module, report: Any, args: Any, dense_model: nn.Module | None = None) -> nn.Module:

@@ -73,6 +73,8 @@ def _exit_code(argv: list[str]) -> int:
     ["--method", "magnitude", "--sparsity", "0.5", "--data", "synthetic", "--train-subset", "0"],
     ["--method", "rmt", "--sparsity", "0.5", "--option", "cycles=2"],
     ["--method", "magnitude", "--sparsity", "0.3", "--option", "seed=1"],  # was a TypeError traceback
+    ["--method", "magnitude", "--sparsity", "0.3", "--data", "no/such/folder"],  # was found after pruning
+    ["--method", "magnitude", "--sparsity", "0.3", "--data", "synthetic", "--finetune-epochs", "1", "--finetune-lr", "nan"],
     ["--method", "rmt", "--sparsity", "0.3", "--option", "rho=-0.1"],  # ran 200 cycles, then a wrong cause
     ["--method", "rmt", "--sparsity", "0.3", "--option", "rho=NaN"],
     ["--method", "rmt_oneshot", "--sparsity", "0.3", "--option", "scale=-1"],
@@ -137,3 +139,18 @@ def test_outputs_are_checked_up_front(tmp_path: Path, monkeypatch: pytest.Monkey
     assert _exit_code([*argv, "--out", "p.safetensors", "--report", "locked/sub/r.csv"]) == 2  # no p.safetensors either
     assert "--report: cannot write into locked" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locked"] and not any(locked.iterdir())
+
+
+def test_bad_data_and_finetune_settings_stop_before_pruning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture):
+    import rmtlib.pruning
+
+    def no_pruning(*args, **kwargs):
+        raise AssertionError("pruned before the settings were checked")
+
+    monkeypatch.setattr(rmtlib.pruning, "prune", no_pruning)
+    argv = ["prune", "fc:16-8-4", "--method", "magnitude", "--sparsity", "0.3", "--quiet"]
+    for extra, message in ((["--data", str(tmp_path / "nothing")], "nothing"),
+                           (["--data", "synthetic", "--finetune-epochs", "1", "--finetune-lr", "nan"], "--finetune-lr")):
+        assert _exit_code([*argv, *extra]) == 2
+        assert message in capsys.readouterr().err
