@@ -132,9 +132,9 @@ def run(args: argparse.Namespace) -> int:
     x = example_input(model)
     macs_before = count_macs(model, x) if x is not None else None
     if args.data:  # a wrong --data is an error now, not after the pruning (minutes on a large model)
-        from .data import load_dataset
+        from .data import check_model_input, load_dataset
 
-        load_dataset(args.data, "test", model=model)
+        check_model_input(model, load_dataset(args.data, "test", model=model), args.data)
     dense = copy.deepcopy(model) if args.data else None  # for its top-1 beside the pruned model's
     pruned, report = prune(model, args.method, sparsity=args.sparsity, include=args.include, exclude=args.exclude,
                            inplace=True, seed=args.seed, device=args.device, alpha=args.alpha, beta=args.beta,

@@ -127,7 +127,7 @@ def level_summary(table: pd.DataFrame) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .data import load_dataset, make_loader
+    from .data import check_model_input, load_dataset, make_loader
     from .models import create_model
     from .sweep import plot_sweep, resolve_methods, sweep
     from .train import init_distributed, is_main_process, seed_everything
@@ -179,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: no --checkpoint, so {args.model} is randomly initialised; its top-1 will be near chance",
               file=sys.stderr)
     model.eval()
-    eval_loader = make_loader(load_dataset(args.data, args.eval_split, model=model), args.eval_batch_size,
+    eval_set = load_dataset(args.data, args.eval_split, model=model)
+    check_model_input(model, eval_set, args.data)
+    eval_loader = make_loader(eval_set, args.eval_batch_size,
                               num_workers=args.workers)
     finetune_loader = None
     if args.finetune_epochs or args.finetune_steps:

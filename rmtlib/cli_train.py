@@ -74,7 +74,7 @@ def run_train(args: argparse.Namespace) -> int:
     import timm
     import torch
 
-    from rmtlib.data import load_dataset, make_loader, sha256_file
+    from rmtlib.data import check_model_input, load_dataset, make_loader, sha256_file
     from rmtlib.regularize import L1, L2, GroupLasso, MPSplitScheduler
     from rmtlib.train import evaluate, get_device, init_distributed, is_main_process, seed_everything, train
 
@@ -100,6 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
     model, config = _build(args.model, args.checkpoint, key_values(args.set, "--set"))
     device = get_device(args.device)
     train_set = load_dataset(args.data, "train", model=model)
+    check_model_input(model, train_set, args.data)
     loader = make_loader(train_set, args.batch_size, shuffle=True, seed=args.seed, drop_last=True, subset=args.train_subset,
                          num_workers=args.workers)
     val_loader = None
@@ -163,7 +164,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from rmtlib.data import load_dataset, make_loader
+    from rmtlib.data import check_model_input, load_dataset, make_loader
     from rmtlib.models import create_model
     from rmtlib.train import evaluate, get_device, init_distributed, is_main_process
 
@@ -178,7 +179,9 @@ def run_eval(args: argparse.Namespace) -> int:
     model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained)
     if is_main_process() and not args.checkpoint and not pretrained:
         print(f"note: no --checkpoint, so {args.model} is randomly initialised (seed 0)", file=sys.stderr)
-    loader = make_loader(load_dataset(args.data, args.split, model=model), args.batch_size, num_workers=args.workers)
+    data = load_dataset(args.data, args.split, model=model)
+    check_model_input(model, data, args.data)
+    loader = make_loader(data, args.batch_size, num_workers=args.workers)
     result = evaluate(model, loader, args.device, progress=not args.quiet)
     if is_main_process():
         print(f"{args.model} on {args.data} ({args.split}, {result['n']} samples): "

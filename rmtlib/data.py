@@ -314,6 +314,30 @@ def load_dataset(spec: str, split: str = "test", *, model: torch.nn.Module | Non
     return data
 
 
+def check_model_input(model: torch.nn.Module, dataset: Dataset, spec: str) -> None:
+    """Run ``model`` on the first sample of ``dataset``: a model and data that do not fit (MNIST into
+    an RGB network, 224-pixel images into a 28-pixel ViT) are a :class:`DataError` naming both shapes
+    now, not a traceback deep in evaluation or after pruning. The model is not changed."""
+    sample = dataset[0][0]
+    x = sample.unsqueeze(0) if isinstance(sample, torch.Tensor) else sample
+    try:
+        param = next(model.parameters())
+        x = x.to(device=param.device, dtype=param.dtype)
+    except StopIteration:
+        pass
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(x)
+    except (RuntimeError, AssertionError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"data {spec!r} gives inputs of shape {tuple(x.shape)}, which {type(model).__name__} "
+                        f"cannot take: {first}") from None
+    finally:
+        model.train(was_training)
+
+
 def _split_dir(root: Path, split: str) -> Path:
     """``root/<split>`` for a folder holding splits, ``root`` itself for a folder of classes.
 

@@ -132,3 +132,8 @@ def test_bad_training_settings_exit_2_before_any_work(tmp_path, monkeypatch, cap
         code = int(stop.code)
     assert code == 2 and message in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_of_a_model_that_cannot_take_the_data_exits_2(capsys):
+    assert main(["eval", "fc:100-10", "--data", "synthetic", "--quiet"]) == 2  # was a RuntimeError traceback
+    assert "cannot take" in capsys.readouterr().err

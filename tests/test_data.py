@@ -206,3 +206,16 @@ def test_broken_fashion_mnist_files_report_their_own_error(tmp_path):
     with pytest.raises(DataError) as info:
         load_dataset(str(tmp_path), "test")
     assert "class subfolders" not in str(info.value) and "idx" in str(info.value).lower()
+
+
+def test_a_model_that_cannot_take_the_data_is_named_with_the_shape():
+    from torch import nn
+
+    from rmtlib.data import check_model_input, load_dataset
+
+    images = load_dataset("synthetic", "test")  # 1 x 28 x 28
+    model = nn.Sequential(nn.Flatten(), nn.Linear(100, 10)).train()
+    with pytest.raises(DataError, match=r"data 'synthetic' gives inputs of shape \(1, 1, 28, 28\), which Sequential cannot take"):
+        check_model_input(model, images, "synthetic")
+    assert model.training  # left as it was
+    check_model_input(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), images, "synthetic")
