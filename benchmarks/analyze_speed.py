@@ -23,7 +23,7 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 
 import rmtlib  # noqa: E402
-from _util import median_time, peak_rss, timed  # noqa: E402
+from _util import peak_rss, timed  # noqa: E402
 
 
 def main() -> None:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .cli_args import check_output_dir, check_output_file, write_csv_atomic
-from .errors import InputError
+from .cli_args import check_input_file, check_output_dir, check_output_file, write_csv_atomic
 from .tracy_widom import EDGE_CENTRINGS
 
 
@@ -33,8 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from .models import create_model
     from .spectra import analyze, layer_fits
 
-    if args.checkpoint and not Path(args.checkpoint).is_file():
-        raise InputError(f"--checkpoint: no such file {args.checkpoint}")
+    check_input_file(args.checkpoint, "--checkpoint")
     check_output_file(args.out, "--out")
     check_output_dir(args.plots, "--plots")
     model = create_model(args.model, checkpoint=args.checkpoint)

@@ -77,6 +77,12 @@ def names(text: str) -> list[str]:
     return _comma_list(text, "rmt,magnitude")
 
 
+def check_input_file(path: str | None, flag: str) -> None:
+    """Fail before any work when ``path`` is given but is not an existing file."""
+    if path and not Path(path).is_file():
+        raise InputError(f"{flag}: {path} is a folder, not a file" if Path(path).is_dir() else f"{flag}: no such file {path}")
+
+
 def _check_writable(folder: Path, path: str, flag: str) -> None:
     """The nearest existing folder must let us create entries (a read-only one fails only at the end)."""
     if not os.access(folder, os.W_OK | os.X_OK):

@@ -15,12 +15,12 @@ import argparse
 import copy
 import inspect
 import sys
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .cli_args import check_distinct_outputs, check_output_file, key_values, sparsity_level, write_csv_atomic
+from .cli_args import (check_distinct_outputs, check_input_file, check_output_file, key_values, sparsity_level,
+                       write_csv_atomic)
 from .errors import InputError
 
 
@@ -107,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from .sweep import sync_from_rank0
     from .train import check_finetune_arguments, init_distributed, is_main_process, seed_everything
 
-    if args.checkpoint and not Path(args.checkpoint).is_file():
-        raise InputError(f"--checkpoint: no such file {args.checkpoint}")
+    check_input_file(args.checkpoint, "--checkpoint")
     check_output_file(args.out, "--out")
     check_output_file(args.report, "--report")
     check_distinct_outputs((args.out, "--out"), (args.report, "--report"))

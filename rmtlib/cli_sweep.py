@@ -15,7 +15,8 @@ top-1 is measured on shards and fine-tuning is data-parallel; only rank 0 prints
 
 ``--out`` is rewritten after every run; after an interruption, the same command with ``--resume``
 does only the missing runs (a gradual sweep restarts from its last stage saved in ``--save-dir``)
-and ends with the table an uninterrupted sweep writes. The settings that shape the rows but have no
+and ends with the table an uninterrupted sweep writes (an existing ``--out`` is refused without
+``--resume`` or ``--overwrite``, so a repeated command cannot replace hours of results). The settings that shape the rows but have no
 column in the table (``--alpha``, ``--beta``, ``--seed``, ``--option``, ``--set``, fine-tuning's
 learning rate, batch size and subset, ...) are kept beside it in ``OUT.settings.json``; a resume with
 other settings is refused.
@@ -36,8 +37,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from .atomic import atomic_path
-from .cli_args import (check_distinct_outputs, check_output_dir, check_output_file, key_values, names, non_negative_int, positive_counts,
-                       sparsity_levels, write_csv_atomic, write_json_atomic)
+from .cli_args import (check_distinct_outputs, check_input_file, check_output_dir, check_output_file, key_values, names,
+                       non_negative_int, positive_counts, sparsity_levels, write_csv_atomic, write_json_atomic)
 from .errors import InputError
 from .runtime import resolve_device
 
@@ -83,6 +84,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="keep the runs already in --out and do only the missing ones (a gradual sweep restarts "
                         "from its last finished stage, which needs --save-dir)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out table (without it, or --resume, an existing table is refused)")
     p.add_argument("--quiet", action="store_true", help="no per-run lines")
     p.set_defaults(func=run)
 
@@ -132,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from .sweep import plot_sweep, resolve_methods, sweep
     from .train import init_distributed, is_main_process, seed_everything
 
-    if args.checkpoint and not Path(args.checkpoint).is_file():
-        raise InputError(f"--checkpoint: no such file {args.checkpoint}")
+    check_input_file(args.checkpoint, "--checkpoint")
     positive_counts((args.eval_batches, "--eval-batches"), (args.finetune_steps, "--finetune-steps"),
                     (args.train_subset, "--train-subset"), (args.batch_size, "--batch-size"),
                     (args.eval_batch_size, "--eval-batch-size"))
@@ -157,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
         resolve_methods(args.methods, options, prune_options)
     except InputError as err:
         raise InputError(f"--methods/--option: {err}") from None
+    if args.out and Path(args.out).exists() and not (args.resume or args.overwrite):  # hours of results
+        raise InputError(f"--out: {args.out} exists; pass --resume to finish that sweep or --overwrite to start again")
+    if args.resume and args.overwrite:
+        raise InputError("--resume keeps the table and --overwrite replaces it: give one of them")
     previous, plan = None, None
     if args.resume:
         if not args.out:

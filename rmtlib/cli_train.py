@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from rmtlib.cli_args import check_distinct_outputs, check_output_file, key_values, non_negative_int, positive_counts, write_json_atomic
+from rmtlib.cli_args import (check_distinct_outputs, check_input_file, check_output_file, key_values, non_negative_int,
+                             positive_counts, write_json_atomic)
 from rmtlib.errors import InputError
 
 
@@ -169,8 +170,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from rmtlib.train import evaluate, get_device, init_distributed, is_main_process
 
     init_distributed()
-    if args.checkpoint and not Path(args.checkpoint).is_file():
-        raise InputError(f"--checkpoint: no such file {args.checkpoint}")
+    check_input_file(args.checkpoint, "--checkpoint")
     check_output_file(args.out, "--out")
     positive_counts((args.batch_size, "--batch-size"))
     get_device(args.device)  # a missing GPU is an error now, not after the model is built

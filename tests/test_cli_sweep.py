@@ -367,3 +367,16 @@ def test_resume_refuses_another_dense_model(tmp_path: Path, monkeypatch: pytest.
     assert "dense model" in capsys.readouterr().err and out.read_text() == before
     assert main([*argv, "--checkpoint", str(first), "--resume"]) == 0  # the same settings resume
     assert len(pd.read_csv(out)) == 3
+
+
+def test_an_existing_table_is_kept_unless_resumed_or_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """Running the same command twice (forgetting --resume) used to replace hours of results."""
+    out = tmp_path / "s.csv"
+    argv = ["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.3", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    before = out.read_text()
+    assert _exit_code(argv) == 2
+    assert "pass --resume" in capsys.readouterr().err and out.read_text() == before
+    assert _exit_code([*argv, "--resume", "--overwrite"]) == 2
+    assert main([*argv, "--overwrite", "--levels", "0.5"]) == 0
+    assert list(pd.read_csv(out)["target"]) == [0.0, 0.5]

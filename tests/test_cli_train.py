@@ -54,7 +54,6 @@ def test_eval_of_a_random_model_is_seeded(capsys):
 
 
 def test_prune_with_finetune_reports_accuracies_and_keeps_zeros(tmp_path, capsys):
-    import torch
     from safetensors.torch import load_file
 
     ckpt = tmp_path / "fc.safetensors"

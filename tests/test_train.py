@@ -1,7 +1,5 @@
 """Training loops: loss goes down on a separable set, seeding, schedules, hooks, masks, fine-tuning."""
 
-import math
-
 import pytest
 import torch
 from torch import nn
@@ -9,7 +7,6 @@ from torch import nn
 from rmtlib.data import make_loader, synthetic_classification
 from rmtlib.errors import InputError
 from rmtlib.models import fc_net
-from rmtlib.regularize import WeightMask
 from rmtlib.train import evaluate, finetune, lr_schedule, train
 
 
