@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +36,11 @@ def run(args: argparse.Namespace) -> int:
     check_input_file(args.checkpoint, "--checkpoint")
     check_output_file(args.out, "--out")
     check_output_dir(args.plots, "--plots")
+    if not args.checkpoint:  # the same random network, and so the same table, on every run
+        import torch
+
+        torch.manual_seed(0)
+        print(f"note: no --checkpoint, so {args.model} is randomly initialised (seed 0)", file=sys.stderr)
     model = create_model(args.model, checkpoint=args.checkpoint)
     table = analyze(model, device=args.device, split_qkv=args.split_qkv, alpha=args.alpha, beta=args.beta,
                     edge_centring=args.edge_centring, progress=not args.quiet)

@@ -56,3 +56,10 @@ def test_edge_centring_option_reaches_the_fit(tmp_path):
     assert np.allclose(table["sv_edge"], want["sv_edge"], rtol=1e-12, equal_nan=True)
     assert not np.allclose(table["sv_edge"], paper["sv_edge"], rtol=1e-6, equal_nan=True)
     assert np.allclose(table["sigma2"], paper["sigma2"], rtol=1e-12, equal_nan=True)
+
+
+def test_a_random_init_model_gives_the_same_table_each_run(tmp_path, capsys):
+    for name in ("a.csv", "b.csv"):
+        assert main(["analyze", "fc:784-64-10", "--out", str(tmp_path / name), "--quiet"]) == 0
+    assert "randomly initialised (seed 0)" in capsys.readouterr().err
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
