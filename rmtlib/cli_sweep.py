@@ -16,10 +16,10 @@ top-1 is measured on shards and fine-tuning is data-parallel; only rank 0 prints
 ``--out`` is rewritten after every run; after an interruption, the same command with ``--resume``
 does only the missing runs (a gradual sweep restarts from its last stage saved in ``--save-dir``)
 and ends with the table an uninterrupted sweep writes (an existing ``--out`` is refused without
-``--resume`` or ``--overwrite``, so a repeated command cannot replace hours of results). The settings that shape the rows but have no
-column in the table (``--alpha``, ``--beta``, ``--seed``, ``--option``, ``--set``, fine-tuning's
-learning rate, batch size and subset, ...) are kept beside it in ``OUT.settings.json``; a resume with
-other settings is refused.
+``--resume`` or ``--overwrite``, so a repeated command cannot replace hours of results). The
+settings that shape the rows but have no column in the table (``--alpha``, ``--beta``, ``--seed``,
+``--option``, ``--set``, fine-tuning's learning rate, batch size and subset, ...) are kept beside it
+in ``OUT.settings.json``; a resume with other settings is refused.
 
 Bad input (an unknown method, a level outside [0, 1), an unwritable output, a ``--resume`` table
 made with other settings) exits with code 2 before any pruning, and nothing is written.
