@@ -278,5 +278,5 @@ def planted_findings(trials: pd.DataFrame) -> list[str]:
 
 
 def _trend(first: float, last: float) -> str:
-    """The verb for a change from ``first`` to ``last``: "grows from", "shrinks from" or "stays at"."""
+    """The words for a change from ``first`` to ``last``: "grows from", "shrinks from" or "stays the same, from"."""
     return "grows from" if last > first else "shrinks from" if last < first else "stays the same, from"

@@ -17,8 +17,8 @@ from ..layers import layer_matrices, prunable_layers
 from ..lowrank import gram_eigh
 from ..runtime import resolve_device
 
-__all__ = ["Unit", "Budget", "elementwise_units", "structured_units", "write_back", "check_option", "fit_unit", "smallest_mask",
-           "remove_smallest", "split_count", "resolve_device", "gram_singular_values"]
+__all__ = ["Unit", "Budget", "elementwise_units", "structured_units", "write_back", "check_option", "fit_unit",
+           "smallest_mask", "remove_smallest", "split_count", "resolve_device", "gram_singular_values"]
 
 
 @dataclass
