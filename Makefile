@@ -53,7 +53,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/analyze_speed.py --json benchmarks/results/analyze_speed_cpu.json
 	$(PY) benchmarks/prune_speed.py
-	$(PY) benchmarks/lowrank_speed.py
+	$(PY) benchmarks/lowrank_speed.py --json benchmarks/results/lowrank_speed_cpu.json
 
 # top-1 of every pruning method on the committed MNIST ViT (slow on a CPU; fast on a GPU)
 bench-quality: $(STAMP)
