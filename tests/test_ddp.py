@@ -115,7 +115,9 @@ def test_sweep_under_torch_distributed_equals_one_process(tmp_path):
     one, two = pd.read_csv(tmp_path / "one.csv"), pd.read_csv(tmp_path / "ddp" / "two.csv")
     pd.testing.assert_frame_equal(one.drop(columns=differ), two.drop(columns=differ))
     assert two.loc[two.method != "dense", "top1_finetuned"].between(0, 100).all()
-    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["sweep0.json", "sweep1.json", "two.csv"]
+    # only rank 0 writes: the table and its settings record
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["sweep0.json", "sweep1.json", "two.csv",
+                                                                    "two.csv.settings.json"]
 
 
 def _prune_worker(rank, world, port, out_dir, argv):
