@@ -44,5 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def console() -> int:
+    """The ``rmtlib`` console script: :func:`main`, with Ctrl-C reported in one line (exit 130) instead
+    of a traceback. Every output rmtlib writes is atomic, so what is on disk is whole."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("\nrmtlib: interrupted; files already written are complete (a sweep continues with --resume)",
+              file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

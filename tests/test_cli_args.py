@@ -66,3 +66,15 @@ def test_atomic_csv_and_json_round_trip(tmp_path: Path):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t.csv"), table)
     write_json_atomic({"x": np.float32(0.25), "n": 3}, tmp_path / "o" / "r.json")
     assert json.loads((tmp_path / "o" / "r.json").read_text()) == {"x": 0.25, "n": 3}
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    import rmtlib.cli
+
+    def interrupted(argv=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rmtlib.cli, "main", interrupted)
+    assert rmtlib.cli.console() == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
