@@ -22,10 +22,11 @@ import pandas as pd
 from .cli_args import (check_distinct_outputs, check_input_file, check_output_file, key_values, sparsity_level,
                        write_csv_atomic)
 from .errors import InputError
+from .tracy_widom import EDGE_CENTRINGS
 
 
 #: prune() arguments that have a flag of their own
-_FLAGGED = {"method", "sparsity", "include", "exclude", "device", "split_qkv", "alpha", "beta", "seed"}
+_FLAGGED = {"method", "sparsity", "include", "exclude", "device", "split_qkv", "alpha", "beta", "edge_centring", "seed"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-qkv", action="store_true", help="prune a fused qkv as three matrices (element-wise methods)")
     p.add_argument("--alpha", type=float, default=0.25, help="BEMA trimming fraction (default 0.25)")
     p.add_argument("--beta", type=float, default=0.8, help="Tracy-Widom level of the edge (default 0.8)")
+    p.add_argument("--edge-centring", choices=EDGE_CENTRINGS, default="paper",
+                   help="finite-size centring of the MP edge: paper (default), johnstone or ma (see chapter 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_finetune_arguments(p)
@@ -137,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     dense = copy.deepcopy(model) if args.data else None  # for its top-1 beside the pruned model's
     pruned, report = prune(model, args.method, sparsity=args.sparsity, include=args.include, exclude=args.exclude,
                            inplace=True, seed=args.seed, device=args.device, alpha=args.alpha, beta=args.beta,
+                           edge_centring=args.edge_centring,
                            split_qkv=args.split_qkv, progress=not args.quiet and main_process, **options)
     sync_from_rank0(pruned, f"prune {args.method}")
     pruned = finetune(pruned, report, args, dense)
@@ -156,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             "source_checkpoint": args.checkpoint,
             "method": args.method, "sparsity_target": args.sparsity, "sparsity_reached": report.attrs["reached_sparsity"],
             "options": options, "include": args.include, "exclude": args.exclude, "split_qkv": args.split_qkv,
-            "alpha": args.alpha, "beta": args.beta, "seed": args.seed,
+            "alpha": args.alpha, "beta": args.beta, "edge_centring": args.edge_centring, "seed": args.seed,
             "params": after, "params_dense_before": before["dense"],
             "ranks": {row.layer: int(row.rank_kept) for row in report.itertuples() if not pd.isna(row.rank_kept)},
         }

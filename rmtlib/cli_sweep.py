@@ -40,6 +40,7 @@ from .atomic import atomic_path
 from .cli_args import (check_distinct_outputs, check_input_file, check_output_dir, check_output_file, key_values, names,
                        non_negative_int, positive_counts, sparsity_levels, write_csv_atomic, write_json_atomic)
 from .errors import InputError
+from .tracy_widom import EDGE_CENTRINGS
 from .runtime import resolve_device
 
 
@@ -66,6 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude", action="append", metavar="PATTERN", help="skip layers matching (repeatable)")
     p.add_argument("--alpha", type=float, default=0.25, help="BEMA trimming fraction (default 0.25)")
     p.add_argument("--beta", type=float, default=0.8, help="Tracy-Widom level of the edge (default 0.8)")
+    p.add_argument("--edge-centring", choices=EDGE_CENTRINGS, default="paper",
+                   help="finite-size centring of the MP edge: paper (default), johnstone or ma (see chapter 1)")
     p.add_argument("--eval-split", default="test", choices=["train", "val", "test"], help="split measured for top-1 (default test; an image folder without test/ uses val/)")
     p.add_argument("--eval-batches", type=int, help="measure top-1 on the first N batches only")
     p.add_argument("--eval-batch-size", type=int, default=500)
@@ -154,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.finetune_lr) and args.finetune_lr > 0):
         raise InputError(f"--finetune-lr must be a finite number > 0, got {args.finetune_lr}")
     options = method_options(args.option, args.methods)
-    prune_options = {"include": args.include, "exclude": args.exclude, "alpha": args.alpha, "beta": args.beta}
+    prune_options = {"include": args.include, "exclude": args.exclude, "alpha": args.alpha, "beta": args.beta,
+                     "edge_centring": args.edge_centring}
     try:  # the library's own check, before the model and data are loaded
         resolve_methods(args.methods, options, prune_options)
     except InputError as err:
@@ -297,7 +301,8 @@ def settings_path(out: str | Path) -> Path:
 
 def run_settings(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The settings that change a sweep's rows but have no column in its table (JSON-ready)."""
-    settings = {"alpha": args.alpha, "beta": args.beta, "seed": args.seed, "options": options,
+    settings = {"alpha": args.alpha, "beta": args.beta, "edge_centring": args.edge_centring, "seed": args.seed,
+                "options": options,
                 "model_kwargs": key_values(args.set, "--set"), "include": args.include, "exclude": args.exclude,
                 "finetune_lr": args.finetune_lr, "batch_size": args.batch_size, "train_subset": args.train_subset,
                 "eval_split": args.eval_split, "eval_batches": args.eval_batches,
@@ -407,7 +412,8 @@ def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
         a = report.attrs
         metadata = {"model": args.model, "model_kwargs": architecture, "source_checkpoint": args.checkpoint,
                     "label": label, "method": a.get("method", label), "options": a.get("options", {}),
-                    "alpha": args.alpha, "beta": args.beta, "include": args.include, "exclude": args.exclude,
+                    "alpha": args.alpha, "beta": args.beta, "edge_centring": args.edge_centring,
+                    "include": args.include, "exclude": args.exclude,
                     "sparsity_target": level, "sparsity_reached": a.get("reached_sparsity"),
                     "schedule": args.schedule, "finetune_epochs": args.finetune_epochs,
                     "finetune_steps": args.finetune_steps, "data": args.data, "seed": args.seed}

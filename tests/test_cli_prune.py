@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -154,3 +155,13 @@ def test_bad_data_and_finetune_settings_stop_before_pruning(tmp_path: Path, monk
                            (["--data", "synthetic", "--finetune-epochs", "1", "--finetune-lr", "nan"], "--finetune-lr")):
         assert _exit_code([*argv, *extra]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_edge_centring_flag_reaches_the_report_and_the_checkpoint(tmp_path: Path):
+    argv = ["prune", "fc:784-64-10", "--method", "rmt_oneshot", "--sparsity", "0.3", "--quiet"]
+    for centring in ("paper", "ma"):
+        assert main([*argv, "--edge-centring", centring, "--report", str(tmp_path / f"{centring}.csv"),
+                     "--out", str(tmp_path / f"{centring}.safetensors")]) == 0
+    paper, ma = (pd.read_csv(tmp_path / f"{c}.csv", dtype={"layer": str}).set_index("layer") for c in ("paper", "ma"))
+    assert ma.loc["1", "sv_edge"] != pytest.approx(paper.loc["1", "sv_edge"], rel=1e-6)
+    assert read_checkpoint(tmp_path / "ma.safetensors")[1]["metadata"]["edge_centring"] == "ma"

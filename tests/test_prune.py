@@ -475,3 +475,17 @@ def test_split_qkv_with_a_structured_method_is_refused_by_the_option_check():
     with pytest.raises(InputError, match="split_qkv"):
         check_method_options("svd", {"split_qkv": True})
     check_method_options("magnitude", {"split_qkv": True})
+
+
+@pytest.mark.parametrize("method", ["rmt_oneshot", "rmt_lowrank", "rmt"])
+def test_edge_centring_reaches_every_fit_of_the_pruning(method: str):
+    from rmtlib import fit_mp
+
+    model = _fc()
+    _, report = prune(model, method, sparsity=0.3, edge_centring="ma", **_opts(method))
+    assert report.attrs["edge_centring"] == "ma"
+    for layer in ("0", "2"):  # the report's fit is the input layer's, with Ma's edge
+        want = fit_mp(model.get_submodule(layer).weight, beta=0.8, edge_centring="ma")
+        assert report.set_index("layer").loc[layer, "sv_edge"] == pytest.approx(want.sv_edge, rel=1e-9)
+    with pytest.raises(InputError, match="edge_centring must be one of"):
+        prune(model, method, sparsity=0.3, edge_centring="johnston")

@@ -171,7 +171,8 @@ def structured_units(model: nn.Module, include: Sequence[str] | None, exclude: S
 
 
 def fit_unit(unit: Unit, *, sv: np.ndarray | None = None, device: torch.device | None = None,
-             alpha: float = 0.25, beta: float = 0.8, keep_basis: bool = False) -> MPFit | None:
+             alpha: float = 0.25, beta: float = 0.8, keep_basis: bool = False,
+             edge_centring: str = "paper") -> MPFit | None:
     """Fit MP to the unit's matrix (or to given singular values); stores fit and status on the unit.
 
     ``keep_basis`` keeps the Gram eigen-decomposition in ``unit.extra["gram_eigh"]`` so a later
@@ -188,7 +189,7 @@ def fit_unit(unit: Unit, *, sv: np.ndarray | None = None, device: torch.device |
         unit.fit, unit.status = None, "all_zero"
         return None
     try:
-        fit = fit_mp(sv, shape=(unit.m, unit.n), alpha=alpha, beta=beta, name=unit.name)
+        fit = fit_mp(sv, shape=(unit.m, unit.n), alpha=alpha, beta=beta, name=unit.name, edge_centring=edge_centring)
     except InputError:  # e.g. a rank-deficient matrix whose central spectrum is zero
         unit.fit, unit.status = None, "fit_failed"
         return None
@@ -200,7 +201,7 @@ _CHUNK = 16
 
 
 def fit_units(units: list[Unit], *, device: torch.device | None = None, alpha: float = 0.25, beta: float = 0.8,
-              keep_basis: bool = False, progress: bool = False) -> None:
+              keep_basis: bool = False, progress: bool = False, edge_centring: str = "paper") -> None:
     """Fit MP to every unit. Eigenvalues come from :func:`rmtlib.gram.gram_eigenvalues` (CPU
     threads, plus the GPU on CUDA); with ``keep_basis`` Gram matrices of equal size are
     eigen-decomposed in batches and kept in ``unit.extra["gram_eigh"]`` (see :func:`fit_unit`).
@@ -209,7 +210,7 @@ def fit_units(units: list[Unit], *, device: torch.device | None = None, alpha: f
         values = gram_eigenvalues([u.matrix for u in units], [u.name for u in units], device=device,
                                   progress=progress, desc="MP fit")
         for unit, eig in zip(units, values):
-            fit_unit(unit, sv=singular_from_eigenvalues(eig), alpha=alpha, beta=beta)
+            fit_unit(unit, sv=singular_from_eigenvalues(eig), alpha=alpha, beta=beta, edge_centring=edge_centring)
         return
     from tqdm.auto import tqdm
 
@@ -227,7 +228,8 @@ def fit_units(units: list[Unit], *, device: torch.device | None = None, alpha: f
             host = values.cpu().numpy()
             for j, i in enumerate(chunk):
                 units[i].extra["gram_eigh"] = (values[j], vectors[j])
-                fit_unit(units[i], sv=singular_from_eigenvalues(host[j]), alpha=alpha, beta=beta)
+                fit_unit(units[i], sv=singular_from_eigenvalues(host[j]), alpha=alpha, beta=beta,
+                         edge_centring=edge_centring)
                 bar.update(1)
     bar.close()
 

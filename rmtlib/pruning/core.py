@@ -13,6 +13,7 @@ from torch import nn
 
 from ..count import count_params
 from ..errors import InputError
+from ..tracy_widom import EDGE_CENTRINGS
 from .common import Budget, Unit, elementwise_units, fit_units, resolve_device, structured_units, write_back
 from .elementwise import magnitude, random_prune
 from .rmt import rmt_cycles, rmt_oneshot
@@ -35,7 +36,7 @@ REPORT_COLUMNS = [
     "rank_kept", "gamma", "mu", "sv_edge", "n_spikes", "status",
 ]
 
-_COMMON = {"device", "progress", "seed", "alpha", "beta", "split_qkv", "fit"}
+_COMMON = {"device", "progress", "seed", "alpha", "beta", "edge_centring", "split_qkv", "fit"}
 #: keywords of :func:`prune` itself, which a caller's option mapping may also carry
 _PRUNE_ARGUMENTS = {"include", "exclude"}
 
@@ -75,7 +76,7 @@ def check_method_options(method: str, options: Mapping[str, Any], *, with_sparsi
     unknown = set(options) - _options_of(fn) - _COMMON - _PRUNE_ARGUMENTS
     if unknown:
         raise InputError(f"{method}: unknown option(s) {', '.join(sorted(unknown))}; "
-                         f"it accepts {', '.join(sorted(_options_of(fn) - {'device', 'progress', 'seed', 'alpha', 'beta'}))}")
+                         f"it accepts {', '.join(sorted(_options_of(fn) - {'device', 'progress', 'seed', 'alpha', 'beta', 'edge_centring'}))}")
     if METHODS[method][1] and options.get("split_qkv"):
         raise InputError(f"{method}: split_qkv is only supported by element-wise methods")
     rule = OWN_STOPPING_RULE.get(method)
@@ -95,6 +96,7 @@ def prune(
     device: str | torch.device | None = None,
     alpha: float = 0.25,
     beta: float = 0.8,
+    edge_centring: str = "paper",
     split_qkv: bool = False,
     fit: bool = True,
     progress: bool = False,
@@ -117,6 +119,7 @@ def prune(
             as far as it got.
         device: where SVDs run (float64); weights keep their own device and dtype.
         alpha, beta: MP fit settings (BEMA trimming, Tracy-Widom level).
+        edge_centring: the edge's finite-size centring (:func:`rmtlib.fit_mp`; default the paper's).
         split_qkv: treat a fused qkv as three matrices (element-wise methods only).
         fit: fit MP for the report even when the method does not need it.
 
@@ -134,6 +137,8 @@ def prune(
         raise InputError(f"{method}: sparsity= is required")
     if structured and split_qkv:
         raise InputError(f"{method}: split_qkv is only supported by element-wise methods")
+    if edge_centring not in EDGE_CENTRINGS:  # checked here: a fit that fails is only marked, not raised
+        raise InputError(f"edge_centring must be one of {', '.join(EDGE_CENTRINGS)}, got {edge_centring!r}")
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     dev = resolve_device(device)
@@ -151,8 +156,10 @@ def prune(
     stored_before = [(_stored(u), u.nnz) for u in units]
     if needs_fit or fit:
         with torch.no_grad():
-            fit_units(units, device=dev, alpha=alpha, beta=beta, keep_basis=structured, progress=progress)
-    kwargs = dict(method_options, device=dev, progress=progress, seed=seed, alpha=alpha, beta=beta)
+            fit_units(units, device=dev, alpha=alpha, beta=beta, keep_basis=structured, progress=progress,
+                      edge_centring=edge_centring)
+    kwargs = dict(method_options, device=dev, progress=progress, seed=seed, alpha=alpha, beta=beta,
+                  edge_centring=edge_centring)
     with torch.no_grad():
         extra = fn(work, units, budget, **kwargs) if structured else fn(units, budget, **kwargs)
         write_back(units)
@@ -179,6 +186,7 @@ def prune(
     report.attrs.update(
         method=method, target_sparsity=sparsity, reached_sparsity=1.0 - after["nonzero"] / before["dense"],
         params_dense=before["dense"], nonzero_before=before["nonzero"], stored_after=after["stored"],
-        nonzero_after=after["nonzero"], seed=seed, alpha=alpha, beta=beta, options=dict(method_options),
+        nonzero_after=after["nonzero"], seed=seed, alpha=alpha, beta=beta, edge_centring=edge_centring,
+        options=dict(method_options),
     )
     return work, report

@@ -85,7 +85,8 @@ def _adam_steps(opt: torch.optim.Optimizer, pairs: list, steps: int, l1: float, 
 
 
 def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None = None, progress: bool = False,
-               alpha: float = 0.25, beta: float = 0.8, cycles: int | None = None, max_cycles: int = 200,
+               alpha: float = 0.25, beta: float = 0.8, edge_centring: str = "paper", cycles: int | None = None,
+               max_cycles: int = 200,
                rho: float = 0.06, rho_growth: float = 1.02, exponent: float = 1.5, sv_every: int = 2,
                sv_theta: float | None = None, sv_theta_scale: float = 1.125e-5, sv_floor: float = 1.0 / 750,
                sv_power: float = 30.0, reg_steps: int = 10, reg_lr: float = 5e-8, l1: float = 5e-7,
@@ -148,13 +149,13 @@ def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None
         budgets = []
         nonzero_before = sum(u.nnz for u in units)
         if not sv_step and not (i == 1 and fitted):  # singular values only: batched Gram eigenvalues
-            fit_units(units, device=device, alpha=alpha, beta=beta)
+            fit_units(units, device=device, alpha=alpha, beta=beta, edge_centring=edge_centring)
         for unit in tqdm(units, desc=f"rmt cycle {i}", disable=not progress, leave=False):
             if sv_step:
                 dev = device if device is not None else unit.matrix.device
                 w = unit.matrix.detach().to(device=dev, dtype=torch.float64)
                 svd = torch.linalg.svd(w, full_matrices=False)
-                fit_unit(unit, sv=svd[1].cpu().numpy(), alpha=alpha, beta=beta)
+                fit_unit(unit, sv=svd[1].cpu().numpy(), alpha=alpha, beta=beta, edge_centring=edge_centring)
             first_fits.setdefault(unit.name, (unit.fit, unit.status))
             fit = unit.fit
             if sv_step and fit is not None and fit.ok:
