@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import inspect
 import sys
 from typing import Any
 
@@ -25,8 +24,10 @@ from .errors import InputError
 from .tracy_widom import EDGE_CENTRINGS
 
 
-#: prune() arguments that have a flag of their own
-_FLAGGED = {"method", "sparsity", "include", "exclude", "device", "split_qkv", "alpha", "beta", "edge_centring", "seed"}
+#: prune() arguments this command sets itself (from its flags); an --option naming one would clash
+_SET_BY_COMMAND = {"model", "method", "sparsity", "include", "exclude", "inplace", "seed", "device", "alpha", "beta",
+                   "edge_centring", "split_qkv", "progress"}
+_NO_FLAG = {"model", "inplace", "progress"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -116,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
     check_distinct_outputs((args.out, "--out"), (args.report, "--report"))
     check_finetune_arguments(args)  # before pruning, which can take minutes
     options = key_values(args.option, "--option")
-    taken = sorted(set(options) & set(inspect.signature(prune).parameters))
-    if taken:  # prune()'s own arguments have flags; passing them twice was a TypeError traceback
-        flags = [f"--{k.replace('_', '-')}" for k in taken if k in _FLAGGED]
-        raise InputError(f"--option {', '.join(taken)}: an argument of prune itself, not a method option"
+    taken = sorted(set(options) & _SET_BY_COMMAND)
+    if taken:  # passing them twice was a TypeError traceback; fit= stays an option (it has no flag)
+        flags = [f"--{k.replace('_', '-')}" for k in taken if k not in _NO_FLAG]
+        raise InputError(f"--option {', '.join(taken)}: set by the command itself, not a method option"
                          + (f"; use {', '.join(flags)}" if flags else ""))
     model_kwargs = key_values(args.set, "--set")
     init_distributed()  # under torchrun: same pruning everywhere, sharded top-1, DDP fine-tuning, rank 0 writes

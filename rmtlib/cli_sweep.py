@@ -167,13 +167,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out: {args.out} exists; pass --resume to finish that sweep or --overwrite to start again")
     if args.resume and args.overwrite:
         raise InputError("--resume keeps the table and --overwrite replaces it: give one of them")
-    previous, plan = None, None
+    previous, plan, recorded_options = None, None, {}
     if args.resume:
         if not args.out:
             raise InputError("--resume needs --out (the table of the interrupted sweep)")
         previous = _previous_table(args)
         if previous is not None:
-            _check_same_settings(args, options)
+            recorded_options = _check_same_settings(args, options, previous)
             plan = remaining_runs(previous, args.methods, args.levels, args.schedule)
             for label, (start, _) in plan.items():
                 if start is not None and not _stage_file(args, label, start).is_file():
@@ -202,6 +202,10 @@ def run(args: argparse.Namespace) -> int:
     callback = _saver(args, model_kwargs) if args.save_dir and main_process else None
     out = args.out if main_process else None
     settings = run_settings(args, options)
+    settings["options"] = {**recorded_options, **settings["options"]}  # labels the table has, and this run's
+    if args.overwrite and main_process:  # the old table and its record go together, before the first row
+        for stale in (Path(args.out), settings_path(args.out)):
+            stale.unlink(missing_ok=True)
 
     def write_table(table: pd.DataFrame) -> None:  # settings first: a table never lacks its record
         write_json_atomic(settings, settings_path(out))
@@ -310,14 +314,17 @@ def run_settings(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -
     return json.loads(json.dumps(settings, default=str))  # the form it has when read back
 
 
-def _check_same_settings(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -> None:
+def _check_same_settings(args: argparse.Namespace, options: dict[str, dict[str, Any]],
+                         previous: pd.DataFrame) -> dict[str, Any]:
     """Refuse to resume a table made with other settings (read from :func:`settings_path`); a table
-    without that file (written before it existed) is resumed with a note."""
+    without that file (written before it existed) is resumed with a note. Method options are
+    compared for the labels that already have rows (a resume may add a label with its own options).
+    Returns the recorded options, to be kept in the record."""
     path = settings_path(args.out)
     if not path.is_file():
         print(f"note: --resume: {path} is missing, so only the model, data, schedule, fine-tuning length and "
               "dense model are checked", file=sys.stderr)
-        return
+        return {}
     try:
         recorded = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -326,10 +333,16 @@ def _check_same_settings(args: argparse.Namespace, options: dict[str, dict[str, 
         raise InputError(f"--resume: {path} is not a settings record (a JSON object); remove it to resume anyway")
     wanted = run_settings(args, options)
     differ = [f"{key}: table {recorded.get(key)!r}, this run {wanted[key]!r}"
-              for key in wanted if recorded.get(key) != wanted[key]]
+              for key in wanted if key != "options" and recorded.get(key) != wanted[key]]
+    recorded_options = recorded.get("options") or {}
+    for label in sorted(set(previous["method"]) - {"dense"}):
+        if recorded_options.get(label, {}) != wanted["options"].get(label, {}):
+            differ.append(f"options of {label}: table {recorded_options.get(label, {})!r}, "
+                          f"this run {wanted['options'].get(label, {})!r}")
     if differ:
         raise InputError(f"--resume: {args.out} was made with other settings ({'; '.join(differ)}); pass the same "
                          "settings, or another --out")
+    return recorded_options
 
 
 def level_text(level: float) -> str:

@@ -306,7 +306,7 @@ def load_dataset(spec: str, split: str = "test", *, model: torch.nn.Module | Non
     try:
         data = load_fashion_mnist(path, "train" if split == "train" else "test", flatten=flatten)
     except DataError:
-        if any(path.rglob("*-idx[13]-ubyte*")):  # Fashion-MNIST files that did not read: say why
+        if _has_idx_files(path):  # Fashion-MNIST files that did not read: say why
             raise
         return image_folder(_split_dir(path, split), model, train=split == "train")
     if split == "val":
@@ -318,24 +318,33 @@ def check_model_input(model: torch.nn.Module, dataset: Dataset, spec: str) -> No
     """Run ``model`` on the first sample of ``dataset``: a model and data that do not fit (MNIST into
     an RGB network, 224-pixel images into a 28-pixel ViT) are a :class:`DataError` naming both shapes
     now, not a traceback deep in evaluation or after pruning. The model is not changed."""
-    sample = dataset[0][0]
-    x = sample.unsqueeze(0) if isinstance(sample, torch.Tensor) else sample
-    try:
-        param = next(model.parameters())
-        x = x.to(device=param.device, dtype=param.dtype)
-    except StopIteration:
-        pass
-    was_training = model.training
+    from torch.utils.data import default_collate
+
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise DataError(f"data {spec!r} holds no samples")
+    x = default_collate([dataset[0]])[0]  # a batch of one, as a loader would make it
+    param = next(model.parameters(), None)
+    if param is not None and isinstance(x, torch.Tensor):
+        x = x.to(device=param.device, dtype=param.dtype if x.is_floating_point() else x.dtype)
+    modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
         with torch.no_grad():
             model(x)
-    except (RuntimeError, AssertionError, ValueError) as err:
+    except (RuntimeError, AssertionError, ValueError, TypeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"data {spec!r} gives inputs of shape {tuple(x.shape)}, which {type(model).__name__} "
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise DataError(f"data {spec!r} gives inputs of shape {shape}, which {type(model).__name__} "
                         f"cannot take: {first}") from None
     finally:
-        model.train(was_training)
+        for module, training in modes.items():  # each module's own mode, not one flag for all
+            module.training = training
+
+
+def _has_idx_files(root: Path) -> bool:
+    """Whether any IDX file sits where :func:`load_fashion_mnist` looks (the folder, raw/, FashionMNIST/raw/)."""
+    return any(any(folder.glob("*-idx[13]-ubyte*")) for folder in (root, root / "raw", root / "FashionMNIST" / "raw")
+               if folder.is_dir())
 
 
 def _split_dir(root: Path, split: str) -> Path:

@@ -22,6 +22,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device | None:
         raise InputError(f"device: {err}") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r}: CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 

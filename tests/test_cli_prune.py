@@ -165,3 +165,10 @@ def test_edge_centring_flag_reaches_the_report_and_the_checkpoint(tmp_path: Path
     paper, ma = (pd.read_csv(tmp_path / f"{c}.csv", dtype={"layer": str}).set_index("layer") for c in ("paper", "ma"))
     assert ma.loc["1", "sv_edge"] != pytest.approx(paper.loc["1", "sv_edge"], rel=1e-6)
     assert read_checkpoint(tmp_path / "ma.safetensors")[1]["metadata"]["edge_centring"] == "ma"
+
+
+def test_fit_stays_a_method_option(tmp_path: Path):
+    """--option fit=false (prune's fit= has no flag) was refused by the check against clashing options."""
+    assert main(["prune", "fc:16-8-4", "--method", "magnitude", "--sparsity", "0.3", "--option", "fit=false",
+                 "--report", str(tmp_path / "r.csv"), "--quiet"]) == 0
+    assert pd.read_csv(tmp_path / "r.csv")["gamma"].isna().all()  # no MP fit was made

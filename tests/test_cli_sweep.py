@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -190,7 +191,7 @@ def test_resume_refuses_other_settings_that_the_table_has_no_column_for(tmp_path
         with pytest.raises(KeyboardInterrupt):
             main(argv)
     before, record = out.read_text(), (tmp_path / "s.csv.settings.json").read_text()
-    for extra, key in ((["--alpha", "0.2"], "alpha"), (["--option", "magnitude.scope=global"], "options"),
+    for extra, key in ((["--alpha", "0.2"], "alpha"), (["--option", "rmt.exponent=1.0"], "options of rmt"),
                        (["--set", "activation=tanh"], "model_kwargs"), (["--finetune-lr", "1e-3"], "finetune_lr"),
                        (["--seed", "1"], "seed"), (["--exclude", "layers.0"], "exclude")):
         assert _exit_code([*argv, *extra, "--resume"]) == 2
@@ -380,3 +381,37 @@ def test_an_existing_table_is_kept_unless_resumed_or_overwritten(tmp_path: Path,
     assert _exit_code([*argv, "--resume", "--overwrite"]) == 2
     assert main([*argv, "--overwrite", "--levels", "0.5"]) == 0
     assert list(pd.read_csv(out)["target"]) == [0.0, 0.5]
+
+
+def test_resume_may_add_a_label_with_options_and_bad_option_values_stop_before_any_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture):
+    out = tmp_path / "s.csv"
+    base = ["sweep", MODEL, "--data", "synthetic", "--levels", "0.3", "--out", str(out), "--quiet"]
+    # a bad value of a later method used to fail after the earlier methods had run (and been recorded)
+    assert _exit_code([*base, "--methods", "magnitude,rmt", "--option", "rmt.rho=-1"]) == 2
+    assert "rho must be a finite number > 0" in capsys.readouterr().err and not out.exists()
+    assert main([*base, "--methods", "magnitude"]) == 0
+    more = [*base, "--methods", "magnitude,glob", "--option", "glob.method=magnitude", "--option", "glob.scope=global",
+            "--resume"]
+    assert main(more) == 0  # the new label's options are not "other settings"
+    assert list(pd.read_csv(out)["method"]) == ["dense", "magnitude", "glob"]
+    record = json.loads((tmp_path / "s.csv.settings.json").read_text())
+    assert record["options"] == {"glob": {"method": "magnitude", "scope": "global"}}
+    assert _exit_code([*base, "--methods", "magnitude,glob", "--option", "glob.method=magnitude", "--resume"]) == 2
+    assert "options of glob" in capsys.readouterr().err
+
+
+def test_overwrite_removes_the_old_table_and_record_before_the_first_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Interrupted between its settings and its first row, --overwrite left the new record beside the
+    old rows, and a resume then accepted them."""
+    out = tmp_path / "s.csv"
+    base = ["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.3", "--out", str(out),
+            "--quiet"]
+    assert main(base) == 0
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            main([*base, "--alpha", "0.2", "--overwrite"])
+    assert not out.exists() or list(pd.read_csv(out)["method"]) == ["dense"]
+    if (tmp_path / "s.csv.settings.json").exists():
+        assert json.loads((tmp_path / "s.csv.settings.json").read_text())["alpha"] == 0.2

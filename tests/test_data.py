@@ -219,3 +219,18 @@ def test_a_model_that_cannot_take_the_data_is_named_with_the_shape():
         check_model_input(model, images, "synthetic")
     assert model.training  # left as it was
     check_model_input(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), images, "synthetic")
+
+
+def test_model_input_check_keeps_integer_inputs_and_each_modules_mode():
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from rmtlib.data import check_model_input
+
+    tokens = TensorDataset(torch.randint(0, 50, (4, 7)), torch.zeros(4, dtype=torch.long))
+    model = nn.Sequential(nn.Embedding(50, 8), nn.Flatten(), nn.Dropout(0.1), nn.Linear(56, 2)).train()
+    model[2].eval()  # a submodule in its own mode
+    check_model_input(model, tokens, "tokens")  # integer indices were cast to float and refused
+    assert model.training and not model[2].training and model[3].training
+    with pytest.raises(DataError, match="holds no samples"):
+        check_model_input(model, TensorDataset(torch.zeros(0, 7, dtype=torch.long)), "empty")

@@ -424,8 +424,9 @@ def test_a_computed_weight_is_refused_by_name():
     model = _fc()
     torch_prune.l1_unstructured(model[2], "weight", 0.1)  # weight = weight_orig * mask
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(InputError, match="layer 2: its weight is computed"):
-        prune(model, "magnitude", sparsity=0.5, inplace=True)  # (such a model cannot even be deep-copied)
+    for inplace in (True, False):  # not in place, the deep copy itself used to fail with a RuntimeError
+        with pytest.raises(InputError, match="layer 2: its weight is not a stored parameter"):
+            prune(model, "magnitude", sparsity=0.5, inplace=inplace)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
@@ -489,3 +490,15 @@ def test_edge_centring_reaches_every_fit_of_the_pruning(method: str):
         assert report.set_index("layer").loc[layer, "sv_edge"] == pytest.approx(want.sv_edge, rel=1e-9)
     with pytest.raises(InputError, match="edge_centring must be one of"):
         prune(model, method, sparsity=0.3, edge_centring="johnston")
+
+
+def test_an_error_midway_still_writes_back_the_channels_last_layers():
+    """rmt stopping at max_cycles left the contiguous layers pruned and the channels_last ones not."""
+    model = _conv_net()
+    model(torch.randn(1, 16, 8, 8))
+    model = model.to(memory_format=torch.channels_last)
+    with pytest.raises(InputError, match="max_cycles"):
+        prune(model, "rmt", sparsity=0.6, inplace=True, max_cycles=2, **FAST)
+    for conv in (model[0], model[2]):  # both channels_last convs hold their two cycles' zeros (the head is too small)
+        assert 0 < int((conv.weight == 0).sum()) < conv.weight.numel() // 2
+        assert not conv.weight.is_contiguous()

@@ -17,8 +17,9 @@ from ..layers import layer_matrices, prunable_layers
 from ..lowrank import gram_eigh
 from ..runtime import resolve_device
 
-__all__ = ["Unit", "Budget", "elementwise_units", "structured_units", "write_back", "check_option", "fit_unit",
-           "smallest_mask", "remove_smallest", "split_count", "resolve_device", "gram_singular_values"]
+__all__ = ["Unit", "Budget", "elementwise_units", "structured_units", "write_back", "check_option",
+           "check_stored_weights", "fit_unit", "smallest_mask", "remove_smallest", "split_count", "resolve_device",
+           "gram_singular_values"]
 
 
 @dataclass
@@ -94,10 +95,18 @@ def _stored_weight(name: str, module: nn.Module) -> torch.Tensor:
     weight_norm, or torch.nn.utils.prune's mask) cannot be pruned by writing into it."""
     weight = module._parameters.get("weight")
     if weight is None:
-        raise InputError(f"layer {name}: its weight is computed, not stored (a torch parametrization or "
-                         "torch.nn.utils.prune); remove that first (e.g. torch.nn.utils.prune.remove(module, 'weight') "
-                         "or torch.nn.utils.parametrize.remove_parametrizations) or exclude the layer")
+        raise InputError(f"layer {name}: its weight is not a stored parameter (computed by a torch parametrization "
+                         "or torch.nn.utils.prune, or kept as a buffer), so it cannot be pruned in place; remove the "
+                         "reparametrization first (torch.nn.utils.prune.remove(module, 'weight'), "
+                         "torch.nn.utils.parametrize.remove_parametrizations) or exclude the layer")
     return weight
+
+
+def check_stored_weights(model: nn.Module, include: Sequence[str] | None, exclude: Sequence[str] | None,
+                         split_qkv: bool = False) -> None:
+    """:class:`InputError` naming the first selected layer whose weight is not a stored parameter."""
+    for item in layer_matrices(model, split_qkv=split_qkv, include=include, exclude=exclude, factors="parts"):
+        _stored_weight(item.name, item.module)
 
 
 def _owners(model: nn.Module) -> dict[int, list[str]]:

@@ -14,9 +14,10 @@ from torch import nn
 from ..count import count_params
 from ..errors import InputError
 from ..tracy_widom import EDGE_CENTRINGS
-from .common import Budget, Unit, elementwise_units, fit_units, resolve_device, structured_units, write_back
+from .common import (Budget, Unit, check_stored_weights, elementwise_units, fit_units, resolve_device, structured_units,
+                     write_back)
 from .elementwise import magnitude, random_prune
-from .rmt import rmt_cycles, rmt_oneshot
+from .rmt import check_rmt_options, rmt_cycles, rmt_oneshot
 from .structured import rmt_lowrank, svd_prune
 
 __all__ = ["prune", "METHODS", "REPORT_COLUMNS"]
@@ -82,6 +83,8 @@ def check_method_options(method: str, options: Mapping[str, Any], *, with_sparsi
     rule = OWN_STOPPING_RULE.get(method)
     if with_sparsity and rule is not None and options.get(rule) is not None:
         raise InputError(f"{method}: give either sparsity= or {rule}=, not both")
+    if method in ("rmt", "rmt_oneshot"):
+        check_rmt_options(method, options)
 
 
 def prune(
@@ -144,6 +147,8 @@ def prune(
     dev = resolve_device(device)
 
     before = count_params(model)
+    if not structured:  # before the copy: a computed weight cannot even be deep-copied
+        check_stored_weights(model, include, exclude, split_qkv=split_qkv)
     work = model if inplace else copy.deepcopy(model)
     units = (structured_units(work, include, exclude) if structured
              else elementwise_units(work, include, exclude, split_qkv=split_qkv))
@@ -161,8 +166,10 @@ def prune(
     kwargs = dict(method_options, device=dev, progress=progress, seed=seed, alpha=alpha, beta=beta,
                   edge_centring=edge_centring)
     with torch.no_grad():
-        extra = fn(work, units, budget, **kwargs) if structured else fn(units, budget, **kwargs)
-        write_back(units)
+        try:
+            extra = fn(work, units, budget, **kwargs) if structured else fn(units, budget, **kwargs)
+        finally:  # also after an error midway, so an in-place model is consistently "as far as it got"
+            write_back(units)
 
     for unit in units:
         unit.extra.pop("gram_eigh", None)

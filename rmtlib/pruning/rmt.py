@@ -8,7 +8,7 @@ Layers whose MP fit fails (too small, rank-deficient) have no gamma and are left
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -84,6 +84,25 @@ def _adam_steps(opt: torch.optim.Optimizer, pairs: list, steps: int, l1: float, 
         opt.step()
 
 
+# numeric options of the RMT methods: name -> (minimum, exclusive, whole number); None values are "unset"
+_NUMERIC_OPTIONS: dict[str, tuple[float, bool, bool]] = {
+    "cycles": (1, False, True), "max_cycles": (1, False, True), "sv_every": (0, False, True),
+    "reg_steps": (0, False, True), "rho": (0, True, False), "rho_growth": (0, True, False), "scale": (0, True, False),
+    **{name: (0, False, False) for name in ("exponent", "sv_theta", "sv_theta_scale", "sv_floor", "sv_power", "reg_lr",
+                                             "l1", "l2", "group_lasso", "mu_scale", "z")},
+}
+
+
+def check_rmt_options(method: str, options: Mapping[str, Any]) -> None:
+    """Raise :class:`InputError` for a numeric option of ``rmt`` / ``rmt_oneshot`` out of range (negative,
+    NaN, 2.7 cycles); used by the methods and by :func:`rmtlib.pruning.check_method_options`, so a
+    sweep refuses a bad value before any run."""
+    for name, value in options.items():
+        if name in _NUMERIC_OPTIONS and value is not None:
+            minimum, exclusive, integer = _NUMERIC_OPTIONS[name]
+            check_option(method, name, value, minimum=minimum, exclusive=exclusive, integer=integer)
+
+
 def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None = None, progress: bool = False,
                alpha: float = 0.25, beta: float = 0.8, edge_centring: str = "paper", cycles: int | None = None,
                max_cycles: int = 200,
@@ -110,19 +129,10 @@ def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None
     if target == (cycles is not None):
         raise InputError("rmt: give either sparsity= (cycles until the target) or cycles= (a fixed number), not both"
                          if target else "rmt: give sparsity= or cycles=")
-    if cycles is not None:
-        check_option("rmt", "cycles", cycles, minimum=1, integer=True)
-    check_option("rmt", "max_cycles", max_cycles, minimum=1, integer=True)
-    check_option("rmt", "sv_every", sv_every, minimum=0, integer=True)
-    check_option("rmt", "reg_steps", reg_steps, minimum=0, integer=True)
-    for name, value in (("rho", rho), ("rho_growth", rho_growth)):
-        check_option("rmt", name, value, minimum=0, exclusive=True)
-    for name, value in (("exponent", exponent), ("sv_theta_scale", sv_theta_scale), ("sv_floor", sv_floor),
-                        ("sv_power", sv_power), ("reg_lr", reg_lr), ("l1", l1), ("l2", l2),
-                        ("group_lasso", group_lasso), ("mu_scale", mu_scale)):
-        check_option("rmt", name, value, minimum=0)
-    if sv_theta is not None:
-        check_option("rmt", "sv_theta", sv_theta, minimum=0)
+    check_rmt_options("rmt", dict(cycles=cycles, max_cycles=max_cycles, sv_every=sv_every, reg_steps=reg_steps,
+                                  rho=rho, rho_growth=rho_growth, exponent=exponent, sv_theta=sv_theta,
+                                  sv_theta_scale=sv_theta_scale, sv_floor=sv_floor, sv_power=sv_power, reg_lr=reg_lr,
+                                  l1=l1, l2=l2, group_lasso=group_lasso, mu_scale=mu_scale))
     if target and all(unit.status != "not_fitted" for unit in units):  # an unreachable target, before any change
         prunable = sum(u.nnz for u in units if u.ok)
         if removal_needed(units, budget) > prunable:
@@ -197,12 +207,11 @@ def rmt_oneshot(units: list[Unit], budget: Budget, *, z: float | None = None, sc
     weights up to ties at the threshold (the z mode's test is strict).
     Layers with (1 - mu) gamma = 0 are never pruned.
     """
-    check_option("rmt_oneshot", "scale", scale, minimum=0, exclusive=True)
+    check_rmt_options("rmt_oneshot", {"scale": scale, "z": z})
     coeff = [scale * randomness(u) for u in units]
     if budget.unit_allowance is None:
         if z is None:
             raise InputError("rmt_oneshot: give sparsity= or z=")
-        check_option("rmt_oneshot", "z", z, minimum=0)
         for unit, c in zip(units, coeff):
             unit.matrix.masked_fill_(unit.matrix.abs() < z * c, 0)
         return {"z": float(z)}
