@@ -502,3 +502,11 @@ def test_an_error_midway_still_writes_back_the_channels_last_layers():
     for conv in (model[0], model[2]):  # both channels_last convs hold their two cycles' zeros (the head is too small)
         assert 0 < int((conv.weight == 0).sum()) < conv.weight.numel() // 2
         assert not conv.weight.is_contiguous()
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch deprecates the old weight_norm
+def test_a_model_that_cannot_be_copied_is_an_input_error_for_structured_methods():
+    model = _fc()
+    model[2] = torch.nn.utils.weight_norm(model[2])  # old-style weight_norm: a non-leaf weight
+    with pytest.raises(InputError, match="cannot be copied.*inplace=True"):
+        prune(model, "svd", sparsity=0.3)

@@ -149,7 +149,11 @@ def prune(
     before = count_params(model)
     if not structured:  # before the copy: a computed weight cannot even be deep-copied
         check_stored_weights(model, include, exclude, split_qkv=split_qkv)
-    work = model if inplace else copy.deepcopy(model)
+    try:
+        work = model if inplace else copy.deepcopy(model)
+    except RuntimeError as err:  # torch cannot deep-copy non-leaf tensors (weight_norm and the like)
+        raise InputError(f"model {type(model).__name__} cannot be copied ({str(err).splitlines()[0]}); "
+                         "remove its reparametrizations or pass inplace=True") from None
     units = (structured_units(work, include, exclude) if structured
              else elementwise_units(work, include, exclude, split_qkv=split_qkv))
     if not units:
