@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -39,7 +38,7 @@ import pandas as pd
 from .atomic import atomic_path
 from .cli_args import (check_distinct_outputs, check_input_file, check_output_dir, check_output_file, key_values, names,
                        non_negative_int, positive_counts, sparsity_levels, write_csv_atomic, write_json_atomic)
-from .errors import InputError
+from .errors import InputError, check_number
 from .tracy_widom import EDGE_CENTRINGS
 from .runtime import resolve_device
 
@@ -154,8 +153,7 @@ def run(args: argparse.Namespace) -> int:
     check_distinct_outputs((args.out, "--out"), (args.plot, "--plot"),
                            (str(settings_path(args.out)) if args.out else None, "--out's settings record"))
     resolve_device(args.device)  # a missing GPU is an error now, not after the model and data are loaded
-    if not (math.isfinite(args.finetune_lr) and args.finetune_lr > 0):
-        raise InputError(f"--finetune-lr must be a finite number > 0, got {args.finetune_lr}")
+    check_number("--finetune-lr", args.finetune_lr, minimum=0, exclusive=True)
     options = method_options(args.option, args.methods)
     prune_options = {"include": args.include, "exclude": args.exclude, "alpha": args.alpha, "beta": args.beta,
                      "edge_centring": args.edge_centring}

@@ -10,7 +10,6 @@ the batch-order fix of :func:`rmtlib.train.train`, so a re-run gives similar, no
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import Any, Sequence
 
 from rmtlib.cli_args import (check_distinct_outputs, check_input_file, check_output_file, key_values, non_negative_int,
                              positive_counts, write_json_atomic)
-from rmtlib.errors import InputError
+from rmtlib.errors import InputError, check_number
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -87,19 +86,16 @@ def run_train(args: argparse.Namespace) -> int:
     check_output_file(args.card, "--card")
     check_distinct_outputs((args.out, "--out"), (args.card, "--card"))
     positive_counts((args.batch_size, "--batch-size"), (args.train_subset, "--train-subset"))
-    if not (math.isfinite(args.lr) and args.lr > 0):
-        raise InputError(f"--lr must be a finite number > 0, got {args.lr}")
+    check_number("--lr", args.lr, minimum=0, exclusive=True)
     for value, flag in ((args.weight_decay, "--weight-decay"), (args.l1, "--l1"), (args.l2, "--l2"),
                         (args.group_lasso, "--group-lasso")):
-        if not (math.isfinite(value) and value >= 0):  # a NaN or negative coefficient was dropped silently
-            raise InputError(f"{flag} must be a finite number >= 0, got {value}")
+        check_number(flag, value, minimum=0)  # a NaN or negative coefficient was dropped silently
     if args.mp_every < 0:
         raise InputError(f"--mp-every must be >= 0 (0: off), got {args.mp_every}")
-    get_device(args.device)  # a missing GPU is an error now, not after the data are loaded
+    device = get_device(args.device)  # a missing GPU is an error now, not after the data are loaded
     init_distributed()
     seed_everything(args.seed)
     model, config = _build(args.model, args.checkpoint, key_values(args.set, "--set"))
-    device = get_device(args.device)
     train_set = load_dataset(args.data, "train", model=model)
     check_model_input(model, train_set, args.data)
     loader = make_loader(train_set, args.batch_size, shuffle=True, seed=args.seed, drop_last=True, subset=args.train_subset,

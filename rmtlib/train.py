@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from rmtlib.errors import InputError
+from rmtlib.errors import InputError, check_number
 from rmtlib.runtime import resolve_device
 
 Hook = Callable[[int, nn.Module, dict], "dict | None"]
@@ -352,8 +352,8 @@ def check_finetune_arguments(args: Any) -> None:
         raise InputError("--finetune-epochs needs --data (the training data to fine-tune on)")
     positive_counts((getattr(args, "batch_size", None), "--batch-size"), (getattr(args, "train_subset", None), "--train-subset"))
     lr = getattr(args, "finetune_lr", None)
-    if epochs and lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise InputError(f"--finetune-lr must be a finite number > 0, got {lr}")
+    if epochs and lr is not None:
+        check_number("--finetune-lr", lr, minimum=0, exclusive=True)
     if getattr(args, "device", None) is not None:
         get_device(args.device)
 

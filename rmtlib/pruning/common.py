@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -17,8 +16,7 @@ from ..layers import layer_matrices, prunable_layers
 from ..lowrank import gram_eigh
 from ..runtime import resolve_device
 
-__all__ = ["Unit", "Budget", "elementwise_units", "structured_units", "write_back", "check_option",
-           "check_stored_weights", "fit_unit", "smallest_mask", "remove_smallest", "split_count", "resolve_device",
+__all__ = ["Unit", "Budget", "elementwise_units", "structured_units", "write_back", "check_stored_weights", "fit_unit", "smallest_mask", "remove_smallest", "split_count", "resolve_device",
            "gram_singular_values"]
 
 
@@ -67,19 +65,6 @@ class Budget:
     def max_sparsity(self, removable_floor: int = 0) -> float:
         """Best reachable sparsity when the pruned matrices keep ``removable_floor`` nonzeros."""
         return 1.0 - (self.fixed_nonzero + removable_floor) / self.dense
-
-
-def check_option(method: str, name: str, value: Any, *, minimum: float, exclusive: bool = False,
-                 integer: bool = False) -> None:
-    """Raise :class:`InputError` unless the method option is a finite number >= ``minimum`` (> with
-    ``exclusive``), and a whole number with ``integer`` (2.0 is, 2.7 is not)."""
-    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    ok = number and math.isfinite(float(value)) and (float(value) > minimum if exclusive else float(value) >= minimum)
-    if ok and integer:
-        ok = float(value) == int(value)
-    if not ok:
-        what = "a whole number" if integer else "a finite number"
-        raise InputError(f"{method}: {name} must be {what} {'>' if exclusive else '>='} {minimum:g}, got {value!r}")
 
 
 def _check_finite(name: str, matrix: torch.Tensor) -> None:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import InputError
-from .common import Budget, Unit, check_option, fit_unit, fit_units, remove_smallest, smallest_mask, split_count
+from ..errors import InputError, check_number
+from .common import Budget, Unit, fit_unit, fit_units, remove_smallest, smallest_mask, split_count
 from .elementwise import removal_needed
 
 __all__ = ["rmt_cycles", "rmt_oneshot", "randomness", "sparsify_singular_vectors", "regularize_step"]
@@ -100,7 +100,7 @@ def check_rmt_options(method: str, options: Mapping[str, Any]) -> None:
     for name, value in options.items():
         if name in _NUMERIC_OPTIONS and value is not None:
             minimum, exclusive, integer = _NUMERIC_OPTIONS[name]
-            check_option(method, name, value, minimum=minimum, exclusive=exclusive, integer=integer)
+            check_number(f"{method}: {name}", value, minimum=minimum, exclusive=exclusive, integer=integer)
 
 
 def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None = None, progress: bool = False,
