@@ -132,8 +132,13 @@ def _read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
+def _idx_folders(root: Path) -> tuple[Path, ...]:
+    """Where Fashion-MNIST's IDX files may sit: the folder itself, or torchvision's raw/ layouts."""
+    return root, root / "raw", root / "FashionMNIST" / "raw"
+
+
 def _find_idx(root: Path, stem: str) -> Path:
-    for folder in (root, root / "raw", root / "FashionMNIST" / "raw"):
+    for folder in _idx_folders(root):
         for name in (stem, stem + ".gz"):
             if (folder / name).is_file():
                 return folder / name
@@ -342,9 +347,8 @@ def check_model_input(model: torch.nn.Module, dataset: Dataset, spec: str) -> No
 
 
 def _has_idx_files(root: Path) -> bool:
-    """Whether any IDX file sits where :func:`load_fashion_mnist` looks (the folder, raw/, FashionMNIST/raw/)."""
-    return any(any(folder.glob("*-idx[13]-ubyte*")) for folder in (root, root / "raw", root / "FashionMNIST" / "raw")
-               if folder.is_dir())
+    """Whether any IDX file sits where :func:`load_fashion_mnist` looks (:func:`_idx_folders`)."""
+    return any(any(folder.glob("*-idx[13]-ubyte*")) for folder in _idx_folders(root) if folder.is_dir())
 
 
 def _split_dir(root: Path, split: str) -> Path:

@@ -118,13 +118,13 @@ def singular_values(matrix: Any, *, name: str = "matrix", device: str | torch.de
     return singular_from_eigenvalues(torch.linalg.eigvalsh(gram(t)).cpu().numpy())
 
 
-def _edge(sigma2: float, ratio: float, N: int, beta: float, centring: str = "paper") -> float:
+def _edge(sigma2: float, p: int, N: int, beta: float, centring: str = "paper") -> float:
     """Tracy-Widom-corrected upper edge lambda_+ (eigenvalue units)."""
     t = float(tw1_ppf(1.0 - beta))
-    if centring == "paper":  # the paper's formula, written as it does
-        root = np.sqrt(ratio)
-        return sigma2 * ((1.0 + root) ** 2 + t * N ** (-2.0 / 3.0) * ratio ** (-1.0 / 6.0) * (1.0 + root) ** (4.0 / 3.0))
-    centre, scale = tw_centre_scale(N, int(round(ratio * N)), centring)
+    if centring == "paper":  # the paper's formula, written as it does (equal to tw_centre_scale's to round-off)
+        root = np.sqrt(p / N)
+        return sigma2 * ((1.0 + root) ** 2 + t * N ** (-2.0 / 3.0) * (p / N) ** (-1.0 / 6.0) * (1.0 + root) ** (4.0 / 3.0))
+    centre, scale = tw_centre_scale(N, p, centring)
     return sigma2 * (centre + t * scale)
 
 
@@ -230,7 +230,7 @@ def fit_mp(
     sigma2 = float(np.dot(q, lam) / np.dot(q, q))
     if not sigma2 > 0:
         raise InputError(f"{what}: the central part of the spectrum is zero (rank {int(np.sum(sv > 0))} of {p}); cannot fit MP")
-    lambda_plus = _edge(sigma2, ratio, N, beta, edge_centring)
+    lambda_plus = _edge(sigma2, p, N, beta, edge_centring)
     sv_edge = float(np.sqrt(N * lambda_plus))
     n_spikes = int(np.sum(sv > sv_edge))
     gamma = float(np.mean(sv <= sv_edge))
