@@ -201,11 +201,13 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if main_process else None
     settings = run_settings(args, options)
     settings["options"] = {**recorded_options, **settings["options"]}  # labels the table has, and this run's
-    if args.overwrite and main_process:  # the old table and its record go together, before the first row
-        for stale in (Path(args.out), settings_path(args.out)):
+    if args.overwrite and out:  # the old table and its record go together, before the first row
+        for stale in (Path(out), settings_path(out)):
             stale.unlink(missing_ok=True)
 
-    def write_table(table: pd.DataFrame) -> None:  # settings first: a table never lacks its record
+    # the record is written with each row, settings first (a table never lacks it), and not before the
+    # sweep: a resume that the dense-model check refuses must leave the record as it was
+    def write_table(table: pd.DataFrame) -> None:
         write_json_atomic(settings, settings_path(out))
         write_csv_atomic(table, out)
     common = dict(eval_loader=eval_loader, finetune_loader=finetune_loader, finetune_epochs=args.finetune_epochs,

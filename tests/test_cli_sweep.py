@@ -415,3 +415,9 @@ def test_overwrite_removes_the_old_table_and_record_before_the_first_run(tmp_pat
     assert not out.exists() or list(pd.read_csv(out)["method"]) == ["dense"]
     if (tmp_path / "s.csv.settings.json").exists():
         assert json.loads((tmp_path / "s.csv.settings.json").read_text())["alpha"] == 0.2
+
+
+def test_overwrite_without_out_is_harmless():
+    """--overwrite with no --out used to fail on Path(None) after the whole set-up."""
+    assert main(["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.3", "--overwrite",
+                 "--quiet"]) == 0
