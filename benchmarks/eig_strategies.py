@@ -4,11 +4,11 @@ The per-layer float64 ``eigvalsh`` of the p x p Gram matrices dominates the anal
 cuSOLVER runs one matrix at a time for p > 32). This benchmark forms the Gram matrices of a
 random-init timm model once, then times, side by side in one run:
 
-  device      torch.linalg.eigvalsh on the analysis device, in batches (rmtlib before rmtlib.gram)
+  device      torch.linalg.eigvalsh on the analysis device, in batches (rmtlib before rmtlib.spectral.gram)
   cpu_torch   the same on CPU copies (all torch threads)
   pool_K      a pool of K threads, one numpy eigvalsh per matrix, each single-threaded
   hybrid_F    a fraction F of the matrices on the CPU pool while the rest run on the device
-  rmtlib_gram+eig  rmtlib.gram.gram_eigenvalues from the weights (Gram matrices included): the
+  rmtlib_gram+eig  rmtlib.spectral.gram.gram_eigenvalues from the weights (Gram matrices included): the
               device and a CPU pool share one queue
   fits        the MP fits of all layers from their singular values (CPU)
 
@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover - the pool then shares BLAS threads; the
         return nullcontext()
 
 import rmtlib  # noqa: E402
-from rmtlib.gram import gram, gram_eigenvalues, singular_from_eigenvalues  # noqa: E402
+from rmtlib.spectral.gram import gram, gram_eigenvalues, singular_from_eigenvalues  # noqa: E402
 from _util import timed  # noqa: E402
 
 

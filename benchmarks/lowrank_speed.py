@@ -54,7 +54,7 @@ def main() -> None:
                                rank_multiple=args.rank_multiple)
     prune_s = time.perf_counter() - start
     low.eval()
-    x = torch.randn(args.batch, *rmtlib.count.example_input(dense).shape[1:], device=args.device)
+    x = torch.randn(args.batch, *rmtlib.nn.count.example_input(dense).shape[1:], device=args.device)
 
     with torch.inference_mode():
         err = (low(x) - dense(x)).norm() / dense(x).norm()  # warm-up, and how far the truncation moved outputs

@@ -25,9 +25,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rmtlib.data import load_mnist, make_loader  # noqa: E402
-from rmtlib.models import load_mnist_vit, model_card  # noqa: E402
-from rmtlib.sweep import DEFAULT_METHODS, level_table, sweep  # noqa: E402
+from rmtlib.train.data import load_mnist, make_loader  # noqa: E402
+from rmtlib.nn.models import load_mnist_vit, model_card  # noqa: E402
+from rmtlib.experiments.sweep import DEFAULT_METHODS, level_table, sweep  # noqa: E402
 
 #: Variants swept besides the library's methods: label -> rmtlib.prune options (with a "method" key).
 VARIANTS: dict[str, dict] = {"magnitude_global": {"method": "magnitude", "scope": "global"}}
@@ -81,7 +81,7 @@ def vit_table(args: argparse.Namespace) -> dict:
 
 
 def fc_section(args: argparse.Namespace) -> dict:
-    from rmtlib.fc_table import PAPER_FC_TABLE, run_fc_table
+    from rmtlib.experiments.fc_table import PAPER_FC_TABLE, run_fc_table
 
     widths = [int(w) for w in args.fc_widths.split("-")]
     start = time.perf_counter()

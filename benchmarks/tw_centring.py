@@ -1,7 +1,7 @@
 """How well each finite-size centring of the edge matches Tracy-Widom on pure noise (not a timing).
 
 For several shapes, draws pure-noise Gaussian matrices, standardizes their top eigenvalue with the
-``paper``, ``johnstone`` and ``ma`` centrings (rmtlib.tracy_widom.tw_centre_scale) and prints the
+``paper``, ``johnstone`` and ``ma`` centrings (rmtlib.theory.tracy_widom.tw_centre_scale) and prints the
 mean (TW1: -1.2065) and the false-alarm rates at beta = 0.8, 0.5, 0.1, each against its target.
 Chapter 1 quotes it. Seeded: the same arguments give the same numbers (about 5 minutes on 2 cores).
 
@@ -16,8 +16,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from rmtlib.spiked import noise_top_eigenvalues, tw_standardize
-from rmtlib.tracy_widom import EDGE_CENTRINGS, tw1_ppf
+from rmtlib.experiments.spiked import noise_top_eigenvalues, tw_standardize
+from rmtlib.theory.tracy_widom import EDGE_CENTRINGS, tw1_ppf
 
 TW1_MEAN = -1.2065
 BETAS = (0.8, 0.5, 0.1)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .errors import CheckpointError, DataError, InputError, RMTError
-from .fit import MPFit, fit_mp, singular_values
-from .layers import layer_matrices, prunable_layers, weight_matrix
-from .mp import mp_cdf, mp_edges, mp_pdf, mp_ppf
-from .spectra import analyze
-from .tracy_widom import tw1_cdf, tw1_ppf
-from .count import count_macs, count_params
-from .io import load_checkpoint, save_checkpoint
-from .lowrank import LowRankConv2d, LowRankLinear, factorize, factorize_linear, replace_module
-from .pruning import prune
+from rmtlib.errors import CheckpointError, DataError, InputError, RMTError
+from rmtlib.spectral.fit import MPFit, fit_mp, singular_values
+from rmtlib.spectral.layers import layer_matrices, prunable_layers, weight_matrix
+from rmtlib.theory.mp import mp_cdf, mp_edges, mp_pdf, mp_ppf
+from rmtlib.spectral.analyze import analyze
+from rmtlib.theory.tracy_widom import tw1_cdf, tw1_ppf
+from rmtlib.nn.count import count_macs, count_params
+from rmtlib.nn.checkpoints import load_checkpoint, save_checkpoint
+from rmtlib.nn.lowrank import LowRankConv2d, LowRankLinear, factorize, factorize_linear, replace_module
+from rmtlib.pruning import prune
 
 try:
     __version__ = version("rmtlib")

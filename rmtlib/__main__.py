@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import console
+from rmtlib.cli.main import console
 
 sys.exit(console())

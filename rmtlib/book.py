@@ -27,8 +27,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 
-from .atomic import write_text_atomic
-from .errors import InputError, RMTError
+from rmtlib.atomic import write_text_atomic
+from rmtlib.errors import InputError, RMTError
 
 __all__ = [
     "Experiment", "RunResult", "NotebookError", "CONFIG_NAME", "GENERATED", "load_experiments", "source_hash",

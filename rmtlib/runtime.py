@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator
 
 import torch
 
-from .errors import InputError
+from rmtlib.errors import InputError
 
-__all__ = ["resolve_device", "one_torch_thread"]
+__all__ = ["resolve_device", "get_device", "one_torch_thread"]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device | None:
@@ -42,3 +43,15 @@ def one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given (``"auto"`` = CUDA when available), else the local CUDA device or the CPU."""
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", 0))
+            return torch.device("cuda", local)
+        return torch.device("cpu")
+    dev = resolve_device(device)  # a bad name or a missing GPU: an InputError, not a traceback later
+    assert dev is not None
+    return dev

@@ -172,7 +172,7 @@ def test_results_dir_is_relative_to_project_root(tmp_path, monkeypatch):
 
 
 def test_cli_reports_bad_profile_with_exit_code_2(tmp_path, capsys):
-    from rmtlib.cli import main
+    from rmtlib.cli.main import main
 
     _notebook(tmp_path / "notebooks" / "fake.ipynb", [WRITE])
     _project(tmp_path, {})

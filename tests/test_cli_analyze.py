@@ -5,9 +5,9 @@ import torch
 from safetensors.torch import save_file
 
 from rmtlib import analyze
-from rmtlib.cli import main
-from rmtlib.io import save_checkpoint
-from rmtlib.models import create_model
+from rmtlib.cli.main import main
+from rmtlib.nn.checkpoints import save_checkpoint
+from rmtlib.nn.models import create_model
 
 
 def test_analyze_writes_table_and_figures(tmp_path, capsys):

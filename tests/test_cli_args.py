@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmtlib.cli_args import (check_output_dir, check_output_file, key_values, names, non_negative_int,
+from rmtlib.cli.args import (check_output_dir, check_output_file, key_values, names, non_negative_int,
                              positive_counts, sparsity_levels, write_csv_atomic, write_json_atomic)
 from rmtlib.errors import InputError
 
@@ -69,12 +69,12 @@ def test_atomic_csv_and_json_round_trip(tmp_path: Path):
 
 
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
-    import rmtlib.cli
+    import rmtlib.cli.main
 
     def interrupted(argv=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rmtlib.cli, "main", interrupted)
-    assert rmtlib.cli.console() == 130
+    monkeypatch.setattr(rmtlib.cli.main, "main", interrupted)
+    assert rmtlib.cli.main.console() == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err

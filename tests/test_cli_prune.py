@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from rmtlib.cli import main
-from rmtlib.count import count_params
-from rmtlib.io import read_checkpoint, save_checkpoint
-from rmtlib.lowrank import LowRankLinear
-from rmtlib.models import create_model
+from rmtlib.cli.main import main
+from rmtlib.nn.count import count_params
+from rmtlib.nn.checkpoints import read_checkpoint, save_checkpoint
+from rmtlib.nn.lowrank import LowRankLinear
+from rmtlib.nn.models import create_model
 
 TINY_VIT = ["vit_tiny_patch16_224", "--set", "img_size=32", "--set", "patch_size=8", "--set", "depth=2",
             "--set", "num_classes=10"]
@@ -103,7 +103,7 @@ def test_nan_and_unreadable_checkpoints(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_mnist_vit_without_checkpoint_prunes_the_committed_weights(tmp_path: Path, capsys: pytest.CaptureFixture):
     """As eval and sweep do; the dense top-1 printed beside the pruned one is that of the model pruned."""
-    from rmtlib.models import load_mnist_vit
+    from rmtlib.nn.models import load_mnist_vit
 
     out = tmp_path / "p.safetensors"
     assert main(["prune", "mnist_vit", "--method", "magnitude", "--sparsity", "0.3", "--out", str(out), "--quiet"]) == 0
@@ -134,7 +134,7 @@ def test_outputs_are_checked_up_front(tmp_path: Path, monkeypatch: pytest.Monkey
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access  # this machine runs as root, which the mode bits do not stop: stand in for them
-    monkeypatch.setattr("rmtlib.cli_args.os.access", lambda path, mode: Path(path).name != "locked" and real_access(path, mode))
+    monkeypatch.setattr("rmtlib.cli.args.os.access", lambda path, mode: Path(path).name != "locked" and real_access(path, mode))
     assert _exit_code([*argv, "--out", "locked/p.safetensors"]) == 2
     assert "--out: cannot write into locked" in capsys.readouterr().err
     assert _exit_code([*argv, "--out", "p.safetensors", "--report", "locked/sub/r.csv"]) == 2  # no p.safetensors either

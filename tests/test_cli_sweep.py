@@ -1,4 +1,4 @@
-"""`rmtlib sweep`: the same table as `rmtlib.sweep.sweep`, its files, and bad input rejected up front."""
+"""`rmtlib sweep`: the same table as `rmtlib.experiments.sweep.sweep`, its files, and bad input rejected up front."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from rmtlib.cli import main
-from rmtlib.cli_sweep import RESUME_TOP1_TOLERANCE, level_summary, level_text, method_options
-from rmtlib.count import count_params
-from rmtlib.data import load_dataset, make_loader
+from rmtlib.cli.main import main
+from rmtlib.cli.sweep import RESUME_TOP1_TOLERANCE, level_summary, level_text, method_options
+from rmtlib.nn.count import count_params
+from rmtlib.train.data import load_dataset, make_loader
 from rmtlib.errors import InputError
-from rmtlib.io import read_checkpoint, save_checkpoint
-from rmtlib.models import create_model
-from rmtlib.sweep import SWEEP_COLUMNS, sweep
+from rmtlib.nn.checkpoints import read_checkpoint, save_checkpoint
+from rmtlib.nn.models import create_model
+from rmtlib.experiments.sweep import SWEEP_COLUMNS, sweep
 
 MODEL = "fc:784-48-10"
 TIMINGS = ["prune_s", "finetune_s"]
@@ -324,7 +324,7 @@ def test_saved_models_keep_the_architecture_of_the_checkpoint(tmp_path: Path):
     """A --checkpoint that records its architecture (here a tanh net, as `rmtlib prune --set` writes it)
     is built with it; the pruned files used to record only this run's --set (nothing), so they came
     back as ReLU nets with other outputs."""
-    from rmtlib.models import fc_net
+    from rmtlib.nn.models import fc_net
 
     torch.manual_seed(1)
     source = fc_net([784, 48, 10], activation="tanh")
@@ -342,7 +342,7 @@ def test_saved_models_keep_the_architecture_of_the_checkpoint(tmp_path: Path):
 def test_resume_refuses_another_dense_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
     """The table does not record --checkpoint (nor --eval-split, --eval-batches); a resume with another one
     used to append its rows under the first model's dense top-1, silently mixing two models' results."""
-    from rmtlib.train import evaluate
+    from rmtlib.train.loops import evaluate
 
     first = _checkpoint(tmp_path)
     torch.manual_seed(4)

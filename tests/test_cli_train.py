@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from rmtlib.cli import main
-from rmtlib.data import sha256_file
+from rmtlib.cli.main import main
+from rmtlib.train.data import sha256_file
 
 
 def test_train_then_eval_roundtrip(tmp_path, capsys):
@@ -76,8 +76,8 @@ def test_prune_with_finetune_reports_accuracies_and_keeps_zeros(tmp_path, capsys
 def test_a_non_default_mnist_vit_stays_loadable_through_train_prune_and_eval(tmp_path, capsys):
     """The metadata records the architecture actually built from --checkpoint (it used to record the
     default depth 6, so the next step could not load the file)."""
-    from rmtlib.io import read_checkpoint
-    from rmtlib.models import load_mnist_vit
+    from rmtlib.nn.checkpoints import read_checkpoint
+    from rmtlib.nn.models import load_mnist_vit
 
     a, b, p = (str(tmp_path / f"{x}.safetensors") for x in "abp")
     common = ["--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--quiet"]
@@ -96,8 +96,8 @@ def test_a_non_default_fc_net_keeps_its_architecture_through_train_and_prune(tmp
     this run's --set (nothing): the files used to come back as ReLU nets, with other outputs."""
     import torch
 
-    from rmtlib.io import read_checkpoint
-    from rmtlib.models import create_model, fc_net
+    from rmtlib.nn.checkpoints import read_checkpoint
+    from rmtlib.nn.models import create_model, fc_net
 
     name, (a, b, p) = "fc:784-16-10", (str(tmp_path / f"{x}.safetensors") for x in "abp")
     common = ["--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--quiet"]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from rmtlib import cost
-from rmtlib.count import count_macs, count_params
+from rmtlib.nn.count import count_macs, count_params
 from rmtlib.errors import InputError
-from rmtlib.models import fc_net
+from rmtlib.nn.models import fc_net
 from rmtlib.pruning import prune
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from rmtlib.count import count_macs, count_params, example_input, layer_sparsity, sparsity
+from rmtlib.nn.count import count_macs, count_params, example_input, layer_sparsity, sparsity
 from rmtlib.errors import InputError
-from rmtlib.lowrank import LowRankLinear
+from rmtlib.nn.lowrank import LowRankLinear
 
 
 def _net() -> nn.Sequential:

@@ -188,7 +188,7 @@ def test_label_noise_refuses_bad_fractions_and_labels():
 
 
 def test_an_unreadable_image_is_named(tmp_path):
-    from rmtlib.data import image_folder
+    from rmtlib.train.data import image_folder
 
     (tmp_path / "cat").mkdir()
     (tmp_path / "cat" / "x.png").write_text("not an image")
@@ -199,7 +199,7 @@ def test_an_unreadable_image_is_named(tmp_path):
 
 def test_broken_fashion_mnist_files_report_their_own_error(tmp_path):
     """A folder with the four IDX files, unreadable, was reported as an image folder without classes."""
-    from rmtlib.data import load_dataset
+    from rmtlib.train.data import load_dataset
 
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (tmp_path / name).write_bytes(b"junk")
@@ -211,7 +211,7 @@ def test_broken_fashion_mnist_files_report_their_own_error(tmp_path):
 def test_a_model_that_cannot_take_the_data_is_named_with_the_shape():
     from torch import nn
 
-    from rmtlib.data import check_model_input, load_dataset
+    from rmtlib.train.data import check_model_input, load_dataset
 
     images = load_dataset("synthetic", "test")  # 1 x 28 x 28
     model = nn.Sequential(nn.Flatten(), nn.Linear(100, 10)).train()
@@ -225,7 +225,7 @@ def test_model_input_check_keeps_integer_inputs_and_each_modules_mode():
     from torch import nn
     from torch.utils.data import TensorDataset
 
-    from rmtlib.data import check_model_input
+    from rmtlib.train.data import check_model_input
 
     tokens = TensorDataset(torch.randint(0, 50, (4, 7)), torch.zeros(4, dtype=torch.long))
     model = nn.Sequential(nn.Embedding(50, 8), nn.Flatten(), nn.Dropout(0.1), nn.Linear(56, 2)).train()

@@ -9,9 +9,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from rmtlib.data import make_loader, synthetic_classification
-from rmtlib.models import fc_net
-from rmtlib.train import evaluate, finetune
+from rmtlib.train.data import make_loader, synthetic_classification
+from rmtlib.nn.models import fc_net
+from rmtlib.train.loops import evaluate, finetune
 
 
 def _model():
@@ -69,8 +69,8 @@ def _sweep_worker(rank, world, port, out_dir, argv):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1")
     torch.set_num_threads(1)
-    from rmtlib.cli import main
-    from rmtlib.sweep import sync_from_rank0
+    from rmtlib.cli.main import main
+    from rmtlib.train.distributed import sync_from_rank0
 
     try:
         code = main(argv)
@@ -95,8 +95,8 @@ def test_sweep_under_torch_distributed_equals_one_process(tmp_path):
     DDP fine-tuning keeps the zeros (the sweep checks it on every rank)."""
     import pandas as pd
 
-    from rmtlib.cli import main
-    from rmtlib.io import save_checkpoint
+    from rmtlib.cli.main import main
+    from rmtlib.nn.checkpoints import save_checkpoint
 
     torch.manual_seed(3)
     save_checkpoint(fc_net([784, 48, 10]), tmp_path / "in.safetensors")
@@ -126,7 +126,7 @@ def _prune_worker(rank, world, port, out_dir, argv):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1")
     torch.set_num_threads(1)
-    from rmtlib.cli import main
+    from rmtlib.cli.main import main
 
     try:
         with open(os.path.join(out_dir, f"stdout{rank}.txt"), "w") as fh, contextlib.redirect_stdout(fh):
@@ -141,8 +141,8 @@ def _prune_worker(rank, world, port, out_dir, argv):
 def test_prune_under_torch_distributed_prunes_like_one_process_and_writes_once(tmp_path, capsys):
     """`rmtlib prune --finetune-epochs 1` in 2 gloo processes: the same weights removed and the same
     pruned top-1 as one process, the zeros kept through DDP fine-tuning, one printout, one file."""
-    from rmtlib.cli import main
-    from rmtlib.io import read_checkpoint, save_checkpoint
+    from rmtlib.cli.main import main
+    from rmtlib.nn.checkpoints import read_checkpoint, save_checkpoint
 
     torch.manual_seed(4)
     save_checkpoint(fc_net([784, 48, 10]), tmp_path / "in.safetensors")
@@ -179,7 +179,7 @@ def _val_worker(rank, world, port, out_dir):
 
     from torch.utils.data import TensorDataset
 
-    from rmtlib.train import train
+    from rmtlib.train.loops import train
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)

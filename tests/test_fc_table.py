@@ -6,12 +6,12 @@ import pytest
 import scipy.stats
 import torch
 
-from rmtlib.data import synthetic_classification
+from rmtlib.train.data import synthetic_classification
 from rmtlib.errors import InputError
-from rmtlib.fc_table import (FC_ROWS, PAPER_FC_TABLE, compare_with_paper, row_penalty, row_scheduler,
+from rmtlib.experiments.fc_table import (FC_ROWS, PAPER_FC_TABLE, compare_with_paper, row_penalty, row_scheduler,
                              run_fc_table, summarize_seeds)
-from rmtlib.models import fc_net
-from rmtlib.regularize import MPSplitScheduler
+from rmtlib.nn.models import fc_net
+from rmtlib.train.regularize import MPSplitScheduler
 
 
 def _weights(model):

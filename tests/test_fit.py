@@ -5,8 +5,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rmtlib import InputError, fit_mp
-from rmtlib.fit import singular_values
-from rmtlib.mp import mp_edges
+from rmtlib.spectral.fit import singular_values
+from rmtlib.theory.mp import mp_edges
 
 
 @pytest.mark.parametrize("shape", [(768, 768), (768, 3072), (2304, 768), (500, 2000)])
@@ -135,8 +135,8 @@ def test_quantile_spectrum_pins_scale_edge_and_fit_error():
     """A spectrum placed exactly on BEMA's MP(c, 1) quantiles: sigma^2 = 1, the Tracy-Widom edge equals
     the formula written out by hand (c^(-1/6) matters at c = 1/4), and mu = 1 / (2p), since each step of
     the empirical cdf straddles the MP cdf by half a step."""
-    from rmtlib.mp import mp_ppf
-    from rmtlib.tracy_widom import tw1_ppf
+    from rmtlib.theory.mp import mp_ppf
+    from rmtlib.theory.tracy_widom import tw1_ppf
 
     m, n = 300, 1200
     p, N, c = 300, 1200, 0.25
@@ -148,7 +148,7 @@ def test_quantile_spectrum_pins_scale_edge_and_fit_error():
     assert fit.mu == pytest.approx(0.5 / p, abs=1e-12)
     # off the quantiles the two sides of each jump differ; mu is the sup of |F_MP - empirical cdf| over the
     # window, here taken by brute force just left and right of every eigenvalue in it
-    from rmtlib.mp import mp_cdf
+    from rmtlib.theory.mp import mp_cdf
 
     levels = (np.arange(1, p + 1) - 0.5) / p
     levels[p // 2] += 0.9 / p  # one eigenvalue late: its jump misses the MP cdf by 1.4 steps on the left side
@@ -180,7 +180,7 @@ def test_low_rank_matrices_get_a_status_on_both_paths(rng):
 def test_bema_window_bounds_are_exact_integers():
     from fractions import Fraction
 
-    from rmtlib.fit import _bema_window
+    from rmtlib.spectral.fit import _bema_window
 
     for alpha in (0.17, 0.25, 0.3, 0.35):
         for p in (90, 170, 180, 768):
@@ -192,7 +192,7 @@ def test_bema_window_bounds_are_exact_integers():
 def test_a_truncated_spectrum_gives_the_full_spectrums_fit():
     """Rank truncation keeps the top singular values exactly, so the censored scale fit on the window's
     nonzero part recovers the full spectrum's sigma^2 and edge (what a second pruning stage needs)."""
-    from rmtlib.mp import mp_ppf
+    from rmtlib.theory.mp import mp_ppf
 
     p, N, c = 300, 1200, 0.25
     sv = np.sqrt(N * mp_ppf((np.arange(1, p + 1) - 0.5) / p, c))[::-1].copy()
@@ -210,7 +210,7 @@ def test_a_truncated_spectrum_gives_the_full_spectrums_fit():
 
 def test_edge_centring_moves_only_the_edge(rng):
     """The centring option changes the edge (to sigma2 (centre + t scale)) and what depends on it, not the scale fit."""
-    from rmtlib.tracy_widom import tw1_ppf, tw_centre_scale
+    from rmtlib.theory.tracy_widom import tw1_ppf, tw_centre_scale
 
     w = rng.standard_normal((300, 120))
     paper = fit_mp(w, beta=0.5)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rmtlib import InputError
-from rmtlib.gram import gram, gram_eigenvalues, share_work
+from rmtlib.spectral.gram import gram, gram_eigenvalues, share_work
 
 
 def _matrices(rng: np.random.Generator) -> list[torch.Tensor]:

@@ -7,10 +7,10 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-import rmtlib.io as rio
+import rmtlib.nn.checkpoints as rio
 from rmtlib.errors import CheckpointError
-from rmtlib.io import load_checkpoint, read_checkpoint, save_checkpoint
-from rmtlib.lowrank import LowRankConv2d, LowRankLinear, replace_module
+from rmtlib.nn.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from rmtlib.nn.lowrank import LowRankConv2d, LowRankLinear, replace_module
 
 
 def _net() -> nn.Sequential:
@@ -104,8 +104,8 @@ def test_the_same_model_saved_in_different_processes_is_the_same_file(tmp_path):
 
     script = (
         "import sys, torch\n"
-        "from rmtlib.io import save_checkpoint\n"
-        "from rmtlib.models import fc_net\n"
+        "from rmtlib.nn.checkpoints import save_checkpoint\n"
+        "from rmtlib.nn.models import fc_net\n"
         "torch.manual_seed(0)\n"
         "save_checkpoint(fc_net([20, 16, 4]), sys.argv[1], {'b': 1, 'a': 'x', 'seed': 0})\n"
     )

@@ -2,7 +2,7 @@ import timm
 import torch
 from torch import nn
 
-from rmtlib.layers import layer_matrices, prunable_layers, weight_matrix
+from rmtlib.spectral.layers import layer_matrices, prunable_layers, weight_matrix
 
 
 def _tiny_vit() -> nn.Module:
@@ -44,7 +44,7 @@ def test_split_qkv_gives_timms_row_blocks():
 
 
 def test_lowrank_layer_is_one_matrix_not_three():
-    from rmtlib.lowrank import LowRankLinear
+    from rmtlib.nn.lowrank import LowRankLinear
 
     net = nn.Sequential(nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 20))
     net[0] = LowRankLinear.from_linear(net[0], 5)
@@ -55,7 +55,7 @@ def test_lowrank_layer_is_one_matrix_not_three():
 
 def test_factor_parts_are_selected_by_their_layers_name():
     """Element-wise pruning sees a low-rank layer's factors; `exclude=["0"]` must spare them too."""
-    from rmtlib.lowrank import LowRankLinear
+    from rmtlib.nn.lowrank import LowRankLinear
 
     net = nn.Sequential(nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 20))
     net[0] = LowRankLinear.from_linear(net[0], 5)

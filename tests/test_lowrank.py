@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from rmtlib.errors import InputError
-from rmtlib.lowrank import (
+from rmtlib.nn.lowrank import (
     LowRankConv2d, LowRankLinear, apply_lowrank_structure, factorize, factorize_linear, low_rank_factors,
     lowrank_structure, max_useful_rank, replace_module, saves_params,
 )
@@ -40,7 +40,7 @@ def test_full_rank_reproduces_conv_outputs(kwargs):
 def test_low_rank_conv_counts_by_hand():
     """Rank 2 of an 8 x (3*3*3) kernel: factors 2*27 + 8*2 weights, plus 8 biases; MACs per output pixel
     2*27 + 8*2 (a 9x9 input, 3x3 kernel, padding 1, stride 2: 5x5 outputs)."""
-    from rmtlib.count import count_macs, count_params
+    from rmtlib.nn.count import count_macs, count_params
 
     conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
     net = nn.Sequential(LowRankConv2d.from_conv(conv, 2))
@@ -150,7 +150,7 @@ def test_factorize_accepts_exactly_what_can_factorize_accepts():
     """factorize refuses (InputError) every module can_factorize refuses, instead of building a layer
     that is not equivalent: here a full-rank factorization of the padding subclass would change the
     output shape, and the out_proj of a MultiheadAttention is read as raw weights by its parent."""
-    from rmtlib.lowrank import can_factorize
+    from rmtlib.nn.lowrank import can_factorize
 
     pad = _PadInForward(3, 4, 3)
     x = torch.randn(1, 3, 6, 6)
@@ -169,7 +169,7 @@ def test_factorize_accepts_exactly_what_can_factorize_accepts():
 def test_factorize_on_meta_gives_the_same_structure():
     """A meta model (shapes only) factorizes to meta layers shaped like the real factorization, so the
     structure and MACs of a large factorized model can be known without its weights."""
-    from rmtlib.count import count_macs
+    from rmtlib.nn.count import count_macs
 
     real = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
     with torch.device("meta"):
@@ -211,7 +211,7 @@ def test_given_factors_must_match_the_rank(layer):
 def test_factorize_linear_never_grows_a_low_rank_layer():
     """Asked for more than its rank, a low-rank layer stays the same matrix at its own rank; it used to
     become a dense Linear holding that same rank-5 matrix in 420 parameters instead of 220."""
-    from rmtlib.count import count_params
+    from rmtlib.nn.count import count_params
 
     low = LowRankLinear.from_linear(nn.Linear(20, 20), 5)
     out = factorize_linear(low, 12)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from rmtlib import models
-from rmtlib.data import load_dataset, make_loader, sha256_file
+from rmtlib.train.data import load_dataset, make_loader, sha256_file
 from rmtlib.errors import CheckpointError, InputError
-from rmtlib.train import evaluate
+from rmtlib.train.loops import evaluate
 
 
 def test_fc_net_param_count_and_shape():
@@ -82,7 +82,7 @@ def test_recorded_architecture_comes_back(tmp_path):
     """A checkpoint records the keywords its model was built with (``model_kwargs``, or an mnist_vit's
     ``config``); keywords that keep every shape (an activation) used to be dropped on loading, so the model
     came back with the same weights but other outputs."""
-    from rmtlib.io import save_checkpoint
+    from rmtlib.nn.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
     fc = models.fc_net([6, 5, 2], activation="tanh")

@@ -3,7 +3,7 @@ import pytest
 from scipy import stats
 from scipy.integrate import quad
 
-from rmtlib.mp import mp_cdf, mp_edges, mp_mean, mp_pdf, mp_ppf, mp_var
+from rmtlib.theory.mp import mp_cdf, mp_edges, mp_mean, mp_pdf, mp_ppf, mp_var
 
 RATIOS = [0.05, 0.25, 0.5, 1.0]
 

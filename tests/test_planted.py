@@ -1,4 +1,4 @@
-"""Tests of rmtlib.planted: the planted setting of theorem T1 and its bookkeeping."""
+"""Tests of rmtlib.experiments.planted: the planted setting of theorem T1 and its bookkeeping."""
 
 import math
 
@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from rmtlib.errors import InputError
-from rmtlib.planted import make_planted, planted_experiment, planted_noise, planted_trial, slack_summary
+from rmtlib.experiments.planted import make_planted, planted_experiment, planted_noise, planted_trial, slack_summary
 
 
 def test_planted_noise_has_variance_g_over_n():
@@ -86,7 +86,7 @@ def test_bad_input():
 
 
 def test_findings_do_not_depend_on_the_table_index():
-    from rmtlib.planted import planted_findings
+    from rmtlib.experiments.planted import planted_findings
 
     parts = [planted_experiment([64, 128], seeds, lambda_reg=1e-4, d=16, rank=4, n_samples=200)[0] for seeds in ([0, 1], [2])]
     stacked = pd.concat(parts)  # index 0..3 then 0..1 again
@@ -95,7 +95,7 @@ def test_findings_do_not_depend_on_the_table_index():
 
 def test_findings_say_how_each_quantity_moves():
     """A shrinking regularization or an unchanged slack used to be reported as "grows"."""
-    from rmtlib.planted import planted_findings
+    from rmtlib.experiments.planted import planted_findings
 
     trials = pd.DataFrame({"N": [64, 128, 256], "seed": 0, "slack": [-2e-3, -1e-3, -1e-3], "holds": True,
                            "reg_removed": [0.3, 0.2, 0.1], "ce_S": 1.0, "ce_W": 1.0, "acc_S": 0.5, "acc_W": 0.5})

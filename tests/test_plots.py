@@ -5,7 +5,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rmtlib import fit_mp  # noqa: E402
-from rmtlib.plots import plot_depth_summary, plot_esd, plot_esd_grid, save_figure  # noqa: E402
+from rmtlib.plots.spectra import plot_depth_summary, plot_esd, plot_esd_grid, save_figure  # noqa: E402
 
 
 def test_esd_plot_draws_fitted_density_and_edge(tmp_path, rng):

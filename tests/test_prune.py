@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from rmtlib.count import count_macs, count_params
+from rmtlib.nn.count import count_macs, count_params
 from rmtlib.errors import InputError
-from rmtlib.lowrank import LowRankLinear
+from rmtlib.nn.lowrank import LowRankLinear
 from rmtlib.pruning import prune
 from rmtlib.pruning.common import smallest_mask, split_count
 from rmtlib.pruning.rmt import sparsify_singular_vectors
-from rmtlib.spiked import bbp_threshold, spiked_matrix
+from rmtlib.experiments.spiked import bbp_threshold, spiked_matrix
 
 ALL = ["rmt", "rmt_oneshot", "rmt_lowrank", "magnitude", "svd", "random"]
 STRUCTURED = {"rmt_lowrank", "svd"}
@@ -180,7 +180,7 @@ def test_rmt_cycles_log_and_fixed_cycles():
 
 def _budget(weight: torch.Tensor, cycle: int) -> int:
     """METHOD.md section 3, step 3, computed independently: floor(rho_i ((1 - mu) gamma)^(1.5 / i) nnz)."""
-    from rmtlib.fit import fit_mp
+    from rmtlib.spectral.fit import fit_mp
 
     fit = fit_mp(weight.detach().double())
     rho_i = 0.06 * 1.02**cycle
@@ -231,7 +231,7 @@ def test_a_methods_own_stopping_rule_and_a_target_are_refused_together():
 
 def test_oneshot_thresholds_are_per_layer_multiples_of_randomness():
     """rmt_oneshot removes exactly the weights with |w| < 1.5 z (1 - mu_l) gamma_l (independent fits)."""
-    from rmtlib.fit import fit_mp
+    from rmtlib.spectral.fit import fit_mp
 
     model = _fc()
     pruned, report = prune(model, "rmt_oneshot", sparsity=0.3)

@@ -1,4 +1,4 @@
-"""Tests of rmtlib.randomness: the MP split, bulk energy, spectral tracking, theta/noise paths."""
+"""Tests of rmtlib.experiments.randomness: the MP split, bulk energy, spectral tracking, theta/noise paths."""
 
 import math
 
@@ -9,13 +9,13 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from rmtlib.errors import InputError
-from rmtlib.models import fc_net
-from rmtlib.randomness import (
+from rmtlib.nn.models import fc_net
+from rmtlib.experiments.randomness import (
     SpectralTracker, bulk_energy, gaussian_init_, l2_term, monotonicity, noise_path, split_at_edge,
     strength_ordering, theta_path,
 )
-from rmtlib.spiked import bbp_threshold, spiked_matrix
-from rmtlib.train import evaluate, train
+from rmtlib.experiments.spiked import bbp_threshold, spiked_matrix
+from rmtlib.train.loops import evaluate, train
 
 
 def _spiked(m=300, n=150, strengths=(3.0, 2.0, 1.5), seed=0):
@@ -152,7 +152,7 @@ def test_noise_path_zero_is_the_model_and_energy_scales(trained):
         e = group.set_index("scale")["added_energy"]
         assert e[2.0] == pytest.approx(4 * e[0.5], rel=1e-12)  # same G for every t of a draw
     # t = 2 adds about 2 sigma2 m n of energy to each layer
-    from rmtlib.fit import fit_mp
+    from rmtlib.spectral.fit import fit_mp
 
     expected = sum(2 * fit_mp(model[i].weight, alpha=0.25, beta=0.1).sigma2 * model[i].weight.numel() for i in (1, 3))
     assert df[df["scale"] == 2.0]["added_energy"].mean() == pytest.approx(expected, rel=0.05)
@@ -193,7 +193,7 @@ def _decay_mono(control: list[float], penalized: list[float]) -> pd.DataFrame:
 
 
 def test_decay_findings_do_not_call_an_unchanged_control_a_rise():
-    from rmtlib.randomness import decay_findings
+    from rmtlib.experiments.randomness import decay_findings
 
     mono = _decay_mono([1.0, 1.0, 1.0], [1.0, 0.9, 0.8])
     assert mono.set_index("l2").loc[0.0, "change"] == 0.0
@@ -206,7 +206,7 @@ def test_decay_findings_do_not_call_an_unchanged_control_a_rise():
 
 
 def test_ordering_sentence_does_not_call_a_smaller_rise_a_larger_decrease():
-    from rmtlib.randomness import decay_findings
+    from rmtlib.experiments.randomness import decay_findings
 
     def sentence(values: list[float]) -> str:
         summary = pd.DataFrame({"width": 64, "layer": "3", "metric": "sigma2", "l2": [0.0, 1e-3, 1e-2], "rel_change": values})

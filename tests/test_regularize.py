@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from rmtlib.errors import InputError
-from rmtlib.fit import fit_mp
-from rmtlib.lowrank import LowRankLinear
-from rmtlib.models import fc_net
-from rmtlib.regularize import (
+from rmtlib.spectral.fit import fit_mp
+from rmtlib.nn.lowrank import LowRankLinear
+from rmtlib.nn.models import fc_net
+from rmtlib.train.regularize import (
     L1, L2, GroupLasso, MPSplitScheduler, WeightMask, bulk_fraction, layer_weights, mp_split_layer, mp_split_rank,
 )
 
@@ -152,7 +152,7 @@ def test_scheduler_on_fc_net_splits_hidden_layers_only():
 def test_scheduler_leaves_low_rank_convs_alone_and_fits_with_the_fc_setting():
     """A LowRankConv2d has an rmt_matrix too, but rebuilding it as a Linear would break the forward pass;
     the fits use the paper's FC setting beta = 0.1 unless told otherwise."""
-    from rmtlib.lowrank import LowRankConv2d
+    from rmtlib.nn.lowrank import LowRankConv2d
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 6 * 6, 120), nn.ReLU(),

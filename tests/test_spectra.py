@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from rmtlib import InputError, analyze, fit_mp
-from rmtlib.spectra import COLUMNS
+from rmtlib.spectral.analyze import COLUMNS
 
 
 def _net() -> nn.Module:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from rmtlib.errors import InputError
-from rmtlib.fit import singular_values
-from rmtlib.spiked import (
+from rmtlib.spectral.fit import singular_values
+from rmtlib.experiments.spiked import (
     bbp_detection,
     bbp_singular_value,
     bbp_threshold,
@@ -103,7 +103,7 @@ def test_noise_scale_must_be_valid():
 def test_finite_size_centrings_bring_the_top_eigenvalue_closer_to_tracy_widom():
     """At 100 x 50 the paper's centring puts the scaled top noise eigenvalue ~0.18 left of TW1's mean
     (false alarms below beta); Ma's half-integer shifts remove that bias (Ma 2012)."""
-    from rmtlib.spiked import noise_top_eigenvalues, tw_standardize
+    from rmtlib.experiments.spiked import noise_top_eigenvalues, tw_standardize
 
     top = noise_top_eigenvalues(100, 50, 2000, sigma=0.7, rng=np.random.default_rng(5))
     mean = {c: tw_standardize(top, 100, 50, c).mean() for c in ("paper", "johnstone", "ma")}

@@ -7,13 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from rmtlib.count import count_macs, count_params
-from rmtlib.data import make_loader, synthetic_classification
+from rmtlib.nn.count import count_macs, count_params
+from rmtlib.train.data import make_loader, synthetic_classification
 from rmtlib.errors import InputError
-from rmtlib.models import fc_net
+from rmtlib.nn.models import fc_net
 from rmtlib.pruning import prune
-from rmtlib.sweep import SWEEP_COLUMNS, level_table, paper_vit_results, plot_sweep, sweep
-from rmtlib.train import evaluate, train
+from rmtlib.experiments.sweep import SWEEP_COLUMNS, level_table, paper_vit_results, sweep
+from rmtlib.plots.sweep import plot_sweep
+from rmtlib.train.loops import evaluate, train
 
 METHODS = ["rmt", "rmt_lowrank", "magnitude", "svd", "random"]
 TIMING = ["prune_s", "finetune_s"]
@@ -160,8 +161,8 @@ def test_gradual_fine_tuning_accumulates_and_keeps_earlier_zeros(setup):
 def test_layer_sparsity_plot_draws_the_counts(setup):
     import matplotlib.pyplot as plt
 
-    from rmtlib.count import layer_sparsity
-    from rmtlib.sweep import plot_layer_sparsity
+    from rmtlib.nn.count import layer_sparsity
+    from rmtlib.plots.sweep import plot_layer_sparsity
 
     model, _, _ = setup
     tables = {m: layer_sparsity(prune(model, m, sparsity=0.5)[0]) for m in ("magnitude", "random")}
@@ -242,9 +243,9 @@ def test_level_table_and_plot(setup):
 
 
 def test_esd_helpers_read_dense_and_factorized_layers(setup):
-    from rmtlib.fit import fit_mp
-    from rmtlib.models import mnist_vit
-    from rmtlib.sweep import default_esd_layers, layer_spectra
+    from rmtlib.spectral.fit import fit_mp
+    from rmtlib.nn.models import mnist_vit
+    from rmtlib.experiments.sweep import default_esd_layers, layer_spectra
 
     assert default_esd_layers(mnist_vit(depth=4)) == ["blocks.0.attn.qkv", "blocks.2.mlp.fc1", "blocks.3.mlp.fc2"]
     model, _, _ = setup

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from rmtlib.tracy_widom import tw1_cdf, tw1_ppf
+from rmtlib.theory.tracy_widom import tw1_cdf, tw1_ppf
 
 
 def test_mean_and_standard_deviation_match_published_values():
@@ -51,7 +51,7 @@ def test_levels_outside_open_interval_are_refused():
 
 
 def test_paper_centring_is_the_edge_formula_and_the_others_shift_n_and_p():
-    from rmtlib.tracy_widom import tw_centre_scale
+    from rmtlib.theory.tracy_widom import tw_centre_scale
 
     for m, n in ((400, 200), (768, 3072), (64, 64)):
         N, p = max(m, n), min(m, n)

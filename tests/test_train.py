@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from rmtlib.data import make_loader, synthetic_classification
+from rmtlib.train.data import make_loader, synthetic_classification
 from rmtlib.errors import InputError
-from rmtlib.models import fc_net
-from rmtlib.train import evaluate, finetune, lr_schedule, train
+from rmtlib.nn.models import fc_net
+from rmtlib.train.loops import evaluate, finetune, lr_schedule, train
 
 
 def _setup(seed=0):

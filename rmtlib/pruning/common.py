@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ..fit import MPFit, fit_mp
-from ..gram import gram, gram_eigenvalues, singular_from_eigenvalues
-from ..layers import layer_matrices, prunable_layers
-from ..lowrank import gram_eigh
-from ..runtime import resolve_device
+from rmtlib.errors import InputError
+from rmtlib.spectral.fit import MPFit, fit_mp
+from rmtlib.spectral.gram import gram, gram_eigenvalues, singular_from_eigenvalues
+from rmtlib.spectral.layers import layer_matrices, prunable_layers
+from rmtlib.nn.lowrank import gram_eigh
+from rmtlib.runtime import resolve_device
 
 __all__ = ["Unit", "Budget", "elementwise_units", "structured_units", "write_back", "check_stored_weights", "fit_unit", "smallest_mask", "remove_smallest", "split_count", "resolve_device",
            "gram_singular_values"]
@@ -196,7 +196,7 @@ _CHUNK = 16
 
 def fit_units(units: list[Unit], *, device: torch.device | None = None, alpha: float = 0.25, beta: float = 0.8,
               keep_basis: bool = False, progress: bool = False, edge_centring: str = "paper") -> None:
-    """Fit MP to every unit. Eigenvalues come from :func:`rmtlib.gram.gram_eigenvalues` (CPU
+    """Fit MP to every unit. Eigenvalues come from :func:`rmtlib.spectral.gram.gram_eigenvalues` (CPU
     threads, plus the GPU on CUDA); with ``keep_basis`` Gram matrices of equal size are
     eigen-decomposed in batches and kept in ``unit.extra["gram_eigh"]`` (see :func:`fit_unit`).
     """
@@ -231,7 +231,7 @@ def fit_units(units: list[Unit], *, device: torch.device | None = None, alpha: f
 def gram_singular_values(matrix: torch.Tensor, device: torch.device | None = None) -> np.ndarray:
     """Singular values (float64, descending) from the eigenvalues of the smaller Gram matrix.
 
-    Like :func:`rmtlib.fit.singular_values` but without its finiteness pass (units are checked
+    Like :func:`rmtlib.spectral.fit.singular_values` but without its finiteness pass (units are checked
     once when collected); the Gram matrix is formed in float64 on ``device``.
     """
     w = matrix.detach().to(device=device if device is not None else matrix.device, dtype=torch.float64)

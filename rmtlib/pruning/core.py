@@ -11,14 +11,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..count import count_params
-from ..errors import InputError
-from ..tracy_widom import EDGE_CENTRINGS
-from .common import (Budget, Unit, check_stored_weights, elementwise_units, fit_units, resolve_device, structured_units,
+from rmtlib.nn.count import count_params
+from rmtlib.errors import InputError
+from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
+from rmtlib.pruning.common import (Budget, Unit, check_stored_weights, elementwise_units, fit_units, resolve_device, structured_units,
                      write_back)
-from .elementwise import magnitude, random_prune
-from .rmt import check_rmt_options, rmt_cycles, rmt_oneshot
-from .structured import rmt_lowrank, svd_prune
+from rmtlib.pruning.elementwise import magnitude, random_prune
+from rmtlib.pruning.rmt import check_rmt_options, rmt_cycles, rmt_oneshot
+from rmtlib.pruning.structured import rmt_lowrank, svd_prune
 
 __all__ = ["prune", "METHODS", "REPORT_COLUMNS"]
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
-from .common import Budget, Unit, remove_smallest, smallest_mask, split_count
+from rmtlib.errors import InputError
+from rmtlib.pruning.common import Budget, Unit, remove_smallest, smallest_mask, split_count
 
 __all__ = ["removal_needed", "magnitude", "random_prune", "layerwise_counts"]
 

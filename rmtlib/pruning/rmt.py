@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import InputError, check_number
-from .common import Budget, Unit, fit_unit, fit_units, remove_smallest, smallest_mask, split_count
-from .elementwise import removal_needed
+from rmtlib.errors import InputError, check_number
+from rmtlib.pruning.common import Budget, Unit, fit_unit, fit_units, remove_smallest, smallest_mask, split_count
+from rmtlib.pruning.elementwise import removal_needed
 
 __all__ = ["rmt_cycles", "rmt_oneshot", "randomness", "sparsify_singular_vectors", "regularize_step"]
 
@@ -48,7 +48,7 @@ def sparsify_singular_vectors(w: torch.Tensor, sv_edge: float, theta: float, *, 
 def regularize_step(units: list[Unit], scales: list[float], *, steps: int, lr: float, l1: float, l2: float,
                     group_lasso: float, device: torch.device | None = None) -> None:
     """Data-free Adam steps on l1 |W|_1 + l2 |W|_F^2 + group_lasso |W|_F per layer (the whole layer is
-    one group here, unlike :class:`rmtlib.regularize.GroupLasso`, whose groups are rows).
+    one group here, unlike :class:`rmtlib.train.regularize.GroupLasso`, whose groups are rows).
 
     Layer l's learning rate is ``lr * scales[l]`` (the paper's s_l = 1 / (1 + 1e4 mu_l / i));
     zero weights get zero gradient and stay zero.

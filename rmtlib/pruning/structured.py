@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import InputError
-from ..lowrank import can_factorize, factorize, factors_from_gram, replace_module
-from .common import Budget, Unit
+from rmtlib.errors import InputError
+from rmtlib.nn.lowrank import can_factorize, factorize, factors_from_gram, replace_module
+from rmtlib.pruning.common import Budget, Unit
 
 __all__ = ["rmt_lowrank", "svd_prune", "apply_ranks", "current_rank"]
 

@@ -1,0 +1,1 @@
+"""The command line: ``rmtlib analyze | prune | sweep | train | eval | book``."""

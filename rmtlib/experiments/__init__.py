@@ -1,0 +1,1 @@
+"""What each book chapter computes (no plotting, no command line)."""

@@ -1,0 +1,357 @@
+"""Sparsity sweeps: prune a model with several methods at several levels, fine-tune, evaluate.
+
+:func:`sweep` returns a tidy table (one row per method and level, plus the dense model) that the
+ViT chapter, ``benchmarks/prune_quality.py`` and the tests read alike. :func:`paper_vit_results`
+holds the paper's ImageNet ViT numbers (METHOD.md section 6) in the same columns, labelled
+``source="paper"``, and :func:`plot_sweep` draws either kind as top-1 against parameter reduction.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from rmtlib.errors import InputError, RMTError
+
+__all__ = ["SWEEP_COLUMNS", "DEFAULT_METHODS", "sweep", "resolve_methods", "sync_from_rank0", "paper_vit_results", "plot_sweep", "level_table",
+           "default_esd_layers", "layer_spectra", "plot_esd_before_after", "plot_layer_sparsity"]
+
+#: The methods compared in the book: the paper's method, its factorized variant and three baselines.
+DEFAULT_METHODS: tuple[str, ...] = ("rmt", "rmt_lowrank", "magnitude", "svd", "random")
+
+SWEEP_COLUMNS = [
+    "method", "target", "sparsity", "stored_reduction", "params_dense", "params_stored", "params_nonzero",
+    "top1_dense", "top1_pruned", "top1_finetuned", "finetune_epochs", "finetune_steps", "schedule", "macs",
+    "macs_dense", "prune_s", "finetune_s", "model", "dataset", "source",
+]
+
+#: How the levels of a sweep are reached: each from the dense model, or in stages from the last one.
+SCHEDULES: tuple[str, ...] = ("oneshot", "gradual")
+
+Callback = Callable[[str, float, nn.Module, pd.DataFrame], None]
+
+
+def _top1(model: nn.Module, loader: DataLoader, device: Any, max_batches: int | None, seed: int = 0) -> float:
+    """Top-1 in % on ``loader``, which draws the same batches on every call, even when it shuffles.
+
+    With ``max_batches`` a shuffling loader would otherwise measure the dense model and each pruned
+    one on a different subset. Its generator (or the global RNG it draws from) is set to ``seed``
+    for the evaluation only; the global RNG state is restored afterwards.
+    """
+    from rmtlib.train.loops import evaluate, reseed_loader
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        reseed_loader(loader, seed)
+        return 100.0 * evaluate(model, loader, device, max_batches=max_batches)["accuracy"]
+
+
+def _example_input(loader: DataLoader, device: Any) -> torch.Tensor:
+    from rmtlib.runtime import get_device
+
+    x, _ = next(iter(loader))
+    return x[:1].to(get_device(device))
+
+
+def sweep(
+    model: nn.Module,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    levels: Sequence[float] = (0.3, 0.5, 0.7),
+    *,
+    eval_loader: DataLoader,
+    finetune_loader: DataLoader | None = None,
+    finetune_epochs: int = 0,
+    finetune_steps: int | None = None,
+    finetune_lr: float = 1e-4,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    prune_options: Mapping[str, Any] | None = None,
+    schedule: str = "oneshot",
+    eval_batches: int | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    model_name: str = "",
+    dataset: str = "",
+    callback: Callback | None = None,
+    on_update: Callable[[pd.DataFrame], None] | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Prune a fresh copy of ``model`` per (method, level); optionally fine-tune; evaluate top-1.
+
+    ``model``'s weights are never changed, but it is moved to ``device`` and put in eval mode.
+
+    Args:
+        levels: target sparsities (1 - nonzero / dense parameters of the whole model).
+        eval_loader: top-1 is measured on it (the first ``eval_batches`` batches when given); a
+            shuffling loader is reseeded with ``seed`` before every evaluation, so the dense and
+            every pruned model are measured on the same batches.
+        finetune_loader: data for fine-tuning with the zero mask frozen
+            (:func:`rmtlib.train.loops.finetune`): ``finetune_epochs`` epochs, or, with
+            ``finetune_steps``, that many optimizer steps (one partial epoch).
+        methods: method names, or labels of variants defined in ``method_options`` by a ``method``
+            key (``{"global": {"method": "magnitude", "scope": "global"}}``); rows carry the label.
+        method_options: per-method keywords for :func:`rmtlib.prune` (e.g. ``{"rmt": {"rho": 0.08}}``);
+        prune_options: keywords for every method (``include``, ``exclude``, ``alpha``, ``beta``;
+            ``fit`` defaults to False: methods that need no MP fit skip it).
+        schedule: ``"oneshot"`` prunes a fresh copy of ``model`` for every level; ``"gradual"``
+            visits the levels in increasing order and prunes, at each level, the model the
+            previous level left (after its fine-tuning), so pruned weights stay pruned and
+            fine-tuning accumulates over the stages: prune-then-fine-tune cycles, as in the
+            authors' re-run with one fine-tuning epoch per cycle.
+        callback: called as ``callback(method, target, pruned_model, report)`` after each run.
+        on_update: called with the table so far (dense row included) after each run, e.g. to
+            save the finished rows of a long sweep as it goes.
+
+    Returns one row per run plus a ``method="dense"`` row, columns :data:`SWEEP_COLUMNS`:
+    ``sparsity`` is the reached 1 - nonzero / dense, ``stored_reduction`` 1 - stored / dense
+    (what low-rank factors really save), top-1 values in %, ``top1_finetuned`` NaN without
+    fine-tuning, ``macs`` multiply-adds of one sample (unstructured zeros do not lower them).
+    """
+    from rmtlib.nn.count import count_macs, count_params
+    from rmtlib.pruning import prune
+    from rmtlib.train.regularize import WeightMask
+    from rmtlib.train.loops import finetune
+    from rmtlib.runtime import get_device
+
+    runs = resolve_methods(methods, method_options, prune_options)
+    for level in levels:
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 <= float(level) < 1.0:
+            raise InputError(f"sweep: every level must be a sparsity in [0, 1), got {level!r}")
+    if schedule not in SCHEDULES:
+        raise InputError(f"sweep: schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if schedule == "gradual":
+        if len(set(levels)) != len(levels):
+            raise InputError(f"sweep: a gradual schedule needs distinct levels, got {list(levels)}")
+        levels = sorted(float(level) for level in levels)
+    do_finetune = finetune_loader is not None and (finetune_epochs > 0 or (finetune_steps or 0) > 0)
+    if finetune_loader is None and (finetune_epochs > 0 or finetune_steps):
+        raise InputError("sweep: fine-tuning asked for (finetune_epochs/finetune_steps) but no finetune_loader given")
+    if finetune_loader is not None and finetune_steps and finetune_steps > len(finetune_loader):
+        raise InputError(f"sweep: finetune_steps={finetune_steps} is more than one pass over the fine-tuning data "
+                         f"({len(finetune_loader)} batches); use finetune_epochs, or more data")
+    dev = get_device(device)
+    model = model.to(dev).eval()
+    example = _example_input(eval_loader, dev)
+    dense_counts = count_params(model)
+    dense_macs = count_macs(model, example)
+    dense_top1 = _top1(model, eval_loader, dev, eval_batches, seed)
+    ft_epochs = 0 if not do_finetune else (1 if finetune_steps else int(finetune_epochs))
+    ft_steps = int(finetune_steps) if do_finetune and finetune_steps else None
+    base = dict(params_dense=dense_counts["dense"], top1_dense=dense_top1, macs_dense=dense_macs,
+                model=model_name, dataset=dataset, source="measured", schedule=schedule)
+    rows = [dict(base, method="dense", target=0.0, sparsity=1.0 - dense_counts["nonzero"] / dense_counts["dense"],
+                 stored_reduction=1.0 - dense_counts["stored"] / dense_counts["dense"],
+                 params_stored=dense_counts["stored"], params_nonzero=dense_counts["nonzero"], top1_pruned=dense_top1,
+                 top1_finetuned=np.nan, finetune_epochs=0, finetune_steps=None, macs=dense_macs, prune_s=0.0,
+                 finetune_s=0.0)]
+    for label, (method, options) in runs.items():
+        stage = model  # what the next level prunes: always the dense model, unless gradual
+        for level in levels:
+            start = time.perf_counter()
+            pruned, report = prune(stage, method, sparsity=float(level), seed=seed, device=dev, **options)
+            prune_s = time.perf_counter() - start
+            pruned = pruned.to(dev).eval()
+            sync_from_rank0(pruned, f"sweep: {label} at {level}")
+            counts = count_params(pruned)
+            row = dict(base, method=label, target=float(level),
+                       sparsity=1.0 - counts["nonzero"] / dense_counts["dense"],
+                       stored_reduction=1.0 - counts["stored"] / dense_counts["dense"],
+                       params_stored=counts["stored"], params_nonzero=counts["nonzero"],
+                       top1_pruned=_top1(pruned, eval_loader, dev, eval_batches, seed), macs=count_macs(pruned, example),
+                       prune_s=prune_s, finetune_epochs=ft_epochs, finetune_steps=ft_steps)
+            if do_finetune:
+                mask = WeightMask.from_zeros(pruned)
+                start = time.perf_counter()
+                finetune(pruned, finetune_loader, ft_epochs, lr=finetune_lr, mask=mask, device=dev, seed=seed,
+                         progress=progress, max_steps_per_epoch=ft_steps)
+                row["finetune_s"] = time.perf_counter() - start
+                pruned.eval()
+                row["top1_finetuned"] = _top1(pruned, eval_loader, dev, eval_batches, seed)
+                _check_mask_held(pruned, mask, label, level)
+            else:
+                row.update(top1_finetuned=np.nan, finetune_s=0.0)
+            if callback is not None:
+                callback(label, float(level), pruned, report)
+            rows.append(row)
+            if on_update is not None:
+                on_update(pd.DataFrame(rows, columns=SWEEP_COLUMNS))
+            if schedule == "gradual":
+                stage = pruned
+            if progress:
+                print(f"{label:>12} @ {level:.2f}: sparsity {row['sparsity']:.3f}, top-1 {row['top1_pruned']:.2f}%"
+                      + (f" -> {row['top1_finetuned']:.2f}% fine-tuned" if do_finetune else ""), flush=True)
+            del pruned
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+_SET_BY_SWEEP = frozenset({"sparsity", "seed", "device", "inplace"})  # prune() keywords the sweep decides
+
+
+def resolve_methods(methods: Sequence[str], method_options: Mapping[str, Mapping[str, Any]] | None = None,
+                    prune_options: Mapping[str, Any] | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each swept label -> (method, keywords for :func:`rmtlib.prune`), checked before any work.
+
+    Raises :class:`InputError` for an unknown method or variant, ``method_options`` for a label
+    that is not swept, or an option a method does not take. ``fit`` defaults to False.
+    """
+    from rmtlib.pruning import METHODS, check_method_options
+
+    method_options = dict(method_options or {})
+    runs = {label: _variant(label, method_options) for label in methods}
+    unknown = [label for label, (method, _) in runs.items() if method not in METHODS]
+    if unknown:
+        raise InputError(f"sweep: unknown method(s) {unknown}; choose from {sorted(METHODS)}, or name a variant "
+                         "in method_options with a 'method' key (e.g. {'global': {'method': 'magnitude', 'scope': 'global'}})")
+    extra_methods = set(method_options) - set(methods)
+    if extra_methods:
+        raise InputError(f"sweep: method_options for methods not swept: {sorted(extra_methods)}")
+    resolved = {}
+    for label, (method, variant_options) in runs.items():
+        options = {"fit": False, **dict(prune_options or {}), **variant_options}
+        reserved = sorted(set(options) & _SET_BY_SWEEP)
+        if reserved:
+            raise InputError(f"sweep: {label!r}: {reserved} are set by the sweep itself (the level, copies "
+                             "of the model, sweep(seed=, device=)); remove them from prune_options/method_options")
+        try:
+            check_method_options(method, options, with_sparsity=True)  # every run has a level
+        except InputError as err:
+            raise InputError(f"sweep: {label!r}: {err}") from None
+        resolved[label] = (method, options)
+    return resolved
+
+
+def _variant(label: str, method_options: Mapping[str, Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """(method, options) of a swept label: a method name, or a variant whose options name its ``method``."""
+    options = dict(method_options.get(label, {}))
+    method = options.pop("method", label)
+    if not isinstance(method, str):
+        raise InputError(f"sweep: method_options[{label!r}]['method'] must be a method name, got {method!r}")
+    return method, options
+
+
+def _check_mask_held(model: nn.Module, mask: Any, method: str, level: float) -> None:
+    """Fail loudly if fine-tuning moved a pruned weight off zero (the mask must hold them)."""
+    params = dict(model.named_parameters())
+    for name, keep in mask.masks.items():
+        revived = int((params[name].detach()[~keep.to(params[name].device)] != 0).sum())
+        if revived:
+            raise RuntimeError(f"sweep: fine-tuning {method} at {level} revived {revived} pruned weights of {name}")
+
+
+# (model, dense top-1, [(reduction %, top-1), ...], fine-tuned?, how it was pruned) -- METHOD.md section 6
+_PAPER_VIT = [
+    ("ViT-B/16 (torchvision V1)", 81.07, [(31, 82.2), (38, 80.9), (48, 78.0)], True, "rmt, cycles + fine-tuning"),
+    ("ViT-B/16 (SWAG)", 85.30, [(27.8, 85.82), (30.6, 85.26)], True, "rmt, cycles + fine-tuning"),
+    ("ViT-B/16 (timm augreg2)", 85.10, [(29.4, 83.47), (37.7, 80.58), (47.5, 66.80)], False, "rmt, one-shot"),
+    ("ViT-L/16 (timm)", 85.84, [(30, 85.05), (39, 84.08), (47.5, 81.49), (55, 74.40)], False, "rmt, cycles"),
+]
+# the authors' later re-run on ViT-B/16 augreg2, one fine-tune epoch per cycle, both methods in one run
+_PAPER_RERUN = {"rmt": [84.55, 82.57, 71.53], "magnitude": [84.46, 81.67, 67.44]}
+
+
+def paper_vit_results() -> pd.DataFrame:
+    """The paper's ImageNet-1k ViT numbers (arXiv 2503.01922) in :data:`SWEEP_COLUMNS` form.
+
+    ``source="paper"``, ``dataset="ImageNet-1k"``; ``target`` and ``sparsity`` are the reported
+    parameter reductions (unstructured zeros: ``stored_reduction`` is 0); a fine-tuned result goes in
+    ``top1_finetuned``, a one-shot or cycles-only one in ``top1_pruned``. An extra column
+    ``setting`` says how each was obtained. Includes the authors' re-run comparing ``rmt`` and
+    ``magnitude`` on ViT-B/16 augreg2 at 30/50/70%.
+    """
+    rows = []
+    for name, dense, points, tuned, setting in _PAPER_VIT:
+        rows.append(dict(method="dense", model=name, top1_dense=dense, target=0.0, sparsity=0.0, top1_pruned=dense,
+                         top1_finetuned=np.nan, setting="dense"))
+        for reduction, top1 in points:
+            rows.append(dict(method="rmt", model=name, top1_dense=dense, target=reduction / 100, sparsity=reduction / 100,
+                             top1_pruned=np.nan if tuned else top1, top1_finetuned=top1 if tuned else np.nan,
+                             setting=setting))
+    rerun = "ViT-B/16 (timm augreg2), authors' re-run"
+    rows.append(dict(method="dense", model=rerun, top1_dense=85.10, target=0.0, sparsity=0.0, top1_pruned=85.10,
+                     top1_finetuned=np.nan, setting="dense"))
+    for method, values in _PAPER_RERUN.items():
+        for level, top1 in zip((0.3, 0.5, 0.7), values):
+            rows.append(dict(method=method, model=rerun, top1_dense=85.10, target=level, sparsity=level,
+                             top1_pruned=np.nan, top1_finetuned=top1, setting="cycles, 1 fine-tune epoch per cycle"))
+    out = pd.DataFrame(rows)
+    out["stored_reduction"] = 0.0
+    out["dataset"] = "ImageNet-1k"
+    out["source"] = "paper"
+    for col in SWEEP_COLUMNS:
+        if col not in out:
+            out[col] = np.nan
+    return out[SWEEP_COLUMNS + ["setting"]]
+
+
+def _percent(level: float) -> str:
+    """A level as a percent column name: ``30%``, or every digit (``12.5%``) when it is not a whole percent,
+    so two levels never share a column."""
+    text = f"{level:.0%}"
+    return text if float(text[:-1]) == round(100.0 * float(level), 10) else f"{100.0 * float(level):.10g}%"
+
+
+def level_table(results: pd.DataFrame, value: str = "top1_pruned") -> pd.DataFrame:
+    """``value`` per method (rows) and target level (columns), the dense model's as a column.
+
+    One sweep's table: rows of several models, or two rows of one (method, level) (sweeps
+    concatenated), raise InputError instead of being averaged into one cell."""
+    models = results["model"].dropna().unique() if "model" in results else []
+    if len(models) > 1:
+        raise InputError(f"level_table: the results hold {len(models)} models ({', '.join(map(str, models))}); "
+                         "pass one model's rows")
+    runs = results[results["method"] != "dense"]
+    repeated = runs.groupby(["method", "target"], sort=False).size()
+    if (repeated > 1).any():
+        (method, level), times = next((key, n) for key, n in repeated.items() if n > 1)
+        raise InputError(f"level_table: {method} at level {level:g} appears {times} times "
+                         "(several sweeps in one table?); pass one sweep's rows")
+    table = runs.pivot_table(index="method", columns="target", values=value, sort=False)
+    table.columns = [_percent(c) for c in table.columns]
+    dense = results.loc[results["method"] == "dense", "top1_dense"]
+    if len(dense):
+        table.insert(0, "dense", float(dense.iloc[0]))
+    return table
+
+
+def default_esd_layers(model: nn.Module, count: int = 3) -> list[str]:
+    """A few representative layers: the first attention qkv, a middle MLP fc1 and the last MLP fc2
+    of a ViT; otherwise the first, middle and last prunable layers."""
+    from rmtlib.spectral.layers import prunable_layers
+
+    names = [n for n, _ in prunable_layers(model)]
+    if not names:
+        raise InputError(f"model {type(model).__name__} has no prunable layers")
+    qkv = [n for n in names if n.endswith("attn.qkv")]
+    fc1 = [n for n in names if n.endswith("mlp.fc1")]
+    fc2 = [n for n in names if n.endswith("mlp.fc2")]
+    if qkv and fc1 and fc2:
+        return [qkv[0], fc1[len(fc1) // 2], fc2[-1]][:count]
+    picks = [names[0], names[len(names) // 2], names[-1]]
+    return list(dict.fromkeys(picks))[:count]
+
+
+def layer_spectra(model: nn.Module, layers: Sequence[str], *, alpha: float = 0.25, beta: float = 0.8) -> dict[str, Any]:
+    """{layer: MPFit or None} for the named layers (a low-rank layer is read through its product
+    matrix); None when the MP fit is impossible, e.g. a matrix of very low rank."""
+    from rmtlib.spectral.fit import fit_mp
+    from rmtlib.spectral.layers import weight_matrix
+
+    out: dict[str, Any] = {}
+    for name in layers:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError as err:
+            raise InputError(f"layer {name!r} is not in the model") from err
+        matrix = module.rmt_matrix() if hasattr(module, "rmt_matrix") else weight_matrix(module)
+        try:
+            out[name] = fit_mp(matrix.detach().float().cpu(), alpha=alpha, beta=beta, name=name)
+        except InputError:
+            out[name] = None
+    return out
+
+

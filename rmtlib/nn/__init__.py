@@ -1,0 +1,1 @@
+"""Network building blocks: low-rank layers, parameter/MAC counting, checkpoints, model factories."""

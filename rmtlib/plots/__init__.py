@@ -1,0 +1,1 @@
+"""Figures only: every plot of the book and the CLI."""

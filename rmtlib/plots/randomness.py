@@ -1,0 +1,137 @@
+"""Figures of the theorem chapters: spectra during training (T2), loss vs randomness (T1), planted slack."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg") if not matplotlib.get_backend().lower().startswith(("module://", "inline")) else None
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from rmtlib.errors import InputError  # noqa: E402
+from rmtlib.spectral.fit import MPFit  # noqa: E402
+
+__all__ = ["plot_decay", "plot_loss_paths", "plot_planted_slack", "plot_planted_theta", "plot_singular_values", "METRIC_LABELS"]
+
+METRIC_LABELS = {
+    "sigma2": r"BEMA $\sigma^2$",
+    "sv_edge": r"edge $s_+$",
+    "gamma": r"bulk fraction $\gamma$",
+    "bulk_energy": r"bulk energy $\sum_{s_i \leq s_+} s_i^2$",
+    "n_spikes": "spikes above the edge",
+    "spike_energy": r"spike energy $\sum_{s_i > s_+} s_i^2$",
+}
+
+
+def plot_decay(spectra: pd.DataFrame, layer: str, metrics: Sequence[str] = ("sigma2", "sv_edge", "gamma", "bulk_energy"),
+               *, relative: bool = True, title: str | None = None) -> plt.Figure:
+    """One panel per metric for ``layer``: value per epoch (relative to epoch 0 with ``relative``),
+    colour = L2 strength, line style = width. Expects the columns of ``run_decay_experiment``."""
+    data = spectra[(spectra["layer"] == layer) & (spectra["status"] == "ok")].copy()
+    if data.empty:
+        raise InputError(f"plot_decay: no fitted rows for layer {layer!r}")
+    data["l2 strength"] = data["l2"].map(lambda v: f"{v:g}")
+    data["width N"] = data["width"].astype(str)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        y = metric
+        if relative and metric != "gamma":
+            start = data[data["epoch"] == 0].set_index(["width", "l2"])[metric]
+            data[f"{metric}_rel"] = data[metric] / start.reindex(pd.MultiIndex.from_frame(data[["width", "l2"]])).to_numpy()
+            y = f"{metric}_rel"
+        sns.lineplot(data=data, x="epoch", y=y, hue="l2 strength", style="width N", marker="o", markersize=4, ax=ax,
+                     legend=ax is axes[0][-1])
+        label = METRIC_LABELS.get(metric, metric)
+        ax.set_ylabel(f"{label} / value at init" if y != metric else label, fontsize=9)
+        ax.set_xlabel("epoch (0 = initialisation)")
+        if relative and metric == "bulk_energy":
+            ax.set_yscale("log")
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(title or f"layer {layer}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_paths(paths: pd.DataFrame, x: str, metrics: Sequence[str] = ("loss", "ce", "accuracy"), *,
+                    hue: str = "target", col_labels: dict[str, str] | None = None, xlabel: str | None = None,
+                    title: str | None = None) -> plt.Figure:
+    """One panel per metric against ``x`` (``theta`` or the noise ``scale``), one line per ``hue``
+    value; repeated draws at the same x are averaged with a band."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.3), squeeze=False)
+    labels = {"loss": "regularized loss CE + $\\lambda\\sum\\|W\\|_F^2$", "ce": "cross-entropy", "accuracy": "accuracy",
+              "reg": "$\\lambda \\sum \\|W\\|_F^2$", **(col_labels or {})}
+    for ax, metric in zip(axes[0], metrics):
+        sns.lineplot(data=paths, x=x, y=metric, hue=hue, marker="o", markersize=4, ax=ax, errorbar="sd",
+                     legend=ax is axes[0][-1])
+        ax.set_ylabel(labels.get(metric, metric), fontsize=9)
+        ax.set_xlabel(xlabel or x)
+    axes[0][-1].legend(fontsize=7, frameon=False, title=hue, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_planted_slack(trials: pd.DataFrame) -> plt.Figure:
+    """Left: the slack per seed and its mean against N (0 line: the inequality without slack).
+    Right: mean |slack| and the removed regularization lambda ||R2||^2 against N, log-log."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.scatter(trials["N"], trials["slack"], s=14, alpha=0.6, label="one seed")
+    mean = trials.groupby("N")["slack"].mean()
+    left.plot(mean.index, mean.to_numpy(), "k-o", ms=4, label="mean over seeds")
+    left.axhline(0.0, color="C3", lw=1, ls="--", label="no slack")
+    left.set_xscale("log", base=2)
+    left.set_xlabel("width N")
+    left.set_ylabel(r"slack = $L(S_2) - L(W_2) + \lambda\|R_2\|_F^2$", fontsize=9)
+    left.legend(fontsize=7, frameon=False)
+    grouped = trials.assign(abs_slack=trials["slack"].abs()).groupby("N")
+    right.loglog(grouped["abs_slack"].mean(), "k-o", ms=4, base=2, label="mean |slack|")
+    right.loglog(grouped["reg_removed"].mean(), "C0-s", ms=4, base=2, label=r"$\lambda\|R_2\|_F^2$ removed")
+    n = np.asarray(sorted(trials["N"].unique()), dtype=float)
+    ref = grouped["abs_slack"].mean().iloc[0] * np.sqrt(n[0] / n)
+    right.loglog(n, ref, color="0.5", ls=":", base=2, label=r"$\propto N^{-1/2}$ (guide)")
+    right.set_xlabel("width N")
+    right.set_ylabel("loss units")
+    right.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_planted_theta(paths: pd.DataFrame, trials: pd.DataFrame, N: int) -> plt.Figure:
+    """Regularized loss along S2 + theta R2 at width N (one line per seed) against the prediction
+    L(1) - lambda (1 - theta^2) ||R2||_F^2 (dashed)."""
+    sub = paths[paths["N"] == N]
+    if sub.empty:
+        raise InputError(f"plot_planted_theta: no path rows for N={N}")
+    fig, ax = plt.subplots(figsize=(5.2, 3.5))
+    for i, (seed, group) in enumerate(sub.groupby("seed")):
+        row = trials[(trials["N"] == N) & (trials["seed"] == seed)].iloc[0]
+        theta = group["theta"].to_numpy()
+        ax.plot(theta, group["loss"], "o-", color=f"C{i % 10}", ms=3, lw=1, label=f"seed {seed}")
+        ax.plot(theta, row["loss_W"] - row["reg_removed"] * (1 - theta**2), "--", color=f"C{i % 10}", lw=1)
+    ax.set_xlabel(r"$\theta$ in $W_2 = S_2 + \theta R_2$")
+    ax.set_ylabel("regularized loss")
+    ax.set_title(f"N = {N}; dashed: $L(W_2) - \\lambda(1-\\theta^2)\\|R_2\\|_F^2$", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_singular_values(fits: Sequence[tuple[str, MPFit]], ax: plt.Axes | None = None, *, title: str | None = None) -> plt.Axes:
+    """Singular values in descending order (log scale), one line per (label, fit), each with its
+    fitted edge ``s_+`` as a dashed line of the same colour: spikes are the points above it."""
+    ax = ax or plt.figure(figsize=(5.5, 3.6)).gca()
+    for i, (label, fit) in enumerate(fits):
+        sv = fit.singular_values
+        ax.semilogy(np.arange(1, len(sv) + 1), sv, color=f"C{i}", lw=1.4, label=f"{label} ({fit.n_spikes} spikes)")
+        if fit.ok:
+            ax.axhline(fit.sv_edge, color=f"C{i}", ls="--", lw=1)
+    ax.set_xlabel("rank i")
+    ax.set_ylabel("singular value $s_i$")
+    ax.set_title(title or "singular values; dashed: fitted edge $s_+$", fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    return ax

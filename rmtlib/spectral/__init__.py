@@ -1,0 +1,1 @@
+"""Spectra of weight matrices: Gram eigenvalues (one place), the MP fit, layer matrices, per-layer analysis."""

@@ -1,0 +1,1 @@
+"""Random-matrix theory with numpy/scipy only: the Marchenko-Pastur law and the Tracy-Widom edge."""

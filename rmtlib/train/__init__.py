@@ -1,0 +1,1 @@
+"""Training: loops, penalties and MP-scheduled splitting, data loaders, distributed helpers."""
