@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import timm  # noqa: E402
 import torch  # noqa: E402
+from _util import peak_rss, timed  # noqa: E402
 
 import rmtlib  # noqa: E402
-from _util import peak_rss, timed  # noqa: E402
 
 
 def main() -> None:
@@ -56,10 +56,15 @@ def main() -> None:
         t_svd.append(timed(run_svdvals, args.device))
     t_analyze.sort(), t_svd.sort()
     results = {
-        "model": args.model, "device": args.device, "matrices": len(matrices),
-        "torch_threads": torch.get_num_threads(), "cuda_device": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-        "analyze_s": t_analyze[len(t_analyze) // 2], "svdvals_s": t_svd[len(t_svd) // 2],
-        "model_mb": model_bytes / 2**20, "analyze_extra_rss_mb": (memory["peak"] - memory["before"]) / 2**20,
+        "model": args.model,
+        "device": args.device,
+        "matrices": len(matrices),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+        "analyze_s": t_analyze[len(t_analyze) // 2],
+        "svdvals_s": t_svd[len(t_svd) // 2],
+        "model_mb": model_bytes / 2**20,
+        "analyze_extra_rss_mb": (memory["peak"] - memory["before"]) / 2**20,
     }
     results["analyze_over_svdvals"] = results["analyze_s"] / results["svdvals_s"]
     results["extra_memory_over_model"] = results["analyze_extra_rss_mb"] / results["model_mb"]

@@ -43,9 +43,11 @@ except ImportError:  # pragma: no cover - the pool then shares BLAS threads; the
         print("threadpoolctl missing: pool workers use multi-threaded BLAS")
         return nullcontext()
 
+
+from _util import timed  # noqa: E402
+
 import rmtlib  # noqa: E402
 from rmtlib.spectral.gram import gram, gram_eigenvalues, singular_from_eigenvalues  # noqa: E402
-from _util import timed  # noqa: E402
 
 
 def grams_of(matrices: list[torch.Tensor], device: str) -> list[torch.Tensor]:
@@ -116,20 +118,34 @@ def main() -> None:
             for sv, shape in zip(singular, shapes):
                 rmtlib.fit_mp(sv, shape=shape)
 
-        times["rmtlib_gram+eig"] = float(np.median([
-            timed(lambda: gram_eigenvalues(matrices, labels, device=args.device), args.device) for _ in range(args.repeats)
-        ]))
+        times["rmtlib_gram+eig"] = float(
+            np.median(
+                [
+                    timed(lambda: gram_eigenvalues(matrices, labels, device=args.device), args.device)
+                    for _ in range(args.repeats)
+                ]
+            )
+        )
         times["fits"] = float(np.median([timed(fits, "cpu") for _ in range(args.repeats)]))
-        times["analyze_total"] = float(np.median([
-            timed(lambda: rmtlib.analyze(model, device=args.device, progress=False), args.device) for _ in range(args.repeats)
-        ]))
+        times["analyze_total"] = float(
+            np.median(
+                [
+                    timed(lambda: rmtlib.analyze(model, device=args.device, progress=False), args.device)
+                    for _ in range(args.repeats)
+                ]
+            )
+        )
     base = times["device"]
-    print(f"{args.model} on {args.device} ({torch.cuda.get_device_name() if args.device != 'cpu' else f'{cores} CPU cores'}), "
-          f"{len(grams)} Gram matrices; forming them took {t_gram:.3f} s")
+    print(
+        f"{args.model} on {args.device} ({torch.cuda.get_device_name() if args.device != 'cpu' else f'{cores} CPU cores'}), "
+        f"{len(grams)} Gram matrices; forming them took {t_gram:.3f} s"
+    )
     for name, value in times.items():
         print(f"{name:>14}: {value:8.3f} s   {value / base:6.2f}x device")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": args.model, "device": args.device, "gram_s": t_gram, **times}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"model": args.model, "device": args.device, "gram_s": t_gram, **times}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import timm  # noqa: E402
 import torch  # noqa: E402
+from _util import timed  # noqa: E402
 
 import rmtlib  # noqa: E402
-from _util import timed  # noqa: E402
 
 
 def main() -> None:
@@ -50,8 +50,9 @@ def main() -> None:
     torch.manual_seed(0)
     dense = timm.create_model(args.model, pretrained=False).eval().to(args.device)
     start = time.perf_counter()
-    low, report = rmtlib.prune(dense, "rmt_lowrank", sparsity=args.sparsity, device=args.device,
-                               rank_multiple=args.rank_multiple)
+    low, report = rmtlib.prune(
+        dense, "rmt_lowrank", sparsity=args.sparsity, device=args.device, rank_multiple=args.rank_multiple
+    )
     prune_s = time.perf_counter() - start
     low.eval()
     x = torch.randn(args.batch, *rmtlib.nn.count.example_input(dense).shape[1:], device=args.device)
@@ -62,7 +63,7 @@ def main() -> None:
         t_dense, t_low, c_dense, c_low = [], [], [], []
         pair = ((dense, t_dense, c_dense), (low, t_low, c_low))
         for i in range(args.repeats):  # interleaved, so load changes hit both alike; who goes first alternates
-            for model, wall, cpu in (pair if i % 2 == 0 else pair[::-1]):
+            for model, wall, cpu in pair if i % 2 == 0 else pair[::-1]:
                 start = time.process_time()
                 wall.append(timed(lambda: model(x), args.device))
                 cpu.append(time.process_time() - start)
@@ -72,15 +73,23 @@ def main() -> None:
     counts_d, counts_l = rmtlib.count_params(dense), rmtlib.count_params(low)
     x1 = x[:1]
     results = {
-        "model": args.model, "device": args.device, "batch": args.batch, "rank_multiple": args.rank_multiple,
+        "model": args.model,
+        "device": args.device,
+        "batch": args.batch,
+        "rank_multiple": args.rank_multiple,
         "cuda_device": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
         "torch_threads": torch.get_num_threads(),
-        "params_dense": counts_d["stored"], "params_lowrank": counts_l["stored"],
+        "params_dense": counts_d["stored"],
+        "params_lowrank": counts_l["stored"],
         "param_reduction": 1 - counts_l["stored"] / counts_d["stored"],
         "macs_ratio": rmtlib.count_macs(low, x1) / rmtlib.count_macs(dense, x1),
-        "factorized_layers": int((report["params_after"] < report["params_before"]).sum()), "layers": len(report),
-        "prune_s": prune_s, "dense_ms": 1e3 * t_dense[len(t_dense) // 2], "lowrank_ms": 1e3 * t_low[len(t_low) // 2],
-        "dense_min_ms": 1e3 * t_dense[0], "lowrank_min_ms": 1e3 * t_low[0],
+        "factorized_layers": int((report["params_after"] < report["params_before"]).sum()),
+        "layers": len(report),
+        "prune_s": prune_s,
+        "dense_ms": 1e3 * t_dense[len(t_dense) // 2],
+        "lowrank_ms": 1e3 * t_low[len(t_low) // 2],
+        "dense_min_ms": 1e3 * t_dense[0],
+        "lowrank_min_ms": 1e3 * t_low[0],
         "relative_output_change": float(err),
     }
     results["latency_ratio"] = results["lowrank_ms"] / results["dense_ms"]

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import timm  # noqa: E402
 import torch  # noqa: E402
+from _util import timed  # noqa: E402
 
 import rmtlib  # noqa: E402
-from _util import timed  # noqa: E402
 
 
 def main() -> None:
@@ -48,11 +48,16 @@ def main() -> None:
     warm = sorted(timed(run, args.device) for _ in range(args.repeats))
     report = out["report"]
     results = {
-        "model": args.model, "method": args.method, "device": args.device,
+        "model": args.model,
+        "method": args.method,
+        "device": args.device,
         "cuda_device": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-        "torch_threads": torch.get_num_threads(), "layers": len(report),
-        "target_sparsity": args.sparsity, "reached_sparsity": report.attrs["reached_sparsity"],
-        "first_run_s": first, "warm_median_s": warm[len(warm) // 2] if warm else None,
+        "torch_threads": torch.get_num_threads(),
+        "layers": len(report),
+        "target_sparsity": args.sparsity,
+        "reached_sparsity": report.attrs["reached_sparsity"],
+        "first_run_s": first,
+        "warm_median_s": warm[len(warm) // 2] if warm else None,
     }
     for key, value in results.items():
         print(f"{key:>18}: {value:.4g}" if isinstance(value, float) else f"{key:>18}: {value}")

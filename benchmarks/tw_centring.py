@@ -36,14 +36,24 @@ def main() -> None:
         top = noise_top_eigenvalues(m, n, args.trials, rng=np.random.default_rng([args.seed, index]))
         for centring in EDGE_CENTRINGS:
             x = tw_standardize(top, m, n, centring)
-            rows.append({"shape": shape, "trials": args.trials, "centring": centring, "mean": float(x.mean()),
-                         "mean_minus_tw1": float(x.mean()) - TW1_MEAN, "sd": float(x.std(ddof=1)),
-                         **{f"above_edge_beta_{b:g}": float(np.mean(x > tw1_ppf(1 - b))) for b in BETAS}})
+            rows.append(
+                {
+                    "shape": shape,
+                    "trials": args.trials,
+                    "centring": centring,
+                    "mean": float(x.mean()),
+                    "mean_minus_tw1": float(x.mean()) - TW1_MEAN,
+                    "sd": float(x.std(ddof=1)),
+                    **{f"above_edge_beta_{b:g}": float(np.mean(x > tw1_ppf(1 - b))) for b in BETAS},
+                }
+            )
     table = pd.DataFrame(rows)
     with pd.option_context("display.width", 160, "display.float_format", "{:.3f}".format):
         print(table.to_string(index=False))
-    print(f"TW1 mean {TW1_MEAN}; false-alarm targets {', '.join(f'{b:g}' for b in BETAS)} "
-          f"(standard error of a rate over {args.trials} trials: <= {0.5 / np.sqrt(args.trials):.3f})")
+    print(
+        f"TW1 mean {TW1_MEAN}; false-alarm targets {', '.join(f'{b:g}' for b in BETAS)} "
+        f"(standard error of a rate over {args.trials} trials: <= {0.5 / np.sqrt(args.trials):.3f})"
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"trials": args.trials, "seed": args.seed, "rows": rows}, fh, indent=1)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from rmtlib.errors import CheckpointError, DataError, InputError, RMTError
+from rmtlib.nn.checkpoints import load_checkpoint, save_checkpoint
+from rmtlib.nn.count import count_macs, count_params
+from rmtlib.nn.lowrank import LowRankConv2d, LowRankLinear, factorize, factorize_linear, replace_module
+from rmtlib.pruning import prune
+from rmtlib.spectral.analyze import analyze
 from rmtlib.spectral.fit import MPFit, fit_mp, singular_values
 from rmtlib.spectral.layers import layer_matrices, prunable_layers, weight_matrix
 from rmtlib.theory.mp import mp_cdf, mp_edges, mp_pdf, mp_ppf
-from rmtlib.spectral.analyze import analyze
 from rmtlib.theory.tracy_widom import tw1_cdf, tw1_ppf
-from rmtlib.nn.count import count_macs, count_params
-from rmtlib.nn.checkpoints import load_checkpoint, save_checkpoint
-from rmtlib.nn.lowrank import LowRankConv2d, LowRankLinear, factorize, factorize_linear, replace_module
-from rmtlib.pruning import prune
 
 try:
     __version__ = version("rmtlib")
@@ -21,9 +21,32 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+local"
 
 __all__ = [
-    "CheckpointError", "DataError", "InputError", "RMTError", "MPFit", "fit_mp", "singular_values",
-    "layer_matrices", "prunable_layers", "weight_matrix", "mp_cdf", "mp_edges", "mp_pdf", "mp_ppf",
-    "analyze", "tw1_cdf", "tw1_ppf", "__version__",
-    "count_macs", "count_params", "load_checkpoint", "save_checkpoint", "LowRankConv2d", "LowRankLinear",
-    "factorize", "factorize_linear", "replace_module", "prune",
+    "CheckpointError",
+    "DataError",
+    "InputError",
+    "RMTError",
+    "MPFit",
+    "fit_mp",
+    "singular_values",
+    "layer_matrices",
+    "prunable_layers",
+    "weight_matrix",
+    "mp_cdf",
+    "mp_edges",
+    "mp_pdf",
+    "mp_ppf",
+    "analyze",
+    "tw1_cdf",
+    "tw1_ppf",
+    "__version__",
+    "count_macs",
+    "count_params",
+    "load_checkpoint",
+    "save_checkpoint",
+    "LowRankConv2d",
+    "LowRankLinear",
+    "factorize",
+    "factorize_linear",
+    "replace_module",
+    "prune",
 ]

@@ -14,6 +14,7 @@ import datetime as _dt
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -25,14 +26,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import nbformat
+import numpy as np
+import papermill
 import yaml
+from papermill.exceptions import PapermillExecutionError
 
 from rmtlib.atomic import write_text_atomic
 from rmtlib.errors import InputError, RMTError
 
 __all__ = [
-    "Experiment", "RunResult", "NotebookError", "CONFIG_NAME", "GENERATED", "load_experiments", "source_hash",
-    "run_notebook", "run_book", "build_book", "toc_files", "project_root", "results_dir", "save_json",
+    "Experiment",
+    "RunResult",
+    "NotebookError",
+    "CONFIG_NAME",
+    "GENERATED",
+    "load_experiments",
+    "source_hash",
+    "run_notebook",
+    "run_book",
+    "build_book",
+    "toc_files",
+    "project_root",
+    "results_dir",
+    "save_json",
 ]
 
 CONFIG_NAME = "experiments.yaml"
@@ -94,9 +111,6 @@ def results_dir(output_dir: str | Path) -> Path:
 
 def _jsonable(obj: Any) -> Any:
     """Plain JSON values from numpy scalars/arrays, paths and tuples; non-finite floats become None."""
-    import math
-
-    import numpy as np
 
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -175,12 +189,19 @@ def load_experiments(config: str | Path, profile: str, only: Sequence[str] | Non
             raise InputError(f"{config}: notebook {name!r} must map to its settings, got {entry!r}")
         unknown = sorted(set(entry) - {"notebook", "params"} - set(profiles))
         if unknown:  # e.g. a misspelt profile: its parameters would be silently dropped
-            raise InputError(f"{config}: notebook {name!r} has unknown key(s) {', '.join(unknown)}; "
-                             f"allowed: notebook, params, {', '.join(profiles)}")
+            raise InputError(
+                f"{config}: notebook {name!r} has unknown key(s) {', '.join(unknown)}; "
+                f"allowed: notebook, params, {', '.join(profiles)}"
+            )
         path = root / entry.get("notebook", f"notebooks/{name}.ipynb")
         if not path.is_file():
             raise InputError(f"{config}: notebook {name!r} is listed but {path.relative_to(root)} does not exist")
-        params = {**defaults, "output_dir": f"results/{name}", **(entry.get("params") or {}), **(entry.get(profile) or {})}
+        params = {
+            **defaults,
+            "output_dir": f"results/{name}",
+            **(entry.get("params") or {}),
+            **(entry.get(profile) or {}),
+        }
         out.append(Experiment(name, path, params))
     return out
 
@@ -202,8 +223,13 @@ def library_hash() -> str:
 
 def package_hash(package: Path) -> str:
     """SHA-256 over the ``.py`` files and ``assets/`` of a package folder (``__pycache__`` ignored)."""
-    files = sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                   and (p.suffix == ".py" or "assets" in p.relative_to(package).parts))
+    files = sorted(
+        p
+        for p in package.rglob("*")
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and (p.suffix == ".py" or "assets" in p.relative_to(package).parts)
+    )
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(package)).encode())
@@ -216,7 +242,6 @@ def package_hash(package: Path) -> str:
 
 
 def _read_nb(path: Path) -> Any:
-    import nbformat
 
     return nbformat.read(str(path), as_version=4)
 
@@ -225,7 +250,6 @@ def _declared_parameters(exp: Experiment) -> dict[str, Any]:
     nb = _read_nb(exp.notebook)
     if not any("parameters" in cell.get("metadata", {}).get("tags", []) for cell in nb.cells):
         raise InputError(f"notebook {exp.name}: {exp.notebook.name} has no cell tagged 'parameters'")
-    import papermill
 
     return papermill.inspect_notebook(str(exp.notebook))
 
@@ -271,7 +295,6 @@ def machine_description() -> str:
 
 
 def _provenance_cell(exp: Experiment, profile: str, wall_s: float, root: Path) -> Any:
-    import nbformat
 
     params = ", ".join(f"`{k}={v!r}`" for k, v in exp.parameters.items())
     device = exp.parameters.get("device")
@@ -313,7 +336,12 @@ def _failure_message(exp: Experiment, err: Any, failed: Path) -> str:
 
 
 def run_notebook(
-    exp: Experiment, out_dir: str | Path, *, profile: str, cwd: str | Path, force: bool = False,
+    exp: Experiment,
+    out_dir: str | Path,
+    *,
+    profile: str,
+    cwd: str | Path,
+    force: bool = False,
     timeout_s: float | None = None,
 ) -> RunResult:
     """Execute one notebook into ``out_dir/<name>.ipynb`` unless the cache says it is up to date.
@@ -323,9 +351,6 @@ def run_notebook(
         NotebookError: a cell raised; the message names the notebook, the cell and the error, and
             the executed copy is kept as ``<name>.failed.ipynb``.
     """
-    import nbformat
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
 
     out_dir, cwd = Path(out_dir), Path(cwd)
     output = out_dir / f"{exp.name}.ipynb"
@@ -333,8 +358,10 @@ def run_notebook(
     declared = _declared_parameters(exp)
     unknown = sorted(set(exp.parameters) - set(declared))
     if unknown:
-        raise InputError(f"notebook {exp.name}: parameter(s) {', '.join(unknown)} not declared in its parameters cell "
-                         f"(declared: {', '.join(declared) or 'none'})")
+        raise InputError(
+            f"notebook {exp.name}: parameter(s) {', '.join(unknown)} not declared in its parameters cell "
+            f"(declared: {', '.join(declared) or 'none'})"
+        )
     key = source_hash(exp.notebook, exp.parameters)
     if not force and _is_cached(exp, output, key, cwd):
         return RunResult(exp.name, "cached", output, 0.0)
@@ -349,8 +376,14 @@ def run_notebook(
     try:
         with _kernel_environment():
             papermill.execute_notebook(
-                str(exp.notebook), str(tmp), parameters=exp.parameters, kernel_name="python3", cwd=str(cwd),
-                progress_bar=False, log_output=False, execution_timeout=timeout_s,
+                str(exp.notebook),
+                str(tmp),
+                parameters=exp.parameters,
+                kernel_name="python3",
+                cwd=str(cwd),
+                progress_bar=False,
+                log_output=False,
+                execution_timeout=timeout_s,
             )
     except PapermillExecutionError as err:
         tmp.chmod(0o644)
@@ -366,8 +399,12 @@ def run_notebook(
     root = project_root(cwd)
     _insert_provenance(nb, _provenance_cell(exp, profile, wall, root))
     nb.metadata[_META] = {
-        "hash": key, "profile": profile, "parameters": exp.parameters, "wall_s": round(wall, 2),
-        "executed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine_description(),
+        "hash": key,
+        "profile": profile,
+        "parameters": exp.parameters,
+        "wall_s": round(wall, 2),
+        "executed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_description(),
     }
     nbformat.write(nb, str(tmp))
     tmp.chmod(0o644)  # mkstemp made it private
@@ -404,7 +441,6 @@ def toc_files(root: str | Path) -> list[str]:
 
 def _write_stub(path: Path, name: str, root: Path) -> None:
     """A placeholder page for a chapter in the toc whose notebook has not run, so the build can go on."""
-    import nbformat
 
     title = name
     template = root / "notebooks" / f"{name}.ipynb"
@@ -414,9 +450,12 @@ def _write_stub(path: Path, name: str, root: Path) -> None:
                 title = cell.source.lstrip().splitlines()[0].lstrip("#").strip()
                 break
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell(
-        f"# {title}\n\nThis chapter {STUB_MARKER}. Run `rmtlib book --only {name}` (or `make book`) to execute "
-        f"`notebooks/{name}.ipynb` and render it here.")]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(
+            f"# {title}\n\nThis chapter {STUB_MARKER}. Run `rmtlib book --only {name}` (or `make book`) to execute "
+            f"`notebooks/{name}.ipynb` and render it here."
+        )
+    ]
     nb.metadata[_META] = {"stub": True}
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))
@@ -438,8 +477,13 @@ def build_book(root: str | Path, *, log: Callable[[str], None] = print, strict: 
         else:
             raise InputError(f"_toc.yml lists {entry} but no {entry}.md / .ipynb exists")
     exe = Path(sys.executable).parent / "jupyter-book"
-    cmd = [str(exe) if exe.is_file() else (shutil.which("jupyter-book") or "jupyter-book"), "build", str(root),
-           "--builder", "html"]
+    cmd = [
+        str(exe) if exe.is_file() else (shutil.which("jupyter-book") or "jupyter-book"),
+        "build",
+        str(root),
+        "--builder",
+        "html",
+    ]
     if strict:
         cmd += ["-W", "--keep-going"]
     log("$ " + " ".join(cmd))
@@ -477,8 +521,12 @@ def run_book(
         results.append(result)
         log(f"    {result.status}" + (f" in {result.wall_s:.1f} s" if result.status == "ran" else " (unchanged)"))
     notebooks_s = time.perf_counter() - start
-    summary = {"profile": profile, "machine": machine_description(), "notebooks_s": round(notebooks_s, 1),
-               "notebooks": [{"name": r.name, "status": r.status, "wall_s": round(r.wall_s, 1)} for r in results]}
+    summary = {
+        "profile": profile,
+        "machine": machine_description(),
+        "notebooks_s": round(notebooks_s, 1),
+        "notebooks": [{"name": r.name, "status": r.status, "wall_s": round(r.wall_s, 1)} for r in results],
+    }
     if build:
         build_book(root, log=log)
         summary["total_s"] = round(time.perf_counter() - start, 1)

@@ -33,8 +33,11 @@ WRITE = (
 
 
 def _project(tmp_path: Path, quick: dict, notebooks: dict | None = None) -> Path:
-    spec = {"profiles": {"quick": "short", "full": "long"}, "defaults": {},
-            "notebooks": notebooks or {"fake": {"params": {"value": 1}, "quick": quick}}}
+    spec = {
+        "profiles": {"quick": "short", "full": "long"},
+        "defaults": {},
+        "notebooks": notebooks or {"fake": {"params": {"value": 1}, "quick": quick}},
+    }
     (tmp_path / "experiments.yaml").write_text(json.dumps(spec))  # JSON is valid YAML
     return tmp_path
 
@@ -144,11 +147,13 @@ def test_undeclared_parameter_and_missing_parameters_cell_are_refused(tmp_path):
 def test_build_writes_placeholder_for_unexecuted_chapter_and_refuses_missing_pages(tmp_path, monkeypatch):
     (tmp_path / "book").mkdir()
     (tmp_path / "book" / "intro.md").write_text("# Intro\n")
-    (tmp_path / "_toc.yml").write_text(
-        "format: jb-book\nroot: book/intro\nchapters:\n- file: book/generated/09_new\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/generated/09_new\n")
     calls = []
-    monkeypatch.setattr(book.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or
-                        type("P", (), {"returncode": 0, "stdout": "", "stderr": ""})())
+    monkeypatch.setattr(
+        book.subprocess,
+        "run",
+        lambda cmd, **kw: calls.append(cmd) or type("P", (), {"returncode": 0, "stdout": "", "stderr": ""})(),
+    )
     book.build_book(tmp_path, log=lambda _: None)
     stub = nbformat.read(str(tmp_path / "book" / "generated" / "09_new.ipynb"), as_version=4)
     assert book.STUB_MARKER in stub.cells[0].source
@@ -159,7 +164,9 @@ def test_build_writes_placeholder_for_unexecuted_chapter_and_refuses_missing_pag
 
 
 def test_save_json_writes_numpy_and_nan_as_plain_json(tmp_path):
-    path = save_json({"a": np.float64(1.5), "b": np.arange(3), "c": math.nan, "d": (1, np.int64(2))}, tmp_path / "x.json")
+    path = save_json(
+        {"a": np.float64(1.5), "b": np.arange(3), "c": math.nan, "d": (1, np.int64(2))}, tmp_path / "x.json"
+    )
     assert json.loads(path.read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": None, "d": [1, 2]}
 
 
@@ -180,9 +187,14 @@ def test_cli_reports_bad_profile_with_exit_code_2(tmp_path, capsys):
     assert "unknown profile 'huge'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("text, message", [("profiles: 3\nnotebooks: {a: {}}\n", "'profiles' must map"),
-                                           ("just a string\n", "expected a mapping"),
-                                           ("profiles: {quick: q}\ndefaults: [1]\nnotebooks: {a: {}}\n", "'defaults' must map")])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("profiles: 3\nnotebooks: {a: {}}\n", "'profiles' must map"),
+        ("just a string\n", "expected a mapping"),
+        ("profiles: {quick: q}\ndefaults: [1]\nnotebooks: {a: {}}\n", "'defaults' must map"),
+    ],
+)
 def test_a_malformed_config_is_an_input_error_naming_the_file(tmp_path, text, message):
     """These used to be a TypeError / AttributeError traceback."""
     config = tmp_path / "experiments.yaml"

@@ -26,14 +26,27 @@ HTML = ROOT / "_build" / "html"
 SHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = Path(os.environ.get("RMTLIB_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
-ERROR_SELECTORS = ", ".join([
-    ".output.stderr", ".output.traceback", ".output.error", ".cell_output .ansi-red-fg", ".output_error",
-])
+ERROR_SELECTORS = ", ".join(
+    [
+        ".output.stderr",
+        ".output.traceback",
+        ".output.error",
+        ".cell_output .ansi-red-fg",
+        ".output_error",
+    ]
+)
 
-PAGE_REPORT_JS = """
+PAGE_REPORT_JS = (
+    """
 async () => {
   if (window.MathJax && window.MathJax.Hub) {  // wait until the formulas are typeset (MathJax 2)
     await new Promise(done => { window.MathJax.Hub.Queue(done); setTimeout(done, 20000); });
@@ -51,7 +64,9 @@ async () => {
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
   };
 }
-""" % ERROR_SELECTORS
+"""
+    % ERROR_SELECTORS
+)
 
 
 def _unavailable(reason: str) -> None:
@@ -143,11 +158,15 @@ def test_every_page_loads_with_a_title_and_no_script_errors(visited):
         assert report["h1"], f"{name}: no heading on {report['url']}"
         assert not report["page_errors"], f"{name}: JavaScript or resource errors {report['page_errors']}"
     index = visited["pages"]["__index__"]
-    assert index["status"] == 200 and index["final_url"].endswith(".html"), f"index.html does not land on a page: {index}"
+    assert index["status"] == 200 and index["final_url"].endswith(".html"), (
+        f"index.html does not land on a page: {index}"
+    )
 
 
 def test_every_image_loaded_with_nonzero_size(visited):
-    broken = [(name, img["src"]) for name, report in _chapters(visited).items() for img in report["images"] if not img["ok"]]
+    broken = [
+        (name, img["src"]) for name, report in _chapters(visited).items() for img in report["images"] if not img["ok"]
+    ]
     assert not broken, f"images that did not load: {broken}"
     chapters = [name for name, path in _pages().items() if "generated" in path.parts]
     for name in chapters:  # an executed chapter without a single figure means its outputs were lost

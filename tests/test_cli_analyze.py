@@ -48,8 +48,22 @@ def test_edge_centring_option_reaches_the_fit(tmp_path):
     ckpt = tmp_path / "fc.safetensors"
     save_checkpoint(create_model("fc:784-64-10"), ckpt)
     out = tmp_path / "t.csv"
-    assert main(["analyze", "fc:784-64-10", "--checkpoint", str(ckpt), "--edge-centring", "ma", "--out", str(out),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "fc:784-64-10",
+                "--checkpoint",
+                str(ckpt),
+                "--edge-centring",
+                "ma",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out)
     want = analyze(create_model("fc:784-64-10", checkpoint=ckpt), edge_centring="ma", progress=False)
     paper = analyze(create_model("fc:784-64-10", checkpoint=ckpt), progress=False)

@@ -10,8 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rmtlib.cli.args import (check_output_dir, check_output_file, key_values, names, non_negative_int,
-                             positive_counts, sparsity_levels, write_csv_atomic, write_json_atomic)
+from rmtlib.cli.args import (
+    check_output_dir,
+    check_output_file,
+    key_values,
+    names,
+    non_negative_int,
+    positive_counts,
+    sparsity_levels,
+    write_csv_atomic,
+    write_json_atomic,
+)
 from rmtlib.errors import InputError
 
 

@@ -9,13 +9,22 @@ import pytest
 import torch
 
 from rmtlib.cli.main import main
-from rmtlib.nn.count import count_params
 from rmtlib.nn.checkpoints import read_checkpoint, save_checkpoint
+from rmtlib.nn.count import count_params
 from rmtlib.nn.lowrank import LowRankLinear
 from rmtlib.nn.models import create_model
 
-TINY_VIT = ["vit_tiny_patch16_224", "--set", "img_size=32", "--set", "patch_size=8", "--set", "depth=2",
-            "--set", "num_classes=10"]
+TINY_VIT = [
+    "vit_tiny_patch16_224",
+    "--set",
+    "img_size=32",
+    "--set",
+    "patch_size=8",
+    "--set",
+    "depth=2",
+    "--set",
+    "num_classes=10",
+]
 
 
 def test_prune_fc_and_reload(tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -23,9 +32,26 @@ def test_prune_fc_and_reload(tmp_path: Path, capsys: pytest.CaptureFixture):
     source = create_model("fc:64-48-10")
     save_checkpoint(source, tmp_path / "in.safetensors")
     out = tmp_path / "out" / "pruned.safetensors"
-    rc = main(["prune", "fc:64-48-10", "--checkpoint", str(tmp_path / "in.safetensors"), "--method", "magnitude",
-               "--sparsity", "0.5", "--option", "scope=global", "--out", str(out), "--report", str(tmp_path / "r.csv"),
-               "--layers", "--quiet"])
+    rc = main(
+        [
+            "prune",
+            "fc:64-48-10",
+            "--checkpoint",
+            str(tmp_path / "in.safetensors"),
+            "--method",
+            "magnitude",
+            "--sparsity",
+            "0.5",
+            "--option",
+            "scope=global",
+            "--out",
+            str(out),
+            "--report",
+            str(tmp_path / "r.csv"),
+            "--layers",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "reached 0.5000" in text and "MACs per sample" in text and "scope=global" in text
@@ -60,26 +86,40 @@ def _exit_code(argv: list[str]) -> int:
         return int(stop.code)
 
 
-@pytest.mark.parametrize("extra", [
-    ["--method", "magnitude", "--sparsity", "1.0"],
-    ["--method", "magnitude", "--sparsity", "-0.2"],
-    ["--method", "magnitude", "--sparsity", "half"],
-    ["--method", "nope", "--sparsity", "0.5"],
-    ["--method", "magnitude", "--sparsity", "0.5", "--exclude", "*"],
-    ["--method", "magnitude", "--sparsity", "0.5", "--option", "bogus=1"],
-    ["--method", "magnitude", "--sparsity", "0.5", "--checkpoint", "missing.safetensors"],
-    ["--method", "magnitude"],
-    ["--method", "magnitude", "--sparsity", "0.5", "--finetune-epochs", "1"],  # fine-tuning needs --data
-    ["--method", "magnitude", "--sparsity", "0.5", "--data", "synthetic", "--batch-size", "0"],
-    ["--method", "magnitude", "--sparsity", "0.5", "--data", "synthetic", "--train-subset", "0"],
-    ["--method", "rmt", "--sparsity", "0.5", "--option", "cycles=2"],
-    ["--method", "magnitude", "--sparsity", "0.3", "--option", "seed=1"],  # was a TypeError traceback
-    ["--method", "magnitude", "--sparsity", "0.3", "--data", "no/such/folder"],  # was found after pruning
-    ["--method", "magnitude", "--sparsity", "0.3", "--data", "synthetic", "--finetune-epochs", "1", "--finetune-lr", "nan"],
-    ["--method", "rmt", "--sparsity", "0.3", "--option", "rho=-0.1"],  # ran 200 cycles, then a wrong cause
-    ["--method", "rmt", "--sparsity", "0.3", "--option", "rho=NaN"],
-    ["--method", "rmt_oneshot", "--sparsity", "0.3", "--option", "scale=-1"],
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--method", "magnitude", "--sparsity", "1.0"],
+        ["--method", "magnitude", "--sparsity", "-0.2"],
+        ["--method", "magnitude", "--sparsity", "half"],
+        ["--method", "nope", "--sparsity", "0.5"],
+        ["--method", "magnitude", "--sparsity", "0.5", "--exclude", "*"],
+        ["--method", "magnitude", "--sparsity", "0.5", "--option", "bogus=1"],
+        ["--method", "magnitude", "--sparsity", "0.5", "--checkpoint", "missing.safetensors"],
+        ["--method", "magnitude"],
+        ["--method", "magnitude", "--sparsity", "0.5", "--finetune-epochs", "1"],  # fine-tuning needs --data
+        ["--method", "magnitude", "--sparsity", "0.5", "--data", "synthetic", "--batch-size", "0"],
+        ["--method", "magnitude", "--sparsity", "0.5", "--data", "synthetic", "--train-subset", "0"],
+        ["--method", "rmt", "--sparsity", "0.5", "--option", "cycles=2"],
+        ["--method", "magnitude", "--sparsity", "0.3", "--option", "seed=1"],  # was a TypeError traceback
+        ["--method", "magnitude", "--sparsity", "0.3", "--data", "no/such/folder"],  # was found after pruning
+        [
+            "--method",
+            "magnitude",
+            "--sparsity",
+            "0.3",
+            "--data",
+            "synthetic",
+            "--finetune-epochs",
+            "1",
+            "--finetune-lr",
+            "nan",
+        ],
+        ["--method", "rmt", "--sparsity", "0.3", "--option", "rho=-0.1"],  # ran 200 cycles, then a wrong cause
+        ["--method", "rmt", "--sparsity", "0.3", "--option", "rho=NaN"],
+        ["--method", "rmt_oneshot", "--sparsity", "0.3", "--option", "scale=-1"],
+    ],
+)
 def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, extra: list[str], monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out.safetensors"
@@ -94,9 +134,25 @@ def test_nan_and_unreadable_checkpoints(tmp_path: Path, capsys: pytest.CaptureFi
     save_checkpoint(model, tmp_path / "nan.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     out = tmp_path / "out.safetensors"
-    for ckpt, message in (("nan.safetensors", "layer 3: weight contains 1 NaN"), ("junk.safetensors", "junk.safetensors")):
-        rc = _exit_code(["prune", "fc:16-8-4", "--checkpoint", str(tmp_path / ckpt), "--method", "rmt",
-                         "--sparsity", "0.3", "--out", str(out), "--quiet"])
+    for ckpt, message in (
+        ("nan.safetensors", "layer 3: weight contains 1 NaN"),
+        ("junk.safetensors", "junk.safetensors"),
+    ):
+        rc = _exit_code(
+            [
+                "prune",
+                "fc:16-8-4",
+                "--checkpoint",
+                str(tmp_path / ckpt),
+                "--method",
+                "rmt",
+                "--sparsity",
+                "0.3",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
         assert rc == 2 and message in capsys.readouterr().err
         assert not out.exists()
 
@@ -115,8 +171,24 @@ def test_mnist_vit_without_checkpoint_prunes_the_committed_weights(tmp_path: Pat
 
 def test_dense_top1_is_the_unpruned_models(tmp_path: Path, capsys: pytest.CaptureFixture):
     """A random-init model: the dense top-1 is measured on the model before pruning, not on a second random draw."""
-    assert main(["prune", "fc:784-32-10", "--method", "magnitude", "--sparsity", "0.0", "--data", "synthetic",
-                 "--quiet", "--seed", "5"]) == 0
+    assert (
+        main(
+            [
+                "prune",
+                "fc:784-32-10",
+                "--method",
+                "magnitude",
+                "--sparsity",
+                "0.0",
+                "--data",
+                "synthetic",
+                "--quiet",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
     line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("accuracy on"))
     dense, pruned = (part.split()[-1] for part in line.split(": ", 1)[1].split(", ")[:2])
     assert dense == pruned  # sparsity 0 removes nothing, so the two must agree
@@ -134,7 +206,9 @@ def test_outputs_are_checked_up_front(tmp_path: Path, monkeypatch: pytest.Monkey
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access  # this machine runs as root, which the mode bits do not stop: stand in for them
-    monkeypatch.setattr("rmtlib.cli.args.os.access", lambda path, mode: Path(path).name != "locked" and real_access(path, mode))
+    monkeypatch.setattr(
+        "rmtlib.cli.args.os.access", lambda path, mode: Path(path).name != "locked" and real_access(path, mode)
+    )
     assert _exit_code([*argv, "--out", "locked/p.safetensors"]) == 2
     assert "--out: cannot write into locked" in capsys.readouterr().err
     assert _exit_code([*argv, "--out", "p.safetensors", "--report", "locked/sub/r.csv"]) == 2  # no p.safetensors either
@@ -142,17 +216,20 @@ def test_outputs_are_checked_up_front(tmp_path: Path, monkeypatch: pytest.Monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["locked"] and not any(locked.iterdir())
 
 
-def test_bad_data_and_finetune_settings_stop_before_pruning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture):
-    import rmtlib.pruning
+def test_bad_data_and_finetune_settings_stop_before_pruning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    import rmtlib.cli.prune
 
     def no_pruning(*args, **kwargs):
         raise AssertionError("pruned before the settings were checked")
 
-    monkeypatch.setattr(rmtlib.pruning, "prune", no_pruning)
+    monkeypatch.setattr(rmtlib.cli.prune, "prune", no_pruning)
     argv = ["prune", "fc:16-8-4", "--method", "magnitude", "--sparsity", "0.3", "--quiet"]
-    for extra, message in ((["--data", str(tmp_path / "nothing")], "nothing"),
-                           (["--data", "synthetic", "--finetune-epochs", "1", "--finetune-lr", "nan"], "--finetune-lr")):
+    for extra, message in (
+        (["--data", str(tmp_path / "nothing")], "nothing"),
+        (["--data", "synthetic", "--finetune-epochs", "1", "--finetune-lr", "nan"], "--finetune-lr"),
+    ):
         assert _exit_code([*argv, *extra]) == 2
         assert message in capsys.readouterr().err
 
@@ -160,8 +237,20 @@ def test_bad_data_and_finetune_settings_stop_before_pruning(tmp_path: Path, monk
 def test_edge_centring_flag_reaches_the_report_and_the_checkpoint(tmp_path: Path):
     argv = ["prune", "fc:784-64-10", "--method", "rmt_oneshot", "--sparsity", "0.3", "--quiet"]
     for centring in ("paper", "ma"):
-        assert main([*argv, "--edge-centring", centring, "--report", str(tmp_path / f"{centring}.csv"),
-                     "--out", str(tmp_path / f"{centring}.safetensors")]) == 0
+        assert (
+            main(
+                [
+                    *argv,
+                    "--edge-centring",
+                    centring,
+                    "--report",
+                    str(tmp_path / f"{centring}.csv"),
+                    "--out",
+                    str(tmp_path / f"{centring}.safetensors"),
+                ]
+            )
+            == 0
+        )
     paper, ma = (pd.read_csv(tmp_path / f"{c}.csv", dtype={"layer": str}).set_index("layer") for c in ("paper", "ma"))
     assert ma.loc["1", "sv_edge"] != pytest.approx(paper.loc["1", "sv_edge"], rel=1e-6)
     assert read_checkpoint(tmp_path / "ma.safetensors")[1]["metadata"]["edge_centring"] == "ma"
@@ -169,6 +258,22 @@ def test_edge_centring_flag_reaches_the_report_and_the_checkpoint(tmp_path: Path
 
 def test_fit_stays_a_method_option(tmp_path: Path):
     """--option fit=false (prune's fit= has no flag) was refused by the check against clashing options."""
-    assert main(["prune", "fc:16-8-4", "--method", "magnitude", "--sparsity", "0.3", "--option", "fit=false",
-                 "--report", str(tmp_path / "r.csv"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "prune",
+                "fc:16-8-4",
+                "--method",
+                "magnitude",
+                "--sparsity",
+                "0.3",
+                "--option",
+                "fit=false",
+                "--report",
+                str(tmp_path / "r.csv"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert pd.read_csv(tmp_path / "r.csv")["gamma"].isna().all()  # no MP fit was made

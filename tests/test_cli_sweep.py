@@ -11,12 +11,12 @@ import torch
 
 from rmtlib.cli.main import main
 from rmtlib.cli.sweep import RESUME_TOP1_TOLERANCE, level_summary, level_text, method_options
-from rmtlib.nn.count import count_params
-from rmtlib.train.data import load_dataset, make_loader
 from rmtlib.errors import InputError
-from rmtlib.nn.checkpoints import read_checkpoint, save_checkpoint
-from rmtlib.nn.models import create_model
 from rmtlib.experiments.sweep import SWEEP_COLUMNS, sweep
+from rmtlib.nn.checkpoints import read_checkpoint, save_checkpoint
+from rmtlib.nn.count import count_params
+from rmtlib.nn.models import create_model
+from rmtlib.train.data import load_dataset, make_loader
 
 MODEL = "fc:784-48-10"
 TIMINGS = ["prune_s", "finetune_s"]
@@ -40,10 +40,37 @@ def _exit_code(argv: list[str]) -> int:
 def test_cli_table_equals_library_sweep(tmp_path: Path, schedule: str, capsys: pytest.CaptureFixture):
     ckpt = _checkpoint(tmp_path)
     out = tmp_path / "res" / "sweep.csv"
-    rc = main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude,svd,glob",
-               "--option", "glob.method=magnitude", "--option", "glob.scope=global", "--levels", "0.6,0.3",
-               "--schedule", schedule, "--finetune-steps", "2", "--batch-size", "32", "--seed", "5",
-               "--out", str(out), "--plot", str(tmp_path / "res" / "sweep.png"), "--quiet"])
+    rc = main(
+        [
+            "sweep",
+            MODEL,
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            "synthetic",
+            "--methods",
+            "magnitude,svd,glob",
+            "--option",
+            "glob.method=magnitude",
+            "--option",
+            "glob.scope=global",
+            "--levels",
+            "0.6,0.3",
+            "--schedule",
+            schedule,
+            "--finetune-steps",
+            "2",
+            "--batch-size",
+            "32",
+            "--seed",
+            "5",
+            "--out",
+            str(out),
+            "--plot",
+            str(tmp_path / "res" / "sweep.png"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     got = pd.read_csv(out)
     assert list(got.columns) == SWEEP_COLUMNS
@@ -51,10 +78,21 @@ def test_cli_table_equals_library_sweep(tmp_path: Path, schedule: str, capsys: p
     model = create_model(MODEL, checkpoint=ckpt).eval()
     eval_loader = make_loader(load_dataset("synthetic", "test"), 500)
     train_loader = make_loader(load_dataset("synthetic", "train"), 32, shuffle=True, seed=5)
-    want = sweep(model, ["magnitude", "svd", "glob"], [0.6, 0.3], eval_loader=eval_loader, finetune_loader=train_loader,
-                 finetune_steps=2, method_options={"glob": {"method": "magnitude", "scope": "global"}},
-                 prune_options={"include": None, "exclude": None, "alpha": 0.25, "beta": 0.8}, schedule=schedule,
-                 device="cpu", seed=5, model_name=MODEL, dataset="synthetic")
+    want = sweep(
+        model,
+        ["magnitude", "svd", "glob"],
+        [0.6, 0.3],
+        eval_loader=eval_loader,
+        finetune_loader=train_loader,
+        finetune_steps=2,
+        method_options={"glob": {"method": "magnitude", "scope": "global"}},
+        prune_options={"include": None, "exclude": None, "alpha": 0.25, "beta": 0.8},
+        schedule=schedule,
+        device="cpu",
+        seed=5,
+        model_name=MODEL,
+        dataset="synthetic",
+    )
     want = pd.read_csv(_roundtrip(want, tmp_path / "want.csv"))
     pd.testing.assert_frame_equal(got.drop(columns=TIMINGS), want.drop(columns=TIMINGS))
     assert set(got["schedule"]) == {schedule} and (tmp_path / "res" / "sweep.png").stat().st_size > 0
@@ -70,10 +108,31 @@ def _roundtrip(table: pd.DataFrame, path: Path) -> Path:
 
 def test_save_dir_holds_each_pruned_model(tmp_path: Path):
     ckpt = _checkpoint(tmp_path)
-    rc = main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "glob",
-               "--option", "glob.method=magnitude", "--option", "glob.scope=global",
-               "--levels", "0.3,0.5", "--schedule", "gradual", "--save-dir", str(tmp_path / "models"),
-               "--out", str(tmp_path / "s.csv"), "--quiet"])
+    rc = main(
+        [
+            "sweep",
+            MODEL,
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            "synthetic",
+            "--methods",
+            "glob",
+            "--option",
+            "glob.method=magnitude",
+            "--option",
+            "glob.scope=global",
+            "--levels",
+            "0.3,0.5",
+            "--schedule",
+            "gradual",
+            "--save-dir",
+            str(tmp_path / "models"),
+            "--out",
+            str(tmp_path / "s.csv"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     table = pd.read_csv(tmp_path / "s.csv").set_index("target")
     for level in (0.3, 0.5):
@@ -92,6 +151,7 @@ def test_save_dir_holds_each_pruned_model(tmp_path: Path):
 
 
 def test_interrupted_sweep_keeps_its_finished_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import rmtlib.experiments.sweep
     import rmtlib.pruning
 
     real = rmtlib.pruning.prune
@@ -103,11 +163,24 @@ def test_interrupted_sweep_keeps_its_finished_rows(tmp_path: Path, monkeypatch: 
             raise KeyboardInterrupt  # the user stops a long sweep
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rmtlib.pruning, "prune", failing_third)
+    monkeypatch.setattr(rmtlib.experiments.sweep, "prune", failing_third)  # where the sweep looks it up
     out = tmp_path / "s.csv"
     with pytest.raises(KeyboardInterrupt):
-        main(["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude,svd", "--levels", "0.3,0.5",
-              "--out", str(out), "--quiet"])
+        main(
+            [
+                "sweep",
+                MODEL,
+                "--data",
+                "synthetic",
+                "--methods",
+                "magnitude,svd",
+                "--levels",
+                "0.3,0.5",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
     table = pd.read_csv(out)
     assert list(table["method"]) == ["dense", "magnitude", "magnitude"] and list(table["target"]) == [0.0, 0.3, 0.5]
     # no temporary left behind; the settings record sits beside the table
@@ -116,6 +189,7 @@ def test_interrupted_sweep_keeps_its_finished_rows(tmp_path: Path, monkeypatch: 
 
 def _interrupt_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
     """Make the ``call``-th pruning of the next sweep raise KeyboardInterrupt (a user stopping it)."""
+    import rmtlib.experiments.sweep
     import rmtlib.pruning
 
     real, calls = rmtlib.pruning.prune, []
@@ -126,18 +200,39 @@ def _interrupt_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rmtlib.pruning, "prune", prune)
+    monkeypatch.setattr(rmtlib.experiments.sweep, "prune", prune)
 
 
 @pytest.mark.parametrize("schedule, stop_at", [("oneshot", 3), ("oneshot", 5), ("gradual", 2), ("gradual", 5)])
-def test_resumed_sweep_equals_an_uninterrupted_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   schedule: str, stop_at: int):
+def test_resumed_sweep_equals_an_uninterrupted_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, schedule: str, stop_at: int
+):
     ckpt = _checkpoint(tmp_path)
 
     def argv(out: str, folder: str) -> list[str]:
-        return ["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude,svd",
-                "--levels", "0.6,0.3,0.45", "--schedule", schedule, "--finetune-steps", "2", "--batch-size", "32",
-                "--out", str(tmp_path / out), "--save-dir", str(tmp_path / folder), "--quiet"]
+        return [
+            "sweep",
+            MODEL,
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            "synthetic",
+            "--methods",
+            "magnitude,svd",
+            "--levels",
+            "0.6,0.3,0.45",
+            "--schedule",
+            schedule,
+            "--finetune-steps",
+            "2",
+            "--batch-size",
+            "32",
+            "--out",
+            str(tmp_path / out),
+            "--save-dir",
+            str(tmp_path / folder),
+            "--quiet",
+        ]
 
     assert main(argv("whole.csv", "whole")) == 0
     with monkeypatch.context() as patch:
@@ -157,17 +252,43 @@ def test_resumed_sweep_equals_an_uninterrupted_one(tmp_path: Path, monkeypatch: 
 
 def test_resume_refuses_a_different_sweep(tmp_path: Path, capsys: pytest.CaptureFixture):
     out = tmp_path / "s.csv"
-    base = ["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.3,0.5", "--out", str(out),
-            "--quiet"]
+    base = [
+        "sweep",
+        MODEL,
+        "--data",
+        "synthetic",
+        "--methods",
+        "magnitude",
+        "--levels",
+        "0.3,0.5",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(base) == 0
     before = out.read_text()
-    for extra, message in ((["--schedule", "gradual"], "schedule"), (["--finetune-steps", "2"], "finetune_epochs"),
-                           (["--data", "mnist"], "dataset")):
+    for extra, message in (
+        (["--schedule", "gradual"], "schedule"),
+        (["--finetune-steps", "2"], "finetune_epochs"),
+        (["--data", "mnist"], "dataset"),
+    ):
         assert _exit_code([*base, "--resume", *extra]) == 2
         assert message in capsys.readouterr().err and out.read_text() == before
     (tmp_path / "g.csv").write_text(before.replace("oneshot", "gradual").replace("magnitude,0.3,", "magnitude,0.9,"))
-    gradual = ["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.3,0.5", "--quiet",
-               "--schedule", "gradual", "--resume"]
+    gradual = [
+        "sweep",
+        MODEL,
+        "--data",
+        "synthetic",
+        "--methods",
+        "magnitude",
+        "--levels",
+        "0.3,0.5",
+        "--quiet",
+        "--schedule",
+        "gradual",
+        "--resume",
+    ]
     assert _exit_code([*gradual, "--out", str(tmp_path / "g.csv")]) == 2  # 0.5 done but not 0.3
     assert "cannot restart" in capsys.readouterr().err
     (tmp_path / "g.csv").write_text(before.replace("oneshot", "gradual").replace("magnitude,0.5,", "magnitude,0.9,"))
@@ -178,22 +299,43 @@ def test_resume_refuses_a_different_sweep(tmp_path: Path, capsys: pytest.Capture
     assert "not a table written by rmtlib sweep" in capsys.readouterr().err
 
 
-def test_resume_refuses_other_settings_that_the_table_has_no_column_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                        capsys: pytest.CaptureFixture):
+def test_resume_refuses_other_settings_that_the_table_has_no_column_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
     """--alpha, --option, --set, --seed or the fine-tuning learning rate change the rows but not the dense
     model, so neither the table's columns nor its dense row can tell; a resume with other ones used to
     append rows made another way. The record beside the table refuses them."""
     out = tmp_path / "s.csv"
-    argv = ["sweep", MODEL, "--data", "synthetic", "--methods", "rmt,magnitude", "--levels", "0.3,0.5",
-            "--finetune-steps", "1", "--batch-size", "32", "--out", str(out), "--quiet"]
+    argv = [
+        "sweep",
+        MODEL,
+        "--data",
+        "synthetic",
+        "--methods",
+        "rmt,magnitude",
+        "--levels",
+        "0.3,0.5",
+        "--finetune-steps",
+        "1",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 2)
         with pytest.raises(KeyboardInterrupt):
             main(argv)
     before, record = out.read_text(), (tmp_path / "s.csv.settings.json").read_text()
-    for extra, key in ((["--alpha", "0.2"], "alpha"), (["--option", "rmt.exponent=1.0"], "options of rmt"),
-                       (["--set", "activation=tanh"], "model_kwargs"), (["--finetune-lr", "1e-3"], "finetune_lr"),
-                       (["--seed", "1"], "seed"), (["--exclude", "layers.0"], "exclude")):
+    for extra, key in (
+        (["--alpha", "0.2"], "alpha"),
+        (["--option", "rmt.exponent=1.0"], "options of rmt"),
+        (["--set", "activation=tanh"], "model_kwargs"),
+        (["--finetune-lr", "1e-3"], "finetune_lr"),
+        (["--seed", "1"], "seed"),
+        (["--exclude", "layers.0"], "exclude"),
+    ):
         assert _exit_code([*argv, *extra, "--resume"]) == 2
         err = capsys.readouterr().err
         assert f"{key}:" in err and "other settings" in err
@@ -212,9 +354,32 @@ def test_loader_workers_do_not_change_the_numbers(tmp_path: Path):
     tables = []
     for workers in ("0", "2"):
         out = tmp_path / f"w{workers}.csv"
-        assert main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude",
-                     "--levels", "0.5", "--finetune-steps", "3", "--batch-size", "32", "--workers", workers,
-                     "--out", str(out), "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "sweep",
+                    MODEL,
+                    "--checkpoint",
+                    str(ckpt),
+                    "--data",
+                    "synthetic",
+                    "--methods",
+                    "magnitude",
+                    "--levels",
+                    "0.5",
+                    "--finetune-steps",
+                    "3",
+                    "--batch-size",
+                    "32",
+                    "--workers",
+                    workers,
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         tables.append(pd.read_csv(out).drop(columns=TIMINGS))
     pd.testing.assert_frame_equal(*tables)
 
@@ -223,32 +388,54 @@ def test_same_seed_same_table_for_a_random_init_model(tmp_path: Path):
     tables = []
     for name in ("a.csv", "b.csv"):
         torch.manual_seed(len(name) + len(tables))  # a different global state each time: the CLI must seed itself
-        assert main(["sweep", "fc:784-32-10", "--data", "synthetic", "--methods", "random", "--levels", "0.4",
-                     "--seed", "2", "--out", str(tmp_path / name), "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "sweep",
+                    "fc:784-32-10",
+                    "--data",
+                    "synthetic",
+                    "--methods",
+                    "random",
+                    "--levels",
+                    "0.4",
+                    "--seed",
+                    "2",
+                    "--out",
+                    str(tmp_path / name),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         tables.append(pd.read_csv(tmp_path / name).drop(columns=TIMINGS))
     pd.testing.assert_frame_equal(*tables)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--levels", "0.3,1.0"], "--levels"),
-    (["--levels", "0.3,half"], "--levels"),
-    (["--levels", ","], "--levels"),
-    (["--methods", "rmt,nope"], "nope"),
-    (["--methods", "rmt,rmt"], "each label once"),
-    (["--methods", "rmt", "--option", "cycles=6"], "LABEL.KEY=VALUE"),
-    (["--methods", "rmt", "--option", "magnitude.scope=global"], "'magnitude' is not one of --methods"),
-    (["--methods", "glob", "--option", "glob.method=nope"], "glob"),
-    (["--methods", "magnitude,svd", "--option", "svd.cycles=2"], "svd: unknown option(s) cycles"),
-    (["--schedule", "sideways"], "--schedule"),
-    (["--finetune-steps", "0"], "--finetune-steps"),
-    (["--eval-batches", "-1"], "--eval-batches"),
-    (["--workers", "-1"], "--workers"),
-    (["--checkpoint", "missing.safetensors"], "missing.safetensors"),
-    (["--data", "no/such/folder"], "no/such/folder"),
-    (["--plot", "folder"], "--plot"),
-])
-def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, extra: list[str], message: str,
-                                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--levels", "0.3,1.0"], "--levels"),
+        (["--levels", "0.3,half"], "--levels"),
+        (["--levels", ","], "--levels"),
+        (["--methods", "rmt,nope"], "nope"),
+        (["--methods", "rmt,rmt"], "each label once"),
+        (["--methods", "rmt", "--option", "cycles=6"], "LABEL.KEY=VALUE"),
+        (["--methods", "rmt", "--option", "magnitude.scope=global"], "'magnitude' is not one of --methods"),
+        (["--methods", "glob", "--option", "glob.method=nope"], "glob"),
+        (["--methods", "magnitude,svd", "--option", "svd.cycles=2"], "svd: unknown option(s) cycles"),
+        (["--schedule", "sideways"], "--schedule"),
+        (["--finetune-steps", "0"], "--finetune-steps"),
+        (["--eval-batches", "-1"], "--eval-batches"),
+        (["--workers", "-1"], "--workers"),
+        (["--checkpoint", "missing.safetensors"], "missing.safetensors"),
+        (["--data", "no/such/folder"], "no/such/folder"),
+        (["--plot", "folder"], "--plot"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(
+    tmp_path: Path, extra: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "folder").mkdir()
     argv = ["sweep", "fc:784-16-10", "--data", "synthetic", "--levels", "0.5", "--out", "out.csv", "--quiet"]
@@ -265,18 +452,39 @@ def test_out_under_a_file_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_method_options_groups_by_label_and_parses_values():
-    got = method_options(["rmt.cycles=6", "glob.method=magnitude", "glob.scope=global", "rmt.reg-steps=0"],
-                         ["rmt", "glob"])
+    got = method_options(
+        ["rmt.cycles=6", "glob.method=magnitude", "glob.scope=global", "rmt.reg-steps=0"], ["rmt", "glob"]
+    )
     assert got == {"rmt": {"cycles": 6, "reg_steps": 0}, "glob": {"method": "magnitude", "scope": "global"}}
     with pytest.raises(InputError, match="LABEL.KEY=VALUE"):
         method_options(["rmt.cycles"], ["rmt"])
 
 
 def test_level_summary_lists_every_run():
-    rows = [dict(method="dense", target=0.0, sparsity=0.0, top1_dense=97.5, params_dense=1000, top1_pruned=97.5,
-                 top1_finetuned=float("nan"))]
-    rows += [dict(method=m, target=t, sparsity=t + 0.001, top1_dense=97.5, params_dense=1000, top1_pruned=90 + t,
-                  top1_finetuned=95 + t) for m in ("rmt", "magnitude") for t in (0.3, 0.5)]
+    rows = [
+        dict(
+            method="dense",
+            target=0.0,
+            sparsity=0.0,
+            top1_dense=97.5,
+            params_dense=1000,
+            top1_pruned=97.5,
+            top1_finetuned=float("nan"),
+        )
+    ]
+    rows += [
+        dict(
+            method=m,
+            target=t,
+            sparsity=t + 0.001,
+            top1_dense=97.5,
+            params_dense=1000,
+            top1_pruned=90 + t,
+            top1_finetuned=95 + t,
+        )
+        for m in ("rmt", "magnitude")
+        for t in (0.3, 0.5)
+    ]
     text = level_summary(pd.DataFrame(rows))
     assert "dense top-1 97.50%  (1,000 parameters)" in text
     assert "90.30 -> 95.30 (0.30)" in text and "90.50 -> 95.50 (0.50)" in text
@@ -289,9 +497,32 @@ def test_cuda_sweep_matches_the_cpu_counts(tmp_path: Path):
     tables = {}
     for device in ("cpu", "cuda"):
         out = tmp_path / f"{device}.csv"
-        assert main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude,svd",
-                     "--levels", "0.3,0.5", "--schedule", "gradual", "--finetune-steps", "2", "--device", device,
-                     "--out", str(out), "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "sweep",
+                    MODEL,
+                    "--checkpoint",
+                    str(ckpt),
+                    "--data",
+                    "synthetic",
+                    "--methods",
+                    "magnitude,svd",
+                    "--levels",
+                    "0.3,0.5",
+                    "--schedule",
+                    "gradual",
+                    "--finetune-steps",
+                    "2",
+                    "--device",
+                    device,
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         tables[device] = pd.read_csv(out)
     cpu, gpu = tables["cpu"], tables["cuda"]
     # the same weights are removed on either device; accuracies agree up to float rounding
@@ -304,9 +535,28 @@ def test_save_dir_keeps_levels_that_share_two_decimals(tmp_path: Path, capsys: p
     """Files were named with two decimals, so the 0.125 model overwrote the 0.12 one (and a gradual
     --resume would restart from the wrong stage)."""
     ckpt = _checkpoint(tmp_path)
-    assert main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude",
-                 "--levels", "0.12,0.125", "--save-dir", str(tmp_path / "models"), "--out", str(tmp_path / "s.csv"),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                MODEL,
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                "synthetic",
+                "--methods",
+                "magnitude",
+                "--levels",
+                "0.12,0.125",
+                "--save-dir",
+                str(tmp_path / "models"),
+                "--out",
+                str(tmp_path / "s.csv"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(tmp_path / "s.csv").set_index("target")
     files = sorted(p.name for p in (tmp_path / "models").iterdir())
     assert files == ["magnitude_0.12.safetensors", "magnitude_0.125.safetensors"]
@@ -328,9 +578,29 @@ def test_saved_models_keep_the_architecture_of_the_checkpoint(tmp_path: Path):
 
     torch.manual_seed(1)
     source = fc_net([784, 48, 10], activation="tanh")
-    ckpt = save_checkpoint(source, tmp_path / "tanh.safetensors", {"model": MODEL, "model_kwargs": {"activation": "tanh"}})
-    assert main(["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude",
-                 "--levels", "0.5", "--save-dir", str(tmp_path / "models"), "--quiet"]) == 0
+    ckpt = save_checkpoint(
+        source, tmp_path / "tanh.safetensors", {"model": MODEL, "model_kwargs": {"activation": "tanh"}}
+    )
+    assert (
+        main(
+            [
+                "sweep",
+                MODEL,
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                "synthetic",
+                "--methods",
+                "magnitude",
+                "--levels",
+                "0.5",
+                "--save-dir",
+                str(tmp_path / "models"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     path = tmp_path / "models" / "magnitude_0.50.safetensors"
     expected = fc_net([784, 48, 10], activation="tanh")  # the saved weights in the recorded architecture
     expected.load_state_dict(read_checkpoint(path)[0])
@@ -339,7 +609,9 @@ def test_saved_models_keep_the_architecture_of_the_checkpoint(tmp_path: Path):
     assert read_checkpoint(path)[1]["metadata"]["model_kwargs"] == {"activation": "tanh"}
 
 
-def test_resume_refuses_another_dense_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+def test_resume_refuses_another_dense_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
     """The table does not record --checkpoint (nor --eval-split, --eval-batches); a resume with another one
     used to append its rows under the first model's dense top-1, silently mixing two models' results."""
     from rmtlib.train.loops import evaluate
@@ -348,8 +620,19 @@ def test_resume_refuses_another_dense_model(tmp_path: Path, monkeypatch: pytest.
     torch.manual_seed(4)
     second = save_checkpoint(create_model(MODEL), tmp_path / "other.safetensors")
     out = tmp_path / "s.csv"
-    argv = ["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.3,0.5", "--out", str(out),
-            "--quiet"]
+    argv = [
+        "sweep",
+        MODEL,
+        "--data",
+        "synthetic",
+        "--methods",
+        "magnitude",
+        "--levels",
+        "0.3,0.5",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 2)
         with pytest.raises(KeyboardInterrupt):
@@ -359,12 +642,17 @@ def test_resume_refuses_another_dense_model(tmp_path: Path, monkeypatch: pytest.
     other = create_model(MODEL, checkpoint=second).eval()  # its top-1 differs from the table's dense row
     other_top1 = 100 * evaluate(other, make_loader(load_dataset("synthetic", "test"), 500))["accuracy"]
     assert abs(other_top1 - dense["top1_dense"]) > RESUME_TOP1_TOLERANCE
-    for extra, message in ((["--checkpoint", str(second)], "dense model"),
-                           (["--checkpoint", str(first), "--eval-batches", "1", "--eval-batch-size", "16"], "eval_batches:")):
+    for extra, message in (
+        (["--checkpoint", str(second)], "dense model"),
+        (["--checkpoint", str(first), "--eval-batches", "1", "--eval-batch-size", "16"], "eval_batches:"),
+    ):
         assert _exit_code([*argv, *extra, "--resume"]) == 2
         assert message in capsys.readouterr().err and out.read_text() == before
     (tmp_path / "s.csv.settings.json").unlink()  # without the settings record, the dense row still tells
-    assert _exit_code([*argv, "--checkpoint", str(first), "--eval-batches", "1", "--eval-batch-size", "16", "--resume"]) == 2
+    assert (
+        _exit_code([*argv, "--checkpoint", str(first), "--eval-batches", "1", "--eval-batch-size", "16", "--resume"])
+        == 2
+    )
     assert "dense model" in capsys.readouterr().err and out.read_text() == before
     assert main([*argv, "--checkpoint", str(first), "--resume"]) == 0  # the same settings resume
     assert len(pd.read_csv(out)) == 3
@@ -373,7 +661,19 @@ def test_resume_refuses_another_dense_model(tmp_path: Path, monkeypatch: pytest.
 def test_an_existing_table_is_kept_unless_resumed_or_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture):
     """Running the same command twice (forgetting --resume) used to replace hours of results."""
     out = tmp_path / "s.csv"
-    argv = ["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.3", "--out", str(out), "--quiet"]
+    argv = [
+        "sweep",
+        MODEL,
+        "--data",
+        "synthetic",
+        "--methods",
+        "magnitude",
+        "--levels",
+        "0.3",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(argv) == 0
     before = out.read_text()
     assert _exit_code(argv) == 2
@@ -384,15 +684,24 @@ def test_an_existing_table_is_kept_unless_resumed_or_overwritten(tmp_path: Path,
 
 
 def test_resume_may_add_a_label_with_options_and_bad_option_values_stop_before_any_run(
-        tmp_path: Path, capsys: pytest.CaptureFixture):
+    tmp_path: Path, capsys: pytest.CaptureFixture
+):
     out = tmp_path / "s.csv"
     base = ["sweep", MODEL, "--data", "synthetic", "--levels", "0.3", "--out", str(out), "--quiet"]
     # a bad value of a later method used to fail after the earlier methods had run (and been recorded)
     assert _exit_code([*base, "--methods", "magnitude,rmt", "--option", "rmt.rho=-1"]) == 2
     assert "rho must be a finite number > 0" in capsys.readouterr().err and not out.exists()
     assert main([*base, "--methods", "magnitude"]) == 0
-    more = [*base, "--methods", "magnitude,glob", "--option", "glob.method=magnitude", "--option", "glob.scope=global",
-            "--resume"]
+    more = [
+        *base,
+        "--methods",
+        "magnitude,glob",
+        "--option",
+        "glob.method=magnitude",
+        "--option",
+        "glob.scope=global",
+        "--resume",
+    ]
     assert main(more) == 0  # the new label's options are not "other settings"
     assert list(pd.read_csv(out)["method"]) == ["dense", "magnitude", "glob"]
     record = json.loads((tmp_path / "s.csv.settings.json").read_text())
@@ -401,12 +710,25 @@ def test_resume_may_add_a_label_with_options_and_bad_option_values_stop_before_a
     assert "options of glob" in capsys.readouterr().err
 
 
-def test_overwrite_removes_the_old_table_and_record_before_the_first_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_overwrite_removes_the_old_table_and_record_before_the_first_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """Interrupted between its settings and its first row, --overwrite left the new record beside the
     old rows, and a resume then accepted them."""
     out = tmp_path / "s.csv"
-    base = ["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.3", "--out", str(out),
-            "--quiet"]
+    base = [
+        "sweep",
+        MODEL,
+        "--data",
+        "synthetic",
+        "--methods",
+        "magnitude",
+        "--levels",
+        "0.3",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert main(base) == 0
     with monkeypatch.context() as patch:
         _interrupt_at(patch, 1)
@@ -419,5 +741,20 @@ def test_overwrite_removes_the_old_table_and_record_before_the_first_run(tmp_pat
 
 def test_overwrite_without_out_is_harmless():
     """--overwrite with no --out used to fail on Path(None) after the whole set-up."""
-    assert main(["sweep", MODEL, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.3", "--overwrite",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                MODEL,
+                "--data",
+                "synthetic",
+                "--methods",
+                "magnitude",
+                "--levels",
+                "0.3",
+                "--overwrite",
+                "--quiet",
+            ]
+        )
+        == 0
+    )

@@ -11,14 +11,56 @@ from rmtlib.train.data import sha256_file
 
 def test_train_then_eval_roundtrip(tmp_path, capsys):
     ckpt, card = tmp_path / "fc.safetensors", tmp_path / "fc.json"
-    rc = main(["train", "fc:784-32-10", "--data", "mnist", "--epochs", "3", "--train-subset", "2000", "--schedule", "constant",
-               "--lr", "3e-3", "--l1", "1e-6", "--l2", "1e-6", "--out", str(ckpt), "--card", str(card), "--quiet", "--device", "cpu"])
+    rc = main(
+        [
+            "train",
+            "fc:784-32-10",
+            "--data",
+            "mnist",
+            "--epochs",
+            "3",
+            "--train-subset",
+            "2000",
+            "--schedule",
+            "constant",
+            "--lr",
+            "3e-3",
+            "--l1",
+            "1e-6",
+            "--l2",
+            "1e-6",
+            "--out",
+            str(ckpt),
+            "--card",
+            str(card),
+            "--quiet",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     meta = json.loads(card.read_text())
     assert meta["sha256"] == sha256_file(ckpt) and meta["epochs"] == 3 and meta["data"]["train_samples"] == 2000
     assert meta["test_accuracy"] > 0.8  # 2000 samples are enough for a small MLP
     out = tmp_path / "eval.json"
-    assert main(["eval", "fc:784-32-10", "--checkpoint", str(ckpt), "--data", "mnist", "--quiet", "--out", str(out), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "fc:784-32-10",
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                "mnist",
+                "--quiet",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["accuracy"] == meta["test_accuracy"]
     assert "top-1" in capsys.readouterr().out
 
@@ -31,10 +73,14 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert "missing.safetensors" in err and "--epochs" in err and "nowhere" in err
     # refused before any training, naming the flag, nothing written
     (tmp_path / "afile").write_text("")
-    for extra, flag in ((["--batch-size", "0"], "--batch-size"), (["--train-subset", "-5"], "--train-subset"),
-                        (["--lr", "-1"], "--lr"), (["--set", "foo=1"], "foo"),
-                        (["--card", str(tmp_path / "afile" / "card.json")], "--card"),
-                        (["--out", str(tmp_path / "afile" / "m.safetensors")], "--out")):
+    for extra, flag in (
+        (["--batch-size", "0"], "--batch-size"),
+        (["--train-subset", "-5"], "--train-subset"),
+        (["--lr", "-1"], "--lr"),
+        (["--set", "foo=1"], "foo"),
+        (["--card", str(tmp_path / "afile" / "card.json")], "--card"),
+        (["--out", str(tmp_path / "afile" / "m.safetensors")], "--out"),
+    ):
         argv = ["train", "fc:784-16-10", "--data", "synthetic", "--epochs", "1", *extra]
         assert main(argv) == 2, extra
         assert flag in capsys.readouterr().err
@@ -57,12 +103,52 @@ def test_prune_with_finetune_reports_accuracies_and_keeps_zeros(tmp_path, capsys
     from safetensors.torch import load_file
 
     ckpt = tmp_path / "fc.safetensors"
-    assert main(["train", "fc:784-32-10", "--epochs", "2", "--train-subset", "2000", "--schedule", "constant",
-                 "--lr", "3e-3", "--out", str(ckpt), "--quiet", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "fc:784-32-10",
+                "--epochs",
+                "2",
+                "--train-subset",
+                "2000",
+                "--schedule",
+                "constant",
+                "--lr",
+                "3e-3",
+                "--out",
+                str(ckpt),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "pruned.safetensors"
-    rc = main(["prune", "fc:784-32-10", "--checkpoint", str(ckpt), "--method", "magnitude", "--sparsity", "0.6",
-               "--data", "mnist", "--finetune-epochs", "1", "--train-subset", "1000", "--finetune-lr", "1e-3",
-               "--out", str(out), "--quiet"])
+    rc = main(
+        [
+            "prune",
+            "fc:784-32-10",
+            "--checkpoint",
+            str(ckpt),
+            "--method",
+            "magnitude",
+            "--sparsity",
+            "0.6",
+            "--data",
+            "mnist",
+            "--finetune-epochs",
+            "1",
+            "--train-subset",
+            "1000",
+            "--finetune-lr",
+            "1e-3",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "top-1 dense" in text and "pruned" in text and "after 1 epoch(s) of fine-tuning" in text
@@ -84,8 +170,24 @@ def test_a_non_default_mnist_vit_stays_loadable_through_train_prune_and_eval(tmp
     assert main(["train", "mnist_vit", "--set", "depth=1", *common, "--out", a]) == 0
     assert main(["train", "mnist_vit", "--checkpoint", a, *common, "--out", b]) == 0
     assert read_checkpoint(b)[1]["metadata"]["config"]["depth"] == 1
-    assert main(["prune", "mnist_vit", "--checkpoint", b, "--method", "magnitude", "--sparsity", "0.3", "--out", p,
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "prune",
+                "mnist_vit",
+                "--checkpoint",
+                b,
+                "--method",
+                "magnitude",
+                "--sparsity",
+                "0.3",
+                "--out",
+                p,
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert read_checkpoint(p)[1]["metadata"]["config"]["depth"] == 1
     assert main(["eval", "mnist_vit", "--checkpoint", p, "--data", "synthetic", "--quiet"]) == 0
     assert len(load_mnist_vit(a).blocks) == 1
@@ -103,7 +205,10 @@ def test_a_non_default_fc_net_keeps_its_architecture_through_train_and_prune(tmp
     common = ["--data", "synthetic", "--epochs", "1", "--batch-size", "64", "--quiet"]
     assert main(["train", name, "--set", "activation=tanh", *common, "--out", a]) == 0
     assert main(["train", name, "--checkpoint", a, *common, "--out", b]) == 0
-    assert main(["prune", name, "--checkpoint", b, "--method", "magnitude", "--sparsity", "0.3", "--out", p, "--quiet"]) == 0
+    assert (
+        main(["prune", name, "--checkpoint", b, "--method", "magnitude", "--sparsity", "0.3", "--out", p, "--quiet"])
+        == 0
+    )
     x = torch.randn(4, 784)
     for path in (b, p):
         expected = fc_net([784, 16, 10], activation="tanh")  # the file's weights in the architecture trained
@@ -111,22 +216,27 @@ def test_a_non_default_fc_net_keeps_its_architecture_through_train_and_prune(tmp
         assert torch.equal(create_model(name, checkpoint=path)(x), expected(x)), path
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--lr", "inf"], "--lr must be a finite number > 0"),
-    (["--l1", "nan"], "--l1 must be a finite number >= 0"),
-    (["--l2", "-1"], "--l2 must be"),
-    (["--weight-decay", "-1"], "--weight-decay must be"),
-    (["--mp-every", "-1"], "--mp-every must be >= 0"),
-    (["--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "device"),
-    (["--device", "bogus"], "device"),
-    (["--card", "same.safetensors"], "--out and --card name the same file"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--lr", "inf"], "--lr must be a finite number > 0"),
+        (["--l1", "nan"], "--l1 must be a finite number >= 0"),
+        (["--l2", "-1"], "--l2 must be"),
+        (["--weight-decay", "-1"], "--weight-decay must be"),
+        (["--mp-every", "-1"], "--mp-every must be >= 0"),
+        (["--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "device"),
+        (["--device", "bogus"], "device"),
+        (["--card", "same.safetensors"], "--out and --card name the same file"),
+    ],
+)
 def test_bad_training_settings_exit_2_before_any_work(tmp_path, monkeypatch, capsys, extra, message):
     """These were silently dropped (a NaN or negative penalty), trained to NaN (--lr inf), or failed
     with a traceback after loading the data (--device cuda on a CPU machine)."""
     monkeypatch.chdir(tmp_path)
     try:
-        code = main(["train", "fc:784-16-10", "--data", "synthetic", "--epochs", "1", "--out", "same.safetensors", *extra])
+        code = main(
+            ["train", "fc:784-16-10", "--data", "synthetic", "--epochs", "1", "--out", "same.safetensors", *extra]
+        )
     except SystemExit as stop:
         code = int(stop.code)
     assert code == 2 and message in capsys.readouterr().err

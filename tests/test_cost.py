@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rmtlib import cost
-from rmtlib.nn.count import count_macs, count_params
 from rmtlib.errors import InputError
+from rmtlib.experiments import cost
+from rmtlib.nn.count import count_macs, count_params
 from rmtlib.nn.models import fc_net
 from rmtlib.pruning import prune
 

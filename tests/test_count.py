@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from rmtlib.nn.count import count_macs, count_params, example_input, layer_sparsity, sparsity
 from rmtlib.errors import InputError
+from rmtlib.nn.count import count_macs, count_params, example_input, layer_sparsity, sparsity
 from rmtlib.nn.lowrank import LowRankLinear
 
 

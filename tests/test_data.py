@@ -2,15 +2,14 @@
 
 import gzip
 import struct
-
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from rmtlib import data
 from rmtlib.errors import DataError, InputError
+from rmtlib.train import data
 
 
 def test_mnist_checksum_and_splits():
@@ -69,8 +68,8 @@ def test_missing_folders_name_the_layout(tmp_path):
 
 
 def test_image_folder_uses_timm_transform(tmp_path):
-    from PIL import Image
     import timm
+    from PIL import Image
 
     for cls in ("a", "b"):
         (tmp_path / cls).mkdir()
@@ -201,7 +200,12 @@ def test_broken_fashion_mnist_files_report_their_own_error(tmp_path):
     """A folder with the four IDX files, unreadable, was reported as an image folder without classes."""
     from rmtlib.train.data import load_dataset
 
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (tmp_path / name).write_bytes(b"junk")
     with pytest.raises(DataError) as info:
         load_dataset(str(tmp_path), "test")
@@ -215,7 +219,9 @@ def test_a_model_that_cannot_take_the_data_is_named_with_the_shape():
 
     images = load_dataset("synthetic", "test")  # 1 x 28 x 28
     model = nn.Sequential(nn.Flatten(), nn.Linear(100, 10)).train()
-    with pytest.raises(DataError, match=r"data 'synthetic' gives inputs of shape \(1, 1, 28, 28\), which Sequential cannot take"):
+    with pytest.raises(
+        DataError, match=r"data 'synthetic' gives inputs of shape \(1, 1, 28, 28\), which Sequential cannot take"
+    ):
         check_model_input(model, images, "synthetic")
     assert model.training  # left as it was
     check_model_input(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), images, "synthetic")

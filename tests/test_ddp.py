@@ -9,8 +9,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from rmtlib.train.data import make_loader, synthetic_classification
 from rmtlib.nn.models import fc_net
+from rmtlib.train.data import make_loader, synthetic_classification
 from rmtlib.train.loops import evaluate, finetune
 
 
@@ -38,12 +38,15 @@ def _worker(rank, world, port, out_dir):
         gathered = [torch.zeros_like(flat) for _ in range(world)]
         dist.all_gather(gathered, flat)
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
-            json.dump({
-                "eval": result,
-                "same_params": all(torch.equal(g, gathered[0]) for g in gathered),
-                "zeros_kept": bool(torch.all(net[1].weight[:, :5] == 0)),
-                "changed": not torch.equal(flat, torch.cat([p.detach().flatten() for p in _model().parameters()])),
-            }, fh)
+            json.dump(
+                {
+                    "eval": result,
+                    "same_params": all(torch.equal(g, gathered[0]) for g in gathered),
+                    "zeros_kept": bool(torch.all(net[1].weight[:, :5] == 0)),
+                    "changed": not torch.equal(flat, torch.cat([p.detach().flatten() for p in _model().parameters()])),
+                },
+                fh,
+            )
     finally:
         dist.destroy_process_group()
 
@@ -66,8 +69,14 @@ def test_ddp_eval_equals_single_process_and_finetune_syncs(tmp_path):
 
 
 def _sweep_worker(rank, world, port, out_dir, argv):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        HF_HUB_OFFLINE="1",
+    )
     torch.set_num_threads(1)
     from rmtlib.cli.main import main
     from rmtlib.train.distributed import sync_from_rank0
@@ -100,13 +109,33 @@ def test_sweep_under_torch_distributed_equals_one_process(tmp_path):
 
     torch.manual_seed(3)
     save_checkpoint(fc_net([784, 48, 10]), tmp_path / "in.safetensors")
-    argv = ["sweep", "fc:784-48-10", "--checkpoint", str(tmp_path / "in.safetensors"), "--data", "synthetic",
-            "--methods", "magnitude,svd", "--levels", "0.3,0.6", "--eval-batch-size", "50", "--finetune-steps", "2",
-            "--batch-size", "32", "--quiet"]
+    argv = [
+        "sweep",
+        "fc:784-48-10",
+        "--checkpoint",
+        str(tmp_path / "in.safetensors"),
+        "--data",
+        "synthetic",
+        "--methods",
+        "magnitude,svd",
+        "--levels",
+        "0.3,0.6",
+        "--eval-batch-size",
+        "50",
+        "--finetune-steps",
+        "2",
+        "--batch-size",
+        "32",
+        "--quiet",
+    ]
     assert main([*argv, "--out", str(tmp_path / "one.csv")]) == 0
     (tmp_path / "ddp").mkdir()
-    mp.spawn(_sweep_worker, args=(2, _free_port(), str(tmp_path / "ddp"),
-                                  [*argv, "--out", str(tmp_path / "ddp" / "two.csv")]), nprocs=2, join=True)
+    mp.spawn(
+        _sweep_worker,
+        args=(2, _free_port(), str(tmp_path / "ddp"), [*argv, "--out", str(tmp_path / "ddp" / "two.csv")]),
+        nprocs=2,
+        join=True,
+    )
     for rank in range(2):
         res = json.loads((tmp_path / "ddp" / f"sweep{rank}.json").read_text())
         assert res == {"code": 0, "same": True}
@@ -116,15 +145,25 @@ def test_sweep_under_torch_distributed_equals_one_process(tmp_path):
     pd.testing.assert_frame_equal(one.drop(columns=differ), two.drop(columns=differ))
     assert two.loc[two.method != "dense", "top1_finetuned"].between(0, 100).all()
     # only rank 0 writes: the table and its settings record
-    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["sweep0.json", "sweep1.json", "two.csv",
-                                                                    "two.csv.settings.json"]
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == [
+        "sweep0.json",
+        "sweep1.json",
+        "two.csv",
+        "two.csv.settings.json",
+    ]
 
 
 def _prune_worker(rank, world, port, out_dir, argv):
     import contextlib
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), HF_HUB_OFFLINE="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        HF_HUB_OFFLINE="1",
+    )
     torch.set_num_threads(1)
     from rmtlib.cli.main import main
 
@@ -146,20 +185,49 @@ def test_prune_under_torch_distributed_prunes_like_one_process_and_writes_once(t
 
     torch.manual_seed(4)
     save_checkpoint(fc_net([784, 48, 10]), tmp_path / "in.safetensors")
-    argv = ["prune", "fc:784-48-10", "--checkpoint", str(tmp_path / "in.safetensors"), "--method", "magnitude",
-            "--sparsity", "0.5", "--data", "synthetic", "--finetune-epochs", "1", "--batch-size", "32", "--quiet"]
+    argv = [
+        "prune",
+        "fc:784-48-10",
+        "--checkpoint",
+        str(tmp_path / "in.safetensors"),
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.5",
+        "--data",
+        "synthetic",
+        "--finetune-epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--quiet",
+    ]
     assert main([*argv, "--out", str(tmp_path / "one.safetensors")]) == 0
     one_out = capsys.readouterr().out
     ddp = tmp_path / "ddp"
     ddp.mkdir()
-    mp.spawn(_prune_worker, args=(2, _free_port(), str(ddp), [*argv, "--out", str(ddp / "two.safetensors"),
-                                                              "--report", str(ddp / "layers.csv")]),
-             nprocs=2, join=True)
+    mp.spawn(
+        _prune_worker,
+        args=(
+            2,
+            _free_port(),
+            str(ddp),
+            [*argv, "--out", str(ddp / "two.safetensors"), "--report", str(ddp / "layers.csv")],
+        ),
+        nprocs=2,
+        join=True,
+    )
     assert [json.loads((ddp / f"code{r}.json").read_text())["code"] for r in range(2)] == [0, 0]
     assert (ddp / "stdout1.txt").read_text() == ""  # rank 1 prints nothing
     two_out = (ddp / "stdout0.txt").read_text()
-    assert sorted(p.name for p in ddp.iterdir()) == ["code0.json", "code1.json", "layers.csv", "stdout0.txt",
-                                                     "stdout1.txt", "two.safetensors"]
+    assert sorted(p.name for p in ddp.iterdir()) == [
+        "code0.json",
+        "code1.json",
+        "layers.csv",
+        "stdout0.txt",
+        "stdout1.txt",
+        "two.safetensors",
+    ]
 
     def accuracy_line(text):
         return next(line for line in text.splitlines() if line.startswith("accuracy on"))
@@ -189,8 +257,9 @@ def _val_worker(rank, world, port, out_dir):
         net = nn.Sequential(nn.Linear(10, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))  # has buffers
         ds = _dataset()
         val = TensorDataset(ds.tensors[0][:1], ds.tensors[1][:1])  # one sample: rank 1's shard is empty
-        history = train(net, make_loader(ds, 16, shuffle=True), 1, val_loader=make_loader(val, 8), device="cpu",
-                        progress=False)
+        history = train(
+            net, make_loader(ds, 16, shuffle=True), 1, val_loader=make_loader(val, 8), device="cpu", progress=False
+        )
         with open(os.path.join(out_dir, f"val{rank}.json"), "w") as fh:
             json.dump({"val_accuracy": history[-1]["val_accuracy"]}, fh)
     finally:

@@ -6,11 +6,18 @@ import pytest
 import scipy.stats
 import torch
 
-from rmtlib.train.data import synthetic_classification
 from rmtlib.errors import InputError
-from rmtlib.experiments.fc_table import (FC_ROWS, PAPER_FC_TABLE, compare_with_paper, row_penalty, row_scheduler,
-                             run_fc_table, summarize_seeds)
+from rmtlib.experiments.fc_table import (
+    FC_ROWS,
+    PAPER_FC_TABLE,
+    compare_with_paper,
+    row_penalty,
+    row_scheduler,
+    run_fc_table,
+    summarize_seeds,
+)
 from rmtlib.nn.models import fc_net
+from rmtlib.train.data import synthetic_classification
 from rmtlib.train.regularize import MPSplitScheduler
 
 
@@ -24,8 +31,9 @@ def test_row_flags_map_to_penalties_and_schedules(row):
     model = fc_net([30, 20, 10])
     l1, l2 = 3e-3, 7e-3
     with torch.no_grad():
-        expected = sum((l1 * w.abs().sum() if row.l1 else 0.0) + (l2 * w.pow(2).sum() if row.l2 else 0.0)
-                       for w in _weights(model))
+        expected = sum(
+            (l1 * w.abs().sum() if row.l1 else 0.0) + (l2 * w.pow(2).sum() if row.l2 else 0.0) for w in _weights(model)
+        )
     penalty = row_penalty(row, l1=l1, l2=l2)
     if not (row.l1 or row.l2):
         assert penalty is None
@@ -65,14 +73,24 @@ def data():
 
 
 def test_run_is_seeded_and_mp_rows_lower_ranks(data):
-    kwargs = dict(widths=[64, 48, 48, 4], epochs=2, data=data, split_every=1, batch_size=32, lr=0.05,
-                  rows=["no pruning, no regularization", "MP pruning + L2"])
+    kwargs = dict(
+        widths=[64, 48, 48, 4],
+        epochs=2,
+        data=data,
+        split_every=1,
+        batch_size=32,
+        lr=0.05,
+        rows=["no pruning, no regularization", "MP pruning + L2"],
+    )
     first = run_fc_table(seed=1, **kwargs)
     again = run_fc_table(seed=1, **kwargs)
     cols = ["test_accuracy", "train_accuracy", "test_loss", "params_stored", "ranks"]
     pd.testing.assert_frame_equal(first[cols], again[cols])
     assert (first.source == "measured").all()
-    plain, mp = first.set_index("row").loc["no pruning, no regularization"], first.set_index("row").loc["MP pruning + L2"]
+    plain, mp = (
+        first.set_index("row").loc["no pruning, no regularization"],
+        first.set_index("row").loc["MP pruning + L2"],
+    )
     assert plain.ranks == "" and plain.l2 == 0.0 and not plain.mp_pruning
     ranks = [int(r) for r in mp.ranks.split(",")]
     assert len(ranks) == 2 and all(r < 48 for r in ranks)  # both hidden layers split below full rank
@@ -93,8 +111,15 @@ def test_bad_widths_are_refused(data):
 
 
 def test_label_noise_reaches_the_training_labels_only(data):
-    kwargs = dict(widths=[64, 48, 48, 4], epochs=3, data=data, batch_size=32, lr=0.05, seed=0,
-                  rows=["no pruning, no regularization"])
+    kwargs = dict(
+        widths=[64, 48, 48, 4],
+        epochs=3,
+        data=data,
+        batch_size=32,
+        lr=0.05,
+        seed=0,
+        rows=["no pruning, no regularization"],
+    )
     clean, noisy = run_fc_table(**kwargs), run_fc_table(label_noise=0.5, **kwargs)
     assert clean.label_noise.iloc[0] == 0.0 and noisy.label_noise.iloc[0] == 0.5
     # half the training labels are wrong, so fitting them is harder than fitting clean ones;
@@ -104,8 +129,15 @@ def test_label_noise_reaches_the_training_labels_only(data):
 
 
 def test_seeds_run_each_seed_as_a_single_run_would(data):
-    kwargs = dict(widths=[64, 48, 48, 4], epochs=1, data=data, batch_size=32, lr=0.05, label_noise=0.2,
-                  rows=["no pruning, no regularization", "MP pruning only"])
+    kwargs = dict(
+        widths=[64, 48, 48, 4],
+        epochs=1,
+        data=data,
+        batch_size=32,
+        lr=0.05,
+        label_noise=0.2,
+        rows=["no pruning, no regularization", "MP pruning only"],
+    )
     both = run_fc_table(seeds=[3, 5], **kwargs)
     singles = pd.concat([run_fc_table(seed=3, **kwargs), run_fc_table(seed=5, **kwargs)], ignore_index=True)
     cols = ["row", "seed", "test_accuracy", "train_accuracy", "ranks"]
@@ -118,13 +150,15 @@ def test_seeds_run_each_seed_as_a_single_run_would(data):
 
 def test_summarize_seeds_pairs_rows_by_seed():
     plain, mp = "no pruning, no regularization", "MP pruning only"
-    table = pd.DataFrame({
-        "row": [plain, mp, plain, mp, plain, mp],
-        "seed": [0, 0, 1, 1, 2, 2],
-        "test_accuracy": [90.0, 91.0, 80.0, 81.5, 85.0, 85.5],
-        "train_accuracy": [95.0, 96.0, 94.0, 93.0, 96.0, 99.0],
-        "param_reduction": [0.0, 0.1, 0.0, 0.2, 0.0, 0.3],
-    })
+    table = pd.DataFrame(
+        {
+            "row": [plain, mp, plain, mp, plain, mp],
+            "seed": [0, 0, 1, 1, 2, 2],
+            "test_accuracy": [90.0, 91.0, 80.0, 81.5, 85.0, 85.5],
+            "train_accuracy": [95.0, 96.0, 94.0, 93.0, 96.0, 99.0],
+            "param_reduction": [0.0, 0.1, 0.0, 0.2, 0.0, 0.3],
+        }
+    )
     out = summarize_seeds(table)
     assert list(out.index) == [plain, mp]  # the paper's order
     assert out.loc[mp, "test_accuracy_mean"] == pytest.approx((91 + 81.5 + 85.5) / 3)
@@ -147,7 +181,14 @@ def test_summarize_seeds_pairs_rows_by_seed():
 def test_summarize_seeds_refuses_a_seed_repeated_within_a_row():
     """Two configurations in one table repeat (row, seed): pairing by seed is then ambiguous."""
     plain, mp = "no pruning, no regularization", "MP pruning only"
-    table = pd.DataFrame({"row": [plain, mp] * 2, "seed": [0, 0, 0, 0], "test_accuracy": [90.0, 91.0, 80.0, 82.0],
-                          "train_accuracy": [95.0] * 4, "param_reduction": [0.0] * 4})
+    table = pd.DataFrame(
+        {
+            "row": [plain, mp] * 2,
+            "seed": [0, 0, 0, 0],
+            "test_accuracy": [90.0, 91.0, 80.0, 82.0],
+            "train_accuracy": [95.0] * 4,
+            "param_reduction": [0.0] * 4,
+        }
+    )
     with pytest.raises(InputError, match="more than once"):
         summarize_seeds(table)

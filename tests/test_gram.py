@@ -103,8 +103,12 @@ def test_shared_queue_stops_and_reraises_the_first_error():
 
 def test_zero_pool_workers_leave_all_to_the_main_thread():
     who: list[str] = []
-    results = share_work(5, lambda i: (who.append("main"), np.array([i]))[1],
-                         lambda i, s: (who.append("pool"), np.array([i]))[1], workers=0)
+    results = share_work(
+        5,
+        lambda i: (who.append("main"), np.array([i]))[1],
+        lambda i, s: (who.append("pool"), np.array([i]))[1],
+        workers=0,
+    )
     assert who == ["main"] * 5 and [int(r[0]) for r in results] == list(range(5))
 
 

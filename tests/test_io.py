@@ -64,7 +64,9 @@ def test_failed_write_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_mismatching_checkpoint_is_refused_naming_keys(tmp_path: Path):
     path = save_checkpoint(_net(), tmp_path / "m.safetensors")
-    other = nn.Sequential(nn.Conv2d(1, 6, 3), nn.Flatten(), nn.Linear(6 * 6 * 6, 16), nn.ReLU(), nn.Linear(16, 10), nn.Linear(10, 2))
+    other = nn.Sequential(
+        nn.Conv2d(1, 6, 3), nn.Flatten(), nn.Linear(6 * 6 * 6, 16), nn.ReLU(), nn.Linear(16, 10), nn.Linear(10, 2)
+    )
     before = {k: v.clone() for k, v in other.state_dict().items()}
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path, other)
@@ -116,7 +118,12 @@ def test_the_same_model_saved_in_different_processes_is_the_same_file(tmp_path):
         digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
     assert len(digests) == 1
     state, record = read_checkpoint(tmp_path / "m0.safetensors")
-    assert record["metadata"] == {"b": 1, "a": "x", "seed": 0} and set(state) == {"1.weight", "1.bias", "3.weight", "3.bias"}
+    assert record["metadata"] == {"b": 1, "a": "x", "seed": 0} and set(state) == {
+        "1.weight",
+        "1.bias",
+        "3.weight",
+        "3.bias",
+    }
 
 
 def test_checkpoint_saved_under_any_name_loads_back(tmp_path: Path):

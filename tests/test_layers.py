@@ -6,15 +6,23 @@ from rmtlib.spectral.layers import layer_matrices, prunable_layers, weight_matri
 
 
 def _tiny_vit() -> nn.Module:
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=10)
+    return timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=10
+    )
 
 
 def test_vit_layers_are_the_papers_list():
     names = [name for name, _ in prunable_layers(_tiny_vit())]
     assert names == [
         "patch_embed.proj",
-        "blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc1", "blocks.0.mlp.fc2",
-        "blocks.1.attn.qkv", "blocks.1.attn.proj", "blocks.1.mlp.fc1", "blocks.1.mlp.fc2",
+        "blocks.0.attn.qkv",
+        "blocks.0.attn.proj",
+        "blocks.0.mlp.fc1",
+        "blocks.0.mlp.fc2",
+        "blocks.1.attn.qkv",
+        "blocks.1.attn.proj",
+        "blocks.1.mlp.fc1",
+        "blocks.1.mlp.fc2",
         "head",
     ]
 
@@ -22,7 +30,9 @@ def test_vit_layers_are_the_papers_list():
 def test_include_and_exclude_patterns():
     model = _tiny_vit()
     assert [n for n, _ in prunable_layers(model, include=["blocks.*.mlp.*"], exclude=["*.fc2"])] == [
-        "blocks.0.mlp.fc1", "blocks.1.mlp.fc1"]
+        "blocks.0.mlp.fc1",
+        "blocks.1.mlp.fc1",
+    ]
 
 
 def test_conv_kernel_is_unfolded_and_is_a_view():

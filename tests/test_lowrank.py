@@ -7,8 +7,16 @@ from torch import nn
 
 from rmtlib.errors import InputError
 from rmtlib.nn.lowrank import (
-    LowRankConv2d, LowRankLinear, apply_lowrank_structure, factorize, factorize_linear, low_rank_factors,
-    lowrank_structure, max_useful_rank, replace_module, saves_params,
+    LowRankConv2d,
+    LowRankLinear,
+    apply_lowrank_structure,
+    factorize,
+    factorize_linear,
+    low_rank_factors,
+    lowrank_structure,
+    max_useful_rank,
+    replace_module,
+    saves_params,
 )
 
 
@@ -21,14 +29,17 @@ def test_full_rank_reproduces_linear_outputs():
     torch.testing.assert_close(low.rmt_matrix(), lin.weight.detach(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(stride=2, padding=1),
-    dict(padding="same"),
-    dict(dilation=2, padding=2, padding_mode="reflect"),
-    dict(stride=3, padding=1, padding_mode="circular", bias=False),
-    dict(padding="same", padding_mode="reflect"),  # can_factorize accepts these, so factorize must too
-    dict(padding="same", dilation=2, padding_mode="circular"),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(stride=2, padding=1),
+        dict(padding="same"),
+        dict(dilation=2, padding=2, padding_mode="reflect"),
+        dict(stride=3, padding=1, padding_mode="circular", bias=False),
+        dict(padding="same", padding_mode="reflect"),  # can_factorize accepts these, so factorize must too
+        dict(padding="same", dilation=2, padding_mode="circular"),
+    ],
+)
 def test_full_rank_reproduces_conv_outputs(kwargs):
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 8, 3, **kwargs)
@@ -155,9 +166,17 @@ def test_factorize_accepts_exactly_what_can_factorize_accepts():
     pad = _PadInForward(3, 4, 3)
     x = torch.randn(1, 3, 6, 6)
     assert LowRankConv2d.from_conv(pad, 4)(x).shape != pad(x).shape  # why it must be refused
-    modules = [nn.Linear(6, 5), nn.Conv2d(3, 4, 3), nn.Conv2d(3, 4, 4, padding="same", padding_mode="reflect"),
-               LowRankLinear(6, 5, 2), LowRankConv2d(3, 4, 3, 2), pad,
-               nn.Conv2d(4, 4, 3, groups=2), nn.MultiheadAttention(8, 2).out_proj, nn.ReLU()]
+    modules = [
+        nn.Linear(6, 5),
+        nn.Conv2d(3, 4, 3),
+        nn.Conv2d(3, 4, 4, padding="same", padding_mode="reflect"),
+        LowRankLinear(6, 5, 2),
+        LowRankConv2d(3, 4, 3, 2),
+        pad,
+        nn.Conv2d(4, 4, 3, groups=2),
+        nn.MultiheadAttention(8, 2).out_proj,
+        nn.ReLU(),
+    ]
     for module in modules:
         if can_factorize(module):
             assert factorize(module, 1).rank == 1
@@ -182,10 +201,13 @@ def test_factorize_on_meta_gives_the_same_structure():
     assert count_macs(meta, x.to("meta")) == count_macs(real, x)
 
 
-@pytest.mark.parametrize("bad", [
-    {"type": "LowRankLinear", "rank": 3},  # a Conv2d cannot hold a LowRankLinear
-    {"type": "LowRankConv2d"},  # no rank
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "LowRankLinear", "rank": 3},  # a Conv2d cannot hold a LowRankLinear
+        {"type": "LowRankConv2d"},  # no rank
+    ],
+)
 def test_bad_structure_leaves_model_unchanged(bad):
     """A structure whose second entry is bad raises InputError before the good first one is applied."""
     model = nn.Sequential(nn.Linear(8, 8), nn.Conv2d(3, 4, 3))

@@ -6,9 +6,9 @@ import time
 import pytest
 import torch
 
-from rmtlib import models
-from rmtlib.train.data import load_dataset, make_loader, sha256_file
 from rmtlib.errors import CheckpointError, InputError
+from rmtlib.nn import models
+from rmtlib.train.data import load_dataset, make_loader, sha256_file
 from rmtlib.train.loops import evaluate
 
 
@@ -86,16 +86,24 @@ def test_recorded_architecture_comes_back(tmp_path):
 
     torch.manual_seed(0)
     fc = models.fc_net([6, 5, 2], activation="tanh")
-    path = save_checkpoint(fc, tmp_path / "fc.safetensors", {"model": "fc:6-5-2", "model_kwargs": {"activation": "tanh"}})
+    path = save_checkpoint(
+        fc, tmp_path / "fc.safetensors", {"model": "fc:6-5-2", "model_kwargs": {"activation": "tanh"}}
+    )
     x = torch.randn(4, 6)
     assert torch.equal(models.create_model("fc:6-5-2", checkpoint=path)(x), fc(x))
-    assert isinstance(models.create_model("fc:6-5-2", checkpoint=path, activation="gelu")[2], torch.nn.GELU)  # caller on top
+    assert isinstance(
+        models.create_model("fc:6-5-2", checkpoint=path, activation="gelu")[2], torch.nn.GELU
+    )  # caller on top
     # a record made for another model name is not applied
-    other = save_checkpoint(fc, tmp_path / "other.safetensors", {"model": "fc:6-9-2", "model_kwargs": {"activation": "tanh"}})
+    other = save_checkpoint(
+        fc, tmp_path / "other.safetensors", {"model": "fc:6-9-2", "model_kwargs": {"activation": "tanh"}}
+    )
     assert isinstance(models.create_model("fc:6-5-2", checkpoint=other)[2], torch.nn.ReLU)
     change = {"depth": 1, "act_layer": "gelu_tanh"}
     vit = models.mnist_vit(**change).eval()
-    path = save_checkpoint(vit, tmp_path / "vit.safetensors", {"model": "mnist_vit", "config": models.mnist_vit_config(None, change)})
+    path = save_checkpoint(
+        vit, tmp_path / "vit.safetensors", {"model": "mnist_vit", "config": models.mnist_vit_config(None, change)}
+    )
     images = torch.randn(2, 1, 28, 28)
     assert torch.equal(models.create_model("mnist_vit", checkpoint=path).eval()(images), vit(images))
     assert torch.equal(models.load_mnist_vit(path)(images), vit(images))

@@ -25,7 +25,9 @@ def test_pdf_is_a_density_with_mp_moments(ratio, sigma2):
 def test_cdf_is_the_integral_of_the_pdf(ratio):
     a, b = mp_edges(ratio, 1.3)
     for x in np.linspace(a, b, 9)[1:-1]:
-        assert mp_cdf(x, ratio, 1.3) == pytest.approx(quad(lambda t: mp_pdf(t, ratio, 1.3), a, x, limit=400)[0], abs=1e-9)
+        assert mp_cdf(x, ratio, 1.3) == pytest.approx(
+            quad(lambda t: mp_pdf(t, ratio, 1.3), a, x, limit=400)[0], abs=1e-9
+        )
 
 
 @pytest.mark.parametrize("ratio", RATIOS)

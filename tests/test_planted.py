@@ -88,7 +88,9 @@ def test_bad_input():
 def test_findings_do_not_depend_on_the_table_index():
     from rmtlib.experiments.planted import planted_findings
 
-    parts = [planted_experiment([64, 128], seeds, lambda_reg=1e-4, d=16, rank=4, n_samples=200)[0] for seeds in ([0, 1], [2])]
+    parts = [
+        planted_experiment([64, 128], seeds, lambda_reg=1e-4, d=16, rank=4, n_samples=200)[0] for seeds in ([0, 1], [2])
+    ]
     stacked = pd.concat(parts)  # index 0..3 then 0..1 again
     assert planted_findings(stacked) == planted_findings(stacked.reset_index(drop=True))
 
@@ -97,12 +99,27 @@ def test_findings_say_how_each_quantity_moves():
     """A shrinking regularization or an unchanged slack used to be reported as "grows"."""
     from rmtlib.experiments.planted import planted_findings
 
-    trials = pd.DataFrame({"N": [64, 128, 256], "seed": 0, "slack": [-2e-3, -1e-3, -1e-3], "holds": True,
-                           "reg_removed": [0.3, 0.2, 0.1], "ce_S": 1.0, "ce_W": 1.0, "acc_S": 0.5, "acc_W": 0.5})
+    trials = pd.DataFrame(
+        {
+            "N": [64, 128, 256],
+            "seed": 0,
+            "slack": [-2e-3, -1e-3, -1e-3],
+            "holds": True,
+            "reg_removed": [0.3, 0.2, 0.1],
+            "ce_S": 1.0,
+            "ce_W": 1.0,
+            "acc_S": 0.5,
+            "acc_W": 0.5,
+        }
+    )
     text = " ".join(planted_findings(trials))
     assert "regularization shrinks from 0.3 to 0.1" in text
     assert "does not shrink at every step (it stays the same between N = 128 and 256)" in text and "grows" not in text
     trials["slack"] = [-1e-3, -2e-3, -3e-3]
     trials["reg_removed"] = [0.1, 0.2, 0.3]
     text = " ".join(planted_findings(trials))
-    assert "regularization grows from 0.1 to 0.3" in text and "does not shrink" in text and "(it grows between N = 64 and 128; it grows between N = 128 and 256)" in text
+    assert (
+        "regularization grows from 0.1 to 0.3" in text
+        and "does not shrink" in text
+        and "(it grows between N = 64 and 128; it grows between N = 128 and 256)" in text
+    )

@@ -23,7 +23,14 @@ def test_grid_and_depth_summary(tmp_path, rng):
     fits = [(f"layer{i}", fit_mp(rng.normal(size=(64, 128)))) for i in range(5)]
     fig = plot_esd_grid(fits, ncols=3)
     assert len([ax for ax in fig.axes if ax.axison]) == 5
-    table = pd.DataFrame({"layer": [f"blocks.{i}.fc" for i in range(4)], "block": [0.0, 1.0, 2.0, 3.0],
-                          "gamma": [0.9, 0.8, 0.7, 0.6], "n_spikes": [1, 2, 3, 4], "status": ["ok"] * 4})
+    table = pd.DataFrame(
+        {
+            "layer": [f"blocks.{i}.fc" for i in range(4)],
+            "block": [0.0, 1.0, 2.0, 3.0],
+            "gamma": [0.9, 0.8, 0.7, 0.6],
+            "n_spikes": [1, 2, 3, 4],
+            "status": ["ok"] * 4,
+        }
+    )
     fig = plot_depth_summary(table)
     assert save_figure(fig, tmp_path / "depth.png").exists()

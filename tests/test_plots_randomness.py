@@ -9,11 +9,11 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from rmtlib.errors import InputError  # noqa: E402
-from rmtlib.spectral.fit import fit_mp  # noqa: E402
-from rmtlib.nn.models import fc_net  # noqa: E402
 from rmtlib.experiments.planted import planted_experiment  # noqa: E402
-from rmtlib.plots.randomness import plot_decay, plot_planted_slack, plot_planted_theta, plot_singular_values  # noqa: E402
 from rmtlib.experiments.randomness import SpectralTracker, gaussian_init_  # noqa: E402
+from rmtlib.nn.models import fc_net  # noqa: E402
+from rmtlib.plots.randomness import plot_decay, plot_planted_slack, plot_planted_theta, plot_singular_values  # noqa: E402
+from rmtlib.spectral.fit import fit_mp  # noqa: E402
 
 
 def _spectra():

@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from rmtlib.nn.count import count_macs, count_params
 from rmtlib.errors import InputError
+from rmtlib.experiments.spiked import bbp_threshold, spiked_matrix
+from rmtlib.nn.count import count_macs, count_params
 from rmtlib.nn.lowrank import LowRankLinear
 from rmtlib.pruning import prune
 from rmtlib.pruning.common import smallest_mask, split_count
 from rmtlib.pruning.rmt import sparsify_singular_vectors
-from rmtlib.experiments.spiked import bbp_threshold, spiked_matrix
 
 ALL = ["rmt", "rmt_oneshot", "rmt_lowrank", "magnitude", "svd", "random"]
 STRUCTURED = {"rmt_lowrank", "svd"}
@@ -223,8 +223,12 @@ def test_rmt_counts_what_the_singular_vector_step_zeroes():
 
 def test_a_methods_own_stopping_rule_and_a_target_are_refused_together():
     model = _fc()
-    for method, option in (("rmt", {"cycles": 2}), ("rmt_oneshot", {"z": 0.5}), ("rmt_lowrank", {"bulk_fraction": 0.1}),
-                           ("svd", {"rank_fraction": 0.5})):
+    for method, option in (
+        ("rmt", {"cycles": 2}),
+        ("rmt_oneshot", {"z": 0.5}),
+        ("rmt_lowrank", {"bulk_fraction": 0.1}),
+        ("svd", {"rank_fraction": 0.5}),
+    ):
         with pytest.raises(InputError, match="either sparsity= or"):
             prune(model, method, sparsity=0.5, **option)
 
@@ -269,7 +273,9 @@ def test_regularize_step_scales_each_layers_rate_and_keeps_zeros():
         torch.testing.assert_close((m0 - m)[nonzero], 1e-3 * scale * torch.sign(m0[nonzero]), rtol=1e-6, atol=1e-12)
         assert torch.all(m[~nonzero] == 0)
     frozen = originals[1].clone()
-    regularize_step([Unit("l", "Linear", nn.Identity(), frozen, 35)], [0.0], steps=3, lr=1e-3, l1=1, l2=1, group_lasso=1)
+    regularize_step(
+        [Unit("l", "Linear", nn.Identity(), frozen, 35)], [0.0], steps=3, lr=1e-3, l1=1, l2=1, group_lasso=1
+    )
     assert torch.equal(frozen, originals[1])  # scale 0: a layer without a fit is left alone
 
 
@@ -340,17 +346,20 @@ def test_too_high_target_is_refused_with_the_limit():
         prune(model, "magnitude", sparsity=0.9, include="head")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(method="magnitude", sparsity=1.0), "sparsity"),
-    (dict(method="magnitude", sparsity=-0.1), "sparsity"),
-    (dict(method="magnitude", sparsity="0.5"), "sparsity"),
-    (dict(method="magnitude"), "sparsity= is required"),
-    (dict(method="bogus", sparsity=0.5), "unknown pruning method 'bogus'"),
-    (dict(method="rmt", sparsity=0.5, rhoo=1), "unknown option"),
-    (dict(method="magnitude", sparsity=0.5, exclude="*"), "no prunable"),
-    (dict(method="svd", sparsity=0.5, split_qkv=True), "split_qkv"),
-    (dict(method="magnitude", sparsity=0.5, scope="everywhere"), "scope"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(method="magnitude", sparsity=1.0), "sparsity"),
+        (dict(method="magnitude", sparsity=-0.1), "sparsity"),
+        (dict(method="magnitude", sparsity="0.5"), "sparsity"),
+        (dict(method="magnitude"), "sparsity= is required"),
+        (dict(method="bogus", sparsity=0.5), "unknown pruning method 'bogus'"),
+        (dict(method="rmt", sparsity=0.5, rhoo=1), "unknown option"),
+        (dict(method="magnitude", sparsity=0.5, exclude="*"), "no prunable"),
+        (dict(method="svd", sparsity=0.5, split_qkv=True), "split_qkv"),
+        (dict(method="magnitude", sparsity=0.5, scope="everywhere"), "scope"),
+    ],
+)
 def test_bad_input(kwargs, match):
     with pytest.raises(InputError, match=match):
         prune(_fc(), **kwargs)
@@ -449,16 +458,19 @@ def test_a_tied_weight_is_one_unit_and_structured_methods_refuse_it():
             prune(reused, method, sparsity=0.3)
 
 
-@pytest.mark.parametrize("method, options, message", [
-    ("rmt", {"rho": -0.1}, "rho must be a finite number > 0"),
-    ("rmt", {"rho": float("nan")}, "rho must be"),
-    ("rmt", {"cycles": 2.7, "sparsity": None}, "cycles must be a whole number >= 1"),
-    ("rmt", {"max_cycles": 0}, "max_cycles"),
-    ("rmt", {"exponent": "abc"}, "exponent must be a finite number"),
-    ("rmt_oneshot", {"z": "abc", "sparsity": None}, "z must be a finite number >= 0"),
-    ("rmt_oneshot", {"scale": -1.0}, "scale must be a finite number > 0"),
-    ("rmt", {"sparsity": 0.99}, "highest reachable sparsity"),  # the head and biases alone exceed 1%
-])
+@pytest.mark.parametrize(
+    "method, options, message",
+    [
+        ("rmt", {"rho": -0.1}, "rho must be a finite number > 0"),
+        ("rmt", {"rho": float("nan")}, "rho must be"),
+        ("rmt", {"cycles": 2.7, "sparsity": None}, "cycles must be a whole number >= 1"),
+        ("rmt", {"max_cycles": 0}, "max_cycles"),
+        ("rmt", {"exponent": "abc"}, "exponent must be a finite number"),
+        ("rmt_oneshot", {"z": "abc", "sparsity": None}, "z must be a finite number >= 0"),
+        ("rmt_oneshot", {"scale": -1.0}, "scale must be a finite number > 0"),
+        ("rmt", {"sparsity": 0.99}, "highest reachable sparsity"),  # the head and biases alone exceed 1%
+    ],
+)
 def test_rmt_options_are_checked_before_any_change(method, options, message):
     """Bad options used to run (200 cycles for a negative rho), be truncated (cycles=2.7 ran 2), crash
     with a TypeError, or stop midway with the wrong cause, leaving an in-place model half pruned."""

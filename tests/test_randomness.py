@@ -9,20 +9,29 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from rmtlib.errors import InputError
-from rmtlib.nn.models import fc_net
 from rmtlib.experiments.randomness import (
-    SpectralTracker, bulk_energy, gaussian_init_, l2_term, monotonicity, noise_path, split_at_edge,
-    strength_ordering, theta_path,
+    SpectralTracker,
+    bulk_energy,
+    gaussian_init_,
+    l2_term,
+    monotonicity,
+    noise_path,
+    split_at_edge,
+    strength_ordering,
+    theta_path,
 )
 from rmtlib.experiments.spiked import bbp_threshold, spiked_matrix
+from rmtlib.nn.models import fc_net
 from rmtlib.train.loops import evaluate, train
 
 
 def _spiked(m=300, n=150, strengths=(3.0, 2.0, 1.5), seed=0):
     sigma = 1.0 / math.sqrt(max(m, n))
     thr = bbp_threshold(m, n, sigma)
-    return np.asarray(spiked_matrix(m, n, [s * thr for s in strengths], sigma=sigma, rng=np.random.default_rng(seed)),
-                      dtype=np.float64)
+    return np.asarray(
+        spiked_matrix(m, n, [s * thr for s in strengths], sigma=sigma, rng=np.random.default_rng(seed)),
+        dtype=np.float64,
+    )
 
 
 def test_split_reconstructs_and_keeps_exactly_the_spikes():
@@ -100,7 +109,9 @@ def test_tracker_records_every_layer_and_epoch(trained):
     final = dict(model.named_modules())
     for layer in ("1", "3"):
         row = ok[(ok["epoch"] == 2) & (ok["layer"] == layer)].iloc[0]
-        assert row["total_energy"] == pytest.approx(float(final[layer].weight.detach().double().pow(2).sum()), rel=1e-10)
+        assert row["total_energy"] == pytest.approx(
+            float(final[layer].weight.detach().double().pow(2).sum()), rel=1e-10
+        )
     # at initialisation the N x N layer is pure N(0, 1/48) noise
     init = ok[(ok["epoch"] == 0) & (ok["layer"] == "3")].iloc[0]
     assert init["sigma2"] == pytest.approx(1 / 48, rel=0.25)
@@ -116,7 +127,9 @@ def test_theta_path_end_points_and_exact_regularizer(trained):
     # the model itself is not touched
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     ref = evaluate(model, loader)
-    reg_ref = lam * sum(float(p.detach().double().pow(2).sum()) for n, p in model.named_parameters() if n.endswith("weight"))
+    reg_ref = lam * sum(
+        float(p.detach().double().pow(2).sum()) for n, p in model.named_parameters() if n.endswith("weight")
+    )
     for _, row in df[df["theta"] == 1.0].iterrows():
         assert row["ce"] == ref["loss"] and row["accuracy"] == ref["accuracy"]
         assert row["reg"] == pytest.approx(reg_ref, rel=1e-6)
@@ -159,7 +172,9 @@ def test_noise_path_zero_is_the_model_and_energy_scales(trained):
 
 
 def test_monotonicity_counts_violations():
-    df = pd.DataFrame({"g": ["a"] * 4 + ["b"] * 4, "x": [0, 1, 2, 3] * 2, "y": [1.0, 2.0, 3.0, 4.0, 1.0, 3.0, 2.0, 5.0]})
+    df = pd.DataFrame(
+        {"g": ["a"] * 4 + ["b"] * 4, "x": [0, 1, 2, 3] * 2, "y": [1.0, 2.0, 3.0, 4.0, 1.0, 3.0, 2.0, 5.0]}
+    )
     out = monotonicity(df, "x", ["y"], by="g").set_index("g")
     assert out.loc["a", "monotone"] and out.loc["a", "holds"] and out.loc["a", "n_violations"] == 0
     assert not out.loc["b", "monotone"] and out.loc["b", "n_violations"] == 1
@@ -172,8 +187,9 @@ def test_monotonicity_counts_violations():
 
 
 def test_strength_ordering():
-    summary = pd.DataFrame({"layer": ["1"] * 3 + ["3"] * 3, "l2": [0, 1e-3, 1e-2] * 2,
-                            "rel_change": [0.1, -0.3, -0.9, -0.2, -0.1, -0.5]})
+    summary = pd.DataFrame(
+        {"layer": ["1"] * 3 + ["3"] * 3, "l2": [0, 1e-3, 1e-2] * 2, "rel_change": [0.1, -0.3, -0.9, -0.2, -0.1, -0.5]}
+    )
     out = strength_ordering(summary, ["layer"]).set_index("layer")
     assert out.loc["1", "ordered"] and out.loc["1", "spearman"] == pytest.approx(-1.0)
     assert not out.loc["3", "ordered"]
@@ -187,8 +203,9 @@ def test_l2_term_matches_hand_computation():
 
 def _decay_mono(control: list[float], penalized: list[float]) -> pd.DataFrame:
     """monotonicity of one control and one penalized gamma track over epochs 0, 1, 2."""
-    df = pd.DataFrame({"width": 64, "layer": "3", "l2": [0.0] * 3 + [1e-3] * 3, "epoch": [0, 1, 2] * 2,
-                       "gamma": control + penalized})
+    df = pd.DataFrame(
+        {"width": 64, "layer": "3", "l2": [0.0] * 3 + [1e-3] * 3, "epoch": [0, 1, 2] * 2, "gamma": control + penalized}
+    )
     return monotonicity(df, "epoch", ["gamma"], by=["width", "l2", "layer"], expect="decreasing")
 
 
@@ -209,7 +226,9 @@ def test_ordering_sentence_does_not_call_a_smaller_rise_a_larger_decrease():
     from rmtlib.experiments.randomness import decay_findings
 
     def sentence(values: list[float]) -> str:
-        summary = pd.DataFrame({"width": 64, "layer": "3", "metric": "sigma2", "l2": [0.0, 1e-3, 1e-2], "rel_change": values})
+        summary = pd.DataFrame(
+            {"width": 64, "layer": "3", "metric": "sigma2", "l2": [0.0, 1e-3, 1e-2], "rel_change": values}
+        )
         ordering = strength_ordering(summary, ["width", "layer", "metric"])
         assert ordering["ordered"].all()
         return decay_findings(pd.DataFrame(columns=["metric", "l2", "holds"]), ordering)[0]

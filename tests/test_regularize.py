@@ -8,11 +8,19 @@ import torch
 from torch import nn
 
 from rmtlib.errors import InputError
-from rmtlib.spectral.fit import fit_mp
 from rmtlib.nn.lowrank import LowRankLinear
 from rmtlib.nn.models import fc_net
+from rmtlib.spectral.fit import fit_mp
 from rmtlib.train.regularize import (
-    L1, L2, GroupLasso, MPSplitScheduler, WeightMask, bulk_fraction, layer_weights, mp_split_layer, mp_split_rank,
+    L1,
+    L2,
+    GroupLasso,
+    MPSplitScheduler,
+    WeightMask,
+    bulk_fraction,
+    layer_weights,
+    mp_split_layer,
+    mp_split_rank,
 )
 
 
@@ -63,7 +71,12 @@ def test_penalty_gradients_are_analytic():
 def test_penalty_covers_lowrank_factors():
     net = _net()
     net[1] = LowRankLinear.from_linear(net[1], 2)
-    expected = net[1].up.weight.abs().sum() + net[1].down.weight.abs().sum() + net[3].weight.abs().sum() + net[5].weight.abs().sum()
+    expected = (
+        net[1].up.weight.abs().sum()
+        + net[1].down.weight.abs().sum()
+        + net[3].weight.abs().sum()
+        + net[5].weight.abs().sum()
+    )
     torch.testing.assert_close(L1(1.0)(net), expected)
 
 
@@ -71,8 +84,11 @@ def test_penalty_covers_lowrank_factors():
 def test_mask_keeps_exact_zeros_under_momentum_and_weight_decay(opt):
     net = _net()
     # give the pruned weights a nonzero history first: momentum buffers would move them
-    optimizer = (torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01) if opt == "sgd"
-                 else torch.optim.AdamW(net.parameters(), lr=0.1, weight_decay=0.01))
+    optimizer = (
+        torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+        if opt == "sgd"
+        else torch.optim.AdamW(net.parameters(), lr=0.1, weight_decay=0.01)
+    )
     x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
     for _ in range(3):
         optimizer.zero_grad()
@@ -155,8 +171,9 @@ def test_scheduler_leaves_low_rank_convs_alone_and_fits_with_the_fc_setting():
     from rmtlib.nn.lowrank import LowRankConv2d
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 6 * 6, 120), nn.ReLU(),
-                        nn.Linear(120, 10))
+    net = nn.Sequential(
+        nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 6 * 6, 120), nn.ReLU(), nn.Linear(120, 10)
+    )
     net[0] = LowRankConv2d.from_conv(net[0], 8)
     sched = MPSplitScheduler(every=1, T=4, skip_last=False)
     assert [name for name, _ in sched.layers(net)] == ["3", "5"]
@@ -243,6 +260,8 @@ def test_scales_naming_no_layer_are_refused():
     """A misspelt layer in ``scales`` used to leave that layer at scale 1 silently."""
     net = _net()
     layer = next(name for name, _, _ in layer_weights(net))
-    torch.testing.assert_close(L2(1.0, scales={layer: 3.0})(net), L2(1.0)(net) + 2.0 * (dict(net.named_modules())[layer].weight ** 2).sum())
+    torch.testing.assert_close(
+        L2(1.0, scales={layer: 3.0})(net), L2(1.0)(net) + 2.0 * (dict(net.named_modules())[layer].weight ** 2).sum()
+    )
     with pytest.raises(InputError, match="name no prunable layer of the model: nope"):
         L2(1.0, scales={layer: 3.0, "nope": 2.0})(net)

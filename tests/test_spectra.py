@@ -10,7 +10,9 @@ from rmtlib.spectral.analyze import COLUMNS
 
 def _net() -> nn.Module:
     torch.manual_seed(3)
-    return nn.Sequential(nn.Conv2d(4, 32, 3), nn.ReLU(), nn.Flatten(), nn.Linear(64, 200), nn.ReLU(), nn.Linear(200, 10))
+    return nn.Sequential(
+        nn.Conv2d(4, 32, 3), nn.ReLU(), nn.Flatten(), nn.Linear(64, 200), nn.ReLU(), nn.Linear(200, 10)
+    )
 
 
 def test_table_matches_independent_fits():
@@ -36,14 +38,18 @@ def test_default_init_is_random_by_mp():
 
 
 def test_model_is_not_modified():
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=10)
+    model = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=2, num_classes=10
+    )
     model = model.to(torch.bfloat16)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     table = analyze(model, split_qkv=True, progress=False)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) and before[k].dtype == after[k].dtype for k in before)
     assert "blocks.1.attn.qkv.v" in set(table["layer"])
-    assert (table["status"] == "ok").sum() == 1 + 2 * (3 + 3)  # patch_embed + per block q,k,v,proj,fc1,fc2; head too small
+    assert (table["status"] == "ok").sum() == 1 + 2 * (
+        3 + 3
+    )  # patch_embed + per block q,k,v,proj,fc1,fc2; head too small
 
 
 def test_nan_weight_is_reported_with_the_layer_name():

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from rmtlib.errors import InputError
-from rmtlib.spectral.fit import singular_values
 from rmtlib.experiments.spiked import (
     bbp_detection,
     bbp_singular_value,
@@ -12,6 +11,7 @@ from rmtlib.experiments.spiked import (
     spiked_matrix,
     tw_scaled_top_eigenvalues,
 )
+from rmtlib.spectral.fit import singular_values
 
 
 def test_noise_free_spiked_matrix_has_exactly_the_planted_singular_values(rng):
@@ -111,7 +111,8 @@ def test_finite_size_centrings_bring_the_top_eigenvalue_closer_to_tracy_widom():
     assert mean["paper"] < -1.2065 - 4 * se  # biased low
     assert abs(mean["ma"] + 1.2065) < 3 * se
     assert abs(mean["johnstone"] + 1.2065) < abs(mean["paper"] + 1.2065)
-    assert np.array_equal(tw_standardize(top, 100, 50), tw_scaled_top_eigenvalues(100, 50, 2000, sigma=0.7,
-                                                                                  rng=np.random.default_rng(5)))
+    assert np.array_equal(
+        tw_standardize(top, 100, 50), tw_scaled_top_eigenvalues(100, 50, 2000, sigma=0.7, rng=np.random.default_rng(5))
+    )
     with pytest.raises(InputError, match="edge centring"):
         tw_standardize(top, 100, 50, "exact")

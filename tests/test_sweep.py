@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 import torch
 
-from rmtlib.nn.count import count_macs, count_params
-from rmtlib.train.data import make_loader, synthetic_classification
 from rmtlib.errors import InputError
-from rmtlib.nn.models import fc_net
-from rmtlib.pruning import prune
 from rmtlib.experiments.sweep import SWEEP_COLUMNS, level_table, paper_vit_results, sweep
+from rmtlib.nn.count import count_macs, count_params
+from rmtlib.nn.models import fc_net
 from rmtlib.plots.sweep import plot_sweep
+from rmtlib.pruning import prune
+from rmtlib.train.data import make_loader, synthetic_classification
 from rmtlib.train.loops import evaluate, train
 
 METHODS = ["rmt", "rmt_lowrank", "magnitude", "svd", "random"]
@@ -183,8 +183,14 @@ def test_bad_input_is_refused(setup):
     with pytest.raises(InputError, match="finetune_loader"):
         sweep(model, ["magnitude"], [0.5], eval_loader=test, finetune_steps=2)
     with pytest.raises(InputError, match="more than one pass"):  # it used to stop at one pass, recording N
-        sweep(model, ["magnitude"], [0.5], eval_loader=test, finetune_loader=train_loader,
-              finetune_steps=len(train_loader) + 1)
+        sweep(
+            model,
+            ["magnitude"],
+            [0.5],
+            eval_loader=test,
+            finetune_loader=train_loader,
+            finetune_steps=len(train_loader) + 1,
+        )
     with pytest.raises(InputError, match="not swept"):
         sweep(model, ["magnitude"], [0.5], eval_loader=test, method_options={"rmt": {"cycles": 2}})
     with pytest.raises(InputError, match="schedule"):
@@ -194,12 +200,21 @@ def test_bad_input_is_refused(setup):
     # a bad option of the second method is refused before the first method runs
     ran = []
     with pytest.raises(InputError, match="'svd': svd: unknown option\\(s\\) cycles"):
-        sweep(model, ["magnitude", "svd"], [0.5], eval_loader=test, method_options={"svd": {"cycles": 2}},
-              callback=lambda *args: ran.append(args))
+        sweep(
+            model,
+            ["magnitude", "svd"],
+            [0.5],
+            eval_loader=test,
+            method_options={"svd": {"cycles": 2}},
+            callback=lambda *args: ran.append(args),
+        )
     assert ran == []
     # keywords the sweep decides itself are refused before any work, not a TypeError after the dense model
-    for options in ({"prune_options": {"seed": 5}}, {"method_options": {"random": {"device": "cpu"}}},
-                    {"method_options": {"random": {"inplace": True}}}):
+    for options in (
+        {"prune_options": {"seed": 5}},
+        {"method_options": {"random": {"device": "cpu"}}},
+        {"method_options": {"random": {"inplace": True}}},
+    ):
         with pytest.raises(InputError, match="set by the sweep itself"):
             sweep(model, ["random"], [0.5], eval_loader=test, callback=lambda *args: ran.append(args), **options)
     assert ran == []
@@ -236,16 +251,18 @@ def test_level_table_and_plot(setup):
     curves = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
     assert len(curves) == 2  # one per method, each starting at the dense model's top-1 at 0%
     for line in curves:
-        assert list(line.get_xdata()) == pytest.approx([0.0, 30.0, 60.0], abs=0.5) and line.get_ydata()[0] == pytest.approx(dense)
+        assert list(line.get_xdata()) == pytest.approx([0.0, 30.0, 60.0], abs=0.5) and line.get_ydata()[
+            0
+        ] == pytest.approx(dense)
     assert {"magnitude", "random", "dense model"} <= {t.get_text() for t in ax.get_legend().get_texts()}
     ax = plot_sweep(paper_vit_results(), value="top1_pruned", hue="model", dense_line=False)
     assert len([l for l in ax.get_lines() if len(l.get_xdata())]) >= 2
 
 
 def test_esd_helpers_read_dense_and_factorized_layers(setup):
-    from rmtlib.spectral.fit import fit_mp
-    from rmtlib.nn.models import mnist_vit
     from rmtlib.experiments.sweep import default_esd_layers, layer_spectra
+    from rmtlib.nn.models import mnist_vit
+    from rmtlib.spectral.fit import fit_mp
 
     assert default_esd_layers(mnist_vit(depth=4)) == ["blocks.0.attn.qkv", "blocks.2.mlp.fc1", "blocks.3.mlp.fc2"]
     model, _, _ = setup

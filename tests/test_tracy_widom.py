@@ -64,7 +64,8 @@ def test_paper_centring_is_the_edge_formula_and_the_others_shift_n_and_p():
         sd = (np.sqrt(N - 1) + np.sqrt(p)) * (1 / np.sqrt(N - 1) + 1 / np.sqrt(p)) ** (1 / 3)
         assert tw_centre_scale(m, n, "johnstone") == pytest.approx((mu / N, sd / N), rel=1e-13)
         a, b = N - 0.5, p - 0.5
-        assert tw_centre_scale(n, m, "ma") == pytest.approx(((np.sqrt(a) + np.sqrt(b)) ** 2 / N,
-                                                            (np.sqrt(a) + np.sqrt(b)) * (a ** -0.5 + b ** -0.5) ** (1 / 3) / N))
+        assert tw_centre_scale(n, m, "ma") == pytest.approx(
+            ((np.sqrt(a) + np.sqrt(b)) ** 2 / N, (np.sqrt(a) + np.sqrt(b)) * (a**-0.5 + b**-0.5) ** (1 / 3) / N)
+        )
     with pytest.raises(ValueError, match="edge centring"):
         tw_centre_scale(10, 20, "johnston")

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from rmtlib.train.data import make_loader, synthetic_classification
 from rmtlib.errors import InputError
 from rmtlib.nn.models import fc_net
+from rmtlib.train.data import make_loader, synthetic_classification
 from rmtlib.train.loops import evaluate, finetune, lr_schedule, train
 
 

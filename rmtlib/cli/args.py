@@ -80,7 +80,9 @@ def names(text: str) -> list[str]:
 def check_input_file(path: str | None, flag: str) -> None:
     """Fail before any work when ``path`` is given but is not an existing file."""
     if path and not Path(path).is_file():
-        raise InputError(f"{flag}: {path} is a folder, not a file" if Path(path).is_dir() else f"{flag}: no such file {path}")
+        raise InputError(
+            f"{flag}: {path} is a folder, not a file" if Path(path).is_dir() else f"{flag}: no such file {path}"
+        )
 
 
 def _check_writable(folder: Path, path: str, flag: str) -> None:

@@ -17,33 +17,43 @@ from rmtlib.train.loops import evaluate, finetune
 def add_finetune_arguments(parser: Any) -> None:
     """Add ``--data``, ``--finetune-epochs``, ``--finetune-lr``, ``--batch-size``, ``--train-subset``,
     ``--workers`` to an argparse parser (used by ``rmtlib prune``)."""
-    parser.add_argument("--data", help="dataset spec for accuracy before/after (mnist, fashion-mnist:DIR, imagefolder:DIR, DIR)")
-    parser.add_argument("--finetune-epochs", type=int, default=0, help="epochs of masked fine-tuning after pruning (needs --data)")
-    parser.add_argument("--finetune-lr", type=float, default=1e-4, help="AdamW learning rate of fine-tuning (cosine decay)")
+    parser.add_argument(
+        "--data", help="dataset spec for accuracy before/after (mnist, fashion-mnist:DIR, imagefolder:DIR, DIR)"
+    )
+    parser.add_argument(
+        "--finetune-epochs", type=int, default=0, help="epochs of masked fine-tuning after pruning (needs --data)"
+    )
+    parser.add_argument(
+        "--finetune-lr", type=float, default=1e-4, help="AdamW learning rate of fine-tuning (cosine decay)"
+    )
     parser.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
-    parser.add_argument("--train-subset", type=int, help="fine-tune on N training samples only (the first N; of an image folder, a seeded random N)")
-    from rmtlib.cli.args import non_negative_int
+    parser.add_argument(
+        "--train-subset",
+        type=int,
+        help="fine-tune on N training samples only (the first N; of an image folder, a seeded random N)",
+    )
 
-    parser.add_argument("--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)")
-
+    parser.add_argument(
+        "--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)"
+    )
 
 
 def check_finetune_arguments(args: Any) -> None:
     """The arguments of :func:`add_finetune_arguments`, checked before any pruning (InputError naming the flag)."""
-    from rmtlib.cli.args import positive_counts
 
     epochs = int(getattr(args, "finetune_epochs", 0) or 0)
     if epochs < 0:
         raise InputError(f"--finetune-epochs must be >= 0, got {epochs}")
     if epochs and not getattr(args, "data", None):
         raise InputError("--finetune-epochs needs --data (the training data to fine-tune on)")
-    positive_counts((getattr(args, "batch_size", None), "--batch-size"), (getattr(args, "train_subset", None), "--train-subset"))
+    positive_counts(
+        (getattr(args, "batch_size", None), "--batch-size"), (getattr(args, "train_subset", None), "--train-subset")
+    )
     lr = getattr(args, "finetune_lr", None)
     if epochs and lr is not None:
         check_number("--finetune-lr", lr, minimum=0, exclusive=True)
     if getattr(args, "device", None) is not None:
         get_device(args.device)
-
 
 
 def finetune_from_args(model: nn.Module, report: Any, args: Any, dense_model: nn.Module | None = None) -> nn.Module:
@@ -55,7 +65,6 @@ def finetune_from_args(model: nn.Module, report: Any, args: Any, dense_model: nn
     data = getattr(args, "data", None)
     if not data:
         return model
-    from rmtlib.train.data import load_dataset, make_loader
 
     device = getattr(args, "device", None)
     quiet = bool(getattr(args, "quiet", False))
@@ -71,10 +80,23 @@ def finetune_from_args(model: nn.Module, report: Any, args: Any, dense_model: nn
     lines.append(f"pruned {100 * pruned:.2f}%")
     if epochs:
         train_set = load_dataset(data, "train", model=unwrap(model))
-        loader = make_loader(train_set, getattr(args, "batch_size", 128), shuffle=True, seed=getattr(args, "seed", 0),
-                             subset=getattr(args, "train_subset", None), num_workers=workers)
-        finetune(model, loader, epochs, lr=getattr(args, "finetune_lr", 1e-4), device=device,
-                 seed=getattr(args, "seed", 0), progress=not quiet)
+        loader = make_loader(
+            train_set,
+            getattr(args, "batch_size", 128),
+            shuffle=True,
+            seed=getattr(args, "seed", 0),
+            subset=getattr(args, "train_subset", None),
+            num_workers=workers,
+        )
+        finetune(
+            model,
+            loader,
+            epochs,
+            lr=getattr(args, "finetune_lr", 1e-4),
+            device=device,
+            seed=getattr(args, "seed", 0),
+            progress=not quiet,
+        )
         model.eval()
         tuned = evaluate(model, test, device)["accuracy"]
         report.attrs["accuracy_finetuned"] = tuned

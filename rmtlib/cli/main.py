@@ -26,7 +26,9 @@ COMMANDS = [
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered sub-command."""
-    parser = argparse.ArgumentParser(prog="rmtlib", description="Random-matrix-theory analysis and pruning of neural networks.")
+    parser = argparse.ArgumentParser(
+        prog="rmtlib", description="Random-matrix-theory analysis and pruning of neural networks."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for module_name in COMMANDS:
         importlib.import_module(module_name).add_parser(sub)
@@ -50,8 +52,10 @@ def console() -> int:
     try:
         return main()
     except KeyboardInterrupt:
-        print("\nrmtlib: interrupted; files already written are complete (a sweep continues with --resume)",
-              file=sys.stderr)
+        print(
+            "\nrmtlib: interrupted; files already written are complete (a sweep continues with --resume)",
+            file=sys.stderr,
+        )
         return 130
 
 

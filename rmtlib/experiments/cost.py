@@ -8,6 +8,7 @@ the things compared are interleaved, so a change of load on a shared machine hit
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import statistics
@@ -20,6 +21,11 @@ import torch
 from torch import nn
 
 from rmtlib.errors import InputError
+from rmtlib.nn.count import count_macs, count_params
+from rmtlib.pruning import prune
+from rmtlib.runtime import get_device
+from rmtlib.spectral.analyze import analyze
+from rmtlib.spectral.layers import layer_matrices
 
 __all__ = ["timed", "weightwatcher_available", "analysis_times", "pruned_costs"]
 
@@ -39,7 +45,9 @@ def timed(fn: Callable[[], Any], device: torch.device | str | None = None) -> fl
     return time.perf_counter() - start
 
 
-def _interleaved(fns: dict[str, Callable[[], Any]], repeats: int, device: Any, warmup: int = 1) -> dict[str, list[float]]:
+def _interleaved(
+    fns: dict[str, Callable[[], Any]], repeats: int, device: Any, warmup: int = 1
+) -> dict[str, list[float]]:
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -62,7 +70,7 @@ def weightwatcher_available() -> bool:
 
 def _weightwatcher_call(model: nn.Module) -> Callable[[], Any]:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        import weightwatcher as ww
+        import weightwatcher as ww  # optional (bench extra): imported only when asked for
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
 
     def run() -> Any:
@@ -88,8 +96,6 @@ def analysis_times(
     with a note when the package is missing or ``weightwatcher=False``). Columns: tool, seconds
     (median), min_seconds, repeats, matrices, relative (seconds / rmtlib's), note.
     """
-    from rmtlib.spectral.layers import layer_matrices
-    from rmtlib.spectral.analyze import analyze
 
     if repeats < 1:
         raise InputError(f"repeats must be >= 1, got {repeats}")
@@ -102,8 +108,11 @@ def analysis_times(
         for matrix in matrices:
             torch.linalg.svdvals(matrix)
 
-    times = _interleaved({"rmtlib.analyze": lambda: analyze(model, device=dev, progress=False),
-                          "torch.linalg.svdvals": run_svdvals}, repeats, dev)
+    times = _interleaved(
+        {"rmtlib.analyze": lambda: analyze(model, device=dev, progress=False), "torch.linalg.svdvals": run_svdvals},
+        repeats,
+        dev,
+    )
     rows = [
         {"tool": "rmtlib.analyze", "note": f"float64 Gram eigenvalues + MP fit on {dev.type}"},
         {"tool": "torch.linalg.svdvals", "note": f"float32 singular values only, on {dev.type}"},
@@ -120,7 +129,6 @@ def analysis_times(
         cpu_model = model if dev.type == "cpu" else None
         if cpu_model is None:
             ww_row["note"] = "runs on the CPU copy of the model"
-            import copy
 
             cpu_model = copy.deepcopy(model).cpu()
         run = _weightwatcher_call(cpu_model)
@@ -156,9 +164,6 @@ def pruned_costs(
     batch, output_rel_error (relative change of the logits on ``example``), device.
     ``model`` itself is moved to ``device`` and put in eval mode; the pruned models are copies.
     """
-    from rmtlib.nn.count import count_macs, count_params
-    from rmtlib.pruning import prune
-    from rmtlib.runtime import get_device
 
     dev = get_device(device)
     model = model.to(dev).eval()
@@ -170,8 +175,9 @@ def pruned_costs(
     rows = [dict(method="dense", target=0.0, model=model)]
     for method in methods:
         for level in levels:
-            pruned, _ = prune(model, method, sparsity=float(level), seed=seed, device=dev, fit=False,
-                              **dict(prune_options or {}))
+            pruned, _ = prune(
+                model, method, sparsity=float(level), seed=seed, device=dev, fit=False, **dict(prune_options or {})
+            )
             rows.append(dict(method=method, target=float(level), model=pruned.to(dev).eval()))
     with torch.inference_mode():
         times, ratios = _paired_times([row["model"] for row in rows], example, repeats, dev)
@@ -181,19 +187,30 @@ def pruned_costs(
             counts = count_params(m)
             macs = count_macs(m, example[:1])
             err = float((m(example).float() - reference).norm() / reference.norm())
-            out.append(dict(method=row["method"], target=row["target"],
-                            sparsity=1.0 - counts["nonzero"] / dense_counts["dense"],
-                            stored_reduction=1.0 - counts["stored"] / dense_counts["dense"],
-                            params_stored=counts["stored"], params_nonzero=counts["nonzero"], macs=macs,
-                            macs_ratio=macs / dense_macs, latency_ms=1e3 * min(times[i]),
-                            latency_median_ms=1e3 * statistics.median(times[i]),
-                            latency_ratio=statistics.median(ratios[i]),
-                            batch=int(example.shape[0]), output_rel_error=err, device=str(dev)))
+            out.append(
+                dict(
+                    method=row["method"],
+                    target=row["target"],
+                    sparsity=1.0 - counts["nonzero"] / dense_counts["dense"],
+                    stored_reduction=1.0 - counts["stored"] / dense_counts["dense"],
+                    params_stored=counts["stored"],
+                    params_nonzero=counts["nonzero"],
+                    macs=macs,
+                    macs_ratio=macs / dense_macs,
+                    latency_ms=1e3 * min(times[i]),
+                    latency_median_ms=1e3 * statistics.median(times[i]),
+                    latency_ratio=statistics.median(ratios[i]),
+                    batch=int(example.shape[0]),
+                    output_rel_error=err,
+                    device=str(dev),
+                )
+            )
     return pd.DataFrame(out)
 
 
-def _paired_times(models: list[nn.Module], example: torch.Tensor, repeats: int,
-                  device: Any) -> tuple[list[list[float]], list[list[float]]]:
+def _paired_times(
+    models: list[nn.Module], example: torch.Tensor, repeats: int, device: Any
+) -> tuple[list[list[float]], list[list[float]]]:
     """Per model, its pass times and the ratios to a dense pass (``models[0]``) timed just before it.
 
     Each repeat times, for every pruned model, the dense model and then the pruned one back to back,

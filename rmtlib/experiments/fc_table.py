@@ -21,10 +21,24 @@ from scipy import stats
 from torch import nn
 
 from rmtlib.errors import InputError
+from rmtlib.nn.count import count_params
+from rmtlib.nn.models import fc_net
+from rmtlib.train.data import load_dataset, make_loader, with_label_noise
+from rmtlib.train.loops import evaluate, seed_everything
+from rmtlib.train.loops import train as train_loop
+from rmtlib.train.regularize import L1, L2, MPSplitScheduler
 
 __all__ = [
-    "FCRow", "FC_ROWS", "PAPER_FC_TABLE", "PAPER_WIDTHS", "row_penalty", "row_scheduler", "train_fc_row",
-    "run_fc_table", "summarize_seeds", "compare_with_paper",
+    "FCRow",
+    "FC_ROWS",
+    "PAPER_FC_TABLE",
+    "PAPER_WIDTHS",
+    "row_penalty",
+    "row_scheduler",
+    "train_fc_row",
+    "run_fc_table",
+    "summarize_seeds",
+    "compare_with_paper",
 ]
 
 #: The paper's network (Fashion-MNIST, 100 epochs).
@@ -72,7 +86,6 @@ def _row(row: FCRow | str) -> FCRow:
 
 def row_penalty(row: FCRow | str, l1: float = 5e-6, l2: float = 5e-6):
     """The weight penalty of a row (``L1(l1)``, ``L2(l2)``, their sum) or None when it has none."""
-    from rmtlib.train.regularize import L1, L2
 
     row = _row(row)
     parts = ([L1(l1)] if row.l1 else []) + ([L2(l2)] if row.l2 else [])
@@ -83,14 +96,12 @@ def row_penalty(row: FCRow | str, l1: float = 5e-6, l2: float = 5e-6):
 
 def row_scheduler(row: FCRow | str, *, every: int = 4, T: float = 300.0, alpha: float = 0.25, beta: float = 0.1):
     """The row's MP-splitting hook (every ``every`` epochs, bulk fraction ``max(0, 1 - epoch/T)``) or None."""
-    from rmtlib.train.regularize import MPSplitScheduler
 
     row = _row(row)
     return MPSplitScheduler(every=every, T=T, alpha=alpha, beta=beta) if row.mp_pruning else None
 
 
 def _datasets(data: str | tuple[Any, Any], train_subset: int | None):
-    from rmtlib.train.data import load_dataset
 
     if isinstance(data, (tuple, list)):
         if len(data) != 2:
@@ -130,11 +141,6 @@ def train_fc_row(
     :func:`rmtlib.train.loops.lr_schedule`). ``T`` defaults to ``3 * epochs`` (the paper's 300 for 100
     epochs), so a shortened run ends with the same bulk fraction (2/3) as the paper's.
     """
-    from rmtlib.nn.count import count_params
-    from rmtlib.train.data import make_loader
-    from rmtlib.nn.models import fc_net
-    from rmtlib.train.loops import evaluate, seed_everything
-    from rmtlib.train.loops import train as train_loop
 
     row = _row(row)
     if epochs < 1:
@@ -146,8 +152,17 @@ def train_fc_row(
     loader = make_loader(train_set, batch_size, shuffle=True, seed=seed)
     start = time.perf_counter()
     history = train_loop(
-        model, loader, epochs, optimizer="sgd", lr=lr, schedule=schedule, penalty=row_penalty(row, l1, l2),
-        hooks=[scheduler] if scheduler is not None else [], device=device, seed=seed, progress=progress,
+        model,
+        loader,
+        epochs,
+        optimizer="sgd",
+        lr=lr,
+        schedule=schedule,
+        penalty=row_penalty(row, l1, l2),
+        hooks=[scheduler] if scheduler is not None else [],
+        device=device,
+        seed=seed,
+        progress=progress,
     )
     seconds = time.perf_counter() - start
     eval_bs = 1000
@@ -158,12 +173,21 @@ def train_fc_row(
     if scheduler is not None and ranks is None:  # last epoch was not a split epoch
         ranks = next((h["mp_ranks"] for h in reversed(history) if "mp_ranks" in h), None)
     result = {
-        "row": row.name, "mp_pruning": row.mp_pruning, "l1": l1 if row.l1 else 0.0, "l2": l2 if row.l2 else 0.0,
-        "test_accuracy": 100.0 * test["accuracy"], "train_accuracy": 100.0 * train_eval["accuracy"],
-        "test_loss": test["loss"], "params_dense": counts["dense"], "params_stored": counts["stored"],
+        "row": row.name,
+        "mp_pruning": row.mp_pruning,
+        "l1": l1 if row.l1 else 0.0,
+        "l2": l2 if row.l2 else 0.0,
+        "test_accuracy": 100.0 * test["accuracy"],
+        "train_accuracy": 100.0 * train_eval["accuracy"],
+        "test_loss": test["loss"],
+        "params_dense": counts["dense"],
+        "params_stored": counts["stored"],
         "param_reduction": 1.0 - counts["stored"] / counts["dense"],
         "ranks": ",".join(str(r) for r in ranks.values()) if ranks else "",
-        "seconds": seconds, "epochs": epochs, "widths": "-".join(map(str, widths)), "seed": seed,
+        "seconds": seconds,
+        "epochs": epochs,
+        "widths": "-".join(map(str, widths)),
+        "seed": seed,
     }
     return result, model, history
 
@@ -200,7 +224,6 @@ def run_fc_table(
     params_stored, param_reduction, ranks (final hidden ranks), seconds, epochs, widths, seed,
     dataset, label_noise, source (``measured``).
     """
-    from rmtlib.train.data import with_label_noise
 
     widths = [int(w) for w in widths]
     if len(widths) < 3:
@@ -217,11 +240,27 @@ def run_fc_table(
     for run_seed in seeds:
         train_set = with_label_noise(base_train, label_noise, seed=run_seed) if label_noise else base_train
         for row in chosen:
-            result, _, _ = train_fc_row(row, train_set, test_set, widths=widths, epochs=epochs, seed=run_seed,
-                                        device=device, progress=progress, **train_kwargs)
+            result, _, _ = train_fc_row(
+                row,
+                train_set,
+                test_set,
+                widths=widths,
+                epochs=epochs,
+                seed=run_seed,
+                device=device,
+                progress=progress,
+                **train_kwargs,
+            )
             results.append(result)
-    dataset = ("MNIST" if data == "mnist" else "custom" if not isinstance(data, str)
-               else "synthetic" if data == "synthetic" else f"Fashion-MNIST ({data})")
+    dataset = (
+        "MNIST"
+        if data == "mnist"
+        else "custom"
+        if not isinstance(data, str)
+        else "synthetic"
+        if data == "synthetic"
+        else f"Fashion-MNIST ({data})"
+    )
     return pd.DataFrame(results).assign(dataset=dataset, label_noise=float(label_noise), source="measured")
 
 
@@ -238,8 +277,10 @@ def summarize_seeds(measured: pd.DataFrame, baseline: str = FC_ROWS[0].name) -> 
     repeated = measured.duplicated(["row", "seed"])
     if repeated.any():
         first = measured.loc[repeated, ["row", "seed"]].iloc[0]
-        raise InputError(f"summarize_seeds: row {first['row']!r} has seed {first['seed']} more than once "
-                         "(several configurations in one table?); pairing by seed needs one run per (row, seed)")
+        raise InputError(
+            f"summarize_seeds: row {first['row']!r} has seed {first['seed']} more than once "
+            "(several configurations in one table?); pairing by seed needs one run per (row, seed)"
+        )
     grouped = measured.groupby("row")
     out = grouped[cols].mean().add_suffix("_mean").join(grouped[cols[:2]].std(ddof=1).add_suffix("_sd"))
     out["n_seeds"] = grouped["seed"].nunique()
@@ -252,9 +293,17 @@ def summarize_seeds(measured: pd.DataFrame, baseline: str = FC_ROWS[0].name) -> 
         quantile = stats.t.ppf(0.975, (n - 1).where(n > 1))
         out["test_gain_ci95"] = quantile * out["test_gain_sd"] / np.sqrt(n)
     order = [r.name for r in FC_ROWS if r.name in out.index]
-    columns = ["test_accuracy_mean", "test_accuracy_sd", "test_gain_mean", "test_gain_sd", "test_gain_ci95",
-               "train_accuracy_mean",
-               "train_accuracy_sd", "param_reduction_mean", "n_seeds"]
+    columns = [
+        "test_accuracy_mean",
+        "test_accuracy_sd",
+        "test_gain_mean",
+        "test_gain_sd",
+        "test_gain_ci95",
+        "train_accuracy_mean",
+        "train_accuracy_sd",
+        "param_reduction_mean",
+        "n_seeds",
+    ]
     out = out.reindex(index=order, columns=[c for c in columns if c in out.columns])
     out.index.name = "row"
     return out
@@ -265,7 +314,8 @@ def compare_with_paper(measured: pd.DataFrame) -> pd.DataFrame:
     paper = PAPER_FC_TABLE.set_index("row")[["test_accuracy", "train_accuracy"]]
     ours = measured.groupby("row")[["test_accuracy", "train_accuracy"]].mean()
     order = [r.name for r in FC_ROWS if r.name in ours.index or r.name in paper.index]
-    out = pd.concat({"paper (Fashion-MNIST, 784-3000x4-500-10, 100 epochs)": paper,
-                     "measured here": ours}, axis=1).reindex(order)
+    out = pd.concat(
+        {"paper (Fashion-MNIST, 784-3000x4-500-10, 100 epochs)": paper, "measured here": ours}, axis=1
+    ).reindex(order)
     out.index.name = "training"
     return out

@@ -36,9 +36,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from rmtlib.errors import InputError
+from rmtlib.experiments.randomness import split_at_edge
 
-__all__ = ["PlantedNet", "make_planted", "planted_noise", "planted_trial", "planted_experiment", "slack_summary",
-           "planted_findings"]
+__all__ = [
+    "PlantedNet",
+    "make_planted",
+    "planted_noise",
+    "planted_trial",
+    "planted_experiment",
+    "slack_summary",
+    "planted_findings",
+]
 
 _ACTS = {"relu": torch.relu, "tanh": torch.tanh, "identity": lambda x: x}
 _MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
@@ -85,9 +93,14 @@ class PlantedNet:
 
     def as_module(self, W2: torch.Tensor) -> nn.Sequential:
         """The network as ``nn.Sequential`` of bias-free Linear layers (``0``, ``2``, ``4``) in float64."""
-        layers = [nn.Linear(self.W1.shape[1], self.N, bias=False), _MODULES[self.act](),
-                  nn.Linear(self.N, self.N, bias=False), _MODULES[self.act](),
-                  nn.Linear(self.N, self.W3.shape[0], bias=False), _MODULES[self.out_act]()]
+        layers = [
+            nn.Linear(self.W1.shape[1], self.N, bias=False),
+            _MODULES[self.act](),
+            nn.Linear(self.N, self.N, bias=False),
+            _MODULES[self.act](),
+            nn.Linear(self.N, self.W3.shape[0], bias=False),
+            _MODULES[self.out_act](),
+        ]
         model = nn.Sequential(*layers).to(torch.float64)
         with torch.no_grad():
             for layer, w in zip(model[0::2], (self.W1, W2, self.W3)):
@@ -187,20 +200,36 @@ def planted_trial(
     noisy = net._score(z_s + z_r, s_sq + 2 * inner + r_sq, lambda_reg)
     slack = clean["loss"] - (noisy["loss"] - lambda_reg * r_sq)
     row: dict[str, float] = {
-        "N": N, "seed": seed, "g": net.g, "lambda_reg": lambda_reg, "rank": int(net.thetas.numel()),
-        "s_fro": math.sqrt(s_sq), "r_energy": r_sq, "r_energy_expected": net.g * N,
+        "N": N,
+        "seed": seed,
+        "g": net.g,
+        "lambda_reg": lambda_reg,
+        "rank": int(net.thetas.numel()),
+        "s_fro": math.sqrt(s_sq),
+        "r_energy": r_sq,
+        "r_energy_expected": net.g * N,
         "r_var_ratio": float(R2.var()) / (net.g / N),
-        "ce_S": clean["ce"], "ce_W": noisy["ce"], "acc_S": clean["accuracy"], "acc_W": noisy["accuracy"],
-        "loss_S": clean["loss"], "loss_W": noisy["loss"], "reg_removed": lambda_reg * r_sq,
-        "cross": 2 * lambda_reg * inner, "ce_diff": clean["ce"] - noisy["ce"], "slack": slack, "holds": slack <= 0,
+        "ce_S": clean["ce"],
+        "ce_W": noisy["ce"],
+        "acc_S": clean["accuracy"],
+        "acc_W": noisy["accuracy"],
+        "loss_S": clean["loss"],
+        "loss_W": noisy["loss"],
+        "reg_removed": lambda_reg * r_sq,
+        "cross": 2 * lambda_reg * inner,
+        "ce_diff": clean["ce"] - noisy["ce"],
+        "slack": slack,
+        "holds": slack <= 0,
     }
     if split:
-        from rmtlib.experiments.randomness import split_at_edge
-
         s_hat, r_hat, fit = split_at_edge(net.S2 + R2, 0.25, split_beta, name=f"planted W2 (N={N})")
         est = net._score(h1 @ s_hat.T, float(s_hat.pow(2).sum()), lambda_reg)
-        row.update(n_spikes_found=fit.n_spikes, loss_split=est["loss"], acc_split=est["accuracy"],
-                   slack_split=est["loss"] - (noisy["loss"] - lambda_reg * float(r_hat.pow(2).sum())))
+        row.update(
+            n_spikes_found=fit.n_spikes,
+            loss_split=est["loss"],
+            acc_split=est["accuracy"],
+            slack_split=est["loss"] - (noisy["loss"] - lambda_reg * float(r_hat.pow(2).sum())),
+        )
     path = []
     for theta in thetas:
         res = net._score(z_s + theta * z_r, s_sq + 2 * theta * inner + theta**2 * r_sq, lambda_reg)
@@ -209,7 +238,11 @@ def planted_trial(
 
 
 def planted_experiment(
-    widths: Sequence[int], seeds: Sequence[int], *, thetas: Sequence[float] = (), split_max_n: int = 0,
+    widths: Sequence[int],
+    seeds: Sequence[int],
+    *,
+    thetas: Sequence[float] = (),
+    split_max_n: int = 0,
     **kwargs: object,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`planted_trial` for every width and seed; the MP split is also done for N <= ``split_max_n``.
@@ -232,14 +265,21 @@ def slack_summary(trials: pd.DataFrame) -> pd.DataFrame:
     inequality holds without slack, the removed regularization ``lambda ||R2||^2`` for scale, and
     the log-log slope of mean ``|slack|`` against N (same value on every row; negative = shrinking)."""
     grouped = trials.assign(abs_slack=trials["slack"].abs()).groupby("N")
-    out = pd.DataFrame({
-        "seeds": grouped.size(),
-        "slack_mean": grouped["slack"].mean(), "slack_sd": grouped["slack"].std(ddof=1),
-        "slack_max": grouped["slack"].max(), "abs_slack_mean": grouped["abs_slack"].mean(),
-        "holds_fraction": grouped["holds"].mean(), "reg_removed": grouped["reg_removed"].mean(),
-        "ce_S": grouped["ce_S"].mean(), "ce_W": grouped["ce_W"].mean(),
-        "acc_S": grouped["acc_S"].mean(), "acc_W": grouped["acc_W"].mean(),
-    }).reset_index()
+    out = pd.DataFrame(
+        {
+            "seeds": grouped.size(),
+            "slack_mean": grouped["slack"].mean(),
+            "slack_sd": grouped["slack"].std(ddof=1),
+            "slack_max": grouped["slack"].max(),
+            "abs_slack_mean": grouped["abs_slack"].mean(),
+            "holds_fraction": grouped["holds"].mean(),
+            "reg_removed": grouped["reg_removed"].mean(),
+            "ce_S": grouped["ce_S"].mean(),
+            "ce_W": grouped["ce_W"].mean(),
+            "acc_S": grouped["acc_S"].mean(),
+            "acc_W": grouped["acc_W"].mean(),
+        }
+    ).reset_index()
     if len(out) > 1 and (out["abs_slack_mean"] > 0).all():
         slope = float(np.polyfit(np.log(out["N"]), np.log(out["abs_slack_mean"]), 1)[0])
     else:
@@ -254,26 +294,39 @@ def planted_findings(trials: pd.DataFrame) -> list[str]:
     summary = slack_summary(trials)
     lines = []
     held = int(trials["holds"].sum())
-    lines.append(f"L(S2) <= L(W2) - lambda ||R2||_F^2 holds with zero slack in {held} of {len(trials)} draws "
-                 f"(widths {', '.join(str(int(n)) for n in summary['N'])}, {int(summary['seeds'].max())} seeds each).")
+    lines.append(
+        f"L(S2) <= L(W2) - lambda ||R2||_F^2 holds with zero slack in {held} of {len(trials)} draws "
+        f"(widths {', '.join(str(int(n)) for n in summary['N'])}, {int(summary['seeds'].max())} seeds each)."
+    )
     worst = trials.iloc[int(np.nanargmax(trials["slack"].to_numpy(dtype=float)))]  # by position: the index may repeat
     if worst["slack"] > 0:
-        lines.append(f"The largest positive slack is {worst['slack']:.2e} (N = {int(worst['N'])}, seed {int(worst['seed'])}), "
-                     f"{100 * worst['slack'] / worst['reg_removed']:.2f}% of the regularization removed there "
-                     f"(lambda ||R2||^2 = {worst['reg_removed']:.3g}).")
+        lines.append(
+            f"The largest positive slack is {worst['slack']:.2e} (N = {int(worst['N'])}, seed {int(worst['seed'])}), "
+            f"{100 * worst['slack'] / worst['reg_removed']:.2f}% of the regularization removed there "
+            f"(lambda ||R2||^2 = {worst['reg_removed']:.3g})."
+        )
     ratio = summary["abs_slack_mean"] / summary["reg_removed"]
     reg_first, reg_last = summary["reg_removed"].iloc[0], summary["reg_removed"].iloc[-1]
-    lines.append(f"Mean |slack| goes from {summary['abs_slack_mean'].iloc[0]:.2e} at N = {int(summary['N'].iloc[0])} to "
-                 f"{summary['abs_slack_mean'].iloc[-1]:.2e} at N = {int(summary['N'].iloc[-1])}, while the removed "
-                 f"regularization {_trend(reg_first, reg_last)} {reg_first:.3g} to {reg_last:.3g} "
-                 f"(|slack| / removed: {ratio.iloc[0]:.2g} -> {ratio.iloc[-1]:.2g}).")
+    lines.append(
+        f"Mean |slack| goes from {summary['abs_slack_mean'].iloc[0]:.2e} at N = {int(summary['N'].iloc[0])} to "
+        f"{summary['abs_slack_mean'].iloc[-1]:.2e} at N = {int(summary['N'].iloc[-1])}, while the removed "
+        f"regularization {_trend(reg_first, reg_last)} {reg_first:.3g} to {reg_last:.3g} "
+        f"(|slack| / removed: {ratio.iloc[0]:.2g} -> {ratio.iloc[-1]:.2g})."
+    )
     steps = np.diff(summary["abs_slack_mean"].to_numpy())
     if len(steps):
         pairs = list(zip(summary["N"][:-1], summary["N"][1:], steps))
-        against = [f"it {'grows' if st > 0 else 'stays the same'} between N = {int(a)} and {int(b)}"
-                   for a, b, st in pairs if st >= 0]
-        shrink = "shrinks at every step in N" if not against else f"does not shrink at every step ({'; '.join(against)})"
-        lines.append(f"Mean |slack| {shrink}; its log-log slope against N is {summary['abs_slack_loglog_slope'].iloc[0]:.2f}.")
+        against = [
+            f"it {'grows' if st > 0 else 'stays the same'} between N = {int(a)} and {int(b)}"
+            for a, b, st in pairs
+            if st >= 0
+        ]
+        shrink = (
+            "shrinks at every step in N" if not against else f"does not shrink at every step ({'; '.join(against)})"
+        )
+        lines.append(
+            f"Mean |slack| {shrink}; its log-log slope against N is {summary['abs_slack_loglog_slope'].iloc[0]:.2f}."
+        )
     return lines
 
 

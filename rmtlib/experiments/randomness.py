@@ -26,22 +26,48 @@ from scipy import stats
 from torch import nn
 
 from rmtlib.errors import InputError
+from rmtlib.nn.models import fc_net
+from rmtlib.spectral.analyze import layer_fits
 from rmtlib.spectral.fit import MPFit, fit_mp
 from rmtlib.spectral.layers import prunable_layers, weight_matrix
-from rmtlib.spectral.analyze import layer_fits
+from rmtlib.train.loops import evaluate, make_optimizer_factory, train
+from rmtlib.train.regularize import L2
 
 __all__ = [
-    "split_at_edge", "bulk_energy", "SpectralTracker", "TRACK_COLUMNS", "gaussian_init_", "l2_term",
-    "theta_path", "noise_path", "monotonicity", "strength_ordering", "run_decay_experiment", "fittable_layers",
-    "decay_findings", "path_findings",
+    "split_at_edge",
+    "bulk_energy",
+    "SpectralTracker",
+    "TRACK_COLUMNS",
+    "gaussian_init_",
+    "l2_term",
+    "theta_path",
+    "noise_path",
+    "monotonicity",
+    "strength_ordering",
+    "run_decay_experiment",
+    "fittable_layers",
+    "decay_findings",
+    "path_findings",
 ]
 
 #: BEMA/TW settings the paper used for its fully connected nets (METHOD.md section 2).
 FC_ALPHA, FC_BETA = 0.25, 0.1
 
 TRACK_COLUMNS = [
-    "epoch", "layer", "m", "n", "status", "sigma2", "lambda_plus", "sv_edge", "gamma", "n_spikes",
-    "bulk_energy", "spike_energy", "total_energy", "top_sv",
+    "epoch",
+    "layer",
+    "m",
+    "n",
+    "status",
+    "sigma2",
+    "lambda_plus",
+    "sv_edge",
+    "gamma",
+    "n_spikes",
+    "bulk_energy",
+    "spike_energy",
+    "total_energy",
+    "top_sv",
 ]
 
 
@@ -93,11 +119,22 @@ def bulk_energy(fit: MPFit) -> float:
     return float(np.sum(sv[sv <= fit.sv_edge] ** 2))
 
 
-def fittable_layers(model: nn.Module, *, alpha: float = FC_ALPHA, beta: float = FC_BETA,
-                    include: Sequence[str] | None = None, exclude: Sequence[str] | None = None) -> list[str]:
+def fittable_layers(
+    model: nn.Module,
+    *,
+    alpha: float = FC_ALPHA,
+    beta: float = FC_BETA,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+) -> list[str]:
     """Names of the layers whose matrix is large enough for an MP fit (min side >= 16)."""
-    return [name for name, _, _, fit, status in layer_fits(model, include=include, exclude=exclude, alpha=alpha,
-                                                            beta=beta, progress=False) if status == "ok"]
+    return [
+        name
+        for name, _, _, fit, status in layer_fits(
+            model, include=include, exclude=exclude, alpha=alpha, beta=beta, progress=False
+        )
+        if status == "ok"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,8 +150,16 @@ class SpectralTracker:
     initialisation. Layers too small to fit get NaN metrics (status ``too_small``).
     """
 
-    def __init__(self, *, alpha: float = FC_ALPHA, beta: float = FC_BETA, include: Sequence[str] | None = None,
-                 exclude: Sequence[str] | None = None, every: int = 1, tags: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        *,
+        alpha: float = FC_ALPHA,
+        beta: float = FC_BETA,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        every: int = 1,
+        tags: Mapping[str, Any] | None = None,
+    ):
         if every < 1:
             raise InputError(f"SpectralTracker every must be >= 1, got {every}")
         self.alpha, self.beta, self.include, self.exclude, self.every = alpha, beta, include, exclude, every
@@ -125,21 +170,39 @@ class SpectralTracker:
         """Fit every layer of ``model`` now and store (and return) the rows for ``epoch``."""
         nan = float("nan")
         rows = []
-        for name, _, (m, n), fit, status in layer_fits(model, include=self.include, exclude=self.exclude,
-                                                       alpha=self.alpha, beta=self.beta, progress=False):
+        for name, _, (m, n), fit, status in layer_fits(
+            model, include=self.include, exclude=self.exclude, alpha=self.alpha, beta=self.beta, progress=False
+        ):
             row: dict[str, Any] = {**self.tags, "epoch": epoch, "layer": name, "m": m, "n": n, "status": status}
             if fit is not None and fit.ok:
                 sv = fit.singular_values
                 bulk = bulk_energy(fit)
                 total = float(np.sum(sv**2))
-                row.update(sigma2=fit.sigma2, lambda_plus=fit.lambda_plus, sv_edge=fit.sv_edge, gamma=fit.gamma,
-                           n_spikes=fit.n_spikes, bulk_energy=bulk, spike_energy=total - bulk, total_energy=total,
-                           top_sv=float(sv[0]))
+                row.update(
+                    sigma2=fit.sigma2,
+                    lambda_plus=fit.lambda_plus,
+                    sv_edge=fit.sv_edge,
+                    gamma=fit.gamma,
+                    n_spikes=fit.n_spikes,
+                    bulk_energy=bulk,
+                    spike_energy=total - bulk,
+                    total_energy=total,
+                    top_sv=float(sv[0]),
+                )
             else:
                 sv = fit.singular_values if fit is not None else np.zeros(1)
                 total = float(np.sum(sv**2))
-                row.update(sigma2=nan, lambda_plus=nan, sv_edge=nan, gamma=nan, n_spikes=0, bulk_energy=nan,
-                           spike_energy=nan, total_energy=total, top_sv=float(sv[0]))
+                row.update(
+                    sigma2=nan,
+                    lambda_plus=nan,
+                    sv_edge=nan,
+                    gamma=nan,
+                    n_spikes=0,
+                    bulk_energy=nan,
+                    spike_energy=nan,
+                    total_energy=total,
+                    top_sv=float(sv[0]),
+                )
             rows.append(row)
         self.rows.extend(rows)
         return rows
@@ -198,9 +261,6 @@ def run_decay_experiment(
     l2), "history": DataFrame (per epoch losses), "models": {(N, l2): model}}`` (models only with
     ``keep_models``).
     """
-    from rmtlib.nn.models import fc_net
-    from rmtlib.train.regularize import L2
-    from rmtlib.train.loops import evaluate, make_optimizer_factory, train
 
     spectra, history, models = [], [], {}
     for width in widths:
@@ -209,11 +269,24 @@ def run_decay_experiment(
             tracker = SpectralTracker(alpha=alpha, beta=beta, tags={"width": int(width), "l2": float(l2)})
             tracker.observe(0, model)
             penalty = L2(l2) if l2 > 0 else None
-            records = train(model, train_loader, epochs, optimizer=make_optimizer_factory("sgd", lr, momentum=momentum),
-                            schedule="constant", penalty=penalty, hooks=[tracker], device=device, seed=seed,
-                            progress=progress)
+            records = train(
+                model,
+                train_loader,
+                epochs,
+                optimizer=make_optimizer_factory("sgd", lr, momentum=momentum),
+                schedule="constant",
+                penalty=penalty,
+                hooks=[tracker],
+                device=device,
+                seed=seed,
+                progress=progress,
+            )
             for rec in records:
-                row = {"width": int(width), "l2": float(l2), **{k: v for k, v in rec.items() if not isinstance(v, (dict, list))}}
+                row = {
+                    "width": int(width),
+                    "l2": float(l2),
+                    **{k: v for k, v in rec.items() if not isinstance(v, (dict, list))},
+                }
                 row["reg"] = float(l2) * float(l2_term(model)) if rec is records[-1] else float("nan")
                 history.append(row)
             if test_loader is not None:
@@ -238,7 +311,6 @@ def l2_term(model: nn.Module) -> torch.Tensor:
 
 
 def _default_loss(device: str | torch.device | None) -> Callable[[nn.Module, Any], dict]:
-    from rmtlib.train.loops import evaluate
 
     return lambda model, loader: evaluate(model, loader, device)
 
@@ -320,8 +392,15 @@ def theta_path(
             for name in target:
                 s, r, _ = splits[name]
                 _set_weight(modules[name], s + theta * r)
-            rows.append({"target": label, "theta": theta, **_evaluate_point(work, loader, loss_fn, lambda_reg),
-                         "bulk_energy": energy, "n_spikes": spikes})
+            rows.append(
+                {
+                    "target": label,
+                    "theta": theta,
+                    **_evaluate_point(work, loader, loss_fn, lambda_reg),
+                    "bulk_energy": energy,
+                    "n_spikes": spikes,
+                }
+            )
             for name in target:
                 with torch.no_grad():
                     modules[name].weight.copy_(originals[name])
@@ -364,7 +443,9 @@ def noise_path(
     for name, mod in modules.items():
         fit = fit_mp(weight_matrix(mod), alpha=alpha, beta=beta, name=name)
         if not fit.ok:
-            raise InputError(f"layer {name}: {_unfit_reason(fit)} (status {fit.status}), cannot scale noise to its bulk")
+            raise InputError(
+                f"layer {name}: {_unfit_reason(fit)} (status {fit.status}), cannot scale noise to its bulk"
+            )
         sigma2[name] = fit.sigma2
     originals = {name: mod.weight.detach().clone() for name, mod in modules.items()}
     rows = []
@@ -377,8 +458,14 @@ def noise_path(
                 delta = math.sqrt(t * sigma2[name]) * noise[name]
                 added += float(delta.pow(2).sum())
                 _set_weight(modules[name], originals[name].to(torch.float64).cpu() + delta)
-            rows.append({"scale": float(t), "draw": draw, **_evaluate_point(work, loader, loss_fn, lambda_reg),
-                         "added_energy": added})
+            rows.append(
+                {
+                    "scale": float(t),
+                    "draw": draw,
+                    **_evaluate_point(work, loader, loss_fn, lambda_reg),
+                    "added_energy": added,
+                }
+            )
             for name in names:
                 with torch.no_grad():
                     modules[name].weight.copy_(originals[name])
@@ -426,19 +513,32 @@ def monotonicity(
             span = float(np.ptp(values)) if len(values) else 0.0
             bad = steps < -rtol * max(span, 1e-300)
             first, last = (float(values[0]), float(values[-1])) if len(values) else (float("nan"),) * 2
-            rho = float(stats.spearmanr(curve.index, values).statistic) if len(values) > 2 and span > 0 else float("nan")
-            rows.append({
-                **dict(zip(by, key)), "metric": metric, "expect": expect, "n_points": len(values),
-                "first": first, "last": last, "change": last - first,
-                "rel_change": (last - first) / abs(first) if first else float("nan"),
-                "n_violations": int(bad.sum()), "worst_violation": float(-steps[bad].min()) if bad.any() else 0.0,
-                "monotone": not bool(bad.any()), "spearman": rho,
-                "holds": (not bool(bad.any())) and len(values) > 1 and sign * (last - first) > 0,
-            })
+            rho = (
+                float(stats.spearmanr(curve.index, values).statistic) if len(values) > 2 and span > 0 else float("nan")
+            )
+            rows.append(
+                {
+                    **dict(zip(by, key)),
+                    "metric": metric,
+                    "expect": expect,
+                    "n_points": len(values),
+                    "first": first,
+                    "last": last,
+                    "change": last - first,
+                    "rel_change": (last - first) / abs(first) if first else float("nan"),
+                    "n_violations": int(bad.sum()),
+                    "worst_violation": float(-steps[bad].min()) if bad.any() else 0.0,
+                    "monotone": not bool(bad.any()),
+                    "spearman": rho,
+                    "holds": (not bool(bad.any())) and len(values) > 1 and sign * (last - first) > 0,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def strength_ordering(summary: pd.DataFrame, by: Sequence[str], strength: str = "l2", value: str = "rel_change") -> pd.DataFrame:
+def strength_ordering(
+    summary: pd.DataFrame, by: Sequence[str], strength: str = "l2", value: str = "rel_change"
+) -> pd.DataFrame:
     """Does a larger ``strength`` give a smaller (more negative) ``value`` within each group?
 
     Meant for :func:`monotonicity` output of per-epoch tracks: ``rel_change`` should fall as the
@@ -455,8 +555,15 @@ def strength_ordering(summary: pd.DataFrame, by: Sequence[str], strength: str = 
             rho = float(stats.spearmanr(group[strength], vals).statistic)
         else:
             rho = float(np.sign(vals[-1] - vals[0])) if len(vals) == 2 else float("nan")
-        rows.append({**dict(zip(by, key)), "strengths": group[strength].tolist(), "values": vals.tolist(),
-                     "spearman": rho, "ordered": bool(len(vals) > 1 and np.all(np.diff(vals) < 0))})
+        rows.append(
+            {
+                **dict(zip(by, key)),
+                "strengths": group[strength].tolist(),
+                "values": vals.tolist(),
+                "spearman": rho,
+                "ordered": bool(len(vals) > 1 and np.all(np.diff(vals) < 0)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -468,8 +575,13 @@ def _case(row: pd.Series, keys: Sequence[str]) -> str:
     return ", ".join(f"{k}={row[k]:g}" if isinstance(row[k], (float, np.floating)) else f"{k}={row[k]}" for k in keys)
 
 
-def decay_findings(mono: pd.DataFrame, ordering: pd.DataFrame | None = None, *, strength: str = "l2",
-                   keys: Sequence[str] = ("width", "layer")) -> list[str]:
+def decay_findings(
+    mono: pd.DataFrame,
+    ordering: pd.DataFrame | None = None,
+    *,
+    strength: str = "l2",
+    keys: Sequence[str] = ("width", "layer"),
+) -> list[str]:
     """Sentences on a :func:`monotonicity` table of per-epoch tracks (``expect="decreasing"``).
 
     For each metric: with a penalty, how many curves decrease monotonically and which do not
@@ -488,33 +600,52 @@ def decay_findings(mono: pd.DataFrame, ordering: pd.DataFrame | None = None, *, 
             if len(bad):
                 text += "; not in " + "; ".join(
                     f"({_case(r, keys + [strength])}: {r['n_violations']} rising epoch(s), net change {100 * r['rel_change']:+.1f}%)"
-                    for _, r in bad.iterrows())
+                    for _, r in bad.iterrows()
+                )
             lines.append(text + ".")
         if len(ctrl):
             down = ctrl[ctrl["change"] < 0]
             text = f"**{metric}** without L2 (control): ends lower than at initialisation in {len(down)} of {len(ctrl)} cases"
-            for word, part in (("rises", ctrl[ctrl["change"] > 0]), ("is unchanged", ctrl[ctrl["change"] == 0]),
-                               ("has no value", ctrl[ctrl["change"].isna()])):
+            for word, part in (
+                ("rises", ctrl[ctrl["change"] > 0]),
+                ("is unchanged", ctrl[ctrl["change"] == 0]),
+                ("has no value", ctrl[ctrl["change"].isna()]),
+            ):
                 if len(part):
                     text += f"; {word} in " + "; ".join(
-                        f"({_case(r, keys)}: {100 * r['rel_change']:+.1f}%)" if word == "rises" else f"({_case(r, keys)})"
-                        for _, r in part.iterrows())
+                        f"({_case(r, keys)}: {100 * r['rel_change']:+.1f}%)"
+                        if word == "rises"
+                        else f"({_case(r, keys)})"
+                        for _, r in part.iterrows()
+                    )
             lines.append(text + ".")
     if ordering is not None and len(ordering):
         bad = ordering[~ordering["ordered"]]
-        text = (f"A stronger L2 gives a larger relative decrease in {len(ordering) - len(bad)} of {len(ordering)} "
-                f"(width, layer, metric) cases")
+        text = (
+            f"A stronger L2 gives a larger relative decrease in {len(ordering) - len(bad)} of {len(ordering)} "
+            f"(width, layer, metric) cases"
+        )
         if len(bad):
             text += "; not in " + "; ".join(
                 f"({_case(r, keys + ['metric'])}: changes {', '.join(f'{100 * v:+.1f}%' for v in r['values'])} for L2 = "
-                f"{', '.join(f'{s:g}' for s in r['strengths'])})" for _, r in bad.iterrows())
-        rising = [r for _, r in ordering[ordering["ordered"]].iterrows()
-                  if any(v >= 0 for s, v in zip(r["strengths"], r["values"]) if s > 0)]
+                f"{', '.join(f'{s:g}' for s in r['strengths'])})"
+                for _, r in bad.iterrows()
+            )
+        rising = [
+            r
+            for _, r in ordering[ordering["ordered"]].iterrows()
+            if any(v >= 0 for s, v in zip(r["strengths"], r["values"]) if s > 0)
+        ]
         if rising:
-            text += (f"; in {len(rising)} of the ordered cases a run with L2 > 0 does not decrease (up to that strength "
-                     "a stronger L2 means a smaller rise, not a larger decrease): " + "; ".join(
-                         f"({_case(r, keys + ['metric'])}: changes {', '.join(f'{100 * v:+.1f}%' for v in r['values'])} "
-                         f"for L2 = {', '.join(f'{s:g}' for s in r['strengths'])})" for r in rising))
+            text += (
+                f"; in {len(rising)} of the ordered cases a run with L2 > 0 does not decrease (up to that strength "
+                "a stronger L2 means a smaller rise, not a larger decrease): "
+                + "; ".join(
+                    f"({_case(r, keys + ['metric'])}: changes {', '.join(f'{100 * v:+.1f}%' for v in r['values'])} "
+                    f"for L2 = {', '.join(f'{s:g}' for s in r['strengths'])})"
+                    for r in rising
+                )
+            )
         lines.append(text + ".")
     return lines
 
@@ -526,12 +657,16 @@ def path_findings(mono: pd.DataFrame, *, x_name: str, keys: Sequence[str] = ("ta
     lines = []
     for metric, group in mono.groupby("metric", sort=False):
         good = group[group["holds"]]
-        text = (f"**{metric}** is {group['expect'].iloc[0]} in {x_name} (at every step) for "
-                f"{len(good)} of {len(group)} curves")
+        text = (
+            f"**{metric}** is {group['expect'].iloc[0]} in {x_name} (at every step) for "
+            f"{len(good)} of {len(group)} curves"
+        )
         bad = group[~group["holds"]]
         if len(bad):
             text += "; not for " + "; ".join(
                 f"({_case(r, keys)}: {r['n_violations']} step(s) against, worst {r['worst_violation']:.3g}, "
-                f"end-to-end change {r['change']:+.3g})" for _, r in bad.iterrows())
+                f"end-to-end change {r['change']:+.3g})"
+                for _, r in bad.iterrows()
+            )
         lines.append(text + ".")
     return lines

@@ -18,8 +18,8 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from rmtlib.errors import InputError
-from rmtlib.spectral.fit import fit_mp, singular_values
 from rmtlib.runtime import one_torch_thread
+from rmtlib.spectral.fit import fit_mp, singular_values
 from rmtlib.theory.tracy_widom import tw_centre_scale
 
 __all__ = [
@@ -119,7 +119,12 @@ def tw_standardize(top_eigenvalues: ArrayLike, m: int, n: int, centring: str = "
 
 
 def tw_scaled_top_eigenvalues(
-    m: int, n: int, n_trials: int, *, sigma: float = 1.0, rng: np.random.Generator | None = None,
+    m: int,
+    n: int,
+    n_trials: int,
+    *,
+    sigma: float = 1.0,
+    rng: np.random.Generator | None = None,
     centring: str = "paper",
 ) -> np.ndarray:
     """Top eigenvalue s_1^2/N of pure-noise matrices, centred and scaled as in the fit's edge.
@@ -160,8 +165,15 @@ def bbp_detection(
     return pd.DataFrame(rows)
 
 
-def _detection_rows(shape: Sequence[int], relative_strengths: Sequence[float], n_trials: int,
-                    betas: Sequence[float], alpha: float, sigma: float, rng: np.random.Generator) -> list[dict]:
+def _detection_rows(
+    shape: Sequence[int],
+    relative_strengths: Sequence[float],
+    n_trials: int,
+    betas: Sequence[float],
+    alpha: float,
+    sigma: float,
+    rng: np.random.Generator,
+) -> list[dict]:
     """The rows of :func:`bbp_detection` for one shape."""
     rows = []
     m, n = (int(v) for v in shape)
@@ -183,10 +195,22 @@ def _detection_rows(shape: Sequence[int], relative_strengths: Sequence[float], n
         theory = float(bbp_singular_value(theta, m, n, sigma)) / edge
         for b in betas:
             rate = hits[b] / n_trials
-            rows.append(dict(
-                m=m, n=n, N=N, p=p, rel_strength=float(rel), theta=theta, beta=float(b),
-                detection_rate=rate, detection_se=float(np.sqrt(rate * (1 - rate) / n_trials)),
-                top_over_edge=float(tops.mean() / edge), top_over_edge_sd=float(tops.std() / edge),
-                theory_top_over_edge=theory, sigma2_rel_error=s2_err[b], n_trials=n_trials,
-            ))
+            rows.append(
+                dict(
+                    m=m,
+                    n=n,
+                    N=N,
+                    p=p,
+                    rel_strength=float(rel),
+                    theta=theta,
+                    beta=float(b),
+                    detection_rate=rate,
+                    detection_se=float(np.sqrt(rate * (1 - rate) / n_trials)),
+                    top_over_edge=float(tops.mean() / edge),
+                    top_over_edge_sd=float(tops.std() / edge),
+                    theory_top_over_edge=theory,
+                    sigma2_rel_error=s2_err[b],
+                    n_trials=n_trials,
+                )
+            )
     return rows

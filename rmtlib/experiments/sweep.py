@@ -17,18 +17,51 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from rmtlib.errors import InputError, RMTError
+from rmtlib.errors import InputError
+from rmtlib.nn.count import count_macs, count_params
+from rmtlib.pruning import METHODS, check_method_options, prune
+from rmtlib.runtime import get_device
+from rmtlib.spectral.fit import fit_mp
+from rmtlib.spectral.layers import prunable_layers, weight_matrix
+from rmtlib.train.distributed import sync_from_rank0
+from rmtlib.train.loops import evaluate, finetune, reseed_loader
+from rmtlib.train.regularize import WeightMask
 
-__all__ = ["SWEEP_COLUMNS", "DEFAULT_METHODS", "sweep", "resolve_methods", "sync_from_rank0", "paper_vit_results", "plot_sweep", "level_table",
-           "default_esd_layers", "layer_spectra", "plot_esd_before_after", "plot_layer_sparsity"]
+__all__ = [
+    "SWEEP_COLUMNS",
+    "DEFAULT_METHODS",
+    "sweep",
+    "resolve_methods",
+    "paper_vit_results",
+    "level_table",
+    "default_esd_layers",
+    "layer_spectra",
+]
 
 #: The methods compared in the book: the paper's method, its factorized variant and three baselines.
 DEFAULT_METHODS: tuple[str, ...] = ("rmt", "rmt_lowrank", "magnitude", "svd", "random")
 
 SWEEP_COLUMNS = [
-    "method", "target", "sparsity", "stored_reduction", "params_dense", "params_stored", "params_nonzero",
-    "top1_dense", "top1_pruned", "top1_finetuned", "finetune_epochs", "finetune_steps", "schedule", "macs",
-    "macs_dense", "prune_s", "finetune_s", "model", "dataset", "source",
+    "method",
+    "target",
+    "sparsity",
+    "stored_reduction",
+    "params_dense",
+    "params_stored",
+    "params_nonzero",
+    "top1_dense",
+    "top1_pruned",
+    "top1_finetuned",
+    "finetune_epochs",
+    "finetune_steps",
+    "schedule",
+    "macs",
+    "macs_dense",
+    "prune_s",
+    "finetune_s",
+    "model",
+    "dataset",
+    "source",
 ]
 
 #: How the levels of a sweep are reached: each from the dense model, or in stages from the last one.
@@ -44,7 +77,6 @@ def _top1(model: nn.Module, loader: DataLoader, device: Any, max_batches: int | 
     one on a different subset. Its generator (or the global RNG it draws from) is set to ``seed``
     for the evaluation only; the global RNG state is restored afterwards.
     """
-    from rmtlib.train.loops import evaluate, reseed_loader
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -53,7 +85,6 @@ def _top1(model: nn.Module, loader: DataLoader, device: Any, max_batches: int | 
 
 
 def _example_input(loader: DataLoader, device: Any) -> torch.Tensor:
-    from rmtlib.runtime import get_device
 
     x, _ = next(iter(loader))
     return x[:1].to(get_device(device))
@@ -112,11 +143,6 @@ def sweep(
     (what low-rank factors really save), top-1 values in %, ``top1_finetuned`` NaN without
     fine-tuning, ``macs`` multiply-adds of one sample (unstructured zeros do not lower them).
     """
-    from rmtlib.nn.count import count_macs, count_params
-    from rmtlib.pruning import prune
-    from rmtlib.train.regularize import WeightMask
-    from rmtlib.train.loops import finetune
-    from rmtlib.runtime import get_device
 
     runs = resolve_methods(methods, method_options, prune_options)
     for level in levels:
@@ -132,8 +158,10 @@ def sweep(
     if finetune_loader is None and (finetune_epochs > 0 or finetune_steps):
         raise InputError("sweep: fine-tuning asked for (finetune_epochs/finetune_steps) but no finetune_loader given")
     if finetune_loader is not None and finetune_steps and finetune_steps > len(finetune_loader):
-        raise InputError(f"sweep: finetune_steps={finetune_steps} is more than one pass over the fine-tuning data "
-                         f"({len(finetune_loader)} batches); use finetune_epochs, or more data")
+        raise InputError(
+            f"sweep: finetune_steps={finetune_steps} is more than one pass over the fine-tuning data "
+            f"({len(finetune_loader)} batches); use finetune_epochs, or more data"
+        )
     dev = get_device(device)
     model = model.to(dev).eval()
     example = _example_input(eval_loader, dev)
@@ -142,13 +170,33 @@ def sweep(
     dense_top1 = _top1(model, eval_loader, dev, eval_batches, seed)
     ft_epochs = 0 if not do_finetune else (1 if finetune_steps else int(finetune_epochs))
     ft_steps = int(finetune_steps) if do_finetune and finetune_steps else None
-    base = dict(params_dense=dense_counts["dense"], top1_dense=dense_top1, macs_dense=dense_macs,
-                model=model_name, dataset=dataset, source="measured", schedule=schedule)
-    rows = [dict(base, method="dense", target=0.0, sparsity=1.0 - dense_counts["nonzero"] / dense_counts["dense"],
-                 stored_reduction=1.0 - dense_counts["stored"] / dense_counts["dense"],
-                 params_stored=dense_counts["stored"], params_nonzero=dense_counts["nonzero"], top1_pruned=dense_top1,
-                 top1_finetuned=np.nan, finetune_epochs=0, finetune_steps=None, macs=dense_macs, prune_s=0.0,
-                 finetune_s=0.0)]
+    base = dict(
+        params_dense=dense_counts["dense"],
+        top1_dense=dense_top1,
+        macs_dense=dense_macs,
+        model=model_name,
+        dataset=dataset,
+        source="measured",
+        schedule=schedule,
+    )
+    rows = [
+        dict(
+            base,
+            method="dense",
+            target=0.0,
+            sparsity=1.0 - dense_counts["nonzero"] / dense_counts["dense"],
+            stored_reduction=1.0 - dense_counts["stored"] / dense_counts["dense"],
+            params_stored=dense_counts["stored"],
+            params_nonzero=dense_counts["nonzero"],
+            top1_pruned=dense_top1,
+            top1_finetuned=np.nan,
+            finetune_epochs=0,
+            finetune_steps=None,
+            macs=dense_macs,
+            prune_s=0.0,
+            finetune_s=0.0,
+        )
+    ]
     for label, (method, options) in runs.items():
         stage = model  # what the next level prunes: always the dense model, unless gradual
         for level in levels:
@@ -158,17 +206,34 @@ def sweep(
             pruned = pruned.to(dev).eval()
             sync_from_rank0(pruned, f"sweep: {label} at {level}")
             counts = count_params(pruned)
-            row = dict(base, method=label, target=float(level),
-                       sparsity=1.0 - counts["nonzero"] / dense_counts["dense"],
-                       stored_reduction=1.0 - counts["stored"] / dense_counts["dense"],
-                       params_stored=counts["stored"], params_nonzero=counts["nonzero"],
-                       top1_pruned=_top1(pruned, eval_loader, dev, eval_batches, seed), macs=count_macs(pruned, example),
-                       prune_s=prune_s, finetune_epochs=ft_epochs, finetune_steps=ft_steps)
+            row = dict(
+                base,
+                method=label,
+                target=float(level),
+                sparsity=1.0 - counts["nonzero"] / dense_counts["dense"],
+                stored_reduction=1.0 - counts["stored"] / dense_counts["dense"],
+                params_stored=counts["stored"],
+                params_nonzero=counts["nonzero"],
+                top1_pruned=_top1(pruned, eval_loader, dev, eval_batches, seed),
+                macs=count_macs(pruned, example),
+                prune_s=prune_s,
+                finetune_epochs=ft_epochs,
+                finetune_steps=ft_steps,
+            )
             if do_finetune:
                 mask = WeightMask.from_zeros(pruned)
                 start = time.perf_counter()
-                finetune(pruned, finetune_loader, ft_epochs, lr=finetune_lr, mask=mask, device=dev, seed=seed,
-                         progress=progress, max_steps_per_epoch=ft_steps)
+                finetune(
+                    pruned,
+                    finetune_loader,
+                    ft_epochs,
+                    lr=finetune_lr,
+                    mask=mask,
+                    device=dev,
+                    seed=seed,
+                    progress=progress,
+                    max_steps_per_epoch=ft_steps,
+                )
                 row["finetune_s"] = time.perf_counter() - start
                 pruned.eval()
                 row["top1_finetuned"] = _top1(pruned, eval_loader, dev, eval_batches, seed)
@@ -183,8 +248,11 @@ def sweep(
             if schedule == "gradual":
                 stage = pruned
             if progress:
-                print(f"{label:>12} @ {level:.2f}: sparsity {row['sparsity']:.3f}, top-1 {row['top1_pruned']:.2f}%"
-                      + (f" -> {row['top1_finetuned']:.2f}% fine-tuned" if do_finetune else ""), flush=True)
+                print(
+                    f"{label:>12} @ {level:.2f}: sparsity {row['sparsity']:.3f}, top-1 {row['top1_pruned']:.2f}%"
+                    + (f" -> {row['top1_finetuned']:.2f}% fine-tuned" if do_finetune else ""),
+                    flush=True,
+                )
             del pruned
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
@@ -192,21 +260,25 @@ def sweep(
 _SET_BY_SWEEP = frozenset({"sparsity", "seed", "device", "inplace"})  # prune() keywords the sweep decides
 
 
-def resolve_methods(methods: Sequence[str], method_options: Mapping[str, Mapping[str, Any]] | None = None,
-                    prune_options: Mapping[str, Any] | None = None) -> dict[str, tuple[str, dict[str, Any]]]:
+def resolve_methods(
+    methods: Sequence[str],
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    prune_options: Mapping[str, Any] | None = None,
+) -> dict[str, tuple[str, dict[str, Any]]]:
     """Each swept label -> (method, keywords for :func:`rmtlib.prune`), checked before any work.
 
     Raises :class:`InputError` for an unknown method or variant, ``method_options`` for a label
     that is not swept, or an option a method does not take. ``fit`` defaults to False.
     """
-    from rmtlib.pruning import METHODS, check_method_options
 
     method_options = dict(method_options or {})
     runs = {label: _variant(label, method_options) for label in methods}
     unknown = [label for label, (method, _) in runs.items() if method not in METHODS]
     if unknown:
-        raise InputError(f"sweep: unknown method(s) {unknown}; choose from {sorted(METHODS)}, or name a variant "
-                         "in method_options with a 'method' key (e.g. {'global': {'method': 'magnitude', 'scope': 'global'}})")
+        raise InputError(
+            f"sweep: unknown method(s) {unknown}; choose from {sorted(METHODS)}, or name a variant "
+            "in method_options with a 'method' key (e.g. {'global': {'method': 'magnitude', 'scope': 'global'}})"
+        )
     extra_methods = set(method_options) - set(methods)
     if extra_methods:
         raise InputError(f"sweep: method_options for methods not swept: {sorted(extra_methods)}")
@@ -215,8 +287,10 @@ def resolve_methods(methods: Sequence[str], method_options: Mapping[str, Mapping
         options = {"fit": False, **dict(prune_options or {}), **variant_options}
         reserved = sorted(set(options) & _SET_BY_SWEEP)
         if reserved:
-            raise InputError(f"sweep: {label!r}: {reserved} are set by the sweep itself (the level, copies "
-                             "of the model, sweep(seed=, device=)); remove them from prune_options/method_options")
+            raise InputError(
+                f"sweep: {label!r}: {reserved} are set by the sweep itself (the level, copies "
+                "of the model, sweep(seed=, device=)); remove them from prune_options/method_options"
+            )
         try:
             check_method_options(method, options, with_sparsity=True)  # every run has a level
         except InputError as err:
@@ -265,19 +339,58 @@ def paper_vit_results() -> pd.DataFrame:
     """
     rows = []
     for name, dense, points, tuned, setting in _PAPER_VIT:
-        rows.append(dict(method="dense", model=name, top1_dense=dense, target=0.0, sparsity=0.0, top1_pruned=dense,
-                         top1_finetuned=np.nan, setting="dense"))
+        rows.append(
+            dict(
+                method="dense",
+                model=name,
+                top1_dense=dense,
+                target=0.0,
+                sparsity=0.0,
+                top1_pruned=dense,
+                top1_finetuned=np.nan,
+                setting="dense",
+            )
+        )
         for reduction, top1 in points:
-            rows.append(dict(method="rmt", model=name, top1_dense=dense, target=reduction / 100, sparsity=reduction / 100,
-                             top1_pruned=np.nan if tuned else top1, top1_finetuned=top1 if tuned else np.nan,
-                             setting=setting))
+            rows.append(
+                dict(
+                    method="rmt",
+                    model=name,
+                    top1_dense=dense,
+                    target=reduction / 100,
+                    sparsity=reduction / 100,
+                    top1_pruned=np.nan if tuned else top1,
+                    top1_finetuned=top1 if tuned else np.nan,
+                    setting=setting,
+                )
+            )
     rerun = "ViT-B/16 (timm augreg2), authors' re-run"
-    rows.append(dict(method="dense", model=rerun, top1_dense=85.10, target=0.0, sparsity=0.0, top1_pruned=85.10,
-                     top1_finetuned=np.nan, setting="dense"))
+    rows.append(
+        dict(
+            method="dense",
+            model=rerun,
+            top1_dense=85.10,
+            target=0.0,
+            sparsity=0.0,
+            top1_pruned=85.10,
+            top1_finetuned=np.nan,
+            setting="dense",
+        )
+    )
     for method, values in _PAPER_RERUN.items():
         for level, top1 in zip((0.3, 0.5, 0.7), values):
-            rows.append(dict(method=method, model=rerun, top1_dense=85.10, target=level, sparsity=level,
-                             top1_pruned=np.nan, top1_finetuned=top1, setting="cycles, 1 fine-tune epoch per cycle"))
+            rows.append(
+                dict(
+                    method=method,
+                    model=rerun,
+                    top1_dense=85.10,
+                    target=level,
+                    sparsity=level,
+                    top1_pruned=np.nan,
+                    top1_finetuned=top1,
+                    setting="cycles, 1 fine-tune epoch per cycle",
+                )
+            )
     out = pd.DataFrame(rows)
     out["stored_reduction"] = 0.0
     out["dataset"] = "ImageNet-1k"
@@ -302,14 +415,17 @@ def level_table(results: pd.DataFrame, value: str = "top1_pruned") -> pd.DataFra
     concatenated), raise InputError instead of being averaged into one cell."""
     models = results["model"].dropna().unique() if "model" in results else []
     if len(models) > 1:
-        raise InputError(f"level_table: the results hold {len(models)} models ({', '.join(map(str, models))}); "
-                         "pass one model's rows")
+        raise InputError(
+            f"level_table: the results hold {len(models)} models ({', '.join(map(str, models))}); pass one model's rows"
+        )
     runs = results[results["method"] != "dense"]
     repeated = runs.groupby(["method", "target"], sort=False).size()
     if (repeated > 1).any():
         (method, level), times = next((key, n) for key, n in repeated.items() if n > 1)
-        raise InputError(f"level_table: {method} at level {level:g} appears {times} times "
-                         "(several sweeps in one table?); pass one sweep's rows")
+        raise InputError(
+            f"level_table: {method} at level {level:g} appears {times} times "
+            "(several sweeps in one table?); pass one sweep's rows"
+        )
     table = runs.pivot_table(index="method", columns="target", values=value, sort=False)
     table.columns = [_percent(c) for c in table.columns]
     dense = results.loc[results["method"] == "dense", "top1_dense"]
@@ -321,7 +437,6 @@ def level_table(results: pd.DataFrame, value: str = "top1_pruned") -> pd.DataFra
 def default_esd_layers(model: nn.Module, count: int = 3) -> list[str]:
     """A few representative layers: the first attention qkv, a middle MLP fc1 and the last MLP fc2
     of a ViT; otherwise the first, middle and last prunable layers."""
-    from rmtlib.spectral.layers import prunable_layers
 
     names = [n for n, _ in prunable_layers(model)]
     if not names:
@@ -338,8 +453,6 @@ def default_esd_layers(model: nn.Module, count: int = 3) -> list[str]:
 def layer_spectra(model: nn.Module, layers: Sequence[str], *, alpha: float = 0.25, beta: float = 0.8) -> dict[str, Any]:
     """{layer: MPFit or None} for the named layers (a low-rank layer is read through its product
     matrix); None when the MP fit is impossible, e.g. a matrix of very low rank."""
-    from rmtlib.spectral.fit import fit_mp
-    from rmtlib.spectral.layers import weight_matrix
 
     out: dict[str, Any] = {}
     for name in layers:
@@ -353,5 +466,3 @@ def layer_spectra(model: nn.Module, layers: Sequence[str], *, alpha: float = 0.2
         except InputError:
             out[name] = None
     return out
-
-

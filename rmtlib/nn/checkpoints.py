@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -43,12 +43,14 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, metadata: Mapping
     """
     path = Path(path)
     try:
-        record = json.dumps({
-            "format": _FORMAT,
-            "library_version": _library_version(),
-            "lowrank": lowrank_structure(model),
-            "metadata": dict(metadata or {}),
-        })
+        record = json.dumps(
+            {
+                "format": _FORMAT,
+                "library_version": _library_version(),
+                "lowrank": lowrank_structure(model),
+                "metadata": dict(metadata or {}),
+            }
+        )
     except TypeError as err:
         raise InputError(f"checkpoint metadata must be JSON-serialisable: {err}") from err
     # clone: safetensors refuses tensors that share storage (tied weights, views)
@@ -89,7 +91,7 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a state dict of tensors")
     keys = list(obj)
     if keys and all(k.startswith("module.") for k in keys):  # saved from DataParallel
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
 
 
@@ -130,7 +132,6 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no such checkpoint file")
     if not (path.suffix == ".safetensors" or _is_safetensors(path)):
         return {}
-    from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -153,8 +154,11 @@ def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor],
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys: {_names(missing)}")

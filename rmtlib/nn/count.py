@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from rmtlib.errors import InputError
+from rmtlib.spectral.layers import prunable_layers, weight_matrix
 
 __all__ = ["count_params", "count_macs", "example_input", "sparsity", "layer_sparsity"]
 
@@ -27,8 +28,10 @@ def count_params(model: nn.Module) -> dict[str, int]:
     stored = nonzero = 0
     for name, p in model.named_parameters(remove_duplicate=False):
         if p.is_meta:
-            raise InputError(f"parameter {name} is on the meta device: it has a shape but no values, "
-                             "so its nonzeros cannot be counted (load real weights first)")
+            raise InputError(
+                f"parameter {name} is on the meta device: it has a shape but no values, "
+                "so its nonzeros cannot be counted (load real weights first)"
+            )
         if id(p) in seen:
             continue
         seen.add(id(p))
@@ -52,7 +55,6 @@ def layer_sparsity(model: nn.Module) -> pd.DataFrame:
     """Per Linear/Conv layer (low-rank layers as one): weights held, nonzeros, and the fraction
     of the dense layer's weights that are gone (1 - nonzero / dense m*n). Shows where a method
     put its pruning budget."""
-    from rmtlib.spectral.layers import prunable_layers, weight_matrix
 
     rows = []
     for name, module in prunable_layers(model):
@@ -60,8 +62,15 @@ def layer_sparsity(model: nn.Module) -> pd.DataFrame:
         with torch.no_grad():
             dense = int(weight_matrix(module).numel())
         nonzero = sum(int(torch.count_nonzero(w.detach())) for w in weights)
-        rows.append({"layer": name, "dense": dense, "stored": sum(w.numel() for w in weights), "nonzero": nonzero,
-                     "sparsity": 1.0 - nonzero / dense})
+        rows.append(
+            {
+                "layer": name,
+                "dense": dense,
+                "stored": sum(w.numel() for w in weights),
+                "nonzero": nonzero,
+                "sparsity": 1.0 - nonzero / dense,
+            }
+        )
     return pd.DataFrame(rows, columns=["layer", "dense", "stored", "nonzero", "sparsity"])
 
 
@@ -85,7 +94,9 @@ def count_macs(model: nn.Module, example_input: Any) -> int:
     return int(counter.get_total_flops()) // 2
 
 
-def _sdpa_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+def _sdpa_flops(
+    query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 

@@ -80,8 +80,9 @@ def gram_eigh(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.linalg.eigh(gram(w))
 
 
-def factors_from_gram(w: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,
-                      rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+def factors_from_gram(
+    w: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor, rank: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Balanced rank-``rank`` factors of ``w`` from its Gram eigen-decomposition (see :func:`gram_eigh`)."""
     left = w.shape[0] <= w.shape[1]
     w = w.to(eigvec.dtype)
@@ -104,13 +105,17 @@ def _positive_rank(rank: Any) -> int:
     return int(value)
 
 
-def _checked_factors(factors: tuple[torch.Tensor, torch.Tensor], m: int, n: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _checked_factors(
+    factors: tuple[torch.Tensor, torch.Tensor], m: int, n: int, rank: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``factors`` (up, down) if they are m x rank and rank x n; else InputError (copying them into the
     layer would broadcast a rank-1 pair into every column, or fail with a bare size mismatch)."""
     up, down = factors
     if tuple(up.shape) != (m, rank) or tuple(down.shape) != (rank, n):
-        raise InputError(f"factors of a rank-{rank} {m} x {n} layer must be {m} x {rank} and {rank} x {n}, "
-                         f"got {tuple(up.shape)} and {tuple(down.shape)}")
+        raise InputError(
+            f"factors of a rank-{rank} {m} x {n} layer must be {m} x {rank} and {rank} x {n}, "
+            f"got {tuple(up.shape)} and {tuple(down.shape)}"
+        )
     return up, down
 
 
@@ -120,8 +125,15 @@ class LowRankLinear(nn.Module):
     ``down = nn.Linear(in_features, rank, bias=False)``, ``up = nn.Linear(rank, out_features, bias)``.
     """
 
-    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True,
-                 device: Any = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        rank: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         rank = _positive_rank(rank)
         self.in_features = in_features
@@ -146,19 +158,29 @@ class LowRankLinear(nn.Module):
         return self.in_features * self.out_features + (self.out_features if self.up.bias is not None else 0)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, rank: int, *, device: Any = None,
-                    factors: tuple[torch.Tensor, torch.Tensor] | None = None) -> "LowRankLinear":
+    def from_linear(
+        cls,
+        linear: nn.Linear,
+        rank: int,
+        *,
+        device: Any = None,
+        factors: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> "LowRankLinear":
         """Rank-``rank`` truncation of ``linear`` (bias copied); same dtype and device as ``linear``.
 
         ``factors`` (up, down) computed elsewhere are used as given instead of a new factorization.
         """
         weight = linear.rmt_matrix() if hasattr(linear, "rmt_matrix") else linear.weight
         bias = linear.bias
-        layer = cls(weight.shape[1], weight.shape[0], rank, bias=bias is not None,
-                    device=weight.device, dtype=weight.dtype)
+        layer = cls(
+            weight.shape[1], weight.shape[0], rank, bias=bias is not None, device=weight.device, dtype=weight.dtype
+        )
         m, n = weight.shape
-        up, down = (_checked_factors(factors, m, n, rank) if factors is not None
-                    else low_rank_factors(weight, rank, device=device))
+        up, down = (
+            _checked_factors(factors, m, n, rank)
+            if factors is not None
+            else low_rank_factors(weight, rank, device=device)
+        )
         with torch.no_grad():
             layer.up.weight.copy_(up)
             layer.down.weight.copy_(down)
@@ -176,16 +198,38 @@ class LowRankConv2d(nn.Module):
     Its matrix is the C_out x (C_in k k) unfolding used for MP fitting; only ``groups=1`` convs.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, rank: int, *, stride: Any = 1,
-                 padding: Any = 0, dilation: Any = 1, bias: bool = True, padding_mode: str = "zeros",
-                 device: Any = None, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        rank: int,
+        *,
+        stride: Any = 1,
+        padding: Any = 0,
+        dilation: Any = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         rank = _positive_rank(rank)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.rank = rank
-        self.down = nn.Conv2d(in_channels, rank, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                              bias=False, padding_mode=padding_mode, device=device, dtype=dtype)
+        self.down = nn.Conv2d(
+            in_channels,
+            rank,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            bias=False,
+            padding_mode=padding_mode,
+            device=device,
+            dtype=dtype,
+        )
         self.up = nn.Conv2d(rank, out_channels, 1, bias=bias, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -202,8 +246,9 @@ class LowRankConv2d(nn.Module):
         return self.out_channels * self.down.weight[0].numel() + (self.out_channels if self.up.bias is not None else 0)
 
     @classmethod
-    def from_conv(cls, conv: nn.Conv2d, rank: int, *, device: Any = None,
-                  factors: tuple[torch.Tensor, torch.Tensor] | None = None) -> "LowRankConv2d":
+    def from_conv(
+        cls, conv: nn.Conv2d, rank: int, *, device: Any = None, factors: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> "LowRankConv2d":
         """Rank-``rank`` truncation of a groups=1 ``conv`` (bias copied); same dtype and device.
 
         ``factors`` (up: C_out x r, down: r x C_in k k) computed elsewhere are used as given.
@@ -211,12 +256,25 @@ class LowRankConv2d(nn.Module):
         if conv.groups != 1:
             raise InputError(f"only groups=1 convolutions can be factorized, got groups={conv.groups}")
         weight = conv.weight
-        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, rank, stride=conv.stride,
-                    padding=conv.padding, dilation=conv.dilation, bias=conv.bias is not None,
-                    padding_mode=conv.padding_mode, device=weight.device, dtype=weight.dtype)
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            rank,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            bias=conv.bias is not None,
+            padding_mode=conv.padding_mode,
+            device=weight.device,
+            dtype=weight.dtype,
+        )
         matrix = weight.reshape(weight.shape[0], -1)
-        up, down = (_checked_factors(factors, *matrix.shape, rank) if factors is not None
-                    else low_rank_factors(matrix, rank, device=device))
+        up, down = (
+            _checked_factors(factors, *matrix.shape, rank)
+            if factors is not None
+            else low_rank_factors(matrix, rank, device=device)
+        )
         with torch.no_grad():
             layer.up.weight.copy_(up.reshape(layer.up.weight.shape))
             layer.down.weight.copy_(down.reshape(layer.down.weight.shape))
@@ -241,8 +299,9 @@ def can_factorize(module: nn.Module) -> bool:
     return type(module) is nn.Conv2d and module.groups == 1
 
 
-def factorize(module: nn.Module, rank: int, *, device: Any = None,
-              factors: tuple[torch.Tensor, torch.Tensor] | None = None) -> nn.Module:
+def factorize(
+    module: nn.Module, rank: int, *, device: Any = None, factors: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> nn.Module:
     """A rank-``rank`` low-rank replacement for a Linear, Conv2d or low-rank layer (always factorized).
 
     Always factorized means: a rank with r (m + n) >= m n gives a layer larger and slower than the
@@ -257,10 +316,18 @@ def factorize(module: nn.Module, rank: int, *, device: Any = None,
         why = f"groups={groups}" if type(module) is nn.Conv2d else "only plain Linear/Conv2d and low-rank layers"
         raise InputError(f"cannot factorize a {type(module).__name__} ({why})")
     if isinstance(module, LowRankConv2d):
-        template = nn.Conv2d(module.in_channels, module.out_channels, module.down.kernel_size,
-                             stride=module.down.stride, padding=module.down.padding, dilation=module.down.dilation,
-                             bias=module.up.bias is not None, padding_mode=module.down.padding_mode,
-                             device=module.up.weight.device, dtype=module.up.weight.dtype)
+        template = nn.Conv2d(
+            module.in_channels,
+            module.out_channels,
+            module.down.kernel_size,
+            stride=module.down.stride,
+            padding=module.down.padding,
+            dilation=module.down.dilation,
+            bias=module.up.bias is not None,
+            padding_mode=module.down.padding_mode,
+            device=module.up.weight.device,
+            dtype=module.up.weight.dtype,
+        )
         with torch.no_grad():
             template.weight.copy_(module.rmt_matrix().reshape(template.weight.shape))
             if module.up.bias is not None:
@@ -323,9 +390,18 @@ def _empty_lowrank(module: nn.Module, kind: str, rank: int, name: str) -> nn.Mod
         return LowRankLinear(module.in_features, module.out_features, rank, bias=module.bias is not None, **kw)
     if kind == "LowRankConv2d" and isinstance(module, (nn.Conv2d, LowRankConv2d)):
         conv = module.down if isinstance(module, LowRankConv2d) else module
-        return LowRankConv2d(module.in_channels, module.out_channels, conv.kernel_size, rank, stride=conv.stride,
-                             padding=conv.padding, dilation=conv.dilation, bias=module.bias is not None,
-                             padding_mode=conv.padding_mode, **kw)
+        return LowRankConv2d(
+            module.in_channels,
+            module.out_channels,
+            conv.kernel_size,
+            rank,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            bias=module.bias is not None,
+            padding_mode=conv.padding_mode,
+            **kw,
+        )
     raise InputError(f"layer {name}: cannot hold a {kind} (model has a {type(module).__name__} there)")
 
 

@@ -7,20 +7,24 @@ One-line way to get the committed, trained MNIST ViT::
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import timm
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from rmtlib.errors import CheckpointError, InputError
+from rmtlib.nn.checkpoints import load_checkpoint, read_record
 
 #: Architecture of the project's MNIST ViT: 16 patches of 7x7, width 192 (qkv 576x192, fc1 768x192).
 MNIST_VIT_CONFIG: dict[str, Any] = dict(
     img_size=28, patch_size=7, in_chans=1, num_classes=10, embed_dim=192, depth=6, num_heads=3, mlp_ratio=4.0
 )
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MNIST_VIT_CHECKPOINT = ASSETS / "mnist_vit.safetensors"
 MNIST_VIT_CARD = ASSETS / "mnist_vit.json"
 
@@ -58,14 +62,12 @@ def mnist_vit(**overrides: Any) -> nn.Module:
 
     ``overrides`` change entries of :data:`MNIST_VIT_CONFIG` (e.g. ``depth=4``).
     """
-    from timm.models.vision_transformer import VisionTransformer
 
     return VisionTransformer(**{**MNIST_VIT_CONFIG, **overrides})
 
 
 def load_state(model: nn.Module, path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Load a checkpoint into ``model``: rmtlib's safetensors (low-rank layers restored) or a torch state dict."""
-    from rmtlib.nn.checkpoints import load_checkpoint
 
     return load_checkpoint(path, model)
 
@@ -73,7 +75,9 @@ def load_state(model: nn.Module, path: str | os.PathLike) -> tuple[nn.Module, di
 def model_card() -> dict:
     """The committed MNIST ViT's model card (config, seed, data, epochs, accuracy, sha256)."""
     if not MNIST_VIT_CARD.is_file():
-        raise CheckpointError(f"MNIST ViT model card {MNIST_VIT_CARD} is missing; train it with `rmtlib train mnist_vit`")
+        raise CheckpointError(
+            f"MNIST ViT model card {MNIST_VIT_CARD} is missing; train it with `rmtlib train mnist_vit`"
+        )
     return json.loads(MNIST_VIT_CARD.read_text())
 
 
@@ -86,7 +90,9 @@ def load_mnist_vit(checkpoint: str | os.PathLike | None = None) -> nn.Module:
     return model.eval()
 
 
-def mnist_vit_config(checkpoint: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def mnist_vit_config(
+    checkpoint: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The architecture of an ``mnist_vit`` built from ``checkpoint`` (its recorded ``config``; without
     one, the committed model's card) with ``overrides`` on top: what a checkpoint's metadata must record."""
     config = dict(MNIST_VIT_CONFIG)
@@ -98,7 +104,9 @@ def mnist_vit_config(checkpoint: str | os.PathLike | None = None, overrides: dic
     return config
 
 
-def create_model(name: str, checkpoint: str | os.PathLike | None = None, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+def create_model(
+    name: str, checkpoint: str | os.PathLike | None = None, pretrained: bool = False, **kwargs: Any
+) -> nn.Module:
     """A model by name: ``mnist_vit``, ``fc:784-256-10`` or any timm model name.
 
     ``checkpoint`` loads local weights (rmtlib safetensors or a torch/timm state dict). The
@@ -114,7 +122,9 @@ def create_model(name: str, checkpoint: str | os.PathLike | None = None, pretrai
         if not kwargs:
             return load_mnist_vit()
         if not MNIST_VIT_CHECKPOINT.is_file():
-            raise CheckpointError(f"MNIST ViT checkpoint {MNIST_VIT_CHECKPOINT} is missing; train it with `rmtlib train mnist_vit`")
+            raise CheckpointError(
+                f"MNIST ViT checkpoint {MNIST_VIT_CHECKPOINT} is missing; train it with `rmtlib train mnist_vit`"
+            )
         checkpoint = MNIST_VIT_CHECKPOINT  # the committed weights, not a silently random model
     kwargs = recorded_kwargs(checkpoint, name, kwargs)  # the recorded architecture, the caller's changes on top
     try:
@@ -135,7 +145,9 @@ def create_model(name: str, checkpoint: str | os.PathLike | None = None, pretrai
     return model
 
 
-def recorded_kwargs(checkpoint: str | os.PathLike | None, name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def recorded_kwargs(
+    checkpoint: str | os.PathLike | None, name: str, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The architecture keywords :func:`create_model` builds ``name`` with from ``checkpoint``: those the
     checkpoint records, ``overrides`` on top. What a checkpoint made from it must record as ``model_kwargs``,
     so that a model loaded, pruned and saved again still comes back with its own architecture."""
@@ -168,7 +180,6 @@ def _saved_config(checkpoint: str | os.PathLike, name: str = "mnist_vit") -> dic
 
 def _recorded_metadata(checkpoint: str | os.PathLike) -> dict[str, Any]:
     """The caller's metadata in an rmtlib checkpoint's record (:func:`rmtlib.nn.checkpoints.read_record`), {} if none."""
-    from rmtlib.nn.checkpoints import read_record
 
     try:
         metadata = read_record(checkpoint).get("metadata")
@@ -179,15 +190,11 @@ def _recorded_metadata(checkpoint: str | os.PathLike) -> dict[str, Any]:
 
 def _vit_keywords() -> set[str]:
     """The keyword arguments timm's ``VisionTransformer`` takes (what an ``mnist_vit`` config may set)."""
-    import inspect
-
-    from timm.models.vision_transformer import VisionTransformer
 
     return {k for k in inspect.signature(VisionTransformer.__init__).parameters if k != "self"}
 
 
 def _timm_model(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
-    import timm
 
     if not timm.is_model(name):
         raise InputError(f"unknown model {name!r}: not 'mnist_vit', 'fc:W1-W2-...', or a timm model name")

@@ -15,7 +15,14 @@ import seaborn as sns  # noqa: E402
 from rmtlib.errors import InputError  # noqa: E402
 from rmtlib.spectral.fit import MPFit  # noqa: E402
 
-__all__ = ["plot_decay", "plot_loss_paths", "plot_planted_slack", "plot_planted_theta", "plot_singular_values", "METRIC_LABELS"]
+__all__ = [
+    "plot_decay",
+    "plot_loss_paths",
+    "plot_planted_slack",
+    "plot_planted_theta",
+    "plot_singular_values",
+    "METRIC_LABELS",
+]
 
 METRIC_LABELS = {
     "sigma2": r"BEMA $\sigma^2$",
@@ -27,8 +34,14 @@ METRIC_LABELS = {
 }
 
 
-def plot_decay(spectra: pd.DataFrame, layer: str, metrics: Sequence[str] = ("sigma2", "sv_edge", "gamma", "bulk_energy"),
-               *, relative: bool = True, title: str | None = None) -> plt.Figure:
+def plot_decay(
+    spectra: pd.DataFrame,
+    layer: str,
+    metrics: Sequence[str] = ("sigma2", "sv_edge", "gamma", "bulk_energy"),
+    *,
+    relative: bool = True,
+    title: str | None = None,
+) -> plt.Figure:
     """One panel per metric for ``layer``: value per epoch (relative to epoch 0 with ``relative``),
     colour = L2 strength, line style = width. Expects the columns of ``run_decay_experiment``."""
     data = spectra[(spectra["layer"] == layer) & (spectra["status"] == "ok")].copy()
@@ -41,10 +54,21 @@ def plot_decay(spectra: pd.DataFrame, layer: str, metrics: Sequence[str] = ("sig
         y = metric
         if relative and metric != "gamma":
             start = data[data["epoch"] == 0].set_index(["width", "l2"])[metric]
-            data[f"{metric}_rel"] = data[metric] / start.reindex(pd.MultiIndex.from_frame(data[["width", "l2"]])).to_numpy()
+            data[f"{metric}_rel"] = (
+                data[metric] / start.reindex(pd.MultiIndex.from_frame(data[["width", "l2"]])).to_numpy()
+            )
             y = f"{metric}_rel"
-        sns.lineplot(data=data, x="epoch", y=y, hue="l2 strength", style="width N", marker="o", markersize=4, ax=ax,
-                     legend=ax is axes[0][-1])
+        sns.lineplot(
+            data=data,
+            x="epoch",
+            y=y,
+            hue="l2 strength",
+            style="width N",
+            marker="o",
+            markersize=4,
+            ax=ax,
+            legend=ax is axes[0][-1],
+        )
         label = METRIC_LABELS.get(metric, metric)
         ax.set_ylabel(f"{label} / value at init" if y != metric else label, fontsize=9)
         ax.set_xlabel("epoch (0 = initialisation)")
@@ -56,17 +80,30 @@ def plot_decay(spectra: pd.DataFrame, layer: str, metrics: Sequence[str] = ("sig
     return fig
 
 
-def plot_loss_paths(paths: pd.DataFrame, x: str, metrics: Sequence[str] = ("loss", "ce", "accuracy"), *,
-                    hue: str = "target", col_labels: dict[str, str] | None = None, xlabel: str | None = None,
-                    title: str | None = None) -> plt.Figure:
+def plot_loss_paths(
+    paths: pd.DataFrame,
+    x: str,
+    metrics: Sequence[str] = ("loss", "ce", "accuracy"),
+    *,
+    hue: str = "target",
+    col_labels: dict[str, str] | None = None,
+    xlabel: str | None = None,
+    title: str | None = None,
+) -> plt.Figure:
     """One panel per metric against ``x`` (``theta`` or the noise ``scale``), one line per ``hue``
     value; repeated draws at the same x are averaged with a band."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.3), squeeze=False)
-    labels = {"loss": "regularized loss CE + $\\lambda\\sum\\|W\\|_F^2$", "ce": "cross-entropy", "accuracy": "accuracy",
-              "reg": "$\\lambda \\sum \\|W\\|_F^2$", **(col_labels or {})}
+    labels = {
+        "loss": "regularized loss CE + $\\lambda\\sum\\|W\\|_F^2$",
+        "ce": "cross-entropy",
+        "accuracy": "accuracy",
+        "reg": "$\\lambda \\sum \\|W\\|_F^2$",
+        **(col_labels or {}),
+    }
     for ax, metric in zip(axes[0], metrics):
-        sns.lineplot(data=paths, x=x, y=metric, hue=hue, marker="o", markersize=4, ax=ax, errorbar="sd",
-                     legend=ax is axes[0][-1])
+        sns.lineplot(
+            data=paths, x=x, y=metric, hue=hue, marker="o", markersize=4, ax=ax, errorbar="sd", legend=ax is axes[0][-1]
+        )
         ax.set_ylabel(labels.get(metric, metric), fontsize=9)
         ax.set_xlabel(xlabel or x)
     axes[0][-1].legend(fontsize=7, frameon=False, title=hue, loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -121,7 +158,9 @@ def plot_planted_theta(paths: pd.DataFrame, trials: pd.DataFrame, N: int) -> plt
     return fig
 
 
-def plot_singular_values(fits: Sequence[tuple[str, MPFit]], ax: plt.Axes | None = None, *, title: str | None = None) -> plt.Axes:
+def plot_singular_values(
+    fits: Sequence[tuple[str, MPFit]], ax: plt.Axes | None = None, *, title: str | None = None
+) -> plt.Axes:
     """Singular values in descending order (log scale), one line per (label, fit), each with its
     fitted edge ``s_+`` as a dashed line of the same colour: spikes are the points above it."""
     ax = ax or plt.figure(figsize=(5.5, 3.6)).gca()

@@ -36,8 +36,14 @@ def plot_esd(fit: MPFit, ax: plt.Axes | None = None, *, title: str | None = None
     grid = np.linspace(0.0, upper * 1.02, 600)
     # the histogram shows only the eigenvalues up to x_max; scale the density to the same mass
     mass = len(bulk) / len(eig)
-    ax.plot(grid, mp_pdf(grid, fit.ratio, fit.sigma2) / mass, color="C3", lw=1.8, label=fr"MP fit, $\sigma^2$={fit.sigma2:.3g}")
-    ax.axvline(fit.lambda_plus, color="k", ls="--", lw=1.2, label=fr"edge $\lambda_+$ ({fit.n_spikes} spikes)")
+    ax.plot(
+        grid,
+        mp_pdf(grid, fit.ratio, fit.sigma2) / mass,
+        color="C3",
+        lw=1.8,
+        label=rf"MP fit, $\sigma^2$={fit.sigma2:.3g}",
+    )
+    ax.axvline(fit.lambda_plus, color="k", ls="--", lw=1.2, label=rf"edge $\lambda_+$ ({fit.n_spikes} spikes)")
     ax.set_xlim(0, x_max)
     ax.set_xlabel(r"eigenvalue $\lambda = s^2/N$")
     ax.set_ylabel("density")
@@ -46,7 +52,9 @@ def plot_esd(fit: MPFit, ax: plt.Axes | None = None, *, title: str | None = None
     return ax
 
 
-def plot_esd_grid(fits: Sequence[tuple[str, MPFit]], *, ncols: int = 4, panel: tuple[float, float] = (3.6, 2.6)) -> plt.Figure:
+def plot_esd_grid(
+    fits: Sequence[tuple[str, MPFit]], *, ncols: int = 4, panel: tuple[float, float] = (3.6, 2.6)
+) -> plt.Figure:
     """One :func:`plot_esd` panel per (name, fit), in a grid."""
     nrows = max(1, math.ceil(len(fits) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False)
@@ -56,7 +64,7 @@ def plot_esd_grid(fits: Sequence[tuple[str, MPFit]], *, ncols: int = 4, panel: t
         ax.legend().set_visible(False)
         ax.set_xlabel("")
         ax.set_ylabel("")
-    for ax in list(axes.flat)[len(fits):]:
+    for ax in list(axes.flat)[len(fits) :]:
         ax.set_axis_off()
     fig.supxlabel(r"eigenvalue $s^2/N$ (dashed: Tracy-Widom edge; red: MP fit)")
     fig.tight_layout()

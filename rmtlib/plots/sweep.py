@@ -8,17 +8,26 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from rmtlib.plots.spectra import plot_esd
 
-def plot_sweep(results: pd.DataFrame, ax: Any = None, *, value: str = "top1_pruned", x: str = "sparsity",
-               hue: str = "method", style: str | None = None, title: str | None = None,
-               dense_line: bool = True, dashes: bool = False) -> Any:
+
+def plot_sweep(
+    results: pd.DataFrame,
+    ax: Any = None,
+    *,
+    value: str = "top1_pruned",
+    x: str = "sparsity",
+    hue: str = "method",
+    style: str | None = None,
+    title: str | None = None,
+    dense_line: bool = True,
+    dashes: bool = False,
+) -> Any:
     """Top-1 (``value``) against parameter reduction (``x``, in %), one curve per ``hue`` (and ``style``).
 
     Each curve starts at its model's dense top-1 at 0%; with ``dense_line`` the dense top-1 is also
     drawn as a dashed horizontal line. ``dashes``: a line pattern per ``style`` level (else markers only).
     """
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
     ax = ax or plt.figure(figsize=(6, 4)).gca()
     style = style or hue
@@ -33,15 +42,30 @@ def plot_sweep(results: pd.DataFrame, ax: Any = None, *, value: str = "top1_prun
     data = pd.concat([pd.DataFrame(starts), runs], ignore_index=True) if starts else runs
     data["x"] = 100.0 * data[x].astype(float)
     if len(data):
-        sns.lineplot(data=data, x="x", y=value, hue=hue, style=style, markers=True, dashes=dashes, ax=ax,
-                     sort=True, errorbar=None)
+        sns.lineplot(
+            data=data,
+            x="x",
+            y=value,
+            hue=hue,
+            style=style,
+            markers=True,
+            dashes=dashes,
+            ax=ax,
+            sort=True,
+            errorbar=None,
+        )
     if dense_line:
         for i, top1 in enumerate(dense["top1_dense"].drop_duplicates()):
             ax.axhline(top1, color="0.45", ls="--", lw=1, label="dense model" if i == 0 else None)
-    labels = {"sparsity": "parameter reduction (% of the dense model's parameters)",
-              "stored_reduction": "stored-parameter reduction (%)"}
-    ylabels = {"top1_pruned": "top-1 (%), no fine-tuning", "top1_finetuned": "top-1 (%), after fine-tuning",
-               "top1": "top-1 (%) as reported"}
+    labels = {
+        "sparsity": "parameter reduction (% of the dense model's parameters)",
+        "stored_reduction": "stored-parameter reduction (%)",
+    }
+    ylabels = {
+        "top1_pruned": "top-1 (%), no fine-tuning",
+        "top1_finetuned": "top-1 (%), after fine-tuning",
+        "top1": "top-1 (%) as reported",
+    }
     ax.set_xlabel(labels.get(x, x))
     ax.set_ylabel(ylabels.get(value, value))
     if title:
@@ -50,13 +74,10 @@ def plot_sweep(results: pd.DataFrame, ax: Any = None, *, value: str = "top1_prun
     return ax
 
 
-
-def plot_esd_before_after(before: Mapping[str, Any], after: Mapping[str, Mapping[str, Any]], *,
-                          panel: tuple[float, float] = (3.6, 2.7)) -> Any:
+def plot_esd_before_after(
+    before: Mapping[str, Any], after: Mapping[str, Mapping[str, Any]], *, panel: tuple[float, float] = (3.6, 2.7)
+) -> Any:
     """One row per layer: its ESD + MP fit before pruning, then after each method in ``after``."""
-    import matplotlib.pyplot as plt
-
-    from rmtlib.plots.spectra import plot_esd
 
     layers = list(before)
     cols = 1 + len(after)
@@ -66,7 +87,9 @@ def plot_esd_before_after(before: Mapping[str, Any], after: Mapping[str, Mapping
         for c, (label, fit) in enumerate(stages):
             ax = axes[r, c]
             if fit is None:
-                ax.text(0.5, 0.5, "no MP fit\n(matrix of too low rank)", ha="center", va="center", transform=ax.transAxes)
+                ax.text(
+                    0.5, 0.5, "no MP fit\n(matrix of too low rank)", ha="center", va="center", transform=ax.transAxes
+                )
                 ax.set_axis_off()
             else:
                 plot_esd(fit, ax, title=f"{name}\n{label}")
@@ -77,11 +100,9 @@ def plot_esd_before_after(before: Mapping[str, Any], after: Mapping[str, Mapping
     return fig
 
 
-
 def plot_layer_sparsity(tables: Mapping[str, pd.DataFrame], ax: Any = None, *, title: str | None = None) -> Any:
     """Per-layer sparsity (tables from :func:`rmtlib.nn.count.layer_sparsity`), one line per label,
     layers in model order: where each method put its budget."""
-    import matplotlib.pyplot as plt
 
     ax = ax or plt.figure(figsize=(9, 3.6)).gca()
     names: list[str] = []

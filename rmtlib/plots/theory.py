@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from rmtlib.experiments.spiked import bbp_singular_value, bbp_threshold
+from rmtlib.plots.spectra import plot_esd
 from rmtlib.spectral.fit import MPFit
 from rmtlib.theory.mp import mp_edges, mp_pdf
-from rmtlib.plots.spectra import plot_esd
-from rmtlib.experiments.spiked import bbp_singular_value, bbp_threshold
 from rmtlib.theory.tracy_widom import tw1_cdf, tw1_ppf
 
 __all__ = ["plot_mp_densities", "plot_mp_check", "plot_tw_edge", "plot_spiked_esd", "plot_bbp_transition"]
@@ -32,13 +32,20 @@ def plot_mp_densities(ratios: Sequence[float], sigma2: float = 1.0, ax: plt.Axes
     ax.set_xlim(0, x_max)
     ax.set_xlabel(r"eigenvalue $\lambda = s^2/N$")
     ax.set_ylabel("MP density")
-    ax.set_title(fr"Marchenko-Pastur law, $\sigma^2$ = {sigma2:g} (dotted: edges)", fontsize=10)
+    ax.set_title(rf"Marchenko-Pastur law, $\sigma^2$ = {sigma2:g} (dotted: edges)", fontsize=10)
     ax.legend(frameon=False, fontsize=8)
     return ax
 
 
-def plot_mp_check(eigenvalues: np.ndarray, ratio: float, sigma2: float, ax: plt.Axes | None = None,
-                  *, title: str | None = None, bins: int = 60) -> plt.Axes:
+def plot_mp_check(
+    eigenvalues: np.ndarray,
+    ratio: float,
+    sigma2: float,
+    ax: plt.Axes | None = None,
+    *,
+    title: str | None = None,
+    bins: int = 60,
+) -> plt.Axes:
     """Histogram of a Gaussian matrix's eigenvalues s^2/N against the exact MP density."""
     ax = ax or plt.figure(figsize=(4, 3)).gca()
     lo, hi = mp_edges(ratio, sigma2)
@@ -53,18 +60,25 @@ def plot_mp_check(eigenvalues: np.ndarray, ratio: float, sigma2: float, ax: plt.
     return ax
 
 
-def plot_tw_edge(scaled_top: np.ndarray, betas: Sequence[float] = (0.8, 0.1), ax: plt.Axes | None = None,
-                 *, title: str | None = None) -> plt.Axes:
+def plot_tw_edge(
+    scaled_top: np.ndarray, betas: Sequence[float] = (0.8, 0.1), ax: plt.Axes | None = None, *, title: str | None = None
+) -> plt.Axes:
     """Scaled top noise eigenvalues against the TW1 density, with the fit's edge for each beta."""
     ax = ax or plt.figure(figsize=(5.5, 3.6)).gca()
     grid = np.linspace(-6.0, 4.0, 400)
     pdf = np.gradient(tw1_cdf(grid), grid)
-    ax.hist(scaled_top, bins=30, density=True, color="C0", alpha=0.55,
-            label=f"top eigenvalue, {len(scaled_top)} noise matrices")
+    ax.hist(
+        scaled_top,
+        bins=30,
+        density=True,
+        color="C0",
+        alpha=0.55,
+        label=f"top eigenvalue, {len(scaled_top)} noise matrices",
+    )
     ax.plot(grid, pdf, color="C3", lw=1.8, label="Tracy-Widom (β=1) density")
     for beta, ls in zip(betas, ["--", "-.", ":"]):
         t = float(tw1_ppf(1.0 - beta))
-        ax.axvline(t, color="k", ls=ls, lw=1.1, label=fr"edge for $\beta$ = {beta:g} (t = {t:.2f})")
+        ax.axvline(t, color="k", ls=ls, lw=1.1, label=rf"edge for $\beta$ = {beta:g} (t = {t:.2f})")
     ax.set_xlabel(r"$(\lambda_{\max}/\sigma^2 - (1+\sqrt{c})^2)\,/\,(N^{-2/3} c^{-1/6} (1+\sqrt{c})^{4/3})$")
     ax.set_ylabel("density")
     ax.set_title(title or "Fluctuations of the largest noise eigenvalue", fontsize=10)
@@ -84,11 +98,31 @@ def plot_bbp_transition(table: pd.DataFrame) -> plt.Figure:
         sub = table[(table["m"] == m) & (table["n"] == n)]
         for beta, ls in zip(betas, styles):
             cur = sub[sub["beta"] == beta].sort_values("rel_strength")
-            ax_rate.errorbar(cur["rel_strength"], cur["detection_rate"], yerr=cur["detection_se"], color=color,
-                             ls=ls, marker="o", ms=3, lw=1.3, capsize=2, label=fr"{m}x{n}, $\beta$={beta:g}")
+            ax_rate.errorbar(
+                cur["rel_strength"],
+                cur["detection_rate"],
+                yerr=cur["detection_se"],
+                color=color,
+                ls=ls,
+                marker="o",
+                ms=3,
+                lw=1.3,
+                capsize=2,
+                label=rf"{m}x{n}, $\beta$={beta:g}",
+            )
         cur = sub[sub["beta"] == betas[0]].sort_values("rel_strength")
-        ax_top.errorbar(cur["rel_strength"], cur["top_over_edge"], yerr=cur["top_over_edge_sd"], color=color,
-                        marker="o", ms=3, lw=0, elinewidth=1, capsize=2, label=f"{m}x{n}, simulated")
+        ax_top.errorbar(
+            cur["rel_strength"],
+            cur["top_over_edge"],
+            yerr=cur["top_over_edge_sd"],
+            color=color,
+            marker="o",
+            ms=3,
+            lw=0,
+            elinewidth=1,
+            capsize=2,
+            label=f"{m}x{n}, simulated",
+        )
         fine = np.linspace(0, cur["rel_strength"].max(), 300)
         theory = bbp_singular_value(fine * bbp_threshold(m, n), m, n) / (np.sqrt(max(m, n)) + np.sqrt(min(m, n)))
         ax_top.plot(fine, theory, color=color, lw=1.2, alpha=0.8)
@@ -106,14 +140,17 @@ def plot_bbp_transition(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def plot_spiked_esd(fit: MPFit, predicted_sv: Sequence[float] | None = None, ax: plt.Axes | None = None,
-                    *, title: str | None = None) -> plt.Axes:
+def plot_spiked_esd(
+    fit: MPFit, predicted_sv: Sequence[float] | None = None, ax: plt.Axes | None = None, *, title: str | None = None
+) -> plt.Axes:
     """:func:`rmtlib.plots.spectra.plot_esd` widened to show the spikes: found (triangles) and BBP-predicted (bars)."""
     ax = plot_esd(fit, ax, title=title)
     eig = fit.eigenvalues
     spikes = eig[fit.singular_values > fit.sv_edge]
     top = ax.get_ylim()[1]
-    ax.plot(spikes, np.full(len(spikes), 0.05 * top), "v", color="C3", ms=7, label=f"found above the edge ({len(spikes)})")
+    ax.plot(
+        spikes, np.full(len(spikes), 0.05 * top), "v", color="C3", ms=7, label=f"found above the edge ({len(spikes)})"
+    )
     right = float(eig.max())
     if predicted_sv is not None and len(predicted_sv):
         pred = np.asarray(predicted_sv, dtype=np.float64) ** 2 / fit.N

@@ -8,16 +8,29 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from rmtlib.errors import InputError
+from rmtlib.nn.lowrank import gram_eigh
+from rmtlib.runtime import resolve_device
 from rmtlib.spectral.fit import MPFit, fit_mp
 from rmtlib.spectral.gram import gram, gram_eigenvalues, singular_from_eigenvalues
 from rmtlib.spectral.layers import layer_matrices, prunable_layers
-from rmtlib.nn.lowrank import gram_eigh
-from rmtlib.runtime import resolve_device
 
-__all__ = ["Unit", "Budget", "elementwise_units", "structured_units", "write_back", "check_stored_weights", "fit_unit", "smallest_mask", "remove_smallest", "split_count", "resolve_device",
-           "gram_singular_values"]
+__all__ = [
+    "Unit",
+    "Budget",
+    "elementwise_units",
+    "structured_units",
+    "write_back",
+    "check_stored_weights",
+    "fit_unit",
+    "smallest_mask",
+    "remove_smallest",
+    "split_count",
+    "resolve_device",
+    "gram_singular_values",
+]
 
 
 @dataclass
@@ -80,15 +93,18 @@ def _stored_weight(name: str, module: nn.Module) -> torch.Tensor:
     weight_norm, or torch.nn.utils.prune's mask) cannot be pruned by writing into it."""
     weight = module._parameters.get("weight")
     if weight is None:
-        raise InputError(f"layer {name}: its weight is not a stored parameter (computed by a torch parametrization "
-                         "or torch.nn.utils.prune, or kept as a buffer), so it cannot be pruned in place; remove the "
-                         "reparametrization first (torch.nn.utils.prune.remove(module, 'weight'), "
-                         "torch.nn.utils.parametrize.remove_parametrizations) or exclude the layer")
+        raise InputError(
+            f"layer {name}: its weight is not a stored parameter (computed by a torch parametrization "
+            "or torch.nn.utils.prune, or kept as a buffer), so it cannot be pruned in place; remove the "
+            "reparametrization first (torch.nn.utils.prune.remove(module, 'weight'), "
+            "torch.nn.utils.parametrize.remove_parametrizations) or exclude the layer"
+        )
     return weight
 
 
-def check_stored_weights(model: nn.Module, include: Sequence[str] | None, exclude: Sequence[str] | None,
-                         split_qkv: bool = False) -> None:
+def check_stored_weights(
+    model: nn.Module, include: Sequence[str] | None, exclude: Sequence[str] | None, split_qkv: bool = False
+) -> None:
     """:class:`InputError` naming the first selected layer whose weight is not a stored parameter."""
     for item in layer_matrices(model, split_qkv=split_qkv, include=include, exclude=exclude, factors="parts"):
         _stored_weight(item.name, item.module)
@@ -104,8 +120,9 @@ def _owners(model: nn.Module) -> dict[int, list[str]]:
     return owners
 
 
-def elementwise_units(model: nn.Module, include: Sequence[str] | None, exclude: Sequence[str] | None,
-                      split_qkv: bool = False) -> list[Unit]:
+def elementwise_units(
+    model: nn.Module, include: Sequence[str] | None, exclude: Sequence[str] | None, split_qkv: bool = False
+) -> list[Unit]:
     """Writable weight views of every prunable leaf; low-rank layers contribute their factor layers.
 
     A weight shared by several layers (tied, or one module at two paths) is one unit, pruned and
@@ -123,8 +140,10 @@ def elementwise_units(model: nn.Module, include: Sequence[str] | None, exclude: 
         matrix, extra = item.matrix, {}
         if matrix.untyped_storage().data_ptr() != weight.untyped_storage().data_ptr():  # a copy, not a view
             if matrix.shape[0] != weight.shape[0]:
-                raise InputError(f"layer {item.name}: a part of a non-contiguous weight cannot be pruned in place; "
-                                 "make the model contiguous first (model.to(memory_format=torch.contiguous_format))")
+                raise InputError(
+                    f"layer {item.name}: a part of a non-contiguous weight cannot be pruned in place; "
+                    "make the model contiguous first (model.to(memory_format=torch.contiguous_format))"
+                )
             matrix = matrix.contiguous()
             extra["write_back"] = weight
         units.append(Unit(item.name, item.kind, item.module, matrix, int(torch.count_nonzero(matrix)), extra=extra))
@@ -151,11 +170,15 @@ def structured_units(model: nn.Module, include: Sequence[str] | None, exclude: S
         own = f"{name}." if name else ""
         shared = [o for p in module.parameters() for o in owners.get(id(p), []) if not o.startswith(own)]
         if shared:
-            raise InputError(f"layer {name}: its weights are also held by {', '.join(sorted(set(shared)))}; a structured "
-                             "method would replace one copy and grow the model: exclude the layer or untie the weights")
+            raise InputError(
+                f"layer {name}: its weights are also held by {', '.join(sorted(set(shared)))}; a structured "
+                "method would replace one copy and grow the model: exclude the layer or untie the weights"
+            )
         if hasattr(module, "rmt_matrix"):
             matrix = module.rmt_matrix()
-            nnz = sum(int(torch.count_nonzero(p.detach())) for n_, p in module.named_parameters() if n_.endswith("weight"))
+            nnz = sum(
+                int(torch.count_nonzero(p.detach())) for n_, p in module.named_parameters() if n_.endswith("weight")
+            )
         else:
             matrix = module.weight.detach().reshape(module.weight.shape[0], -1)
             nnz = int(torch.count_nonzero(matrix))
@@ -164,9 +187,16 @@ def structured_units(model: nn.Module, include: Sequence[str] | None, exclude: S
     return units
 
 
-def fit_unit(unit: Unit, *, sv: np.ndarray | None = None, device: torch.device | None = None,
-             alpha: float = 0.25, beta: float = 0.8, keep_basis: bool = False,
-             edge_centring: str = "paper") -> MPFit | None:
+def fit_unit(
+    unit: Unit,
+    *,
+    sv: np.ndarray | None = None,
+    device: torch.device | None = None,
+    alpha: float = 0.25,
+    beta: float = 0.8,
+    keep_basis: bool = False,
+    edge_centring: str = "paper",
+) -> MPFit | None:
     """Fit MP to the unit's matrix (or to given singular values); stores fit and status on the unit.
 
     ``keep_basis`` keeps the Gram eigen-decomposition in ``unit.extra["gram_eigh"]`` so a later
@@ -194,19 +224,27 @@ def fit_unit(unit: Unit, *, sv: np.ndarray | None = None, device: torch.device |
 _CHUNK = 16
 
 
-def fit_units(units: list[Unit], *, device: torch.device | None = None, alpha: float = 0.25, beta: float = 0.8,
-              keep_basis: bool = False, progress: bool = False, edge_centring: str = "paper") -> None:
+def fit_units(
+    units: list[Unit],
+    *,
+    device: torch.device | None = None,
+    alpha: float = 0.25,
+    beta: float = 0.8,
+    keep_basis: bool = False,
+    progress: bool = False,
+    edge_centring: str = "paper",
+) -> None:
     """Fit MP to every unit. Eigenvalues come from :func:`rmtlib.spectral.gram.gram_eigenvalues` (CPU
     threads, plus the GPU on CUDA); with ``keep_basis`` Gram matrices of equal size are
     eigen-decomposed in batches and kept in ``unit.extra["gram_eigh"]`` (see :func:`fit_unit`).
     """
     if not keep_basis:
-        values = gram_eigenvalues([u.matrix for u in units], [u.name for u in units], device=device,
-                                  progress=progress, desc="MP fit")
+        values = gram_eigenvalues(
+            [u.matrix for u in units], [u.name for u in units], device=device, progress=progress, desc="MP fit"
+        )
         for unit, eig in zip(units, values):
             fit_unit(unit, sv=singular_from_eigenvalues(eig), alpha=alpha, beta=beta, edge_centring=edge_centring)
         return
-    from tqdm.auto import tqdm
 
     groups: dict[tuple[int, str], list[int]] = {}
     grams: dict[int, torch.Tensor] = {}
@@ -222,8 +260,9 @@ def fit_units(units: list[Unit], *, device: torch.device | None = None, alpha: f
             host = values.cpu().numpy()
             for j, i in enumerate(chunk):
                 units[i].extra["gram_eigh"] = (values[j], vectors[j])
-                fit_unit(units[i], sv=singular_from_eigenvalues(host[j]), alpha=alpha, beta=beta,
-                         edge_centring=edge_centring)
+                fit_unit(
+                    units[i], sv=singular_from_eigenvalues(host[j]), alpha=alpha, beta=beta, edge_centring=edge_centring
+                )
                 bar.update(1)
     bar.close()
 

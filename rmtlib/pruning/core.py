@@ -11,14 +11,22 @@ import pandas as pd
 import torch
 from torch import nn
 
-from rmtlib.nn.count import count_params
 from rmtlib.errors import InputError
-from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
-from rmtlib.pruning.common import (Budget, Unit, check_stored_weights, elementwise_units, fit_units, resolve_device, structured_units,
-                     write_back)
+from rmtlib.nn.count import count_params
+from rmtlib.pruning.common import (
+    Budget,
+    Unit,
+    check_stored_weights,
+    elementwise_units,
+    fit_units,
+    resolve_device,
+    structured_units,
+    write_back,
+)
 from rmtlib.pruning.elementwise import magnitude, random_prune
 from rmtlib.pruning.rmt import check_rmt_options, rmt_cycles, rmt_oneshot
 from rmtlib.pruning.structured import rmt_lowrank, svd_prune
+from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
 
 __all__ = ["prune", "METHODS", "REPORT_COLUMNS"]
 
@@ -33,8 +41,20 @@ METHODS: dict[str, tuple[Callable[..., dict[str, Any]], bool, bool]] = {
 }
 
 REPORT_COLUMNS = [
-    "layer", "kind", "m", "n", "params_before", "params_after", "nonzero_before", "nonzero_after",
-    "rank_kept", "gamma", "mu", "sv_edge", "n_spikes", "status",
+    "layer",
+    "kind",
+    "m",
+    "n",
+    "params_before",
+    "params_after",
+    "nonzero_before",
+    "nonzero_after",
+    "rank_kept",
+    "gamma",
+    "mu",
+    "sv_edge",
+    "n_spikes",
+    "status",
 ]
 
 _COMMON = {"device", "progress", "seed", "alpha", "beta", "edge_centring", "split_qkv", "fit"}
@@ -76,8 +96,10 @@ def check_method_options(method: str, options: Mapping[str, Any], *, with_sparsi
     fn = METHODS[method][0]
     unknown = set(options) - _options_of(fn) - _COMMON - _PRUNE_ARGUMENTS
     if unknown:
-        raise InputError(f"{method}: unknown option(s) {', '.join(sorted(unknown))}; "
-                         f"it accepts {', '.join(sorted(_options_of(fn) - {'device', 'progress', 'seed', 'alpha', 'beta', 'edge_centring'}))}")
+        raise InputError(
+            f"{method}: unknown option(s) {', '.join(sorted(unknown))}; "
+            f"it accepts {', '.join(sorted(_options_of(fn) - {'device', 'progress', 'seed', 'alpha', 'beta', 'edge_centring'}))}"
+        )
     if METHODS[method][1] and options.get("split_qkv"):
         raise InputError(f"{method}: split_qkv is only supported by element-wise methods")
     rule = OWN_STOPPING_RULE.get(method)
@@ -152,23 +174,41 @@ def prune(
     try:
         work = model if inplace else copy.deepcopy(model)
     except RuntimeError as err:  # torch cannot deep-copy non-leaf tensors (weight_norm and the like)
-        raise InputError(f"model {type(model).__name__} cannot be copied ({str(err).splitlines()[0]}); "
-                         "remove its reparametrizations or pass inplace=True") from None
-    units = (structured_units(work, include, exclude) if structured
-             else elementwise_units(work, include, exclude, split_qkv=split_qkv))
+        raise InputError(
+            f"model {type(model).__name__} cannot be copied ({str(err).splitlines()[0]}); "
+            "remove its reparametrizations or pass inplace=True"
+        ) from None
+    units = (
+        structured_units(work, include, exclude)
+        if structured
+        else elementwise_units(work, include, exclude, split_qkv=split_qkv)
+    )
     if not units:
-        raise InputError(f"model {type(model).__name__} has no prunable Linear/Conv layers "
-                         f"(include={include}, exclude={exclude})")
+        raise InputError(
+            f"model {type(model).__name__} has no prunable Linear/Conv layers (include={include}, exclude={exclude})"
+        )
     target_nonzero = None if sparsity is None else int(math.floor((1.0 - sparsity) * before["dense"] + 1e-9))
-    budget = Budget(dense=before["dense"], nonzero_before=before["nonzero"],
-                    fixed_nonzero=before["nonzero"] - sum(u.nnz for u in units), target_nonzero=target_nonzero)
+    budget = Budget(
+        dense=before["dense"],
+        nonzero_before=before["nonzero"],
+        fixed_nonzero=before["nonzero"] - sum(u.nnz for u in units),
+        target_nonzero=target_nonzero,
+    )
     stored_before = [(_stored(u), u.nnz) for u in units]
     if needs_fit or fit:
         with torch.no_grad():
-            fit_units(units, device=dev, alpha=alpha, beta=beta, keep_basis=structured, progress=progress,
-                      edge_centring=edge_centring)
-    kwargs = dict(method_options, device=dev, progress=progress, seed=seed, alpha=alpha, beta=beta,
-                  edge_centring=edge_centring)
+            fit_units(
+                units,
+                device=dev,
+                alpha=alpha,
+                beta=beta,
+                keep_basis=structured,
+                progress=progress,
+                edge_centring=edge_centring,
+            )
+    kwargs = dict(
+        method_options, device=dev, progress=progress, seed=seed, alpha=alpha, beta=beta, edge_centring=edge_centring
+    )
     with torch.no_grad():
         try:
             extra = fn(work, units, budget, **kwargs) if structured else fn(units, budget, **kwargs)
@@ -183,21 +223,39 @@ def prune(
     for unit, (stored0, nnz0) in zip(units, stored_before):
         stored1, nnz1 = _weight_params(unit)
         ok = unit.ok
-        rows.append({
-            "layer": unit.name, "kind": unit.kind, "m": unit.m, "n": unit.n,
-            "params_before": stored0, "params_after": stored1, "nonzero_before": nnz0, "nonzero_after": nnz1,
-            "rank_kept": unit.rank_kept if structured else pd.NA,
-            "gamma": unit.fit.gamma if ok else nan, "mu": unit.fit.mu if ok else nan,
-            "sv_edge": unit.fit.sv_edge if ok else nan, "n_spikes": unit.fit.n_spikes if ok else 0,
-            "status": unit.status,
-        })
+        rows.append(
+            {
+                "layer": unit.name,
+                "kind": unit.kind,
+                "m": unit.m,
+                "n": unit.n,
+                "params_before": stored0,
+                "params_after": stored1,
+                "nonzero_before": nnz0,
+                "nonzero_after": nnz1,
+                "rank_kept": unit.rank_kept if structured else pd.NA,
+                "gamma": unit.fit.gamma if ok else nan,
+                "mu": unit.fit.mu if ok else nan,
+                "sv_edge": unit.fit.sv_edge if ok else nan,
+                "n_spikes": unit.fit.n_spikes if ok else 0,
+                "status": unit.status,
+            }
+        )
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     report["rank_kept"] = report["rank_kept"].astype("Int64")
     report.attrs.update(extra or {})
     report.attrs.update(
-        method=method, target_sparsity=sparsity, reached_sparsity=1.0 - after["nonzero"] / before["dense"],
-        params_dense=before["dense"], nonzero_before=before["nonzero"], stored_after=after["stored"],
-        nonzero_after=after["nonzero"], seed=seed, alpha=alpha, beta=beta, edge_centring=edge_centring,
+        method=method,
+        target_sparsity=sparsity,
+        reached_sparsity=1.0 - after["nonzero"] / before["dense"],
+        params_dense=before["dense"],
+        nonzero_before=before["nonzero"],
+        stored_after=after["stored"],
+        nonzero_after=after["nonzero"],
+        seed=seed,
+        alpha=alpha,
+        beta=beta,
+        edge_centring=edge_centring,
         options=dict(method_options),
     )
     return work, report

@@ -20,7 +20,8 @@ def removal_needed(units: list[Unit], budget: Budget) -> int:
         raise InputError(
             f"sparsity target needs at most {budget.target_nonzero} nonzero parameters, but "
             f"{budget.fixed_nonzero} sit outside the pruned layers (biases, norms, tokens, excluded layers); "
-            f"the highest reachable sparsity is {budget.max_sparsity():.4f}")
+            f"the highest reachable sparsity is {budget.max_sparsity():.4f}"
+        )
     return max(0, sum(u.nnz for u in units) - allowance)
 
 

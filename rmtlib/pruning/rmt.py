@@ -29,9 +29,15 @@ def randomness(unit: Unit) -> float:
     return float(value) if np.isfinite(value) and value > 0 else 0.0
 
 
-def sparsify_singular_vectors(w: torch.Tensor, sv_edge: float, theta: float, *, floor: float = 1.0 / 750,
-                              power: float = 30.0,
-                              svd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+def sparsify_singular_vectors(
+    w: torch.Tensor,
+    sv_edge: float,
+    theta: float,
+    *,
+    floor: float = 1.0 / 750,
+    power: float = 30.0,
+    svd: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """W rebuilt after zeroing entries of u_j, v_j below T_j = theta max(floor, (1 - s_j/s_+)_+^power).
 
     Components deep in the MP bulk lose most entries; spikes (s_j > s_+) only entries below
@@ -45,8 +51,17 @@ def sparsify_singular_vectors(w: torch.Tensor, sv_edge: float, theta: float, *, 
     return ((u * s) @ vh) * (w != 0)
 
 
-def regularize_step(units: list[Unit], scales: list[float], *, steps: int, lr: float, l1: float, l2: float,
-                    group_lasso: float, device: torch.device | None = None) -> None:
+def regularize_step(
+    units: list[Unit],
+    scales: list[float],
+    *,
+    steps: int,
+    lr: float,
+    l1: float,
+    l2: float,
+    group_lasso: float,
+    device: torch.device | None = None,
+) -> None:
     """Data-free Adam steps on l1 |W|_1 + l2 |W|_F^2 + group_lasso |W|_F per layer (the whole layer is
     one group here, unlike :class:`rmtlib.train.regularize.GroupLasso`, whose groups are rows).
 
@@ -86,10 +101,29 @@ def _adam_steps(opt: torch.optim.Optimizer, pairs: list, steps: int, l1: float, 
 
 # numeric options of the RMT methods: name -> (minimum, exclusive, whole number); None values are "unset"
 _NUMERIC_OPTIONS: dict[str, tuple[float, bool, bool]] = {
-    "cycles": (1, False, True), "max_cycles": (1, False, True), "sv_every": (0, False, True),
-    "reg_steps": (0, False, True), "rho": (0, True, False), "rho_growth": (0, True, False), "scale": (0, True, False),
-    **{name: (0, False, False) for name in ("exponent", "sv_theta", "sv_theta_scale", "sv_floor", "sv_power", "reg_lr",
-                                             "l1", "l2", "group_lasso", "mu_scale", "z")},
+    "cycles": (1, False, True),
+    "max_cycles": (1, False, True),
+    "sv_every": (0, False, True),
+    "reg_steps": (0, False, True),
+    "rho": (0, True, False),
+    "rho_growth": (0, True, False),
+    "scale": (0, True, False),
+    **{
+        name: (0, False, False)
+        for name in (
+            "exponent",
+            "sv_theta",
+            "sv_theta_scale",
+            "sv_floor",
+            "sv_power",
+            "reg_lr",
+            "l1",
+            "l2",
+            "group_lasso",
+            "mu_scale",
+            "z",
+        )
+    },
 }
 
 
@@ -103,13 +137,33 @@ def check_rmt_options(method: str, options: Mapping[str, Any]) -> None:
             check_number(f"{method}: {name}", value, minimum=minimum, exclusive=exclusive, integer=integer)
 
 
-def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None = None, progress: bool = False,
-               alpha: float = 0.25, beta: float = 0.8, edge_centring: str = "paper", cycles: int | None = None,
-               max_cycles: int = 200,
-               rho: float = 0.06, rho_growth: float = 1.02, exponent: float = 1.5, sv_every: int = 2,
-               sv_theta: float | None = None, sv_theta_scale: float = 1.125e-5, sv_floor: float = 1.0 / 750,
-               sv_power: float = 30.0, reg_steps: int = 10, reg_lr: float = 5e-8, l1: float = 5e-7,
-               l2: float = 2e-7, group_lasso: float = 1e-6, mu_scale: float = 1e4, **_: Any) -> dict[str, Any]:
+def rmt_cycles(
+    units: list[Unit],
+    budget: Budget,
+    *,
+    device: torch.device | None = None,
+    progress: bool = False,
+    alpha: float = 0.25,
+    beta: float = 0.8,
+    edge_centring: str = "paper",
+    cycles: int | None = None,
+    max_cycles: int = 200,
+    rho: float = 0.06,
+    rho_growth: float = 1.02,
+    exponent: float = 1.5,
+    sv_every: int = 2,
+    sv_theta: float | None = None,
+    sv_theta_scale: float = 1.125e-5,
+    sv_floor: float = 1.0 / 750,
+    sv_power: float = 30.0,
+    reg_steps: int = 10,
+    reg_lr: float = 5e-8,
+    l1: float = 5e-7,
+    l2: float = 2e-7,
+    group_lasso: float = 1e-6,
+    mu_scale: float = 1e4,
+    **_: Any,
+) -> dict[str, Any]:
     """Prune in cycles i = 1, 2, ... until the target (or ``cycles`` cycles without a target).
 
     Cycle i: (1) fit MP to each layer; (2) when i % sv_every == 0, sparsify its singular vectors
@@ -127,19 +181,40 @@ def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None
     """
     target = budget.unit_allowance is not None
     if target == (cycles is not None):
-        raise InputError("rmt: give either sparsity= (cycles until the target) or cycles= (a fixed number), not both"
-                         if target else "rmt: give sparsity= or cycles=")
-    check_rmt_options("rmt", dict(cycles=cycles, max_cycles=max_cycles, sv_every=sv_every, reg_steps=reg_steps,
-                                  rho=rho, rho_growth=rho_growth, exponent=exponent, sv_theta=sv_theta,
-                                  sv_theta_scale=sv_theta_scale, sv_floor=sv_floor, sv_power=sv_power, reg_lr=reg_lr,
-                                  l1=l1, l2=l2, group_lasso=group_lasso, mu_scale=mu_scale))
+        raise InputError(
+            "rmt: give either sparsity= (cycles until the target) or cycles= (a fixed number), not both"
+            if target
+            else "rmt: give sparsity= or cycles="
+        )
+    check_rmt_options(
+        "rmt",
+        dict(
+            cycles=cycles,
+            max_cycles=max_cycles,
+            sv_every=sv_every,
+            reg_steps=reg_steps,
+            rho=rho,
+            rho_growth=rho_growth,
+            exponent=exponent,
+            sv_theta=sv_theta,
+            sv_theta_scale=sv_theta_scale,
+            sv_floor=sv_floor,
+            sv_power=sv_power,
+            reg_lr=reg_lr,
+            l1=l1,
+            l2=l2,
+            group_lasso=group_lasso,
+            mu_scale=mu_scale,
+        ),
+    )
     if target and all(unit.status != "not_fitted" for unit in units):  # an unreachable target, before any change
         prunable = sum(u.nnz for u in units if u.ok)
         if removal_needed(units, budget) > prunable:
             raise InputError(
                 f"rmt: the target needs {removal_needed(units, budget)} weights removed but the layers with a fitted MP "
                 f"bulk hold only {prunable} nonzeros; the highest reachable sparsity is "
-                f"{1 - (budget.nonzero_before - prunable) / budget.dense:.4f}")
+                f"{1 - (budget.nonzero_before - prunable) / budget.dense:.4f}"
+            )
     log: list[dict[str, Any]] = []
     first_fits: dict[str, Any] = {}
     fitted = all(unit.status != "not_fitted" for unit in units)  # prune() fits the input layers already
@@ -182,7 +257,8 @@ def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None
         if sum(budgets) == 0 and not (target and need <= 0):
             raise InputError(
                 "rmt: no layer looks random enough to prune further (gamma = 0 or MP fit failed everywhere); "
-                f"stopped at cycle {i}. Try method='magnitude' or exclude the small layers")
+                f"stopped at cycle {i}. Try method='magnitude' or exclude the small layers"
+            )
         for unit, k in zip(units, budgets):
             remove_smallest(unit.matrix, k)
             unit.nnz = int(torch.count_nonzero(unit.matrix))
@@ -190,16 +266,25 @@ def rmt_cycles(units: list[Unit], budget: Budget, *, device: torch.device | None
         regularize_step(units, scales, steps=reg_steps, lr=reg_lr, l1=l1, l2=l2, group_lasso=group_lasso, device=device)
         removed = nonzero_before - sum(u.nnz for u in units)
         nonzero = budget.fixed_nonzero + sum(u.nnz for u in units)
-        log.append({"cycle": i, "rho": rho_i, "sv_step": sv_step, "removed": removed,
-                    "nonzero": nonzero, "sparsity": 1.0 - nonzero / budget.dense})
+        log.append(
+            {
+                "cycle": i,
+                "rho": rho_i,
+                "sv_step": sv_step,
+                "removed": removed,
+                "nonzero": nonzero,
+                "sparsity": 1.0 - nonzero / budget.dense,
+            }
+        )
     for unit in units:  # report the fit of the input layers
         if unit.name in first_fits:
             unit.fit, unit.status = first_fits[unit.name]
     return {"cycles": len(log), "cycle_log": log}
 
 
-def rmt_oneshot(units: list[Unit], budget: Budget, *, z: float | None = None, scale: float = 1.5,
-                **_: Any) -> dict[str, Any]:
+def rmt_oneshot(
+    units: list[Unit], budget: Budget, *, z: float | None = None, scale: float = 1.5, **_: Any
+) -> dict[str, Any]:
     """Zero weights with |w| < t_l = scale z (1 - mu_l) gamma_l in one pass.
 
     With a sparsity target the globally smallest |w| / (scale (1 - mu_l) gamma_l) go, so the count is
@@ -221,7 +306,8 @@ def rmt_oneshot(units: list[Unit], budget: Budget, *, z: float | None = None, sc
         raise InputError(
             f"rmt_oneshot: the target needs {remove} weights removed but the layers with a fitted MP bulk hold "
             f"only {prunable} nonzeros; the highest reachable sparsity is "
-            f"{1 - (budget.nonzero_before - prunable) / budget.dense:.4f}")
+            f"{1 - (budget.nonzero_before - prunable) / budget.dense:.4f}"
+        )
     keys = []
     for unit, c in zip(units, coeff):
         flat = unit.matrix.reshape(-1).detach()

@@ -45,11 +45,13 @@ def _check_floor(units: list[Unit], ranks: list[int], budget: Budget, method: st
     if allowance is not None and floor > allowance:
         raise InputError(
             f"{method}: even the smallest ranks keep {floor} weights in the pruned layers, over the "
-            f"{max(allowance, 0)} the target allows; the highest reachable sparsity is {budget.max_sparsity(floor):.4f}")
+            f"{max(allowance, 0)} the target allows; the highest reachable sparsity is {budget.max_sparsity(floor):.4f}"
+        )
 
 
-def apply_ranks(model: nn.Module, units: list[Unit], ranks: list[int], *, device: torch.device | None = None,
-                progress: bool = False) -> None:
+def apply_ranks(
+    model: nn.Module, units: list[Unit], ranks: list[int], *, device: torch.device | None = None, progress: bool = False
+) -> None:
     """Replace each layer whose chosen rank saves weights by its rank-k factorization."""
     for unit, k in tqdm(list(zip(units, ranks)), desc="factorize", disable=not progress, leave=False):
         if can_factorize(unit.module) and k < current_rank(unit) and k * (unit.m + unit.n) < unit.nnz:
@@ -65,9 +67,18 @@ def apply_ranks(model: nn.Module, units: list[Unit], ranks: list[int], *, device
             unit.rank_kept = current_rank(unit)
 
 
-def rmt_lowrank(model: nn.Module, units: list[Unit], budget: Budget, *, bulk_fraction: float | None = None,
-                min_rank: int = 1, rank_multiple: int = 1, device: torch.device | None = None,
-                progress: bool = False, **_: Any) -> dict[str, Any]:
+def rmt_lowrank(
+    model: nn.Module,
+    units: list[Unit],
+    budget: Budget,
+    *,
+    bulk_fraction: float | None = None,
+    min_rank: int = 1,
+    rank_multiple: int = 1,
+    device: torch.device | None = None,
+    progress: bool = False,
+    **_: Any,
+) -> dict[str, Any]:
     """Keep each layer's MP spikes (singular values above its edge s_+) plus some bulk components.
 
     Without a target: rank = spikes + ceil(bulk_fraction (p - spikes)) (default fraction 0).
@@ -124,9 +135,18 @@ def rmt_lowrank(model: nn.Module, units: list[Unit], budget: Budget, *, bulk_fra
     return {"rank_multiple": q}
 
 
-def svd_prune(model: nn.Module, units: list[Unit], budget: Budget, *, rank_fraction: float | None = None,
-              min_rank: int = 1, rank_multiple: int = 1, device: torch.device | None = None,
-              progress: bool = False, **_: Any) -> dict[str, Any]:
+def svd_prune(
+    model: nn.Module,
+    units: list[Unit],
+    budget: Budget,
+    *,
+    rank_fraction: float | None = None,
+    min_rank: int = 1,
+    rank_multiple: int = 1,
+    device: torch.device | None = None,
+    progress: bool = False,
+    **_: Any,
+) -> dict[str, Any]:
     """Truncated SVD with one rank fraction q for all layers: rank_l = max(min_rank, ceil(q p_l)).
 
     With a target, q is the largest fraction (found by bisection) whose total cost meets the
@@ -137,8 +157,9 @@ def svd_prune(model: nn.Module, units: list[Unit], budget: Budget, *, rank_fract
         raise InputError(f"svd: rank_multiple must be >= 1, got {rank_multiple}")
 
     def ranks_for(q: float) -> list[int]:
-        return [_align(max(min_rank, math.ceil(q * current_rank(u) - 1e-12)), rank_multiple, current_rank(u))
-                for u in units]
+        return [
+            _align(max(min_rank, math.ceil(q * current_rank(u) - 1e-12)), rank_multiple, current_rank(u)) for u in units
+        ]
 
     if budget.unit_allowance is None:
         if rank_fraction is None or not 0.0 < rank_fraction <= 1.0:

@@ -18,8 +18,20 @@ from rmtlib.spectral.layers import layer_matrices
 __all__ = ["analyze", "layer_fits", "COLUMNS"]
 
 COLUMNS = [
-    "layer", "kind", "block", "m", "n", "params", "ratio", "sigma2", "lambda_plus", "sv_edge",
-    "gamma", "mu", "n_spikes", "status",
+    "layer",
+    "kind",
+    "block",
+    "m",
+    "n",
+    "params",
+    "ratio",
+    "sigma2",
+    "lambda_plus",
+    "sv_edge",
+    "gamma",
+    "mu",
+    "n_spikes",
+    "status",
 ]
 
 
@@ -53,12 +65,20 @@ def layer_fits(
     """
     items = list(layer_matrices(model, split_qkv=split_qkv, include=include, exclude=exclude))
     if not items:
-        raise InputError(f"model {type(model).__name__} has no Linear/Conv layers to analyse (include={include}, exclude={exclude})")
+        raise InputError(
+            f"model {type(model).__name__} has no Linear/Conv layers to analyse (include={include}, exclude={exclude})"
+        )
     for item in items:
         if not item.matrix.is_floating_point():
             raise InputError(f"layer {item.name}: weight dtype {item.matrix.dtype} is not floating point")
-    eigenvalues = gram_eigenvalues([item.matrix for item in items], [item.name for item in items], device=device,
-                                   host_workers=host_workers, progress=progress, desc="eigenvalues")
+    eigenvalues = gram_eigenvalues(
+        [item.matrix for item in items],
+        [item.name for item in items],
+        device=device,
+        host_workers=host_workers,
+        progress=progress,
+        desc="eigenvalues",
+    )
     shapes = [(int(item.matrix.shape[0]), int(item.matrix.shape[1])) for item in items]
     singular = [singular_from_eigenvalues(values) for values in eigenvalues]
     out = []
@@ -67,8 +87,15 @@ def layer_fits(
         if not np.any(sv > 0):
             out.append((item.name, item.kind, shapes[index], None, "all_zero"))
             continue
-        fit = fit_mp(sv, shape=shapes[index], alpha=alpha, beta=beta, name=item.name, min_dim=min_dim,
-                     edge_centring=edge_centring)
+        fit = fit_mp(
+            sv,
+            shape=shapes[index],
+            alpha=alpha,
+            beta=beta,
+            name=item.name,
+            min_dim=min_dim,
+            edge_centring=edge_centring,
+        )
         out.append((item.name, item.kind, shapes[index], fit, fit.status))
     return out
 
@@ -99,16 +126,35 @@ def analyze(
     rows = []
     nan = float("nan")
     for name, kind, (m, n), fit, status in layer_fits(
-        model, device=device, split_qkv=split_qkv, include=include, exclude=exclude,
-        alpha=alpha, beta=beta, min_dim=min_dim, progress=progress, host_workers=host_workers,
+        model,
+        device=device,
+        split_qkv=split_qkv,
+        include=include,
+        exclude=exclude,
+        alpha=alpha,
+        beta=beta,
+        min_dim=min_dim,
+        progress=progress,
+        host_workers=host_workers,
         edge_centring=edge_centring,
     ):
         ok = fit is not None and fit.ok
-        rows.append({
-            "layer": name, "kind": kind, "block": _block_index(name), "m": m, "n": n, "params": m * n,
-            "ratio": min(m, n) / max(m, n),
-            "sigma2": fit.sigma2 if ok else nan, "lambda_plus": fit.lambda_plus if ok else nan,
-            "sv_edge": fit.sv_edge if ok else nan, "gamma": fit.gamma if ok else nan,
-            "mu": fit.mu if ok else nan, "n_spikes": fit.n_spikes if ok else 0, "status": status,
-        })
+        rows.append(
+            {
+                "layer": name,
+                "kind": kind,
+                "block": _block_index(name),
+                "m": m,
+                "n": n,
+                "params": m * n,
+                "ratio": min(m, n) / max(m, n),
+                "sigma2": fit.sigma2 if ok else nan,
+                "lambda_plus": fit.lambda_plus if ok else nan,
+                "sv_edge": fit.sv_edge if ok else nan,
+                "gamma": fit.gamma if ok else nan,
+                "mu": fit.mu if ok else nan,
+                "n_spikes": fit.n_spikes if ok else 0,
+                "status": status,
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -123,7 +123,9 @@ def _edge(sigma2: float, p: int, N: int, beta: float, centring: str = "paper") -
     t = float(tw1_ppf(1.0 - beta))
     if centring == "paper":  # the paper's formula, written as it does (equal to tw_centre_scale's to round-off)
         root = np.sqrt(p / N)
-        return sigma2 * ((1.0 + root) ** 2 + t * N ** (-2.0 / 3.0) * (p / N) ** (-1.0 / 6.0) * (1.0 + root) ** (4.0 / 3.0))
+        return sigma2 * (
+            (1.0 + root) ** 2 + t * N ** (-2.0 / 3.0) * (p / N) ** (-1.0 / 6.0) * (1.0 + root) ** (4.0 / 3.0)
+        )
     centre, scale = tw_centre_scale(N, p, centring)
     return sigma2 * (centre + t * scale)
 
@@ -195,7 +197,9 @@ def fit_mp(
     if shape is None:
         t = _to_float64(x, what)
         if t.ndim != 2:
-            raise InputError(f"{what}: expected a 2-D weight matrix (or singular values with shape=), got shape {tuple(t.shape)}")
+            raise InputError(
+                f"{what}: expected a 2-D weight matrix (or singular values with shape=), got shape {tuple(t.shape)}"
+            )
         m, n = t.shape
         sv = singular_values(t, name=what)
     else:
@@ -229,7 +233,9 @@ def fit_mp(
         ranks, q, lam = ranks[usable], q[usable], lam[usable]
     sigma2 = float(np.dot(q, lam) / np.dot(q, q))
     if not sigma2 > 0:
-        raise InputError(f"{what}: the central part of the spectrum is zero (rank {int(np.sum(sv > 0))} of {p}); cannot fit MP")
+        raise InputError(
+            f"{what}: the central part of the spectrum is zero (rank {int(np.sum(sv > 0))} of {p}); cannot fit MP"
+        )
     lambda_plus = _edge(sigma2, p, N, beta, edge_centring)
     sv_edge = float(np.sqrt(N * lambda_plus))
     n_spikes = int(np.sum(sv > sv_edge))

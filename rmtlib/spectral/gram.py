@@ -126,8 +126,9 @@ def _on_host(matrices: Sequence[torch.Tensor], names: Sequence[str], workers: in
     return out
 
 
-def _on_device_and_host(matrices: Sequence[torch.Tensor], names: Sequence[str], dev: torch.device | None,
-                        workers: int, bar: tqdm) -> list[np.ndarray]:
+def _on_device_and_host(
+    matrices: Sequence[torch.Tensor], names: Sequence[str], dev: torch.device | None, workers: int, bar: tqdm
+) -> list[np.ndarray]:
     grams, flags = [], []
     for matrix in matrices:
         w = matrix.detach().to(device=dev if dev is not None else matrix.device, dtype=torch.float64)
@@ -150,8 +151,13 @@ def _on_device_and_host(matrices: Sequence[torch.Tensor], names: Sequence[str], 
         return share_work(len(grams), on_device, on_host, workers, on_take=lambda: bar.update(1))
 
 
-def share_work(n: int, main_task: Callable[[int], np.ndarray], pool_task: Callable[[int, dict], np.ndarray],
-               workers: int, on_take: Callable[[], None] | None = None) -> list[np.ndarray]:
+def share_work(
+    n: int,
+    main_task: Callable[[int], np.ndarray],
+    pool_task: Callable[[int, dict], np.ndarray],
+    workers: int,
+    on_take: Callable[[], None] | None = None,
+) -> list[np.ndarray]:
     """Results of tasks 0..n-1, each run once: by this thread with ``main_task(i)`` or by one of
     ``workers`` pool threads with ``pool_task(i, state)`` (``state``: a dict private to that thread).
 

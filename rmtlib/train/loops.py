@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from typing import Any, Callable, Iterable, Sequence
@@ -26,9 +25,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from rmtlib.errors import InputError, check_number
+from rmtlib.errors import InputError
 from rmtlib.runtime import get_device
 from rmtlib.train.distributed import is_distributed, is_main_process, unwrap
+from rmtlib.train.regularize import WeightMask
 
 Hook = Callable[[int, nn.Module, dict], "dict | None"]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -43,8 +43,10 @@ def seed_everything(seed: int) -> None:
 
 def _autocast(device: torch.device, amp: bool | None):
     enabled = device.type == "cuda" if amp is None else amp and device.type == "cuda"
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled) if device.type == "cuda" else torch.autocast(
-        "cpu", enabled=False
+    return (
+        torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
+        if device.type == "cuda"
+        else torch.autocast("cpu", enabled=False)
     )
 
 
@@ -68,7 +70,9 @@ def evaluate(
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     # tqdm is handed an iterator, not the loader: tqdm.auto would open (and discard) an iterator of its own,
     # which draws from the loader's generator and starts its worker processes twice
-    batches = tqdm(iter(loader), desc="eval", total=len(loader), disable=not progress or not is_main_process(), leave=False)
+    batches = tqdm(
+        iter(loader), desc="eval", total=len(loader), disable=not progress or not is_main_process(), leave=False
+    )
     for i, (x, y) in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
@@ -89,7 +93,13 @@ def evaluate(
 
 
 def lr_schedule(
-    name: str, total_steps: int, *, warmup: float = 0.1, steps_per_epoch: int = 1, step_epochs: int = 4, gamma: float = 0.96
+    name: str,
+    total_steps: int,
+    *,
+    warmup: float = 0.1,
+    steps_per_epoch: int = 1,
+    step_epochs: int = 4,
+    gamma: float = 0.96,
 ) -> Callable[[int], float]:
     """Multiplier of the base learning rate at optimizer step ``t`` (0-based).
 
@@ -115,7 +125,9 @@ def lr_schedule(
     raise InputError(f"unknown lr schedule {name!r}: use constant, cosine, onecycle or step")
 
 
-def make_optimizer_factory(name: str = "adamw", lr: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9) -> OptimizerFactory:
+def make_optimizer_factory(
+    name: str = "adamw", lr: float = 1e-3, weight_decay: float = 0.0, momentum: float = 0.9
+) -> OptimizerFactory:
     """A function params -> optimizer (``adamw``, ``adam`` or ``sgd`` with momentum)."""
     if name == "adamw":
         return lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -167,9 +179,11 @@ def train(
     factory = make_optimizer_factory(optimizer, lr, weight_decay) if isinstance(optimizer, str) else optimizer
     steps_per_epoch = len(loader) if max_steps_per_epoch is None else min(len(loader), max_steps_per_epoch)
     if epochs > 0 and steps_per_epoch < 1:
-        raise InputError(f"train: the loader yields no batch ({len(loader.dataset)} samples, batch size "
-                         f"{loader.batch_size}{', incomplete batches dropped' if getattr(loader, 'drop_last', False) else ''}); "
-                         "use more samples or a smaller batch")
+        raise InputError(
+            f"train: the loader yields no batch ({len(loader.dataset)} samples, batch size "
+            f"{loader.batch_size}{', incomplete batches dropped' if getattr(loader, 'drop_last', False) else ''}); "
+            "use more samples or a smaller batch"
+        )
     scale = lr_schedule(schedule, epochs * steps_per_epoch, steps_per_epoch=steps_per_epoch)
     net = _wrap(model, device)
     opt = factory(list(unwrap(net).parameters()))
@@ -182,8 +196,13 @@ def train(
             sampler.set_epoch(epoch)
         start = time.perf_counter()
         totals = torch.zeros(3, dtype=torch.float64, device=device)
-        bar = tqdm(iter(loader), desc=f"epoch {epoch}/{epochs}", total=steps_per_epoch,
-                   disable=not progress or not is_main_process(), leave=False)  # one iterator per epoch (see evaluate)
+        bar = tqdm(
+            iter(loader),
+            desc=f"epoch {epoch}/{epochs}",
+            total=steps_per_epoch,
+            disable=not progress or not is_main_process(),
+            leave=False,
+        )  # one iterator per epoch (see evaluate)
         for i, (x, y) in enumerate(bar):
             if i >= steps_per_epoch:
                 break
@@ -205,7 +224,13 @@ def train(
                 mask.apply(unwrap(net))
             step += 1
             with torch.no_grad():
-                totals += torch.stack([loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(), torch.tensor(len(y), device=device, dtype=torch.float64)])
+                totals += torch.stack(
+                    [
+                        loss.detach().double() * len(y),
+                        (logits.argmax(1) == y).sum().double(),
+                        torch.tensor(len(y), device=device, dtype=torch.float64),
+                    ]
+                )
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
         if is_distributed():
@@ -232,7 +257,11 @@ def train(
             base_lrs = [g["lr"] for g in opt.param_groups]
         history.append(record)
         if progress and is_main_process():
-            shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items() if not isinstance(v, (dict, list))}
+            shown = {
+                k: (round(v, 4) if isinstance(v, float) else v)
+                for k, v in record.items()
+                if not isinstance(v, (dict, list))
+            }
             tqdm.write(str(shown))
     return history
 
@@ -240,15 +269,20 @@ def train(
 def reseed_loader(loader: Any, seed: int) -> None:
     """Reset a loader's shuffling generator(s) to ``seed``, so a run draws the same batches however often
     the loader was iterated before (a fresh :func:`rmtlib.train.data.make_loader` with that seed is unchanged)."""
-    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None),
-                  getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+    for owner in (
+        loader,
+        getattr(loader, "sampler", None),
+        getattr(loader, "batch_sampler", None),
+        getattr(getattr(loader, "batch_sampler", None), "sampler", None),
+    ):
         generator = getattr(owner, "generator", None)
         if isinstance(generator, torch.Generator):
             generator.manual_seed(seed)
 
 
-def _rebuilt_optimizer(old: torch.optim.Optimizer, factory: OptimizerFactory,
-                       params: list[nn.Parameter]) -> torch.optim.Optimizer:
+def _rebuilt_optimizer(
+    old: torch.optim.Optimizer, factory: OptimizerFactory, params: list[nn.Parameter]
+) -> torch.optim.Optimizer:
     """A new optimizer for ``params`` (after a hook replaced layers) that keeps the old one's state
     (momentum, Adam moments, step counts) for every parameter still in the model: only the new
     layers start from zero, so a model split during training is not also slowed down everywhere else."""
@@ -282,9 +316,5 @@ def finetune(
     """Fine-tune a (pruned) model: like :func:`train` with a small learning rate, cosine decay and,
     by default, a mask freezing every weight of a prunable layer that is exactly zero now."""
     if mask is None and freeze_zeros:
-        from rmtlib.train.regularize import WeightMask
-
         mask = WeightMask.from_zeros(unwrap(model))
     return train(model, loader, epochs, optimizer=optimizer, lr=lr, schedule=schedule, mask=mask, **kwargs)
-
-

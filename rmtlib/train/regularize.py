@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from rmtlib.errors import InputError
+from rmtlib.nn.lowrank import LowRankLinear, factorize_linear, replace_module
+from rmtlib.spectral.fit import fit_mp
 from rmtlib.spectral.layers import prunable_layers, weight_matrix
 
 
@@ -77,7 +79,9 @@ class Penalty:
         if self.scales and id(model) != self._checked_model:
             unknown = sorted(set(self.scales) - {name for name, _ in prunable_layers(model)})
             if unknown:  # a typo would otherwise leave that layer at scale 1 without a word
-                raise InputError(f"{type(self).__name__} scales name no prunable layer of the model: {', '.join(unknown)}")
+                raise InputError(
+                    f"{type(self).__name__} scales name no prunable layer of the model: {', '.join(unknown)}"
+                )
             self._checked_model = id(model)
         total = None
         for layer, _, weight in layer_weights(model, self.include, self.exclude):
@@ -222,7 +226,6 @@ def mp_split_rank(matrix: torch.Tensor, fraction: float, **fit_kwargs) -> tuple[
     ``bulk_fraction(3, 13) * 117 = 90`` is not lost to binary round-off (89.99999...). A layer
     with no spike and no kept bulk keeps its top component: rank 0 is no layer at all.
     """
-    from rmtlib.spectral.fit import fit_mp
 
     if not 0.0 <= fraction <= 1.0:
         raise InputError(f"bulk fraction must be in [0, 1], got {fraction}")
@@ -248,7 +251,6 @@ def mp_split_layer(module: nn.Module, fraction: float, name: str = "", **fit_kwa
     rank: two factors when ``rank < m n / (m + n)``, else a dense Linear holding the truncated weight.
     Layers too small for an MP fit are returned unchanged.
     """
-    from rmtlib.nn.lowrank import factorize_linear
 
     if not 0.0 <= fraction <= 1.0:  # checked here: the fit's InputError below is read as "unfit"
         raise InputError(f"bulk fraction must be in [0, 1], got {fraction}")
@@ -258,7 +260,9 @@ def mp_split_layer(module: nn.Module, fraction: float, name: str = "", **fit_kwa
         rank, fit = mp_split_rank(matrix, fraction, **fit_kwargs)
     except InputError:  # e.g. a low-rank layer whose central spectrum is all zeros: nothing to fit
         return module, SplitDecision(name, before, before, 0, float("nan"), "unfit")
-    decision = SplitDecision(name, before, min(rank, before), int(getattr(fit, "n_spikes", 0) or 0), float(fit.sv_edge), fit.status)
+    decision = SplitDecision(
+        name, before, min(rank, before), int(getattr(fit, "n_spikes", 0) or 0), float(fit.sv_edge), fit.status
+    )
     if fit.status != "ok" or rank >= before:
         return module, SplitDecision(name, before, before, decision.n_spikes, decision.sv_edge, fit.status)
     if isinstance(module, nn.Linear):
@@ -303,7 +307,6 @@ class MPSplitScheduler:
         self.decisions: list[tuple[int, SplitDecision]] = []
 
     def layers(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
-        from rmtlib.nn.lowrank import LowRankLinear
 
         linear = (nn.Linear, LowRankLinear)  # a low-rank conv must not be rebuilt as a Linear
         layers = [(n, m) for n, m in prunable_layers(model, self.include, self.exclude) if isinstance(m, linear)]
@@ -320,7 +323,6 @@ class MPSplitScheduler:
     @torch.no_grad()
     def split(self, model: nn.Module, fraction: float, epoch: int = 0) -> dict:
         """Split every hidden layer now, keeping ``fraction`` of the bulk."""
-        from rmtlib.nn.lowrank import replace_module
 
         ranks, spikes = {}, {}
         for name, module in self.layers(model):
