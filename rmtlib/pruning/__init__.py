@@ -1,5 +1,6 @@
-"""Pruning methods behind one entry point, :func:`prune` (see :mod:`rmtlib.pruning.core`)."""
+"""Pruning methods behind one entry point, :func:`prune`; methods register in :mod:`rmtlib.pruning.registry`."""
 
 from rmtlib.pruning.core import METHODS, REPORT_COLUMNS, check_method_options, prune
+from rmtlib.pruning.registry import MethodSpec, PruneContext, register_method
 
-__all__ = ["prune", "check_method_options", "METHODS", "REPORT_COLUMNS"]
+__all__ = ["prune", "check_method_options", "register_method", "PruneContext", "MethodSpec", "METHODS", "REPORT_COLUMNS"]

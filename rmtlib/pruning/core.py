@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
+import rmtlib.pruning.elementwise  # noqa: F401  (each method family registers itself on import)
+import rmtlib.pruning.rmt  # noqa: F401
+import rmtlib.pruning.structured  # noqa: F401
 from rmtlib.errors import InputError
 from rmtlib.nn.count import count_params
 from rmtlib.pruning.common import (
@@ -23,22 +25,10 @@ from rmtlib.pruning.common import (
     structured_units,
     write_back,
 )
-from rmtlib.pruning.elementwise import magnitude, random_prune
-from rmtlib.pruning.rmt import check_rmt_options, rmt_cycles, rmt_oneshot
-from rmtlib.pruning.structured import rmt_lowrank, svd_prune
+from rmtlib.pruning.registry import METHODS, PruneContext, method_spec
 from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
 
-__all__ = ["prune", "METHODS", "REPORT_COLUMNS"]
-
-# method -> (function, structured?, needs an MP fit?)
-METHODS: dict[str, tuple[Callable[..., dict[str, Any]], bool, bool]] = {
-    "rmt": (rmt_cycles, False, True),
-    "rmt_oneshot": (rmt_oneshot, False, True),
-    "rmt_lowrank": (rmt_lowrank, True, True),
-    "magnitude": (magnitude, False, False),
-    "svd": (svd_prune, True, False),
-    "random": (random_prune, False, False),
-}
+__all__ = ["prune", "METHODS", "REPORT_COLUMNS", "PRUNE_KEYWORDS", "check_method_options"]
 
 REPORT_COLUMNS = [
     "layer",
@@ -57,14 +47,10 @@ REPORT_COLUMNS = [
     "status",
 ]
 
-_COMMON = {"device", "progress", "seed", "alpha", "beta", "edge_centring", "split_qkv", "fit"}
-#: keywords of :func:`prune` itself, which a caller's option mapping may also carry
-_PRUNE_ARGUMENTS = {"include", "exclude"}
-
-
-def _options_of(fn: Callable[..., Any]) -> set[str]:
-    params = inspect.signature(fn).parameters
-    return {name for name, p in params.items() if p.kind == p.KEYWORD_ONLY}
+#: keywords of :func:`prune` itself, which a caller's option mapping may also carry (the sweep passes them on)
+PRUNE_KEYWORDS = frozenset(
+    {"include", "exclude", "device", "progress", "seed", "alpha", "beta", "edge_centring", "split_qkv", "fit"}
+)
 
 
 def _stored(unit: Unit) -> int:
@@ -83,30 +69,24 @@ def _weight_params(unit: Unit) -> tuple[int, int]:
     return unit.matrix.numel(), int(torch.count_nonzero(unit.matrix))
 
 
-# the option with which a method stops by its own rule instead of at a sparsity target
-OWN_STOPPING_RULE = {"rmt": "cycles", "rmt_oneshot": "z", "rmt_lowrank": "bulk_fraction", "svd": "rank_fraction"}
-
-
 def check_method_options(method: str, options: Mapping[str, Any], *, with_sparsity: bool = False) -> None:
     """Raise :class:`InputError` for an unknown method, an option it does not take, or (with
     ``with_sparsity``: a sparsity target is given too) its own stopping rule, which would
     compete with the target (``rmt`` with ``cycles=`` could stop short of it). Before any work."""
-    if method not in METHODS:
-        raise InputError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
-    fn = METHODS[method][0]
-    unknown = set(options) - _options_of(fn) - _COMMON - _PRUNE_ARGUMENTS
+    spec = method_spec(method)
+    unknown = set(options) - spec.options - PRUNE_KEYWORDS
     if unknown:
         raise InputError(
             f"{method}: unknown option(s) {', '.join(sorted(unknown))}; "
-            f"it accepts {', '.join(sorted(_options_of(fn) - {'device', 'progress', 'seed', 'alpha', 'beta', 'edge_centring'}))}"
+            f"it accepts {', '.join(sorted(spec.options)) or 'none'}"
         )
-    if METHODS[method][1] and options.get("split_qkv"):
+    if spec.structured and options.get("split_qkv"):
         raise InputError(f"{method}: split_qkv is only supported by element-wise methods")
-    rule = OWN_STOPPING_RULE.get(method)
+    rule = spec.stopping_option
     if with_sparsity and rule is not None and options.get(rule) is not None:
         raise InputError(f"{method}: give either sparsity= or {rule}=, not both")
-    if method in ("rmt", "rmt_oneshot"):
-        check_rmt_options(method, options)
+    if spec.check is not None:
+        spec.check(method, options)
 
 
 def prune(
@@ -153,12 +133,13 @@ def prune(
     reached sparsity, whole-model counts and the method's own outputs (z, cycles, ...).
     """
     check_method_options(method, method_options, with_sparsity=sparsity is not None)
-    fn, structured, needs_fit = METHODS[method]
+    spec = method_spec(method)
+    structured, needs_fit = spec.structured, spec.needs_fit
     if sparsity is not None:
         if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not (0.0 <= float(sparsity) < 1.0):
             raise InputError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
         sparsity = float(sparsity)
-    elif method in ("magnitude", "random"):
+    elif spec.requires_sparsity:
         raise InputError(f"{method}: sparsity= is required")
     if structured and split_qkv:
         raise InputError(f"{method}: split_qkv is only supported by element-wise methods")
@@ -206,12 +187,21 @@ def prune(
                 progress=progress,
                 edge_centring=edge_centring,
             )
-    kwargs = dict(
-        method_options, device=dev, progress=progress, seed=seed, alpha=alpha, beta=beta, edge_centring=edge_centring
+    ctx = PruneContext(
+        model=work,
+        units=units,
+        budget=budget,
+        device=dev,
+        progress=progress,
+        seed=seed,
+        alpha=alpha,
+        beta=beta,
+        edge_centring=edge_centring,
     )
+    options = {k: v for k, v in method_options.items() if k not in PRUNE_KEYWORDS}
     with torch.no_grad():
         try:
-            extra = fn(work, units, budget, **kwargs) if structured else fn(units, budget, **kwargs)
+            extra = spec.fn(ctx, **options)
         finally:  # also after an error midway, so an in-place model is consistently "as far as it got"
             write_back(units)
 

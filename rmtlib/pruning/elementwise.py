@@ -8,6 +8,7 @@ import torch
 
 from rmtlib.errors import InputError
 from rmtlib.pruning.common import Budget, Unit, remove_smallest, smallest_mask, split_count
+from rmtlib.pruning.registry import PruneContext, register_method
 
 __all__ = ["removal_needed", "magnitude", "random_prune", "layerwise_counts"]
 
@@ -30,9 +31,11 @@ def layerwise_counts(units: list[Unit], remove: int) -> list[int]:
     return split_count(remove, [u.nnz for u in units], [u.nnz for u in units])
 
 
-def magnitude(units: list[Unit], budget: Budget, *, scope: str = "layer", **_: Any) -> dict[str, Any]:
+@register_method("magnitude", requires_sparsity=True)
+def magnitude(ctx: PruneContext, *, scope: str = "layer") -> dict[str, Any]:
     """Zero the smallest-magnitude weights: the same fraction per layer (``scope="layer"``) or
     the globally smallest ones across all pruned layers (``scope="global"``)."""
+    units, budget = ctx.units, ctx.budget
     if scope not in ("layer", "global"):
         raise InputError(f"magnitude: scope must be 'layer' or 'global', got {scope!r}")
     remove = removal_needed(units, budget)
@@ -57,8 +60,10 @@ def magnitude(units: list[Unit], budget: Budget, *, scope: str = "layer", **_: A
     return {"scope": scope, "threshold": threshold}
 
 
-def random_prune(units: list[Unit], budget: Budget, *, seed: int = 0, **_: Any) -> dict[str, Any]:
-    """Zero uniformly random nonzero weights, the same fraction per layer (seeded)."""
+@register_method("random", requires_sparsity=True)
+def random_prune(ctx: PruneContext) -> dict[str, Any]:
+    """Zero uniformly random nonzero weights, the same fraction per layer (seeded by the run's seed)."""
+    units, budget, seed = ctx.units, ctx.budget, ctx.seed
     remove = removal_needed(units, budget)
     gen = torch.Generator().manual_seed(int(seed))
     for unit, k in zip(units, layerwise_counts(units, remove)):

@@ -15,8 +15,9 @@ import torch
 from tqdm.auto import tqdm
 
 from rmtlib.errors import InputError, check_number
-from rmtlib.pruning.common import Budget, Unit, fit_unit, fit_units, remove_smallest, smallest_mask, split_count
+from rmtlib.pruning.common import Unit, fit_unit, fit_units, remove_smallest, smallest_mask, split_count
 from rmtlib.pruning.elementwise import removal_needed
+from rmtlib.pruning.registry import PruneContext, register_method
 
 __all__ = ["rmt_cycles", "rmt_oneshot", "randomness", "sparsify_singular_vectors", "regularize_step"]
 
@@ -137,15 +138,10 @@ def check_rmt_options(method: str, options: Mapping[str, Any]) -> None:
             check_number(f"{method}: {name}", value, minimum=minimum, exclusive=exclusive, integer=integer)
 
 
+@register_method("rmt", needs_fit=True, stopping_option="cycles", check=check_rmt_options)
 def rmt_cycles(
-    units: list[Unit],
-    budget: Budget,
+    ctx: PruneContext,
     *,
-    device: torch.device | None = None,
-    progress: bool = False,
-    alpha: float = 0.25,
-    beta: float = 0.8,
-    edge_centring: str = "paper",
     cycles: int | None = None,
     max_cycles: int = 200,
     rho: float = 0.06,
@@ -162,7 +158,6 @@ def rmt_cycles(
     l2: float = 2e-7,
     group_lasso: float = 1e-6,
     mu_scale: float = 1e4,
-    **_: Any,
 ) -> dict[str, Any]:
     """Prune in cycles i = 1, 2, ... until the target (or ``cycles`` cycles without a target).
 
@@ -179,6 +174,8 @@ def rmt_cycles(
     ``reg_steps * reg_lr = 5e-7`` in all, against weights of order 1e-2. It is kept as the procedure
     describes it, and acts with a larger ``reg_lr``.
     """
+    units, budget, device, progress = ctx.units, ctx.budget, ctx.device, ctx.progress
+    alpha, beta, edge_centring = ctx.alpha, ctx.beta, ctx.edge_centring
     target = budget.unit_allowance is not None
     if target == (cycles is not None):
         raise InputError(
@@ -211,8 +208,8 @@ def rmt_cycles(
         prunable = sum(u.nnz for u in units if u.ok)
         if removal_needed(units, budget) > prunable:
             raise InputError(
-                f"rmt: the target needs {removal_needed(units, budget)} weights removed but the layers with a fitted MP "
-                f"bulk hold only {prunable} nonzeros; the highest reachable sparsity is "
+                f"rmt: the target needs {removal_needed(units, budget)} weights removed but the layers with a "
+                f"fitted MP bulk hold only {prunable} nonzeros; the highest reachable sparsity is "
                 f"{1 - (budget.nonzero_before - prunable) / budget.dense:.4f}"
             )
     log: list[dict[str, Any]] = []
@@ -282,9 +279,8 @@ def rmt_cycles(
     return {"cycles": len(log), "cycle_log": log}
 
 
-def rmt_oneshot(
-    units: list[Unit], budget: Budget, *, z: float | None = None, scale: float = 1.5, **_: Any
-) -> dict[str, Any]:
+@register_method("rmt_oneshot", needs_fit=True, stopping_option="z", check=check_rmt_options)
+def rmt_oneshot(ctx: PruneContext, *, z: float | None = None, scale: float = 1.5) -> dict[str, Any]:
     """Zero weights with |w| < t_l = scale z (1 - mu_l) gamma_l in one pass.
 
     With a sparsity target the globally smallest |w| / (scale (1 - mu_l) gamma_l) go, so the count is
@@ -292,6 +288,7 @@ def rmt_oneshot(
     weights up to ties at the threshold (the z mode's test is strict).
     Layers with (1 - mu) gamma = 0 are never pruned.
     """
+    units, budget = ctx.units, ctx.budget
     check_rmt_options("rmt_oneshot", {"scale": scale, "z": z})
     coeff = [scale * randomness(u) for u in units]
     if budget.unit_allowance is None:

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from rmtlib.errors import InputError
 from rmtlib.nn.lowrank import can_factorize, factorize, factors_from_gram, replace_module
 from rmtlib.pruning.common import Budget, Unit
+from rmtlib.pruning.registry import PruneContext, register_method
 
 __all__ = ["rmt_lowrank", "svd_prune", "apply_ranks", "current_rank"]
 
@@ -67,17 +68,13 @@ def apply_ranks(
             unit.rank_kept = current_rank(unit)
 
 
+@register_method("rmt_lowrank", kind="structured", needs_fit=True, stopping_option="bulk_fraction")
 def rmt_lowrank(
-    model: nn.Module,
-    units: list[Unit],
-    budget: Budget,
+    ctx: PruneContext,
     *,
     bulk_fraction: float | None = None,
     min_rank: int = 1,
     rank_multiple: int = 1,
-    device: torch.device | None = None,
-    progress: bool = False,
-    **_: Any,
 ) -> dict[str, Any]:
     """Keep each layer's MP spikes (singular values above its edge s_+) plus some bulk components.
 
@@ -88,6 +85,7 @@ def rmt_lowrank(
     successful MP fit keep their rank. ``rank_multiple=q`` keeps ranks at multiples of q (blocks
     of q components are added at once), which CPU/GPU matrix kernels run faster.
     """
+    model, units, budget, device, progress = ctx.model, ctx.units, ctx.budget, ctx.device, ctx.progress
     if min_rank < 1:
         raise InputError(f"rmt_lowrank: min_rank must be >= 1, got {min_rank}")
     if rank_multiple < 1:
@@ -135,17 +133,13 @@ def rmt_lowrank(
     return {"rank_multiple": q}
 
 
+@register_method("svd", kind="structured", stopping_option="rank_fraction")
 def svd_prune(
-    model: nn.Module,
-    units: list[Unit],
-    budget: Budget,
+    ctx: PruneContext,
     *,
     rank_fraction: float | None = None,
     min_rank: int = 1,
     rank_multiple: int = 1,
-    device: torch.device | None = None,
-    progress: bool = False,
-    **_: Any,
 ) -> dict[str, Any]:
     """Truncated SVD with one rank fraction q for all layers: rank_l = max(min_rank, ceil(q p_l)).
 
@@ -153,6 +147,7 @@ def svd_prune(
     budget; layers then get one more component (block of ``rank_multiple``), in order, while the
     budget still allows. ``rank_multiple`` rounds ranks up to multiples, as in :func:`rmt_lowrank`.
     """
+    model, units, budget, device, progress = ctx.model, ctx.units, ctx.budget, ctx.device, ctx.progress
     if rank_multiple < 1:
         raise InputError(f"svd: rank_multiple must be >= 1, got {rank_multiple}")
 
