@@ -12,11 +12,11 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml 2>/dev/null | cut -
 BENCH_STAMP := $(VENV)/.bench-$(shell sha256sum pyproject.toml 2>/dev/null | cut -c1-16)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help venv book test lab bench bench-quality clean distclean
+.PHONY: help venv book test lint lab bench bench-quality clean distclean
 
 help:
 	@echo "make book [PROFILE=quick|full]  run the notebooks (cached) and build _build/html (default PROFILE=full)"
-	@echo "make test                       run the whole test suite (the browser test needs a built book)"
+	@echo "make test                       ruff (make lint), then the whole test suite (the browser test needs a built book)"
 	@echo "make lab                        open the notebooks in JupyterLab"
 	@echo "make bench                      speed: analysis (vs bare SVD, WeightWatcher), pruning, low-rank latency"
 	@echo "make bench-quality              top-1 of every pruning method on the MNIST ViT"
@@ -37,8 +37,13 @@ $(STAMP):
 book: $(STAMP)
 	$(VENV)/bin/rmtlib book --profile $(PROFILE)
 
+# style and the layer rule first (ruff; tests/test_architecture.py checks the import direction)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rmtlib tests benchmarks
+	$(VENV)/bin/ruff format --check rmtlib tests benchmarks
+
 # pytest exits 5 when it collects no test: not a failure of the suite itself
-test: $(STAMP)
+test: lint
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 

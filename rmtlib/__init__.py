@@ -5,10 +5,12 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from rmtlib.errors import CheckpointError, DataError, InputError, RMTError
+from rmtlib.experiments.sweep import sweep
 from rmtlib.nn.checkpoints import load_checkpoint, save_checkpoint
 from rmtlib.nn.count import count_macs, count_params
 from rmtlib.nn.lowrank import LowRankConv2d, LowRankLinear, factorize, factorize_linear, replace_module
-from rmtlib.pruning import prune
+from rmtlib.nn.models import create_model
+from rmtlib.pruning import prune, register_method
 from rmtlib.spectral.analyze import analyze
 from rmtlib.spectral.fit import MPFit, fit_mp, singular_values
 from rmtlib.spectral.layers import layer_matrices, prunable_layers, weight_matrix
@@ -49,4 +51,7 @@ __all__ = [
     "factorize_linear",
     "replace_module",
     "prune",
+    "register_method",
+    "create_model",
+    "sweep",
 ]
