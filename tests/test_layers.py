@@ -75,3 +75,30 @@ def test_factor_parts_are_selected_by_their_layers_name():
     assert [n for n, _ in prunable_layers(net, include=["0"], factors="parts")] == ["0.down", "0.up"]
     assert [n for n, _ in prunable_layers(net, include=["0.up"], factors="parts")] == ["0.up"]
     assert [n for n, _ in prunable_layers(net, exclude=["0"])] == ["2"]  # whole layers as before
+
+
+def test_any_factored_layer_is_one_matrix_for_analysis_and_its_parts_for_elementwise_pruning():
+    """The base class, not a duck-typed attribute, decides: a user's own FactoredLayer counts as one matrix."""
+    import torch
+    from torch import nn
+
+    from rmtlib.nn.lowrank import LowRankLinear
+    from rmtlib.spectral.layers import FactoredLayer, prunable_layers, weight_matrix
+
+    class ScaledLinear(FactoredLayer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = nn.Linear(6, 4, bias=False)
+            self.scale = nn.Parameter(torch.full((4, 1), 2.0))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.scale.T * self.inner(x)
+
+        def rmt_matrix(self) -> torch.Tensor:
+            return (self.scale * self.inner.weight).detach()
+
+    net = nn.Sequential(ScaledLinear(), nn.ReLU(), LowRankLinear(4, 3, rank=2))
+    assert issubclass(LowRankLinear, FactoredLayer)
+    assert [name for name, _ in prunable_layers(net)] == ["0", "2"]
+    assert [name for name, _ in prunable_layers(net, factors="parts")] == ["0.inner", "2.down", "2.up"]
+    torch.testing.assert_close(weight_matrix(net[0]), 2 * net[0].inner.weight.detach())

@@ -18,6 +18,7 @@ from torch import nn
 
 from rmtlib.errors import InputError
 from rmtlib.spectral.gram import gram
+from rmtlib.spectral.layers import FactoredLayer
 
 __all__ = [
     "LowRankLinear",
@@ -119,7 +120,7 @@ def _checked_factors(
     return up, down
 
 
-class LowRankLinear(nn.Module):
+class LowRankLinear(FactoredLayer):
     """y = up(down(x)): a Linear layer of rank ``rank`` stored as two factors.
 
     ``down = nn.Linear(in_features, rank, bias=False)``, ``up = nn.Linear(rank, out_features, bias)``.
@@ -170,7 +171,7 @@ class LowRankLinear(nn.Module):
 
         ``factors`` (up, down) computed elsewhere are used as given instead of a new factorization.
         """
-        weight = linear.rmt_matrix() if hasattr(linear, "rmt_matrix") else linear.weight
+        weight = linear.rmt_matrix() if isinstance(linear, FactoredLayer) else linear.weight
         bias = linear.bias
         layer = cls(
             weight.shape[1], weight.shape[0], rank, bias=bias is not None, device=weight.device, dtype=weight.dtype
@@ -192,7 +193,7 @@ class LowRankLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, bias={self.up.bias is not None}"
 
 
-class LowRankConv2d(nn.Module):
+class LowRankConv2d(FactoredLayer):
     """A Conv2d of rank ``rank``: a k x k conv to ``rank`` channels, then a 1 x 1 conv to the outputs.
 
     Its matrix is the C_out x (C_in k k) unfolding used for MP fitting; only ``groups=1`` convs.
@@ -346,7 +347,7 @@ def factorize_linear(linear: nn.Module, rank: int, *, device: Any = None) -> nn.
     rank is capped at the layer's own (min(m, n), or a low-rank layer's ``rank``): a higher one
     keeps the same matrix, and must not turn a low-rank layer into a larger dense one.
     """
-    weight = linear.rmt_matrix() if hasattr(linear, "rmt_matrix") else linear.weight
+    weight = linear.rmt_matrix() if isinstance(linear, FactoredLayer) else linear.weight
     m, n = weight.shape
     rank = min(_positive_rank(rank), m, n, int(getattr(linear, "rank", min(m, n))))
     if saves_params(m, n, rank):

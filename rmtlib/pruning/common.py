@@ -15,7 +15,7 @@ from rmtlib.nn.lowrank import gram_eigh
 from rmtlib.runtime import resolve_device
 from rmtlib.spectral.fit import MPFit, fit_mp
 from rmtlib.spectral.gram import gram, gram_eigenvalues, singular_from_eigenvalues
-from rmtlib.spectral.layers import layer_matrices, prunable_layers
+from rmtlib.spectral.layers import FactoredLayer, layer_matrices, prunable_layers
 
 __all__ = [
     "Unit",
@@ -174,7 +174,7 @@ def structured_units(model: nn.Module, include: Sequence[str] | None, exclude: S
                 f"layer {name}: its weights are also held by {', '.join(sorted(set(shared)))}; a structured "
                 "method would replace one copy and grow the model: exclude the layer or untie the weights"
             )
-        if hasattr(module, "rmt_matrix"):
+        if isinstance(module, FactoredLayer):
             matrix = module.rmt_matrix()
             nnz = sum(
                 int(torch.count_nonzero(p.detach())) for n_, p in module.named_parameters() if n_.endswith("weight")

@@ -26,6 +26,7 @@ from rmtlib.pruning.common import (
     write_back,
 )
 from rmtlib.pruning.registry import METHODS, PruneContext, method_spec
+from rmtlib.spectral.layers import FactoredLayer
 from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
 
 __all__ = ["prune", "METHODS", "REPORT_COLUMNS", "PRUNE_KEYWORDS", "check_method_options"]
@@ -55,7 +56,7 @@ PRUNE_KEYWORDS = frozenset(
 
 def _stored(unit: Unit) -> int:
     """Stored weight entries of the unit's layer (biases excluded)."""
-    if hasattr(unit.module, "rmt_matrix"):
+    if isinstance(unit.module, FactoredLayer):
         return sum(p.numel() for name, p in unit.module.named_parameters() if name.endswith("weight"))
     return unit.matrix.numel()
 
@@ -63,7 +64,7 @@ def _stored(unit: Unit) -> int:
 def _weight_params(unit: Unit) -> tuple[int, int]:
     """(stored, nonzero) weight entries of the unit's layer now (biases excluded)."""
     module = unit.module
-    if hasattr(module, "rmt_matrix"):
+    if isinstance(module, FactoredLayer):
         weights = [p.detach() for name, p in module.named_parameters() if name.endswith("weight")]
         return sum(w.numel() for w in weights), sum(int(torch.count_nonzero(w)) for w in weights)
     return unit.matrix.numel(), int(torch.count_nonzero(unit.matrix))

@@ -27,6 +27,21 @@ def _matches(name: str, patterns: Sequence[str] | None) -> bool:
     return bool(patterns) and any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+class FactoredLayer(nn.Module):
+    """A layer stored as factors with one effective out x in matrix (the low-rank layers of
+    :mod:`rmtlib.nn.lowrank`). Analysis and structured pruning see it as that one matrix,
+    element-wise pruning prunes its factor sub-layers. Defined here, below ``nn/``, because the
+    layer listing must recognise it."""
+
+    def rmt_matrix(self) -> torch.Tensor:
+        """The effective out x in weight matrix (a new tensor)."""
+        raise NotImplementedError
+
+    def dense_numel(self) -> int:
+        """Parameters of the equivalent dense layer (weight plus bias)."""
+        raise NotImplementedError
+
+
 def prunable_layers(
     model: nn.Module,
     include: Sequence[str] | None = None,
@@ -38,7 +53,7 @@ def prunable_layers(
 
     ``include``/``exclude`` are fnmatch patterns on the module name (e.g. ``"blocks.*.mlp.*"``);
     a layer is kept when it matches an include pattern (or no include is given) and no exclude.
-    Modules that carry their own ``rmt_matrix()`` (e.g. :class:`rmtlib.nn.lowrank.LowRankLinear`)
+    :class:`FactoredLayer` modules (e.g. :class:`rmtlib.nn.lowrank.LowRankLinear`)
     are listed as one matrix (``factors="whole"``, for analysis and structured pruning) or
     replaced by their factor sub-layers (``factors="parts"``, for element-wise pruning); a factor
     matches a pattern through its own name (``0.down``) or its layer's (``0``).
@@ -50,18 +65,18 @@ def prunable_layers(
     if exclude is not None and isinstance(exclude, str):
         exclude = [exclude]
     out = []
-    factored: list[str] = []  # modules with their own rmt_matrix(); their children are parts of it
+    factored: list[str] = []  # FactoredLayer modules; their children are parts of them
     for name, module in model.named_modules():
         if not name:
             continue
         owner = next((prefix for prefix in factored if name.startswith(prefix + ".")), None)
-        if hasattr(module, "rmt_matrix"):
+        if isinstance(module, FactoredLayer):
             factored.append(name)
             if factors == "parts":
                 continue
         elif owner is not None and factors == "whole":
             continue
-        if not (isinstance(module, types) or hasattr(module, "rmt_matrix")):
+        if not isinstance(module, (*types, FactoredLayer)):
             continue
         # a factor is selected by its own name or by the name of the layer it belongs to
         names = [name] if owner is None else [owner, name]
@@ -79,8 +94,8 @@ def weight_matrix(module: nn.Module) -> torch.Tensor:
     Returns a view of the weight for Linear/Conv (no copy, no dtype change), so the caller
     must not modify it in place unless it means to change the layer.
     """
-    if hasattr(module, "rmt_matrix"):
-        return module.rmt_matrix()  # type: ignore[operator]
+    if isinstance(module, FactoredLayer):
+        return module.rmt_matrix()
     weight = getattr(module, "weight", None)
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"module of type {type(module).__name__} has no weight tensor")

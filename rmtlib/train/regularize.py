@@ -20,7 +20,7 @@ from torch import nn
 from rmtlib.errors import InputError
 from rmtlib.nn.lowrank import LowRankLinear, factorize_linear, replace_module
 from rmtlib.spectral.fit import fit_mp
-from rmtlib.spectral.layers import prunable_layers, weight_matrix
+from rmtlib.spectral.layers import FactoredLayer, prunable_layers, weight_matrix
 
 
 def layer_weights(
@@ -41,7 +41,7 @@ def layer_weights(
             yield name, names.get(id(weight), pname), weight
 
     for name, module in prunable_layers(model, include, exclude):
-        if hasattr(module, "rmt_matrix"):
+        if isinstance(module, FactoredLayer):
             for sub_name, sub in module.named_modules():
                 if isinstance(sub, (nn.Linear, nn.Conv1d, nn.Conv2d)):
                     yield from once(name, f"{name}.{sub_name}.weight", sub.weight)
