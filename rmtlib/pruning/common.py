@@ -14,7 +14,7 @@ from rmtlib.errors import InputError
 from rmtlib.nn.lowrank import gram_eigh
 from rmtlib.runtime import resolve_device
 from rmtlib.spectral.fit import MPFit, fit_mp
-from rmtlib.spectral.gram import gram, gram_eigenvalues, singular_from_eigenvalues
+from rmtlib.spectral.gram import gram, gram_eigenvalues, gram_singular_values, singular_from_eigenvalues
 from rmtlib.spectral.layers import FactoredLayer, layer_matrices, prunable_layers
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "remove_smallest",
     "split_count",
     "resolve_device",
-    "gram_singular_values",
 ]
 
 
@@ -265,16 +264,6 @@ def fit_units(
                 )
                 bar.update(1)
     bar.close()
-
-
-def gram_singular_values(matrix: torch.Tensor, device: torch.device | None = None) -> np.ndarray:
-    """Singular values (float64, descending) from the eigenvalues of the smaller Gram matrix.
-
-    Like :func:`rmtlib.spectral.fit.singular_values` but without its finiteness pass (units are checked
-    once when collected); the Gram matrix is formed in float64 on ``device``.
-    """
-    w = matrix.detach().to(device=device if device is not None else matrix.device, dtype=torch.float64)
-    return singular_from_eigenvalues(torch.linalg.eigvalsh(gram(w)).cpu().numpy())
 
 
 def smallest_mask(keys: torch.Tensor, k: int) -> torch.Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from rmtlib.errors import InputError
-from rmtlib.spectral.gram import gram, singular_from_eigenvalues
+from rmtlib.spectral.gram import gram_singular_values
 from rmtlib.theory.mp import mp_cdf, mp_ppf
 from rmtlib.theory.tracy_widom import EDGE_CENTRINGS, tw1_ppf, tw_centre_scale
 
@@ -113,9 +113,7 @@ def singular_values(matrix: Any, *, name: str = "matrix", device: str | torch.de
     t = _to_float64(matrix, name)
     if t.ndim != 2:
         raise InputError(f"{name}: expected a 2-D matrix, got shape {tuple(t.shape)}")
-    if device is not None:
-        t = t.to(device)
-    return singular_from_eigenvalues(torch.linalg.eigvalsh(gram(t)).cpu().numpy())
+    return gram_singular_values(t, device=device)
 
 
 def _edge(sigma2: float, p: int, N: int, beta: float, centring: str = "paper") -> float:

@@ -26,7 +26,14 @@ from tqdm.auto import tqdm
 from rmtlib.errors import InputError
 from rmtlib.runtime import one_torch_thread, resolve_device
 
-__all__ = ["gram", "gram_eigenvalues", "singular_from_eigenvalues", "default_workers", "share_work"]
+__all__ = [
+    "gram",
+    "gram_eigenvalues",
+    "gram_singular_values",
+    "singular_from_eigenvalues",
+    "default_workers",
+    "share_work",
+]
 
 
 def gram(w: torch.Tensor) -> torch.Tensor:
@@ -38,6 +45,14 @@ def singular_from_eigenvalues(eigenvalues: np.ndarray) -> np.ndarray:
     """Descending singular values from the ascending eigenvalues of a Gram matrix (round-off
     below zero clipped to 0); a fresh array."""
     return np.sqrt(np.clip(eigenvalues[::-1], 0.0, None))
+
+
+def gram_singular_values(matrix: torch.Tensor, device: torch.device | str | None = None) -> np.ndarray:
+    """Singular values (float64, descending) of one matrix from the eigenvalues of its smaller Gram
+    matrix, formed in float64 on ``device``: the one place a single spectrum is computed (no input
+    checks; :func:`rmtlib.spectral.fit.singular_values` adds them, :func:`gram_eigenvalues` batches)."""
+    w = matrix.detach().to(device=device if device is not None else matrix.device, dtype=torch.float64)
+    return singular_from_eigenvalues(torch.linalg.eigvalsh(gram(w)).cpu().numpy())
 
 
 def default_workers() -> int:
