@@ -226,3 +226,72 @@ def test_edge_centring_moves_only_the_edge(rng):
     assert fit_mp(w, beta=0.5, edge_centring="ma").lambda_plus < paper.lambda_plus
     with pytest.raises(InputError, match="edge_centring"):
         fit_mp(w, edge_centring="Ma")
+
+
+@pytest.mark.parametrize("zeroed", [100, 200, 400])
+def test_zeroed_rows_are_dropped_not_censored(zeroed):
+    """768 x 3072 N(0, 1) with z zero rows is a (768 - z) x 3072 noise matrix: sigma^2 = 1 and no spikes.
+    Fitting the zeros as censored eigenvalues gave sigma^2 0.905 / 0.800 / 0.615 and 10 / 30 / 66 spikes."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((768, 3072))
+    w[rng.permutation(768)[:zeroed]] = 0.0
+    fit = fit_mp(w)
+    assert fit.ok and fit.rows_dropped == zeroed and fit.cols_dropped == 0
+    assert (fit.m, fit.n, fit.m_eff, fit.n_eff) == (768, 3072, 768 - zeroed, 3072)
+    assert fit.p == 768 - zeroed and fit.ratio == pytest.approx((768 - zeroed) / 3072)
+    assert len(fit.singular_values) == 768 - zeroed
+    assert fit.sigma2 == pytest.approx(1.0, rel=0.01)
+    assert fit.n_spikes <= 3
+    # the reduced matrix's own fit, exactly
+    reduced = fit_mp(w[np.any(w != 0, axis=1)])
+    assert fit.sigma2 == reduced.sigma2 and fit.sv_edge == reduced.sv_edge and fit.mu == reduced.mu
+
+
+def test_zeroed_columns_and_both_sides_are_dropped(rng):
+    w = rng.normal(0.0, 0.5, size=(400, 300))
+    w[:, :120] = 0.0
+    w[:50] = 0.0
+    fit = fit_mp(w)
+    assert (fit.rows_dropped, fit.cols_dropped) == (50, 120) and (fit.p, fit.N) == (180, 350)
+    assert fit.sigma2 == pytest.approx(0.25, rel=0.03) and fit.n_spikes <= 2
+    summary = fit.summary()
+    assert summary["m"] == 400 and summary["m_eff"] == 350 and summary["n_eff"] == 180
+
+
+def test_singular_value_path_drops_zero_lines_like_the_matrix_path(rng):
+    from rmtlib.spectral.fit import count_zero_lines
+
+    w = rng.standard_normal((200, 500))
+    w[:60] = 0.0
+    w[:, 7] = 0.0
+    assert count_zero_lines(w) == (60, 1)
+    sv = singular_values(w)
+    a = fit_mp(w)
+    b = fit_mp(sv, shape=w.shape, zero_lines=count_zero_lines(w))
+    assert a.summary() == pytest.approx(b.summary())
+    # without the counts the singular values alone are read as a rank truncation (censored fit)
+    assert fit_mp(sv, shape=w.shape).sigma2 < 0.85 * a.sigma2
+    with pytest.raises(InputError, match="zero_lines"):
+        fit_mp(sv, shape=w.shape, zero_lines=(150, 0))  # more zeros claimed than the spectrum has
+    with pytest.raises(InputError, match="zero_lines"):
+        fit_mp(sv, shape=w.shape, zero_lines=(300, 0))
+    with pytest.raises(InputError, match="zero_lines"):
+        fit_mp(w, zero_lines=(60, 1))
+
+
+def test_analyze_and_pruning_units_drop_zero_rows():
+    """The two callers that fit singular values (layer_fits, pruning's fit_unit) see the zero rows."""
+    from rmtlib.pruning.common import elementwise_units, fit_unit
+    from rmtlib.spectral.analyze import layer_fits
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(512, 256, bias=False)
+    with torch.no_grad():
+        layer.weight.normal_(0.0, 1.0)
+        layer.weight[:80] = 0.0
+    model = torch.nn.Sequential(layer)
+    (_, _, shape, fit, status), *_ = layer_fits(model, progress=False)
+    assert status == "ok" and shape == (256, 512) and fit.rows_dropped == 80
+    assert fit.sigma2 == pytest.approx(1.0, rel=0.02) and fit.n_spikes <= 2
+    unit = elementwise_units(model, None, None)[0]
+    assert fit_unit(unit).rows_dropped == 80 and fit_unit(unit).sigma2 == pytest.approx(fit.sigma2, rel=1e-9)

@@ -28,7 +28,7 @@ from torch import nn
 from rmtlib.errors import InputError
 from rmtlib.nn.models import fc_net
 from rmtlib.spectral.analyze import layer_fits
-from rmtlib.spectral.fit import MPFit, fit_mp
+from rmtlib.spectral.fit import MPFit, count_zero_lines, fit_mp
 from rmtlib.spectral.layers import prunable_layers, weight_matrix
 from rmtlib.train.loops import evaluate, make_optimizer_factory, train
 from rmtlib.train.regularize import L2
@@ -96,7 +96,9 @@ def split_at_edge(
     if not bool(torch.isfinite(w).all()):
         raise InputError(f"{name}: weight contains NaN or Inf entries")
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
-    fit = fit_mp(s.cpu().numpy(), shape=tuple(w.shape), alpha=alpha, beta=beta, name=name)
+    fit = fit_mp(
+        s.cpu().numpy(), shape=tuple(w.shape), alpha=alpha, beta=beta, name=name, zero_lines=count_zero_lines(w)
+    )
     if not fit.ok:
         raise InputError(f"{name}: shape {tuple(w.shape)} {_unfit_reason(fit)} (status {fit.status})")
     k = fit.n_spikes
