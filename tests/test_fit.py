@@ -295,3 +295,48 @@ def test_analyze_and_pruning_units_drop_zero_rows():
     assert fit.sigma2 == pytest.approx(1.0, rel=0.02) and fit.n_spikes <= 2
     unit = elementwise_units(model, None, None)[0]
     assert fit_unit(unit).rows_dropped == 80 and fit_unit(unit).sigma2 == pytest.approx(fit.sigma2, rel=1e-9)
+
+
+def test_bema_quantile_conventions_bias_sigma2_as_measured():
+    """On N(0, 1) 300 x 100 matrices: k/p (the paper's text) biases sigma^2 low (~0.990), (k-1)/p (its code)
+    high (~1.009), the default (k-1/2)/p is nearly unbiased (~0.999); METHOD.md section 2."""
+    rng = np.random.default_rng(3)
+    est = {q: [] for q in ("midpoint", "paper", "reference")}
+    for _ in range(300):
+        sv = np.linalg.svd(rng.standard_normal((300, 100)), compute_uv=False)
+        for q in est:
+            est[q].append(fit_mp(sv, shape=(300, 100), bema_quantile=q).sigma2)
+    mean = {q: float(np.mean(v)) for q, v in est.items()}  # standard error ~0.0006
+    assert abs(mean["midpoint"] - 1.0) < 0.003
+    assert 0.984 < mean["paper"] < 0.995 and 1.003 < mean["reference"] < 1.014
+    assert fit_mp(sv, shape=(300, 100)).sigma2 == est["midpoint"][-1]  # the default
+    with pytest.raises(InputError, match="bema_quantile"):
+        fit_mp(sv, shape=(300, 100), bema_quantile="k/p")
+
+
+def test_reference_cdf_bug_changes_mu_only_past_a_quarter_above_the_edge(rng):
+    """The reference code's MP cdf is 0 above the edge. mu is measured on BEMA's window, so the bug
+    changes it only when more than p - floor((1 - alpha) p) eigenvalues exceed sigma^2 (1 + sqrt c)^2."""
+    from rmtlib.spectral.fit import _bema_reference
+    from rmtlib.theory.mp import mp_cdf
+
+    def mu_with_bug(fit):
+        ranks, _ = _bema_reference(fit.p, fit.N, fit.alpha)
+        lam = np.sort(fit.eigenvalues)[ranks - 1]
+        f = mp_cdf(lam, fit.ratio, fit.sigma2)
+        f = np.where(lam > mp_edges(fit.ratio, fit.sigma2)[1], 0.0, f)
+        return max(np.max(np.abs(f - ranks / fit.p)), np.max(np.abs(f - (ranks - 1) / fit.p)))
+
+    m, n = 400, 200  # p - floor(0.75 p) = 50
+    for rank in (0, 10, 45, 51, 55):
+        w = rng.standard_normal((m, n))
+        if rank:
+            u = np.linalg.qr(rng.standard_normal((m, rank)))[0]
+            v = np.linalg.qr(rng.standard_normal((n, rank)))[0]
+            w = w + u @ np.diag(np.linspace(40.0, 80.0, rank)) @ v.T
+        fit = fit_mp(w)
+        above = int(np.sum(fit.eigenvalues > mp_edges(fit.ratio, fit.sigma2)[1]))
+        if above > 50:
+            assert mu_with_bug(fit) >= 0.75 > fit.mu
+        else:
+            assert mu_with_bug(fit) == pytest.approx(fit.mu, abs=1e-15)

@@ -4,10 +4,20 @@ BEMA (bulk-edge moment approach, Ke-Ma-Lin) fits sigma^2 by least squares throug
 between the central order statistics of the eigenvalues s_i^2 / N and the matching MP(c, 1)
 quantiles, so spikes and the smallest eigenvalues do not bias it. The edge adds a Tracy-Widom
 (beta = 1) fluctuation term. Two bugs of the paper's reference code are fixed here: the edge
-uses (1 + sqrt c)^(4/3) (not ((1 + sqrt c)^4)/3), and the MP cdf is 1 above the edge (not 0),
-so the fit error ``mu`` is not inflated. The k-th smallest eigenvalue is matched with the
-(k - 1/2)/p quantile (the midpoint of its empirical-cdf step) rather than k/p, which removes a
-small downward bias of sigma^2 (about 0.2% at p = 768).
+uses (1 + sqrt c)^(4/3) (not ((1 + sqrt c)^4)/3), and the MP cdf is 1 above the edge (not 0).
+The cdf bug matters only when more than p - floor((1 - alpha) p) eigenvalues (a quarter of the
+spectrum at alpha = 0.25) lie above the fitted MP edge sigma^2 (1 + sqrt c)^2: only then does an
+eigenvalue of BEMA's window, where ``mu`` is measured, sit above the edge, and the reference's
+``mu`` jumps to at least floor((1 - alpha) p) / p (0.75); otherwise both give the same ``mu``
+(tests/test_fit.py checks both cases).
+
+Quantile convention (``bema_quantile``): the k-th smallest eigenvalue is matched with the MP
+quantile at (k - 1/2)/p by default (``"midpoint"``, the middle of its empirical-cdf step). The
+paper's text uses k/p (``"paper"``), its reference code (k - 1)/p (``"reference"``). Measured on
+4000 N(0, 1) 300 x 100 matrices (alpha 0.25): mean sigma^2 0.9992 (midpoint), 0.9896 (k/p),
+1.0090 ((k - 1)/p), standard error 0.0002. The reference code also divides s^2 by the layer's
+in-features rather than N = max(m, n), so its sigma^2 differs from this one by the aspect ratio
+for a layer with more outputs than inputs (x4 for ViT fc1); its edge s_+, gamma and mu do not.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from rmtlib.spectral.gram import gram, singular_from_eigenvalues
 from rmtlib.theory.mp import mp_cdf, mp_ppf
 from rmtlib.theory.tracy_widom import EDGE_CENTRINGS, tw1_ppf, tw_centre_scale
 
-__all__ = ["MPFit", "fit_mp", "singular_values", "count_zero_lines", "MIN_DIM"]
+__all__ = ["MPFit", "fit_mp", "singular_values", "count_zero_lines", "MIN_DIM", "BEMA_QUANTILES"]
 
 MIN_DIM = 16
 """Smallest min(m, n) for which a fit is attempted; smaller layers get status ``too_small``."""
@@ -167,15 +177,20 @@ def _bema_window(p: int, alpha: float) -> np.ndarray:
     return np.arange(lo, hi + 1)
 
 
+BEMA_QUANTILES = {"midpoint": 0.5, "paper": 0.0, "reference": 1.0}
+"""Quantile conventions of BEMA: the k-th smallest eigenvalue is matched with the MP quantile at
+(k - offset)/p: ``midpoint`` (default), the paper's text ``paper`` (k/p), its code ``reference``."""
+
+
 @lru_cache(maxsize=256)
-def _bema_reference(p: int, N: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """The BEMA window's ranks and their MP(c, 1) quantiles at (k - 1/2)/p, cached per shape.
+def _bema_reference(p: int, N: int, alpha: float, quantile: str = "midpoint") -> tuple[np.ndarray, np.ndarray]:
+    """The BEMA window's ranks and their MP(c, 1) quantiles at (k - offset)/p, cached per shape.
 
     A model repeats a handful of shapes (ViT-B/16: four), and the quantile bisection is most of
     a fit's time, so each (p, N, alpha) is computed once. The arrays are read-only.
     """
     ranks = _bema_window(p, alpha)
-    q = mp_ppf((ranks - 0.5) / p, p / N, 1.0)
+    q = mp_ppf((ranks - BEMA_QUANTILES[quantile]) / p, p / N, 1.0)
     ranks.setflags(write=False)
     q.setflags(write=False)
     return ranks, q
@@ -191,6 +206,7 @@ def fit_mp(
     min_dim: int = MIN_DIM,
     edge_centring: str = "paper",
     zero_lines: tuple[int, int] | None = None,
+    bema_quantile: str = "midpoint",
 ) -> MPFit:
     """Fit MP to a weight matrix (or to its singular values with ``shape=(m, n)``).
 
@@ -207,6 +223,9 @@ def fit_mp(
             false-alarm rate is closer to ``beta`` at finite size (chapter 1 measures all three).
         zero_lines: with ``shape=``, the numbers (rows, columns) of all-zero rows and columns of the
             matrix the singular values came from (:func:`count_zero_lines`); default none.
+        bema_quantile: BEMA's quantile convention (:data:`BEMA_QUANTILES`): ``midpoint`` (default,
+            (k - 1/2)/p, nearly unbiased), ``paper`` (k/p, sigma^2 about 1% low on 300 x 100),
+            ``reference`` ((k - 1)/p, about 1% high); see the module docstring.
 
     All-zero rows and columns are dropped before fitting: a matrix with z zero rows is an
     (m - z) x n matrix, with its own aspect ratio and N, and its zeros are not eigenvalues of a bulk
@@ -232,6 +251,8 @@ def fit_mp(
         raise InputError(f"beta must be in (0, 1), got {beta}")
     if edge_centring not in EDGE_CENTRINGS:
         raise InputError(f"edge_centring must be one of {', '.join(EDGE_CENTRINGS)}, got {edge_centring!r}")
+    if bema_quantile not in BEMA_QUANTILES:
+        raise InputError(f"bema_quantile must be one of {', '.join(BEMA_QUANTILES)}, got {bema_quantile!r}")
     if shape is None:
         if zero_lines is not None:
             raise InputError(f"{what}: zero_lines= goes with shape= (singular values); a matrix is checked directly")
@@ -280,7 +301,7 @@ def fit_mp(
 
     ratio = p / N
     eig_asc = (sv[::-1] ** 2) / N
-    ranks, q = _bema_reference(p, N, float(alpha))
+    ranks, q = _bema_reference(p, N, float(alpha), bema_quantile)
     lam = eig_asc[ranks - 1]
     if not np.all(lam > 0):  # censored: zeros (a truncated rank, pruned features) are not order statistics
         usable = lam > 0
