@@ -113,27 +113,50 @@ def plot_loss_paths(
     return fig
 
 
-def plot_planted_slack(trials: pd.DataFrame) -> plt.Figure:
-    """Left: the slack per seed and its mean against N (0 line: the inequality without slack).
-    Right: mean |slack| and the removed regularization lambda ||R2||^2 against N, log-log."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    left.scatter(trials["N"], trials["slack"], s=14, alpha=0.6, label="one seed")
-    mean = trials.groupby("N")["slack"].mean()
-    left.plot(mean.index, mean.to_numpy(), "k-o", ms=4, label="mean over seeds")
+def plot_planted_slack(trials: pd.DataFrame, *, control: pd.DataFrame | None = None) -> plt.Figure:
+    """Left: the slack per seed and its mean against N, with its two parts (CE part CE(S2) - CE(W2),
+    penalty part -2 lambda <S2, R2>; 0 line: the inequality without slack). Right, log-log: mean
+    |slack|, mean |CE part|, mean |penalty part| and the removed regularization lambda ||R2||^2 against
+    N, with the fitted power law of |slack| and a 1/N guide. ``control`` (e.g. a run with label noise)
+    adds its mean slack to the left panel and its mean |slack| to the right one."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.9))
+    left.scatter(trials["N"], trials["slack"], s=14, alpha=0.5, color="k", label="slack, one seed")
+    grouped = trials.assign(
+        abs_slack=trials["slack"].abs(),
+        abs_ce=trials["slack_ce"].abs(),
+        abs_pen=trials["slack_penalty"].abs(),
+    ).groupby("N")
+    n = grouped["slack"].mean().index.to_numpy(dtype=float)
+    left.plot(n, grouped["slack"].mean().to_numpy(), "k-o", ms=4, label="mean over seeds")
+    left.plot(n, grouped["slack_ce"].mean().to_numpy(), "C1--s", ms=4, label="CE part (mean)")
+    left.plot(n, grouped["slack_penalty"].mean().to_numpy(), "C2:^", ms=4, label="penalty part (mean)")
+    if control is not None:
+        left.plot(control.groupby("N")["slack"].mean(), "C4-d", ms=4, label="mean slack, control run (label noise)")
     left.axhline(0.0, color="C3", lw=1, ls="--", label="no slack")
     left.set_xscale("log", base=2)
     left.set_xlabel("width N")
-    left.set_ylabel(r"slack = $L(S_2) - L(W_2) + \lambda\|R_2\|_F^2$", fontsize=9)
-    left.legend(fontsize=7, frameon=False)
-    grouped = trials.assign(abs_slack=trials["slack"].abs()).groupby("N")
-    right.loglog(grouped["abs_slack"].mean(), "k-o", ms=4, base=2, label="mean |slack|")
-    right.loglog(grouped["reg_removed"].mean(), "C0-s", ms=4, base=2, label=r"$\lambda\|R_2\|_F^2$ removed")
-    n = np.asarray(sorted(trials["N"].unique()), dtype=float)
-    ref = grouped["abs_slack"].mean().iloc[0] * np.sqrt(n[0] / n)
-    right.loglog(n, ref, color="0.5", ls=":", base=2, label=r"$\propto N^{-1/2}$ (guide)")
+    left.set_ylabel(r"slack = $L(S_2) - L(W_2) + \lambda\|R_2\|_F^2$", fontsize=10)
+    left.legend(fontsize=9, frameon=False)
+    abs_slack = grouped["abs_slack"].mean().to_numpy()
+    right.loglog(n, abs_slack, "k-o", ms=4, base=2, label="mean |slack|")
+    right.loglog(n, grouped["abs_ce"].mean().to_numpy(), "C1--s", ms=4, base=2, label="mean |CE part|")
+    right.loglog(n, grouped["abs_pen"].mean().to_numpy(), "C2:^", ms=4, base=2, label="mean |penalty part|")
+    right.loglog(n, grouped["reg_removed"].mean().to_numpy(), "C0-s", ms=4, base=2, label=r"$\lambda\|R_2\|_F^2$")
+    if len(n) > 1 and (abs_slack > 0).all():
+        slope, icpt = np.polyfit(np.log(n), np.log(abs_slack), 1)
+        right.loglog(n, np.exp(icpt) * n**slope, color="k", lw=0.8, base=2, label=f"fit: $N^{{{slope:.2f}}}$")
+    right.loglog(n, abs_slack[0] * n[0] / n, color="0.5", ls=":", base=2, label=r"$\propto 1/N$ (guide)")
+    if control is not None:
+        right.loglog(
+            control.groupby("N")["slack"].apply(lambda v: v.abs().mean()),
+            "C4-d",
+            ms=4,
+            base=2,
+            label="mean |slack|, control",
+        )
     right.set_xlabel("width N")
-    right.set_ylabel("loss units")
-    right.legend(fontsize=7, frameon=False)
+    right.set_ylabel("loss units", fontsize=10)
+    right.legend(fontsize=8, frameon=False, ncol=2)
     fig.tight_layout()
     return fig
 
