@@ -17,6 +17,8 @@ from rmtlib.spectral.fit import MPFit  # noqa: E402
 
 __all__ = [
     "plot_decay",
+    "plot_bulk_vs_control",
+    "plot_stationary",
     "plot_loss_paths",
     "plot_planted_slack",
     "plot_planted_theta",
@@ -43,13 +45,20 @@ def plot_decay(
     title: str | None = None,
 ) -> plt.Figure:
     """One panel per metric for ``layer``: value per epoch (relative to epoch 0 with ``relative``),
-    colour = L2 strength, line style = width. Expects the columns of ``run_decay_experiment``."""
+    colour = L2 strength, line style = width; two panels per row. Expects the columns of
+    ``run_decay_experiment`` (only its ``trained`` rows are drawn when there is a ``run`` column)."""
+    if "run" in spectra.columns:
+        spectra = spectra[spectra["run"] == "trained"]
     data = spectra[(spectra["layer"] == layer) & (spectra["status"] == "ok")].copy()
     if data.empty:
         raise InputError(f"plot_decay: no fitted rows for layer {layer!r}")
     data["l2 strength"] = data["l2"].map(lambda v: f"{v:g}")
     data["width N"] = data["width"].astype(str)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), squeeze=False)
+    rows = -(-len(metrics) // 2)
+    fig, grid = plt.subplots(rows, 2, figsize=(10, 3.6 * rows), squeeze=False)
+    axes = [list(grid.flat)[: len(metrics)]]
+    for ax in list(grid.flat)[len(metrics) :]:
+        ax.set_axis_off()
     for ax, metric in zip(axes[0], metrics):
         y = metric
         if relative and metric != "gamma":
@@ -70,12 +79,76 @@ def plot_decay(
             legend=ax is axes[0][-1],
         )
         label = METRIC_LABELS.get(metric, metric)
-        ax.set_ylabel(f"{label} / value at init" if y != metric else label, fontsize=9)
+        ax.set_ylabel(f"{label} / value at init" if y != metric else label, fontsize=10)
         ax.set_xlabel("epoch (0 = initialisation)")
         if relative and metric == "bulk_energy":
             ax.set_yscale("log")
-    axes[0][-1].legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[0][-1].legend(fontsize=9, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(title or f"layer {layer}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bulk_vs_control(spectra: pd.DataFrame, layer: str, width: int | None = None) -> plt.Figure:
+    """Left: bulk energy over its value at initialisation per epoch (log scale), trained (solid) against
+    its data-free twin (dashed, same colour: the same penalty and optimizer without data), one colour
+    per L2 strength. Right: spike energy (sum of s_i^2 above the edge) per epoch, same styles.
+    Expects ``run_decay_experiment(..., control=True)`` spectra; ``width`` defaults to the largest."""
+    if "run" not in spectra.columns:
+        raise InputError("plot_bulk_vs_control needs spectra from run_decay_experiment(..., control=True)")
+    data = spectra[(spectra["layer"] == layer) & (spectra["status"] == "ok")]
+    if data.empty:
+        raise InputError(f"plot_bulk_vs_control: no fitted rows for layer {layer!r}")
+    width = int(data["width"].max()) if width is None else int(width)
+    data = data[data["width"] == width]
+    if data.empty:
+        raise InputError(f"plot_bulk_vs_control: no rows for width {width}")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.9))
+    strengths = sorted(data["l2"].unique())
+    colors = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
+    for (l2, run), group in data.groupby(["l2", "run"], sort=True):
+        group = group.sort_values("epoch")
+        style = "-" if run == "trained" else "--"
+        label = f"L2 = {l2:g}, " + ("trained on data" if run == "trained" else "penalty only (no data)")
+        bulk = group["bulk_energy"].to_numpy() / group["bulk_energy"].iloc[0]
+        left.plot(group["epoch"], bulk, style, color=colors[l2], marker="o", ms=3, label=label)
+        right.plot(group["epoch"], group["spike_energy"], style, color=colors[l2], marker="o", ms=3, label=label)
+    left.set_yscale("log")
+    left.set_ylabel("bulk energy / value at init", fontsize=10)
+    right.set_ylabel(r"spike energy $\sum_{s_i > s_+} s_i^2$", fontsize=10)
+    for ax in (left, right):
+        ax.set_xlabel("epoch (0 = initialisation)")
+    left.legend(fontsize=9, frameon=False)
+    fig.suptitle(f"layer {layer}, N = {width}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_stationary(runs: pd.DataFrame, layer: str) -> plt.Figure:
+    """From :func:`rmtlib.experiments.randomness.stationary_run` rows (several L2 strengths stacked):
+    left, the gradient norm of the regularized loss over its initial value per L-BFGS iteration; right,
+    the layer's bulk energy (solid) and spike energy (dashed) on the same iterations, log scales."""
+    data = runs[(runs["layer"] == layer) & (runs["status"] == "ok")]
+    if data.empty:
+        raise InputError(f"plot_stationary: no fitted rows for layer {layer!r}")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.9))
+    strengths = sorted(data["l2"].unique())
+    colors = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
+    for l2, group in data.groupby("l2", sort=True):
+        group = group.sort_values("iteration")
+        x = group["iteration"].to_numpy() + 1
+        left.loglog(x, group["grad_norm_rel"], "-o", color=colors[l2], ms=3, label=f"L2 = {l2:g}")
+        right.loglog(x, group["bulk_energy"], "-o", color=colors[l2], ms=3, label=f"bulk, L2 = {l2:g}")
+        right.loglog(
+            x, group["spike_energy"].clip(lower=1e-12), "--s", color=colors[l2], ms=3, label=f"spikes, L2 = {l2:g}"
+        )
+    left.set_ylabel(r"$\|\nabla (CE + \lambda \sum \|W\|_F^2)\|$ / value at init", fontsize=10)
+    right.set_ylabel(r"energy $\sum s_i^2$ (bulk: below $s_+$)", fontsize=10)
+    for ax in (left, right):
+        ax.set_xlabel("L-BFGS iteration + 1")
+    left.legend(fontsize=9, frameon=False)
+    right.legend(fontsize=9, frameon=False)
+    fig.suptitle(f"layer {layer}: full-batch training towards a stationary point", fontsize=11)
     fig.tight_layout()
     return fig
 
