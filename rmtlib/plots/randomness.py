@@ -163,9 +163,13 @@ def plot_loss_paths(
     xlabel: str | None = None,
     title: str | None = None,
 ) -> plt.Figure:
-    """One panel per metric against ``x`` (``theta`` or the noise ``scale``), one line per ``hue``
-    value; repeated draws at the same x are averaged with a band."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.3), squeeze=False)
+    """One panel per metric against ``x`` (``theta`` or the noise ``scale``), two per row, one line per
+    ``hue`` value; repeated draws at the same x are averaged with a band."""
+    rows = -(-len(metrics) // 2)
+    fig, grid = plt.subplots(rows, 2, figsize=(10, 3.6 * rows), squeeze=False)
+    axes = [list(grid.flat)[: len(metrics)]]
+    for ax in list(grid.flat)[len(metrics) :]:
+        ax.set_axis_off()
     labels = {
         "loss": "regularized loss CE + $\\lambda\\sum\\|W\\|_F^2$",
         "ce": "cross-entropy",
@@ -177,9 +181,9 @@ def plot_loss_paths(
         sns.lineplot(
             data=paths, x=x, y=metric, hue=hue, marker="o", markersize=4, ax=ax, errorbar="sd", legend=ax is axes[0][-1]
         )
-        ax.set_ylabel(labels.get(metric, metric), fontsize=9)
+        ax.set_ylabel(labels.get(metric, metric), fontsize=10)
         ax.set_xlabel(xlabel or x)
-    axes[0][-1].legend(fontsize=7, frameon=False, title=hue, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[0][-1].legend(fontsize=9, frameon=False, title=hue, loc="center left", bbox_to_anchor=(1.0, 0.5))
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -229,7 +233,7 @@ def plot_planted_slack(trials: pd.DataFrame, *, control: pd.DataFrame | None = N
         )
     right.set_xlabel("width N")
     right.set_ylabel("loss units", fontsize=10)
-    right.legend(fontsize=8, frameon=False, ncol=2)
+    right.legend(fontsize=9, frameon=False, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -249,7 +253,7 @@ def plot_planted_theta(paths: pd.DataFrame, trials: pd.DataFrame, N: int) -> plt
     ax.set_xlabel(r"$\theta$ in $W_2 = S_2 + \theta R_2$")
     ax.set_ylabel("regularized loss")
     ax.set_title(f"N = {N}; dashed: $L(W_2) - \\lambda(1-\\theta^2)\\|R_2\\|_F^2$", fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=9, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -268,5 +272,5 @@ def plot_singular_values(
     ax.set_xlabel("rank i")
     ax.set_ylabel("singular value $s_i$")
     ax.set_title(title or "singular values; dashed: fitted edge $s_+$", fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=9, frameon=False)
     return ax
