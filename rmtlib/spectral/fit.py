@@ -237,10 +237,9 @@ def fit_mp(
     Singular values below the numerical-rank tolerance ``8 sqrt(p eps) s_max`` (what round-off leaves
     of exact zeros in the Gram eigenvalues) count as 0. Zeros inside BEMA's central window are left
     out of the scale fit (and of ``mu``): a layer truncated to rank k (without zero rows or columns)
-    keeps the top k singular values
-    of its spectrum, so the window's nonzero order statistics still estimate sigma^2 (a censored
-    fit). With fewer than 2 nonzero values in the window (e.g. most input features pruned) the
-    status is ``rank_deficient`` and the metrics NaN: there is no bulk left to fit.
+    keeps the top k singular values of its spectrum, so the window's nonzero order statistics still
+    estimate sigma^2 (a censored fit). With fewer than 2 nonzero values in the window the status is
+    ``rank_deficient`` and the metrics NaN: there is no bulk left to fit.
     """
     what = name or "matrix"
     if isinstance(min_dim, bool) or not isinstance(min_dim, (int, np.integer)) or min_dim < 2:
