@@ -46,12 +46,18 @@ def plot_decay(
 ) -> plt.Figure:
     """One panel per metric for ``layer``: value per epoch (relative to epoch 0 with ``relative``),
     colour = L2 strength, line style = width; two panels per row. Expects the columns of
-    ``run_decay_experiment`` (only its ``trained`` rows are drawn when there is a ``run`` column)."""
+    ``run_decay_experiment``; with its data-free twins (``control=True``) each L2 strength also gets
+    a dashed line of its colour, the same penalty and optimizer without data (the same for every
+    width once divided by the value at initialisation, so the narrowest width's twin is drawn)."""
+    twins = None
     if "run" in spectra.columns:
+        twins = spectra[(spectra["run"] == "data-free") & (spectra["layer"] == layer) & (spectra["status"] == "ok")]
         spectra = spectra[spectra["run"] == "trained"]
     data = spectra[(spectra["layer"] == layer) & (spectra["status"] == "ok")].copy()
     if data.empty:
         raise InputError(f"plot_decay: no fitted rows for layer {layer!r}")
+    names = [f"{v:g}" for v in sorted(data["l2"].unique())]
+    palette = dict(zip(names, sns.color_palette("viridis", len(names))))
     data["l2 strength"] = data["l2"].map(lambda v: f"{v:g}")
     data["width N"] = data["width"].astype(str)
     rows = -(-len(metrics) // 2)
@@ -72,12 +78,28 @@ def plot_decay(
             x="epoch",
             y=y,
             hue="l2 strength",
+            hue_order=names,
+            palette=palette,
             style="width N",
             marker="o",
             markersize=4,
             ax=ax,
             legend=ax is axes[0][-1],
         )
+        if twins is not None and not twins.empty:
+            for l2, group in twins.groupby("l2", sort=True):
+                twin = group[group["width"] == group["width"].min()].sort_values("epoch")
+                values = twin[metric].to_numpy(dtype=float)
+                if relative and metric != "gamma":
+                    values = values / values[0]
+                ax.plot(
+                    twin["epoch"],
+                    values,
+                    ls="--",
+                    lw=1.3,
+                    color=palette.get(f"{l2:g}", "0.4"),
+                    label=f"{l2:g}, penalty only (no data)",
+                )
         label = METRIC_LABELS.get(metric, metric)
         ax.set_ylabel(f"{label} / value at init" if y != metric else label, fontsize=10)
         ax.set_xlabel("epoch (0 = initialisation)")
