@@ -116,12 +116,12 @@ def test_plot_stationary_draws_gradient_and_energies():
         plot_stationary(rows, "1")
 
 
-def test_plot_decay_draws_each_data_free_twin_dashed_in_its_colour():
+def test_plot_decay_draws_each_data_free_twin_dotted_in_its_colour():
     spectra = _spectra()
     twin = spectra[spectra["l2"] > 0].assign(run="data-free")
     both = pd.concat([spectra.assign(run="trained"), twin], ignore_index=True)
     fig = plot_decay(both, "3")
-    dashed = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"]
+    dashed = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == ":"]
     assert len(dashed) == 1 and dashed[0].get_label() == "0.01, penalty only (no data)"
     np.testing.assert_allclose(dashed[0].get_ydata(), [1.0, 0.9**2, 0.9**4], rtol=1e-6)  # sigma2 / init
     solid = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 3 and line.get_linestyle() == "-"]

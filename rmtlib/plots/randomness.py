@@ -47,7 +47,7 @@ def plot_decay(
     """One panel per metric for ``layer``: value per epoch (relative to epoch 0 with ``relative``),
     colour = L2 strength, line style = width; two panels per row. Expects the columns of
     ``run_decay_experiment``; with its data-free twins (``control=True``) each L2 strength also gets
-    a dashed line of its colour, the same penalty and optimizer without data (the same for every
+    a dotted line of its colour, the same penalty and optimizer without data (the same for every
     width once divided by the value at initialisation, so the narrowest width's twin is drawn)."""
     twins = None
     if "run" in spectra.columns:
@@ -95,8 +95,8 @@ def plot_decay(
                 ax.plot(
                     twin["epoch"],
                     values,
-                    ls="--",
-                    lw=1.3,
+                    ls=":",
+                    lw=2.2,
                     color=palette.get(f"{l2:g}", "0.4"),
                     label=f"{l2:g}, penalty only (no data)",
                 )
@@ -162,7 +162,12 @@ def plot_stationary(runs: pd.DataFrame, layer: str) -> plt.Figure:
         left.loglog(x, group["grad_norm_rel"], "-o", color=colors[l2], ms=3, label=f"L2 = {l2:g}")
         right.loglog(x, group["bulk_energy"], "-o", color=colors[l2], ms=3, label=f"bulk, L2 = {l2:g}")
         right.loglog(
-            x, group["spike_energy"].clip(lower=1e-12), "--s", color=colors[l2], ms=3, label=f"spikes, L2 = {l2:g}"
+            x,
+            group["spike_energy"].where(group["spike_energy"] > 0),
+            "--s",
+            color=colors[l2],
+            ms=3,
+            label=f"spikes, L2 = {l2:g}",
         )
     left.set_ylabel(r"$\|\nabla (CE + \lambda \sum \|W\|_F^2)\|$ / value at init", fontsize=10)
     right.set_ylabel(r"energy $\sum s_i^2$ (bulk: below $s_+$)", fontsize=10)
