@@ -226,3 +226,117 @@ def test_edge_centring_moves_only_the_edge(rng):
     assert fit_mp(w, beta=0.5, edge_centring="ma").lambda_plus < paper.lambda_plus
     with pytest.raises(InputError, match="edge_centring"):
         fit_mp(w, edge_centring="Ma")
+
+
+@pytest.mark.parametrize("zeroed", [100, 200, 400])
+def test_zeroed_rows_are_dropped_not_censored(zeroed):
+    """768 x 3072 N(0, 1) with z zero rows is a (768 - z) x 3072 noise matrix: sigma^2 = 1 and no spikes.
+    Fitting the zeros as censored eigenvalues gave sigma^2 0.905 / 0.800 / 0.615 and 10 / 30 / 66 spikes."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((768, 3072))
+    w[rng.permutation(768)[:zeroed]] = 0.0
+    fit = fit_mp(w)
+    assert fit.ok and fit.rows_dropped == zeroed and fit.cols_dropped == 0
+    assert (fit.m, fit.n, fit.m_eff, fit.n_eff) == (768, 3072, 768 - zeroed, 3072)
+    assert fit.p == 768 - zeroed and fit.ratio == pytest.approx((768 - zeroed) / 3072)
+    assert len(fit.singular_values) == 768 - zeroed
+    assert fit.sigma2 == pytest.approx(1.0, rel=0.01)
+    assert fit.n_spikes <= 3
+    # the reduced matrix's own fit, exactly
+    reduced = fit_mp(w[np.any(w != 0, axis=1)])
+    assert fit.sigma2 == reduced.sigma2 and fit.sv_edge == reduced.sv_edge and fit.mu == reduced.mu
+
+
+def test_zeroed_columns_and_both_sides_are_dropped(rng):
+    w = rng.normal(0.0, 0.5, size=(400, 300))
+    w[:, :120] = 0.0
+    w[:50] = 0.0
+    fit = fit_mp(w)
+    assert (fit.rows_dropped, fit.cols_dropped) == (50, 120) and (fit.p, fit.N) == (180, 350)
+    assert fit.sigma2 == pytest.approx(0.25, rel=0.03) and fit.n_spikes <= 2
+    summary = fit.summary()
+    assert summary["m"] == 400 and summary["m_eff"] == 350 and summary["n_eff"] == 180
+
+
+def test_singular_value_path_drops_zero_lines_like_the_matrix_path(rng):
+    from rmtlib.spectral.fit import count_zero_lines
+
+    w = rng.standard_normal((200, 500))
+    w[:60] = 0.0
+    w[:, 7] = 0.0
+    assert count_zero_lines(w) == (60, 1)
+    sv = singular_values(w)
+    a = fit_mp(w)
+    b = fit_mp(sv, shape=w.shape, zero_lines=count_zero_lines(w))
+    assert a.summary() == pytest.approx(b.summary())
+    # without the counts the singular values alone are read as a rank truncation (censored fit)
+    assert fit_mp(sv, shape=w.shape).sigma2 < 0.85 * a.sigma2
+    with pytest.raises(InputError, match="zero_lines"):
+        fit_mp(sv, shape=w.shape, zero_lines=(150, 0))  # more zeros claimed than the spectrum has
+    with pytest.raises(InputError, match="zero_lines"):
+        fit_mp(sv, shape=w.shape, zero_lines=(300, 0))
+    with pytest.raises(InputError, match="zero_lines"):
+        fit_mp(w, zero_lines=(60, 1))
+
+
+def test_analyze_and_pruning_units_drop_zero_rows():
+    """The two callers that fit singular values (layer_fits, pruning's fit_unit) see the zero rows."""
+    from rmtlib.pruning.common import elementwise_units, fit_unit
+    from rmtlib.spectral.analyze import layer_fits
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(512, 256, bias=False)
+    with torch.no_grad():
+        layer.weight.normal_(0.0, 1.0)
+        layer.weight[:80] = 0.0
+    model = torch.nn.Sequential(layer)
+    (_, _, shape, fit, status), *_ = layer_fits(model, progress=False)
+    assert status == "ok" and shape == (256, 512) and fit.rows_dropped == 80
+    assert fit.sigma2 == pytest.approx(1.0, rel=0.02) and fit.n_spikes <= 2
+    unit = elementwise_units(model, None, None)[0]
+    assert fit_unit(unit).rows_dropped == 80 and fit_unit(unit).sigma2 == pytest.approx(fit.sigma2, rel=1e-9)
+
+
+def test_bema_quantile_conventions_bias_sigma2_as_measured():
+    """On N(0, 1) 300 x 100 matrices: k/p (the paper's text) biases sigma^2 low (~0.990), (k-1)/p (its code)
+    high (~1.009), the default (k-1/2)/p is nearly unbiased (~0.999); METHOD.md section 2."""
+    rng = np.random.default_rng(3)
+    est = {q: [] for q in ("midpoint", "paper", "reference")}
+    for _ in range(300):
+        sv = np.linalg.svd(rng.standard_normal((300, 100)), compute_uv=False)
+        for q in est:
+            est[q].append(fit_mp(sv, shape=(300, 100), bema_quantile=q).sigma2)
+    mean = {q: float(np.mean(v)) for q, v in est.items()}  # standard error ~0.0006
+    assert abs(mean["midpoint"] - 1.0) < 0.003
+    assert 0.984 < mean["paper"] < 0.995 and 1.003 < mean["reference"] < 1.014
+    assert fit_mp(sv, shape=(300, 100)).sigma2 == est["midpoint"][-1]  # the default
+    with pytest.raises(InputError, match="bema_quantile"):
+        fit_mp(sv, shape=(300, 100), bema_quantile="k/p")
+
+
+def test_reference_cdf_bug_changes_mu_only_past_a_quarter_above_the_edge(rng):
+    """The reference code's MP cdf is 0 above the edge. mu is measured on BEMA's window, so the bug
+    changes it only when more than p - floor((1 - alpha) p) eigenvalues exceed sigma^2 (1 + sqrt c)^2."""
+    from rmtlib.spectral.fit import _bema_reference
+    from rmtlib.theory.mp import mp_cdf
+
+    def mu_with_bug(fit):
+        ranks, _ = _bema_reference(fit.p, fit.N, fit.alpha)
+        lam = np.sort(fit.eigenvalues)[ranks - 1]
+        f = mp_cdf(lam, fit.ratio, fit.sigma2)
+        f = np.where(lam > mp_edges(fit.ratio, fit.sigma2)[1], 0.0, f)
+        return max(np.max(np.abs(f - ranks / fit.p)), np.max(np.abs(f - (ranks - 1) / fit.p)))
+
+    m, n = 400, 200  # p - floor(0.75 p) = 50
+    for rank in (0, 10, 45, 51, 55):
+        w = rng.standard_normal((m, n))
+        if rank:
+            u = np.linalg.qr(rng.standard_normal((m, rank)))[0]
+            v = np.linalg.qr(rng.standard_normal((n, rank)))[0]
+            w = w + u @ np.diag(np.linspace(40.0, 80.0, rank)) @ v.T
+        fit = fit_mp(w)
+        above = int(np.sum(fit.eigenvalues > mp_edges(fit.ratio, fit.sigma2)[1]))
+        if above > 50:
+            assert mu_with_bug(fit) >= 0.75 > fit.mu
+        else:
+            assert mu_with_bug(fit) == pytest.approx(fit.mu, abs=1e-15)

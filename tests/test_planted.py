@@ -53,6 +53,10 @@ def test_trial_bookkeeping_matches_a_hand_computation():
     # slack = L(S2) - (L(W2) - lam ||R2||^2) = CE(S2) - CE(W2) - 2 lam <S2, R2>
     assert row["slack"] == pytest.approx(row["ce_S"] - row["ce_W"] - row["cross"], abs=1e-12)
     assert row["holds"] == (row["slack"] <= 0)
+    # the two parts of the slack, each by hand
+    assert row["slack_ce"] == pytest.approx(row["ce_S"] - ce_hand, abs=1e-12)
+    assert row["slack_penalty"] == pytest.approx(-2 * lam * float((net.S2 * r2).sum()), rel=1e-9)
+    assert row["slack"] == pytest.approx(row["slack_ce"] + row["slack_penalty"], abs=1e-12)
     p = path.set_index("theta")
     assert p.loc[1.0, "loss"] == pytest.approx(row["loss_W"], rel=1e-12)
     assert p.loc[0.0, "loss"] == pytest.approx(row["loss_S"], rel=1e-12)
@@ -72,6 +76,20 @@ def test_slack_shrinks_with_width():
     assert summary["abs_slack_loglog_slope"].iloc[0] < 0
     # the removed regularization grows like lambda g N while the slack shrinks
     assert summary.loc[1024, "reg_removed"] == pytest.approx(1e-4 * 1024, rel=0.02)
+
+
+def test_slack_is_mostly_the_cross_entropy_part_and_decays_like_one_over_n():
+    """With a clean teacher the added noise raises the CE: the CE part dominates the slack (the penalty part
+    -2 lambda <S2, R2> is ~100x smaller), and |slack| decays with a log-log slope near -1 (fitted with its error)."""
+    trials, _ = planted_experiment([128, 256, 512, 1024], [0, 1, 2], lambda_reg=1e-4, n_samples=1000)
+    summary = slack_summary(trials)
+    assert (trials["slack_ce"].abs() > 10 * trials["slack_penalty"].abs()).mean() >= 0.9
+    assert summary["ce_raised_fraction"].iloc[0] == 1.0
+    slope, se = summary["abs_slack_loglog_slope"].iloc[0], summary["abs_slack_loglog_slope_se"].iloc[0]
+    assert -1.5 < slope < -0.7 and 0 < se < 0.5
+    assert summary["slack_ce_mean"].to_numpy() + summary["slack_penalty_mean"].to_numpy() == pytest.approx(
+        summary["slack_mean"].to_numpy(), abs=1e-12
+    )
 
 
 def test_bad_input():
@@ -104,6 +122,8 @@ def test_findings_say_how_each_quantity_moves():
             "N": [64, 128, 256],
             "seed": 0,
             "slack": [-2e-3, -1e-3, -1e-3],
+            "slack_ce": [-2e-3, -1e-3, -1e-3],
+            "slack_penalty": 0.0,
             "holds": True,
             "reg_removed": [0.3, 0.2, 0.1],
             "ce_S": 1.0,
@@ -115,7 +135,7 @@ def test_findings_say_how_each_quantity_moves():
     text = " ".join(planted_findings(trials))
     assert "regularization shrinks from 0.3 to 0.1" in text
     assert "does not shrink at every step (it stays the same between N = 128 and 256)" in text and "grows" not in text
-    trials["slack"] = [-1e-3, -2e-3, -3e-3]
+    trials["slack"] = trials["slack_ce"] = [-1e-3, -2e-3, -3e-3]
     trials["reg_removed"] = [0.1, 0.2, 0.3]
     text = " ".join(planted_findings(trials))
     assert (

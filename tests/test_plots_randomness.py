@@ -12,7 +12,14 @@ from rmtlib.errors import InputError  # noqa: E402
 from rmtlib.experiments.planted import planted_experiment  # noqa: E402
 from rmtlib.experiments.randomness import SpectralTracker, gaussian_init_  # noqa: E402
 from rmtlib.nn.models import fc_net  # noqa: E402
-from rmtlib.plots.randomness import plot_decay, plot_planted_slack, plot_planted_theta, plot_singular_values  # noqa: E402
+from rmtlib.plots.randomness import (  # noqa: E402
+    plot_bulk_vs_control,
+    plot_decay,
+    plot_planted_slack,
+    plot_planted_theta,
+    plot_singular_values,
+    plot_stationary,
+)
 from rmtlib.spectral.fit import fit_mp  # noqa: E402
 
 
@@ -58,9 +65,65 @@ def test_planted_figures():
     assert len(fig.axes) == 2
     mean_line = [line for line in fig.axes[0].get_lines() if line.get_label() == "mean over seeds"][0]
     np.testing.assert_allclose(mean_line.get_ydata(), trials.groupby("N")["slack"].mean().to_numpy())
+    by_label = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    np.testing.assert_allclose(  # the two parts add up to the slack
+        by_label["CE part (mean)"].get_ydata() + by_label["penalty part (mean)"].get_ydata(), mean_line.get_ydata()
+    )
+    width, height = fig.get_size_inches()
+    assert width / height <= 2.6
     plt.close(fig)
     fig = plot_planted_theta(paths, trials, 128)
     assert len(fig.axes[0].get_lines()) == 4  # measured and predicted, for each of two seeds
     plt.close(fig)
     with pytest.raises(InputError, match="N=999"):
         plot_planted_theta(paths, trials, 999)
+
+
+def test_bulk_vs_control_draws_trained_and_data_free_per_strength():
+    spectra = _spectra()
+    twin = spectra[spectra["l2"] > 0].assign(run="data-free")
+    both = pd.concat([spectra.assign(run="trained"), twin], ignore_index=True)
+    fig = plot_bulk_vs_control(both, "3")
+    left, right = fig.axes
+    labels = [line.get_label() for line in left.get_lines()]
+    assert labels == ["L2 = 0, trained on data", "L2 = 0.01, penalty only (no data)", "L2 = 0.01, trained on data"]
+    decayed = left.get_lines()[2].get_ydata()
+    assert decayed[0] == pytest.approx(1.0) and decayed[-1] == pytest.approx(0.9**4, rel=1e-6)
+    assert left.get_lines()[1].get_linestyle() == "--"
+    plt.close(fig)
+    with pytest.raises(InputError, match="control=True"):
+        plot_bulk_vs_control(spectra, "3")
+
+
+def test_plot_stationary_draws_gradient_and_energies():
+    rows = pd.DataFrame(
+        {
+            "iteration": [0, 10, 100],
+            "layer": "3",
+            "status": "ok",
+            "l2": 0.01,
+            "grad_norm_rel": [1.0, 0.1, 0.01],
+            "bulk_energy": [60.0, 3.0, 0.01],
+            "spike_energy": [0.0, 10.0, 9.0],
+        }
+    )
+    fig = plot_stationary(rows, "3")
+    left, right = fig.axes
+    np.testing.assert_allclose(left.get_lines()[0].get_ydata(), [1.0, 0.1, 0.01])
+    np.testing.assert_allclose(right.get_lines()[0].get_ydata(), [60.0, 3.0, 0.01])
+    plt.close(fig)
+    with pytest.raises(InputError, match="layer"):
+        plot_stationary(rows, "1")
+
+
+def test_plot_decay_draws_each_data_free_twin_dotted_in_its_colour():
+    spectra = _spectra()
+    twin = spectra[spectra["l2"] > 0].assign(run="data-free")
+    both = pd.concat([spectra.assign(run="trained"), twin], ignore_index=True)
+    fig = plot_decay(both, "3")
+    dashed = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == ":"]
+    assert len(dashed) == 1 and dashed[0].get_label() == "0.01, penalty only (no data)"
+    np.testing.assert_allclose(dashed[0].get_ydata(), [1.0, 0.9**2, 0.9**4], rtol=1e-6)  # sigma2 / init
+    solid = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 3 and line.get_linestyle() == "-"]
+    assert any(np.allclose(line.get_color(), dashed[0].get_color()) for line in solid)
+    plt.close(fig)

@@ -12,17 +12,23 @@ from rmtlib.errors import InputError
 from rmtlib.experiments.randomness import (
     SpectralTracker,
     bulk_energy,
+    control_comparison,
+    control_findings,
     gaussian_init_,
     l2_term,
     monotonicity,
     noise_path,
+    penalty_only_run,
+    run_decay_experiment,
     split_at_edge,
+    stationary_run,
     strength_ordering,
     theta_path,
 )
 from rmtlib.experiments.spiked import bbp_threshold, spiked_matrix
 from rmtlib.nn.models import fc_net
 from rmtlib.train.loops import evaluate, train
+from rmtlib.train.regularize import L2
 
 
 def _spiked(m=300, n=150, strengths=(3.0, 2.0, 1.5), seed=0):
@@ -240,14 +246,78 @@ def test_ordering_sentence_does_not_call_a_smaller_rise_a_larger_decrease():
 
 
 def test_split_names_why_a_rank_deficient_matrix_cannot_be_split():
-    w = np.zeros((32, 32))
-    w[:2, :2] = np.eye(2)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((32, 2)) @ rng.standard_normal((2, 32))  # rank 2, no zero row or column
     with pytest.raises(InputError, match="rank_deficient") as err:
         split_at_edge(w)
     assert "too small" not in str(err.value)
+    # zeroed rows are dropped, not read as a rank truncation: what is left is a 2 x 2 matrix, too small
+    z = np.zeros((32, 32))
+    z[:2, :2] = np.eye(2)
+    with pytest.raises(InputError, match="too small"):
+        split_at_edge(z)
 
 
 def test_noise_path_needs_a_layer(trained):
     model, loader = trained
     with pytest.raises(InputError, match="no layer"):
         noise_path(model, [], [0.0, 1.0], None, loader, 1e-3)
+
+
+def _decay_factor(l2, lr, momentum, steps):
+    """Amplitude factor of SGD with momentum on lambda w^2 alone: v <- m v + 2 lambda w, w <- w - lr v."""
+    w, v = 1.0, 0.0
+    for _ in range(steps):
+        v = momentum * v + 2 * l2 * w
+        w = w - lr * v
+    return w
+
+
+def test_penalty_only_run_shrinks_every_weight_by_the_predicted_factor():
+    """Data-free: every weight is multiplied by the same scalar, so the spectrum keeps its shape."""
+    model = gaussian_init_(fc_net([40, 48, 48, 4]), seed=1)
+    start = [m.weight.detach().clone() for m in model if isinstance(m, torch.nn.Linear)]
+    epochs_seen = []
+    penalty_only_run(model, L2(1e-2), 3, 7, lr=0.05, momentum=0.9, hook=lambda e, _m: epochs_seen.append(e))
+    factor = _decay_factor(1e-2, 0.05, 0.9, 21)
+    assert epochs_seen == [1, 2, 3] and 0.5 < factor < 0.99
+    for w0, module in zip(start, [m for m in model if isinstance(m, torch.nn.Linear)]):
+        torch.testing.assert_close(module.weight.detach(), factor * w0, rtol=1e-5, atol=1e-7)
+
+
+def test_decay_experiment_control_rows_and_comparison():
+    loader = DataLoader(_data(), batch_size=64)  # 4 steps per epoch
+    res = run_decay_experiment([48], [0.0, 0.01], 2, loader, input_dim=40, classes=4, lr=0.05, control=True)
+    spectra = res["spectra"]
+    assert set(spectra["run"]) == {"trained", "data-free"}
+    assert not ((spectra["run"] == "data-free") & (spectra["l2"] == 0)).any()  # no twin without a penalty
+    table = control_comparison(spectra)
+    assert len(table) == 2 and set(table["layer"]) == {"1", "3"}
+    predicted = _decay_factor(0.01, 0.05, 0.9, 8) ** 2
+    # the data-free twin's bulk and total energy fall by exactly the weight-decay factor
+    np.testing.assert_allclose(table["bulk_data_free"], predicted, rtol=1e-4)
+    np.testing.assert_allclose(table["total_data_free"], predicted, rtol=1e-4)
+    np.testing.assert_allclose(table["bulk_vs_control"], table["bulk_trained"] / table["bulk_data_free"])
+    # weight decay alone keeps the spectrum's shape: the same spikes (false alarms at init), scaled
+    np.testing.assert_allclose(table["spike_energy_data_free"], table["spike_energy_init"] * predicted, rtol=1e-4)
+    lines = control_findings(table)
+    assert "data-free twin" in lines[0] and "Spike energy grew" in lines[1]
+    with pytest.raises(InputError, match="control=True"):
+        control_comparison(spectra[spectra["run"] == "trained"])
+
+
+def test_stationary_run_drives_the_gradient_down_and_reports_it():
+    data = _data(n=200)
+    x, y = data.tensors
+    df = stationary_run([40, 32, 32, 4], 1e-2, x, y, checkpoints=(0, 5, 40))
+    hidden = df[df["layer"] == "3"].set_index("iteration")
+    assert list(hidden.index) == [0, 5, 40]
+    assert hidden.loc[0, "grad_norm_rel"] == 1.0 and hidden.loc[40, "grad_norm_rel"] < 0.05
+    # the gradient norm is that of CE + l2 sum ||W||^2 at the final weights: recompute it independently
+    model = gaussian_init_(fc_net([40, 32, 32, 4]), seed=0).double()
+    loss = torch.nn.functional.cross_entropy(model(x.double()), y) + L2(1e-2)(model)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    assert hidden.loc[0, "grad_norm"] == pytest.approx(float(torch.sqrt(sum(g.pow(2).sum() for g in grads))), rel=1e-9)
+    assert hidden.loc[40, "bulk_energy"] < hidden.loc[0, "bulk_energy"]
+    with pytest.raises(InputError, match="l2 > 0"):
+        stationary_run([40, 32, 32, 4], 0.0, x, y)

@@ -10,7 +10,11 @@
 * :func:`monotonicity` says, per curve, whether and where a metric is monotone;
   :func:`strength_ordering` whether a stronger penalty gives a larger decrease.
 * :func:`run_decay_experiment` trains ``[d, N, N, K]`` nets with CE + L2 for several widths and
-  strengths, tracking spectra (the T2 experiment of notebook 02).
+  strengths, tracking spectra (the T2 experiment of notebook 02); with ``control=True`` each L2 run
+  gets its data-free twin (:func:`penalty_only_run`: the same penalty and optimizer, no data), the
+  shrinkage weight decay alone causes, and :func:`control_comparison` sets the two side by side.
+* :func:`stationary_run` trains a small net full-batch (L-BFGS) towards a stationary point of the
+  regularized loss, recording the gradient norm beside the spectra (theorem T2's own hypothesis).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from torch import nn
 from rmtlib.errors import InputError
 from rmtlib.nn.models import fc_net
 from rmtlib.spectral.analyze import layer_fits
-from rmtlib.spectral.fit import MPFit, fit_mp
+from rmtlib.spectral.fit import MPFit, count_zero_lines, fit_mp
 from rmtlib.spectral.layers import prunable_layers, weight_matrix
 from rmtlib.train.loops import evaluate, make_optimizer_factory, train
 from rmtlib.train.regularize import L2
@@ -48,6 +52,10 @@ __all__ = [
     "fittable_layers",
     "decay_findings",
     "path_findings",
+    "penalty_only_run",
+    "control_comparison",
+    "control_findings",
+    "stationary_run",
 ]
 
 #: BEMA/TW settings the paper used for its fully connected nets (METHOD.md section 2).
@@ -96,7 +104,9 @@ def split_at_edge(
     if not bool(torch.isfinite(w).all()):
         raise InputError(f"{name}: weight contains NaN or Inf entries")
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
-    fit = fit_mp(s.cpu().numpy(), shape=tuple(w.shape), alpha=alpha, beta=beta, name=name)
+    fit = fit_mp(
+        s.cpu().numpy(), shape=tuple(w.shape), alpha=alpha, beta=beta, name=name, zero_lines=count_zero_lines(w)
+    )
     if not fit.ok:
         raise InputError(f"{name}: shape {tuple(w.shape)} {_unfit_reason(fit)} (status {fit.status})")
     k = fit.n_spikes
@@ -252,6 +262,7 @@ def run_decay_experiment(
     test_loader: Any = None,
     keep_models: bool = False,
     progress: bool = False,
+    control: bool = False,
 ) -> dict[str, Any]:
     """Train ``[input_dim, N, N, classes]`` with CE + ``l2 * sum ||W||_F^2`` for every (N, l2).
 
@@ -266,7 +277,8 @@ def run_decay_experiment(
     for width in widths:
         for l2 in l2_values:
             model = gaussian_init_(fc_net([input_dim, width, width, classes]), seed=seed)
-            tracker = SpectralTracker(alpha=alpha, beta=beta, tags={"width": int(width), "l2": float(l2)})
+            tags = {"width": int(width), "l2": float(l2)}
+            tracker = SpectralTracker(alpha=alpha, beta=beta, tags={**tags, "run": "trained"})
             tracker.observe(0, model)
             penalty = L2(l2) if l2 > 0 else None
             records = train(
@@ -295,7 +307,193 @@ def run_decay_experiment(
             spectra.append(tracker.frame())
             if keep_models:
                 models[(int(width), float(l2))] = model.cpu()
+            if control and l2 > 0:
+                twin = gaussian_init_(fc_net([input_dim, width, width, classes]), seed=seed)
+                ghost = SpectralTracker(alpha=alpha, beta=beta, tags={**tags, "run": "data-free"})
+                ghost.observe(0, twin)
+                penalty_only_run(twin, L2(l2), epochs, len(train_loader), lr=lr, momentum=momentum, hook=ghost)
+                spectra.append(ghost.frame())
     return {"spectra": pd.concat(spectra, ignore_index=True), "history": pd.DataFrame(history), "models": models}
+
+
+def penalty_only_run(
+    model: nn.Module,
+    penalty: Callable[[nn.Module], torch.Tensor],
+    epochs: int,
+    steps_per_epoch: int,
+    *,
+    lr: float,
+    momentum: float = 0.9,
+    hook: Callable[[int, nn.Module], Any] | None = None,
+) -> nn.Module:
+    """The data-free control: SGD (same ``lr``, ``momentum``) on ``penalty(model)`` alone, no data term.
+
+    What weight decay does without any learning: with the L2 penalty every weight shrinks by the same
+    factor, so the singular values shrink together and a pure-MP start stays pure MP. ``hook(epoch,
+    model)`` runs after each of the ``epochs`` blocks of ``steps_per_epoch`` steps (e.g. a
+    :class:`SpectralTracker`). Modifies and returns ``model``.
+    """
+    if epochs < 0 or steps_per_epoch < 1:
+        raise InputError(
+            f"penalty_only_run needs epochs >= 0 and steps_per_epoch >= 1, got {epochs}, {steps_per_epoch}"
+        )
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
+    for epoch in range(1, epochs + 1):
+        for _ in range(steps_per_epoch):
+            opt.zero_grad(set_to_none=True)
+            penalty(model).backward()
+            opt.step()
+        if hook is not None:
+            hook(epoch, model)
+    return model
+
+
+def control_comparison(spectra: pd.DataFrame) -> pd.DataFrame:
+    """Trained run against its data-free twin, per (width, l2, layer), at the last epoch.
+
+    Columns: width, l2, layer, bulk_trained and bulk_data_free (bulk energy at the end over its value at
+    initialisation), bulk_vs_control (their ratio: 1 = the decay weight decay alone predicts, < 1 =
+    training removed more), total_trained / total_data_free (the same for the total energy),
+    spike_energy_init, spike_energy_trained, spike_energy_data_free (absolute), n_spikes_trained.
+    """
+    if "run" not in spectra.columns or not (spectra["run"] == "data-free").any():
+        raise InputError("control_comparison needs spectra from run_decay_experiment(..., control=True)")
+    ok = spectra[spectra["status"] == "ok"]
+    rows = []
+    for (width, l2, layer), group in ok[ok["l2"] > 0].groupby(["width", "l2", "layer"], sort=True):
+        runs = {}
+        for run, part in group.groupby("run"):
+            part = part.sort_values("epoch")
+            runs[run] = (part.iloc[0], part.iloc[-1])
+        if set(runs) != {"trained", "data-free"}:
+            continue
+        (t0, t1), (d0, d1) = runs["trained"], runs["data-free"]
+        bulk_t, bulk_d = t1["bulk_energy"] / t0["bulk_energy"], d1["bulk_energy"] / d0["bulk_energy"]
+        rows.append(
+            {
+                "width": width,
+                "l2": l2,
+                "layer": layer,
+                "bulk_trained": bulk_t,
+                "bulk_data_free": bulk_d,
+                "bulk_vs_control": bulk_t / bulk_d,
+                "total_trained": t1["total_energy"] / t0["total_energy"],
+                "total_data_free": d1["total_energy"] / d0["total_energy"],
+                "spike_energy_init": t0["spike_energy"],
+                "spike_energy_trained": t1["spike_energy"],
+                "spike_energy_data_free": d1["spike_energy"],
+                "n_spikes_trained": int(t1["n_spikes"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def control_findings(table: pd.DataFrame) -> list[str]:
+    """Sentences on :func:`control_comparison`: does the bulk fall faster with data than without, and
+    do the spikes grow while it falls?"""
+    if table.empty:
+        return ["No (width, L2 > 0, layer) case has both a trained and a data-free run."]
+    ratio = table["bulk_vs_control"]
+    lines = [
+        f"Bulk energy at the end relative to the data-free twin (1 = exactly the shrinkage weight decay alone "
+        f"causes): median {ratio.median():.2f}, range {ratio.min():.2f} to {ratio.max():.2f} over {len(table)} "
+        f"(width, L2, layer) cases; below 0.8 in {int((ratio < 0.8).sum())}, within 20% of 1 in "
+        f"{int(((ratio >= 0.8) & (ratio <= 1.25)).sum())}, above 1.25 in {int((ratio > 1.25).sum())}."
+    ]
+    grew = table["spike_energy_trained"] > table["spike_energy_init"]
+    lines.append(
+        f"Spike energy grew over training in {int(grew.sum())} of {len(table)} cases while the bulk shrank "
+        f"(median {table['spike_energy_init'].median():.3g} at initialisation, "
+        f"{table['spike_energy_trained'].median():.3g} at the end; data-free twin "
+        f"{table['spike_energy_data_free'].median():.3g}): training with data builds "
+        "spikes, weight decay alone does not."
+    )
+    return lines
+
+
+def stationary_run(
+    widths: Sequence[int],
+    l2: float,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    checkpoints: Sequence[int] = (0, 10, 30, 100, 300),
+    seed: int = 0,
+    alpha: float = FC_ALPHA,
+    beta: float = FC_BETA,
+    history_size: int = 20,
+) -> pd.DataFrame:
+    """Full-batch L-BFGS (float64) on ``CE + l2 * sum ||W||_F^2`` from the N(0, 1/fan_in) start, towards a
+    stationary point of the regularized loss: T2's hypothesis, as far as a CPU reaches it.
+
+    At each iteration count in ``checkpoints`` every fittable layer is fitted. Returns one row per
+    (iteration, layer): iteration, grad_norm (Euclidean norm of the gradient of the regularized loss
+    over all parameters), grad_norm_rel (over its value at initialisation), ce, reg, accuracy (on the
+    training samples), restarts (how often L-BFGS was restarted because its line search found no
+    step, at a kink of the ReLUs) and the :class:`SpectralTracker` columns (bulk_energy, spike_energy, ...).
+    """
+    if l2 <= 0:
+        raise InputError(f"stationary_run needs l2 > 0 (the regularized loss has a stationary point), got {l2}")
+    points = sorted({int(c) for c in checkpoints})
+    if not points or points[0] < 0:
+        raise InputError(f"checkpoints must be iteration counts >= 0, got {list(checkpoints)}")
+    model = gaussian_init_(fc_net(list(widths)), seed=seed).to(torch.float64)
+    x, y = inputs.to(torch.float64), labels.to(torch.long)
+    penalty = L2(l2)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def new_optimizer() -> torch.optim.LBFGS:
+        return torch.optim.LBFGS(
+            params,
+            lr=1.0,
+            max_iter=1,
+            history_size=history_size,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+        )
+
+    opt = new_optimizer()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(x), y) + penalty(model)
+        loss.backward()
+        return loss
+
+    def measure() -> dict[str, float]:
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        ce = nn.functional.cross_entropy(out, y)
+        reg = penalty(model)
+        (ce + reg).backward()
+        norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in params if p.grad is not None))
+        model.zero_grad(set_to_none=True)
+        return {
+            "grad_norm": norm,
+            "ce": ce.item(),
+            "reg": reg.item(),
+            "accuracy": float((out.argmax(1) == y).double().mean()),
+        }
+
+    tracker = SpectralTracker(alpha=alpha, beta=beta, tags={"l2": float(l2), "width": int(widths[1])})
+    rows, done, first = [], 0, None
+    restarts = 0
+    for point in points:
+        for _ in range(point - done):
+            before = torch.cat([p.detach().flatten() for p in params])
+            opt.step(closure)
+            if torch.equal(before, torch.cat([p.detach().flatten() for p in params])):
+                opt = new_optimizer()  # the line search found no step (a ReLU kink): drop the curvature history
+                restarts += 1
+        done = point
+        state = measure()
+        first = state["grad_norm"] if first is None else first
+        for row in tracker.observe(point, model):
+            rows.append(
+                {"iteration": point, **state, "grad_norm_rel": state["grad_norm"] / first, "restarts": restarts, **row}
+            )
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -596,16 +794,23 @@ def decay_findings(
         reg, ctrl = group[group[strength] > 0], group[group[strength] == 0]
         if len(reg):
             bad = reg[~reg["holds"]]
-            text = f"**{metric}** with L2 > 0: {len(reg) - len(bad)} of {len(reg)} curves fall over training without rising at any epoch"
+            text = (
+                f"**{metric}** with L2 > 0: {len(reg) - len(bad)} of {len(reg)} curves fall over training "
+                "without rising at any epoch"
+            )
             if len(bad):
                 text += "; not in " + "; ".join(
-                    f"({_case(r, keys + [strength])}: {r['n_violations']} rising epoch(s), net change {100 * r['rel_change']:+.1f}%)"
+                    f"({_case(r, keys + [strength])}: {r['n_violations']} rising epoch(s), "
+                    f"net change {100 * r['rel_change']:+.1f}%)"
                     for _, r in bad.iterrows()
                 )
             lines.append(text + ".")
         if len(ctrl):
             down = ctrl[ctrl["change"] < 0]
-            text = f"**{metric}** without L2 (control): ends lower than at initialisation in {len(down)} of {len(ctrl)} cases"
+            text = (
+                f"**{metric}** without L2 (control): ends lower than at initialisation in {len(down)} of "
+                f"{len(ctrl)} cases"
+            )
             for word, part in (
                 ("rises", ctrl[ctrl["change"] > 0]),
                 ("is unchanged", ctrl[ctrl["change"] == 0]),
@@ -627,8 +832,8 @@ def decay_findings(
         )
         if len(bad):
             text += "; not in " + "; ".join(
-                f"({_case(r, keys + ['metric'])}: changes {', '.join(f'{100 * v:+.1f}%' for v in r['values'])} for L2 = "
-                f"{', '.join(f'{s:g}' for s in r['strengths'])})"
+                f"({_case(r, keys + ['metric'])}: changes {', '.join(f'{100 * v:+.1f}%' for v in r['values'])} "
+                f"for L2 = {', '.join(f'{s:g}' for s in r['strengths'])})"
                 for _, r in bad.iterrows()
             )
         rising = [

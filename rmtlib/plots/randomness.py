@@ -17,6 +17,8 @@ from rmtlib.spectral.fit import MPFit  # noqa: E402
 
 __all__ = [
     "plot_decay",
+    "plot_bulk_vs_control",
+    "plot_stationary",
     "plot_loss_paths",
     "plot_planted_slack",
     "plot_planted_theta",
@@ -43,13 +45,26 @@ def plot_decay(
     title: str | None = None,
 ) -> plt.Figure:
     """One panel per metric for ``layer``: value per epoch (relative to epoch 0 with ``relative``),
-    colour = L2 strength, line style = width. Expects the columns of ``run_decay_experiment``."""
+    colour = L2 strength, line style = width; two panels per row. Expects the columns of
+    ``run_decay_experiment``; with its data-free twins (``control=True``) each L2 strength also gets
+    a dotted line of its colour, the same penalty and optimizer without data (the same for every
+    width once divided by the value at initialisation, so the narrowest width's twin is drawn)."""
+    twins = None
+    if "run" in spectra.columns:
+        twins = spectra[(spectra["run"] == "data-free") & (spectra["layer"] == layer) & (spectra["status"] == "ok")]
+        spectra = spectra[spectra["run"] == "trained"]
     data = spectra[(spectra["layer"] == layer) & (spectra["status"] == "ok")].copy()
     if data.empty:
         raise InputError(f"plot_decay: no fitted rows for layer {layer!r}")
+    names = [f"{v:g}" for v in sorted(data["l2"].unique())]
+    palette = dict(zip(names, sns.color_palette("viridis", len(names))))
     data["l2 strength"] = data["l2"].map(lambda v: f"{v:g}")
     data["width N"] = data["width"].astype(str)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.3), squeeze=False)
+    rows = -(-len(metrics) // 2)
+    fig, grid = plt.subplots(rows, 2, figsize=(10, 3.6 * rows), squeeze=False)
+    axes = [list(grid.flat)[: len(metrics)]]
+    for ax in list(grid.flat)[len(metrics) :]:
+        ax.set_axis_off()
     for ax, metric in zip(axes[0], metrics):
         y = metric
         if relative and metric != "gamma":
@@ -63,19 +78,104 @@ def plot_decay(
             x="epoch",
             y=y,
             hue="l2 strength",
+            hue_order=names,
+            palette=palette,
             style="width N",
             marker="o",
             markersize=4,
             ax=ax,
             legend=ax is axes[0][-1],
         )
+        if twins is not None and not twins.empty:
+            for l2, group in twins.groupby("l2", sort=True):
+                twin = group[group["width"] == group["width"].min()].sort_values("epoch")
+                values = twin[metric].to_numpy(dtype=float)
+                if relative and metric != "gamma":
+                    values = values / values[0]
+                ax.plot(
+                    twin["epoch"],
+                    values,
+                    ls=":",
+                    lw=2.2,
+                    color=palette.get(f"{l2:g}", "0.4"),
+                    label=f"{l2:g}, penalty only (no data)",
+                )
         label = METRIC_LABELS.get(metric, metric)
-        ax.set_ylabel(f"{label} / value at init" if y != metric else label, fontsize=9)
+        ax.set_ylabel(f"{label} / value at init" if y != metric else label, fontsize=10)
         ax.set_xlabel("epoch (0 = initialisation)")
         if relative and metric == "bulk_energy":
             ax.set_yscale("log")
-    axes[0][-1].legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[0][-1].legend(fontsize=9, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.suptitle(title or f"layer {layer}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bulk_vs_control(spectra: pd.DataFrame, layer: str, width: int | None = None) -> plt.Figure:
+    """Left: bulk energy over its value at initialisation per epoch (log scale), trained (solid) against
+    its data-free twin (dashed, same colour: the same penalty and optimizer without data), one colour
+    per L2 strength. Right: spike energy (sum of s_i^2 above the edge) per epoch, same styles.
+    Expects ``run_decay_experiment(..., control=True)`` spectra; ``width`` defaults to the largest."""
+    if "run" not in spectra.columns:
+        raise InputError("plot_bulk_vs_control needs spectra from run_decay_experiment(..., control=True)")
+    data = spectra[(spectra["layer"] == layer) & (spectra["status"] == "ok")]
+    if data.empty:
+        raise InputError(f"plot_bulk_vs_control: no fitted rows for layer {layer!r}")
+    width = int(data["width"].max()) if width is None else int(width)
+    data = data[data["width"] == width]
+    if data.empty:
+        raise InputError(f"plot_bulk_vs_control: no rows for width {width}")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.9))
+    strengths = sorted(data["l2"].unique())
+    colors = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
+    for (l2, run), group in data.groupby(["l2", "run"], sort=True):
+        group = group.sort_values("epoch")
+        style = "-" if run == "trained" else "--"
+        label = f"L2 = {l2:g}, " + ("trained on data" if run == "trained" else "penalty only (no data)")
+        bulk = group["bulk_energy"].to_numpy() / group["bulk_energy"].iloc[0]
+        left.plot(group["epoch"], bulk, style, color=colors[l2], marker="o", ms=3, label=label)
+        right.plot(group["epoch"], group["spike_energy"], style, color=colors[l2], marker="o", ms=3, label=label)
+    left.set_yscale("log")
+    left.set_ylabel("bulk energy / value at init", fontsize=10)
+    right.set_ylabel(r"spike energy $\sum_{s_i > s_+} s_i^2$", fontsize=10)
+    for ax in (left, right):
+        ax.set_xlabel("epoch (0 = initialisation)")
+    left.legend(fontsize=9, frameon=False)
+    fig.suptitle(f"layer {layer}, N = {width}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_stationary(runs: pd.DataFrame, layer: str) -> plt.Figure:
+    """From :func:`rmtlib.experiments.randomness.stationary_run` rows (several L2 strengths stacked):
+    left, the gradient norm of the regularized loss over its initial value per L-BFGS iteration; right,
+    the layer's bulk energy (solid) and spike energy (dashed) on the same iterations, log scales."""
+    data = runs[(runs["layer"] == layer) & (runs["status"] == "ok")]
+    if data.empty:
+        raise InputError(f"plot_stationary: no fitted rows for layer {layer!r}")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.9))
+    strengths = sorted(data["l2"].unique())
+    colors = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
+    for l2, group in data.groupby("l2", sort=True):
+        group = group.sort_values("iteration")
+        x = group["iteration"].to_numpy() + 1
+        left.loglog(x, group["grad_norm_rel"], "-o", color=colors[l2], ms=3, label=f"L2 = {l2:g}")
+        right.loglog(x, group["bulk_energy"], "-o", color=colors[l2], ms=3, label=f"bulk, L2 = {l2:g}")
+        right.loglog(
+            x,
+            group["spike_energy"].where(group["spike_energy"] > 0),
+            "--s",
+            color=colors[l2],
+            ms=3,
+            label=f"spikes, L2 = {l2:g}",
+        )
+    left.set_ylabel(r"$\|\nabla (CE + \lambda \sum \|W\|_F^2)\|$ / value at init", fontsize=10)
+    right.set_ylabel(r"energy $\sum s_i^2$ (bulk: below $s_+$)", fontsize=10)
+    for ax in (left, right):
+        ax.set_xlabel("L-BFGS iteration + 1")
+    left.legend(fontsize=9, frameon=False)
+    right.legend(fontsize=9, frameon=False)
+    fig.suptitle(f"layer {layer}: full-batch training towards a stationary point", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -90,9 +190,13 @@ def plot_loss_paths(
     xlabel: str | None = None,
     title: str | None = None,
 ) -> plt.Figure:
-    """One panel per metric against ``x`` (``theta`` or the noise ``scale``), one line per ``hue``
-    value; repeated draws at the same x are averaged with a band."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.8 * len(metrics), 3.3), squeeze=False)
+    """One panel per metric against ``x`` (``theta`` or the noise ``scale``), two per row, one line per
+    ``hue`` value; repeated draws at the same x are averaged with a band."""
+    rows = -(-len(metrics) // 2)
+    fig, grid = plt.subplots(rows, 2, figsize=(10, 3.6 * rows), squeeze=False)
+    axes = [list(grid.flat)[: len(metrics)]]
+    for ax in list(grid.flat)[len(metrics) :]:
+        ax.set_axis_off()
     labels = {
         "loss": "regularized loss CE + $\\lambda\\sum\\|W\\|_F^2$",
         "ce": "cross-entropy",
@@ -104,36 +208,59 @@ def plot_loss_paths(
         sns.lineplot(
             data=paths, x=x, y=metric, hue=hue, marker="o", markersize=4, ax=ax, errorbar="sd", legend=ax is axes[0][-1]
         )
-        ax.set_ylabel(labels.get(metric, metric), fontsize=9)
+        ax.set_ylabel(labels.get(metric, metric), fontsize=10)
         ax.set_xlabel(xlabel or x)
-    axes[0][-1].legend(fontsize=7, frameon=False, title=hue, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[0][-1].legend(fontsize=9, frameon=False, title=hue, loc="center left", bbox_to_anchor=(1.0, 0.5))
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
 
 
-def plot_planted_slack(trials: pd.DataFrame) -> plt.Figure:
-    """Left: the slack per seed and its mean against N (0 line: the inequality without slack).
-    Right: mean |slack| and the removed regularization lambda ||R2||^2 against N, log-log."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    left.scatter(trials["N"], trials["slack"], s=14, alpha=0.6, label="one seed")
-    mean = trials.groupby("N")["slack"].mean()
-    left.plot(mean.index, mean.to_numpy(), "k-o", ms=4, label="mean over seeds")
+def plot_planted_slack(trials: pd.DataFrame, *, control: pd.DataFrame | None = None) -> plt.Figure:
+    """Left: the slack per seed and its mean against N, with its two parts (CE part CE(S2) - CE(W2),
+    penalty part -2 lambda <S2, R2>; 0 line: the inequality without slack). Right, log-log: mean
+    |slack|, mean |CE part|, mean |penalty part| and the removed regularization lambda ||R2||^2 against
+    N, with the fitted power law of |slack| and a 1/N guide. ``control`` (e.g. a run with label noise)
+    adds its mean slack to the left panel and its mean |slack| to the right one."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.9))
+    left.scatter(trials["N"], trials["slack"], s=14, alpha=0.5, color="k", label="slack, one seed")
+    grouped = trials.assign(
+        abs_slack=trials["slack"].abs(),
+        abs_ce=trials["slack_ce"].abs(),
+        abs_pen=trials["slack_penalty"].abs(),
+    ).groupby("N")
+    n = grouped["slack"].mean().index.to_numpy(dtype=float)
+    left.plot(n, grouped["slack"].mean().to_numpy(), "k-o", ms=4, label="mean over seeds")
+    left.plot(n, grouped["slack_ce"].mean().to_numpy(), "C1--s", ms=4, label="CE part (mean)")
+    left.plot(n, grouped["slack_penalty"].mean().to_numpy(), "C2:^", ms=4, label="penalty part (mean)")
+    if control is not None:
+        left.plot(control.groupby("N")["slack"].mean(), "C4-d", ms=4, label="mean slack, control run (label noise)")
     left.axhline(0.0, color="C3", lw=1, ls="--", label="no slack")
     left.set_xscale("log", base=2)
     left.set_xlabel("width N")
-    left.set_ylabel(r"slack = $L(S_2) - L(W_2) + \lambda\|R_2\|_F^2$", fontsize=9)
-    left.legend(fontsize=7, frameon=False)
-    grouped = trials.assign(abs_slack=trials["slack"].abs()).groupby("N")
-    right.loglog(grouped["abs_slack"].mean(), "k-o", ms=4, base=2, label="mean |slack|")
-    right.loglog(grouped["reg_removed"].mean(), "C0-s", ms=4, base=2, label=r"$\lambda\|R_2\|_F^2$ removed")
-    n = np.asarray(sorted(trials["N"].unique()), dtype=float)
-    ref = grouped["abs_slack"].mean().iloc[0] * np.sqrt(n[0] / n)
-    right.loglog(n, ref, color="0.5", ls=":", base=2, label=r"$\propto N^{-1/2}$ (guide)")
+    left.set_ylabel(r"slack = $L(S_2) - L(W_2) + \lambda\|R_2\|_F^2$", fontsize=10)
+    left.legend(fontsize=9, frameon=False)
+    abs_slack = grouped["abs_slack"].mean().to_numpy()
+    right.loglog(n, abs_slack, "k-o", ms=4, base=2, label="mean |slack|")
+    right.loglog(n, grouped["abs_ce"].mean().to_numpy(), "C1--s", ms=4, base=2, label="mean |CE part|")
+    right.loglog(n, grouped["abs_pen"].mean().to_numpy(), "C2:^", ms=4, base=2, label="mean |penalty part|")
+    right.loglog(n, grouped["reg_removed"].mean().to_numpy(), "C0-s", ms=4, base=2, label=r"$\lambda\|R_2\|_F^2$")
+    if len(n) > 1 and (abs_slack > 0).all():
+        slope, icpt = np.polyfit(np.log(n), np.log(abs_slack), 1)
+        right.loglog(n, np.exp(icpt) * n**slope, color="k", lw=0.8, base=2, label=f"fit: $N^{{{slope:.2f}}}$")
+    right.loglog(n, abs_slack[0] * n[0] / n, color="0.5", ls=":", base=2, label=r"$\propto 1/N$ (guide)")
+    if control is not None:
+        right.loglog(
+            control.groupby("N")["slack"].apply(lambda v: v.abs().mean()),
+            "C4-d",
+            ms=4,
+            base=2,
+            label="mean |slack|, control",
+        )
     right.set_xlabel("width N")
-    right.set_ylabel("loss units")
-    right.legend(fontsize=7, frameon=False)
+    right.set_ylabel("loss units", fontsize=10)
+    right.legend(fontsize=9, frameon=False, ncol=2)
     fig.tight_layout()
     return fig
 
@@ -153,7 +280,7 @@ def plot_planted_theta(paths: pd.DataFrame, trials: pd.DataFrame, N: int) -> plt
     ax.set_xlabel(r"$\theta$ in $W_2 = S_2 + \theta R_2$")
     ax.set_ylabel("regularized loss")
     ax.set_title(f"N = {N}; dashed: $L(W_2) - \\lambda(1-\\theta^2)\\|R_2\\|_F^2$", fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=9, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -172,5 +299,5 @@ def plot_singular_values(
     ax.set_xlabel("rank i")
     ax.set_ylabel("singular value $s_i$")
     ax.set_title(title or "singular values; dashed: fitted edge $s_+$", fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=9, frameon=False)
     return ax

@@ -33,7 +33,7 @@ def plot_mp_densities(ratios: Sequence[float], sigma2: float = 1.0, ax: plt.Axes
     ax.set_xlabel(r"eigenvalue $\lambda = s^2/N$")
     ax.set_ylabel("MP density")
     ax.set_title(rf"Marchenko-Pastur law, $\sigma^2$ = {sigma2:g} (dotted: edges)", fontsize=10)
-    ax.legend(frameon=False, fontsize=8)
+    ax.legend(frameon=False, fontsize=9)
     return ax
 
 
@@ -56,7 +56,7 @@ def plot_mp_check(
     ax.set_ylabel("density")
     ax.set_ylim(0, min(ax.get_ylim()[1], 2.5 / sigma2))
     ax.set_title(title or f"c = {ratio:g}", fontsize=9)
-    ax.legend(frameon=False, fontsize=7)
+    ax.legend(frameon=False, fontsize=9)
     return ax
 
 
@@ -82,12 +82,13 @@ def plot_tw_edge(
     ax.set_xlabel(r"$(\lambda_{\max}/\sigma^2 - (1+\sqrt{c})^2)\,/\,(N^{-2/3} c^{-1/6} (1+\sqrt{c})^{4/3})$")
     ax.set_ylabel("density")
     ax.set_title(title or "Fluctuations of the largest noise eigenvalue", fontsize=10)
-    ax.legend(frameon=False, fontsize=7, loc="upper left")
+    ax.legend(frameon=False, fontsize=9, loc="upper left")
     return ax
 
 
 def plot_bbp_transition(table: pd.DataFrame) -> plt.Figure:
-    """Two panels from :func:`rmtlib.experiments.spiked.bbp_detection`: detection rate and top singular value vs strength."""
+    """Two panels (one above the other) from :func:`rmtlib.experiments.spiked.bbp_detection`: detection rate
+    and top singular value against the signal strength."""
     fig, (ax_rate, ax_top) = plt.subplots(2, 1, figsize=(7.5, 7.8))
     shapes = table[["m", "n"]].drop_duplicates().itertuples(index=False)
     shapes = list(shapes)
@@ -132,10 +133,10 @@ def plot_bbp_transition(table: pd.DataFrame) -> plt.Figure:
     ax_rate.set_ylabel("fraction of trials with a spike detected")
     ax_rate.set_ylim(-0.03, 1.03)
     ax_rate.set_title("Spike detection by the MP fit (BEMA + TW edge)", fontsize=10)
-    ax_rate.legend(frameon=False, fontsize=7, ncol=2)
+    ax_rate.legend(frameon=False, fontsize=9, ncol=2)
     ax_top.set_ylabel(r"top singular value / bulk edge $\sigma(\sqrt{N}+\sqrt{p})$")
     ax_top.set_title("Top singular value: simulation (dots) and BBP limit (lines)", fontsize=10)
-    ax_top.legend(frameon=False, fontsize=7)
+    ax_top.legend(frameon=False, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -157,5 +158,5 @@ def plot_spiked_esd(
         ax.plot(pred, np.full(len(pred), 0.16 * top), "|", color="k", ms=14, mew=2, label="BBP prediction")
         right = max(right, float(pred.max()))
     ax.set_xlim(0, max(ax.get_xlim()[1], right * 1.08))
-    ax.legend(fontsize=7, frameon=False, loc="upper right")
+    ax.legend(fontsize=9, frameon=False, loc="upper right")
     return ax

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from rmtlib.errors import InputError
 from rmtlib.nn.lowrank import gram_eigh
 from rmtlib.runtime import resolve_device
-from rmtlib.spectral.fit import MPFit, fit_mp
+from rmtlib.spectral.fit import MPFit, count_zero_lines, fit_mp
 from rmtlib.spectral.gram import gram, gram_eigenvalues, gram_singular_values, singular_from_eigenvalues
 from rmtlib.spectral.layers import FactoredLayer, layer_matrices, prunable_layers
 
@@ -212,7 +212,15 @@ def fit_unit(
         unit.fit, unit.status = None, "all_zero"
         return None
     try:
-        fit = fit_mp(sv, shape=(unit.m, unit.n), alpha=alpha, beta=beta, name=unit.name, edge_centring=edge_centring)
+        fit = fit_mp(
+            sv,
+            shape=(unit.m, unit.n),
+            alpha=alpha,
+            beta=beta,
+            name=unit.name,
+            edge_centring=edge_centring,
+            zero_lines=count_zero_lines(unit.matrix),
+        )
     except InputError:  # e.g. a rank-deficient matrix whose central spectrum is zero
         unit.fit, unit.status = None, "fit_failed"
         return None

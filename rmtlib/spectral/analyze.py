@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from rmtlib.errors import InputError
-from rmtlib.spectral.fit import MIN_DIM, MPFit, fit_mp
+from rmtlib.spectral.fit import MIN_DIM, MPFit, count_zero_lines, fit_mp
 from rmtlib.spectral.gram import gram_eigenvalues, singular_from_eigenvalues
 from rmtlib.spectral.layers import layer_matrices
 
@@ -95,6 +95,7 @@ def layer_fits(
             name=item.name,
             min_dim=min_dim,
             edge_centring=edge_centring,
+            zero_lines=count_zero_lines(item.matrix),
         )
         out.append((item.name, item.kind, shapes[index], fit, fit.status))
     return out
@@ -118,8 +119,10 @@ def analyze(
 
     Columns: layer, kind, block (depth index parsed from the name), m, n, params, ratio,
     sigma2, lambda_plus, sv_edge, gamma, mu, n_spikes, status (``ok``, ``too_small``,
-    ``rank_deficient``: zeros reach the fit's central window, ``all_zero``). Layers that could not be fitted have NaN metrics. ``host_workers``: CPU threads
-    for the eigenvalues (default: torch's thread count; on a GPU, 0 keeps all the work there).
+    ``rank_deficient``: zeros reach the fit's central window, ``all_zero``); ratio is that of the
+    fitted matrix (all-zero rows and columns dropped, see :func:`rmtlib.fit_mp`). Layers that could
+    not be fitted have NaN metrics. ``host_workers``: CPU threads for the eigenvalues (default:
+    torch's thread count; on a GPU, 0 keeps all the work there).
     ``edge_centring``: the edge's finite-size centring (:func:`rmtlib.fit_mp`; default the paper's).
     See :func:`layer_fits`.
     """
@@ -147,7 +150,7 @@ def analyze(
                 "m": m,
                 "n": n,
                 "params": m * n,
-                "ratio": min(m, n) / max(m, n),
+                "ratio": fit.ratio if fit is not None else min(m, n) / max(m, n),
                 "sigma2": fit.sigma2 if ok else nan,
                 "lambda_plus": fit.lambda_plus if ok else nan,
                 "sv_edge": fit.sv_edge if ok else nan,

@@ -4,10 +4,20 @@ BEMA (bulk-edge moment approach, Ke-Ma-Lin) fits sigma^2 by least squares throug
 between the central order statistics of the eigenvalues s_i^2 / N and the matching MP(c, 1)
 quantiles, so spikes and the smallest eigenvalues do not bias it. The edge adds a Tracy-Widom
 (beta = 1) fluctuation term. Two bugs of the paper's reference code are fixed here: the edge
-uses (1 + sqrt c)^(4/3) (not ((1 + sqrt c)^4)/3), and the MP cdf is 1 above the edge (not 0),
-so the fit error ``mu`` is not inflated. The k-th smallest eigenvalue is matched with the
-(k - 1/2)/p quantile (the midpoint of its empirical-cdf step) rather than k/p, which removes a
-small downward bias of sigma^2 (about 0.2% at p = 768).
+uses (1 + sqrt c)^(4/3) (not ((1 + sqrt c)^4)/3), and the MP cdf is 1 above the edge (not 0).
+The cdf bug matters only when more than p - floor((1 - alpha) p) eigenvalues (a quarter of the
+spectrum at alpha = 0.25) lie above the fitted MP edge sigma^2 (1 + sqrt c)^2: only then does an
+eigenvalue of BEMA's window, where ``mu`` is measured, sit above the edge, and the reference's
+``mu`` jumps to at least floor((1 - alpha) p) / p (0.75); otherwise both give the same ``mu``
+(tests/test_fit.py checks both cases).
+
+Quantile convention (``bema_quantile``): the k-th smallest eigenvalue is matched with the MP
+quantile at (k - 1/2)/p by default (``"midpoint"``, the middle of its empirical-cdf step). The
+paper's text uses k/p (``"paper"``), its reference code (k - 1)/p (``"reference"``). Measured on
+4000 N(0, 1) 300 x 100 matrices (alpha 0.25): mean sigma^2 0.9992 (midpoint), 0.9896 (k/p),
+1.0090 ((k - 1)/p), standard error 0.0002. The reference code also divides s^2 by the layer's
+in-features rather than N = max(m, n), so its sigma^2 differs from this one by the aspect ratio
+for a layer with more outputs than inputs (x4 for ViT fc1); its edge s_+, gamma and mu do not.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from rmtlib.spectral.gram import gram_singular_values
 from rmtlib.theory.mp import mp_cdf, mp_ppf
 from rmtlib.theory.tracy_widom import EDGE_CENTRINGS, tw1_ppf, tw_centre_scale
 
-__all__ = ["MPFit", "fit_mp", "singular_values", "MIN_DIM"]
+__all__ = ["MPFit", "fit_mp", "singular_values", "count_zero_lines", "MIN_DIM", "BEMA_QUANTILES"]
 
 MIN_DIM = 16
 """Smallest min(m, n) for which a fit is attempted; smaller layers get status ``too_small``."""
@@ -50,14 +60,28 @@ class MPFit:
     beta: float
     singular_values: np.ndarray = field(repr=False)
     edge_centring: str = "paper"
+    rows_dropped: int = 0
+    cols_dropped: int = 0
+
+    @property
+    def m_eff(self) -> int:
+        """Rows of the fitted matrix: ``m`` less the all-zero rows that were dropped."""
+        return self.m - self.rows_dropped
+
+    @property
+    def n_eff(self) -> int:
+        """Columns of the fitted matrix: ``n`` less the all-zero columns that were dropped."""
+        return self.n - self.cols_dropped
 
     @property
     def p(self) -> int:
-        return min(self.m, self.n)
+        """min(m, n) of the fitted (reduced) matrix."""
+        return min(self.m_eff, self.n_eff)
 
     @property
     def N(self) -> int:  # noqa: N802 - the paper's notation
-        return max(self.m, self.n)
+        """max(m, n) of the fitted (reduced) matrix."""
+        return max(self.m_eff, self.n_eff)
 
     @property
     def ratio(self) -> float:
@@ -81,7 +105,7 @@ class MPFit:
         """Scalar fields as a dict (for tables)."""
         out = asdict(self)
         out.pop("singular_values")
-        out.update(p=self.p, N=self.N, ratio=self.ratio)
+        out.update(m_eff=self.m_eff, n_eff=self.n_eff, p=self.p, N=self.N, ratio=self.ratio)
         return out
 
 
@@ -116,6 +140,19 @@ def singular_values(matrix: Any, *, name: str = "matrix", device: str | torch.de
     return gram_singular_values(t, device=device)
 
 
+def count_zero_lines(matrix: Any) -> tuple[int, int]:
+    """Numbers of all-zero rows and all-zero columns of a 2-D matrix (exact zeros).
+
+    Pass them to :func:`fit_mp` as ``zero_lines=`` when fitting singular values computed elsewhere,
+    so that the fit drops those rows/columns as it does when given the matrix.
+    """
+    t = matrix.detach() if isinstance(matrix, torch.Tensor) else torch.as_tensor(np.asarray(matrix))
+    if t.ndim != 2:
+        raise InputError(f"count_zero_lines: expected a 2-D matrix, got shape {tuple(t.shape)}")
+    nonzero = t != 0
+    return int((~nonzero.any(dim=1)).sum()), int((~nonzero.any(dim=0)).sum())
+
+
 def _edge(sigma2: float, p: int, N: int, beta: float, centring: str = "paper") -> float:
     """Tracy-Widom-corrected upper edge lambda_+ (eigenvalue units)."""
     t = float(tw1_ppf(1.0 - beta))
@@ -138,15 +175,20 @@ def _bema_window(p: int, alpha: float) -> np.ndarray:
     return np.arange(lo, hi + 1)
 
 
+BEMA_QUANTILES = {"midpoint": 0.5, "paper": 0.0, "reference": 1.0}
+"""Quantile conventions of BEMA: the k-th smallest eigenvalue is matched with the MP quantile at
+(k - offset)/p: ``midpoint`` (default), the paper's text ``paper`` (k/p), its code ``reference``."""
+
+
 @lru_cache(maxsize=256)
-def _bema_reference(p: int, N: int, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """The BEMA window's ranks and their MP(c, 1) quantiles at (k - 1/2)/p, cached per shape.
+def _bema_reference(p: int, N: int, alpha: float, quantile: str = "midpoint") -> tuple[np.ndarray, np.ndarray]:
+    """The BEMA window's ranks and their MP(c, 1) quantiles at (k - offset)/p, cached per shape.
 
     A model repeats a handful of shapes (ViT-B/16: four), and the quantile bisection is most of
     a fit's time, so each (p, N, alpha) is computed once. The arrays are read-only.
     """
     ranks = _bema_window(p, alpha)
-    q = mp_ppf((ranks - 0.5) / p, p / N, 1.0)
+    q = mp_ppf((ranks - BEMA_QUANTILES[quantile]) / p, p / N, 1.0)
     ranks.setflags(write=False)
     q.setflags(write=False)
     return ranks, q
@@ -161,6 +203,8 @@ def fit_mp(
     name: str | None = None,
     min_dim: int = MIN_DIM,
     edge_centring: str = "paper",
+    zero_lines: tuple[int, int] | None = None,
+    bema_quantile: str = "midpoint",
 ) -> MPFit:
     """Fit MP to a weight matrix (or to its singular values with ``shape=(m, n)``).
 
@@ -175,13 +219,25 @@ def fit_mp(
         edge_centring: finite-size centring of the edge (:data:`rmtlib.theory.tracy_widom.EDGE_CENTRINGS`):
             ``paper`` (default, the paper's (1 + sqrt c)^2), or ``ma`` / ``johnstone``, whose
             false-alarm rate is closer to ``beta`` at finite size (chapter 1 measures all three).
+        zero_lines: with ``shape=``, the numbers (rows, columns) of all-zero rows and columns of the
+            matrix the singular values came from (:func:`count_zero_lines`); default none.
+        bema_quantile: BEMA's quantile convention (:data:`BEMA_QUANTILES`): ``midpoint`` (default,
+            (k - 1/2)/p, nearly unbiased), ``paper`` (k/p, sigma^2 about 1% low on 300 x 100),
+            ``reference`` ((k - 1)/p, about 1% high); see the module docstring.
+
+    All-zero rows and columns are dropped before fitting: a matrix with z zero rows is an
+    (m - z) x n matrix, with its own aspect ratio and N, and its zeros are not eigenvalues of a bulk
+    (fitting them as censored values biases sigma^2 low and invents spikes). The result keeps the
+    original ``m, n`` and records ``rows_dropped``, ``cols_dropped``; ``p``, ``N``, ``ratio`` and
+    ``singular_values`` are those of the reduced matrix. Given singular values only, the fit cannot
+    see the zero rows: pass ``zero_lines``.
 
     Singular values below the numerical-rank tolerance ``8 sqrt(p eps) s_max`` (what round-off leaves
     of exact zeros in the Gram eigenvalues) count as 0. Zeros inside BEMA's central window are left
-    out of the scale fit (and of ``mu``): a layer truncated to rank k keeps the top k singular values
-    of its spectrum, so the window's nonzero order statistics still estimate sigma^2 (a censored
-    fit). With fewer than 2 nonzero values in the window (e.g. most input features pruned) the
-    status is ``rank_deficient`` and the metrics NaN: there is no bulk left to fit.
+    out of the scale fit (and of ``mu``): a layer truncated to rank k (without zero rows or columns)
+    keeps the top k singular values of its spectrum, so the window's nonzero order statistics still
+    estimate sigma^2 (a censored fit). With fewer than 2 nonzero values in the window the status is
+    ``rank_deficient`` and the metrics NaN: there is no bulk left to fit.
     """
     what = name or "matrix"
     if isinstance(min_dim, bool) or not isinstance(min_dim, (int, np.integer)) or min_dim < 2:
@@ -192,14 +248,23 @@ def fit_mp(
         raise InputError(f"beta must be in (0, 1), got {beta}")
     if edge_centring not in EDGE_CENTRINGS:
         raise InputError(f"edge_centring must be one of {', '.join(EDGE_CENTRINGS)}, got {edge_centring!r}")
+    if bema_quantile not in BEMA_QUANTILES:
+        raise InputError(f"bema_quantile must be one of {', '.join(BEMA_QUANTILES)}, got {bema_quantile!r}")
     if shape is None:
+        if zero_lines is not None:
+            raise InputError(f"{what}: zero_lines= goes with shape= (singular values); a matrix is checked directly")
         t = _to_float64(x, what)
         if t.ndim != 2:
             raise InputError(
                 f"{what}: expected a 2-D weight matrix (or singular values with shape=), got shape {tuple(t.shape)}"
             )
         m, n = t.shape
-        sv = singular_values(t, name=what)
+        nonzero = t != 0
+        keep_rows, keep_cols = nonzero.any(dim=1), nonzero.any(dim=0)
+        zr, zc = int(m - keep_rows.sum()), int(n - keep_cols.sum())
+        if (zr or zc) and zr < m:
+            t = t[keep_rows][:, keep_cols]
+        sv = singular_values(t, name=what) if zr < m else np.zeros(min(m, n))
     else:
         m, n = (int(v) for v in shape)
         t = _to_float64(x, what)
@@ -210,24 +275,35 @@ def fit_mp(
         if bool((t < 0).any()):
             raise InputError(f"{what}: singular values must be non-negative")
         sv = np.sort(t.cpu().numpy())[::-1].copy()
+        zr, zc = _check_zero_lines(zero_lines, m, n, what)
+        if zr < m and zc < n:
+            keep = min(m - zr, n - zc)
+            if np.any(sv[keep:] > RANK_TOLERANCE * np.sqrt(min(m, n) * np.finfo(np.float64).eps) * sv[0]):
+                raise InputError(
+                    f"{what}: zero_lines={zero_lines} leaves a {m - zr} x {n - zc} matrix of rank <= {keep}, "
+                    f"but {int(np.sum(sv[keep:] > 0))} more singular values are nonzero"
+                )
+            sv = sv[:keep]
     if m < 1 or n < 1:
         raise InputError(f"{what}: empty matrix of shape {(m, n)}")
     if not np.any(sv > 0):
         raise InputError(f"{what}: all-zero matrix has no spectrum to fit")
-    p, N = min(m, n), max(m, n)
+    dropped = {"rows_dropped": zr, "cols_dropped": zc}
+    m_fit, n_fit = m - zr, n - zc
+    p, N = min(m_fit, n_fit), max(m_fit, n_fit)
     nan = float("nan")
     if p < min_dim:
-        return MPFit(m, n, nan, nan, nan, nan, nan, 0, "too_small", alpha, beta, sv, edge_centring)
+        return MPFit(m, n, nan, nan, nan, nan, nan, 0, "too_small", alpha, beta, sv, edge_centring, **dropped)
     sv = np.where(sv < RANK_TOLERANCE * np.sqrt(p * np.finfo(np.float64).eps) * sv[0], 0.0, sv)
 
     ratio = p / N
     eig_asc = (sv[::-1] ** 2) / N
-    ranks, q = _bema_reference(p, N, float(alpha))
+    ranks, q = _bema_reference(p, N, float(alpha), bema_quantile)
     lam = eig_asc[ranks - 1]
     if not np.all(lam > 0):  # censored: zeros (a truncated rank, pruned features) are not order statistics
         usable = lam > 0
         if usable.sum() < 2:
-            return MPFit(m, n, nan, nan, nan, nan, nan, 0, "rank_deficient", alpha, beta, sv, edge_centring)
+            return MPFit(m, n, nan, nan, nan, nan, nan, 0, "rank_deficient", alpha, beta, sv, edge_centring, **dropped)
         ranks, q, lam = ranks[usable], q[usable], lam[usable]
     sigma2 = float(np.dot(q, lam) / np.dot(q, q))
     if not sigma2 > 0:
@@ -241,4 +317,19 @@ def fit_mp(
     # sup over the central window of |F_MP - empirical cdf|, both sides of each jump
     f = mp_cdf(lam, ratio, sigma2)
     mu = float(max(np.max(np.abs(f - ranks / p)), np.max(np.abs(f - (ranks - 1) / p))))
-    return MPFit(m, n, sigma2, float(lambda_plus), sv_edge, gamma, mu, n_spikes, "ok", alpha, beta, sv, edge_centring)
+    return MPFit(
+        m, n, sigma2, float(lambda_plus), sv_edge, gamma, mu, n_spikes, "ok", alpha, beta, sv, edge_centring, **dropped
+    )
+
+
+def _check_zero_lines(zero_lines: Any, m: int, n: int, what: str) -> tuple[int, int]:
+    """Validate ``zero_lines=`` (counts of all-zero rows and columns) against the shape (m, n)."""
+    if zero_lines is None:
+        return 0, 0
+    try:
+        zr, zc = (int(v) for v in zero_lines)
+    except (TypeError, ValueError):
+        raise InputError(f"{what}: zero_lines must be a pair (rows, columns) of counts, got {zero_lines!r}") from None
+    if not (0 <= zr <= m and 0 <= zc <= n) or (zr == m) != (zc == n):
+        raise InputError(f"{what}: zero_lines={zero_lines!r} is impossible for shape {(m, n)}")
+    return zr, zc
