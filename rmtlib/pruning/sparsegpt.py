@@ -62,7 +62,7 @@ def sparsegpt_solve(
     w = weight.detach().to(torch.float64).clone()
     rows, cols = w.shape
     zero = w == 0
-    hinv = _inverse_cholesky(hessian.to(device=w.device, dtype=torch.float64), damp)
+    hinv = _inverse_cholesky(hessian.detach().to(device=w.device, dtype=torch.float64), damp)
     starts = list(range(0, cols, blocksize))
     if nm is None:
         block_nnz = [int((~zero[:, i : i + blocksize]).sum()) for i in starts]
