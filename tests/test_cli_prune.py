@@ -195,7 +195,7 @@ def test_dense_top1_is_the_unpruned_models(tmp_path: Path, capsys: pytest.Captur
         )
         == 0
     )
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("accuracy on"))
+    line = next(t for t in capsys.readouterr().out.splitlines() if t.startswith("accuracy on"))
     dense, pruned = (part.split()[-1] for part in line.split(": ", 1)[1].split(", ")[:2])
     assert dense == pruned  # sparsity 0 removes nothing, so the two must agree
 
