@@ -100,7 +100,31 @@ def test_forward_order_follows_the_calls_not_the_registration():
             return self.b(self.a(x))
 
     m = Backwards()
-    assert forward_order(m, [m.b, m.a], torch.randn(2, 4)) == [m.a, m.b]
+    order, calls = forward_order(m, [m.b, m.a], torch.randn(2, 4))
+    assert order == [m.a, m.b] and calls == {id(m.a): 1, id(m.b): 1}
+
+
+def test_a_stopped_forward_gives_the_same_statistics():
+    """The forward stops after the layer's last call; a layer called twice accumulates both calls."""
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.b(self.a(self.a(x)))
+
+    m = Twice()
+    x = torch.randn(10, 4)
+    _, calls = forward_order(m, [m.a, m.b], x)
+    assert calls[id(m.a)] == 2
+    full = layer_statistics(m, [m.a], x, gram=True, batch=3)[id(m.a)]
+    reached_b = []
+    m.b.register_forward_hook(lambda *args: reached_b.append(1))
+    stopped = layer_statistics(m, [m.a], x, gram=True, batch=3, stop_after=2)[id(m.a)]
+    assert full.count == stopped.count == 20 and torch.allclose(full.gram, stopped.gram)
+    assert not reached_b
 
 
 def test_grouped_convolution_is_refused_by_name():

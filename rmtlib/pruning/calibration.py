@@ -158,10 +158,17 @@ class LayerStats:
     gram: torch.Tensor | None = None
 
 
+class _StopForward(Exception):
+    """Raised by a hook once the inputs it waits for are captured: the rest of the forward is not needed."""
+
+
 def _run(model: nn.Module, x: torch.Tensor, batch: int) -> None:
     with _Eval(model), torch.no_grad():
         for start in range(0, x.shape[0], batch):
-            model(_to_model(x[start : start + batch], model))
+            try:
+                model(_to_model(x[start : start + batch], model))
+            except _StopForward:
+                pass
 
 
 def layer_statistics(
@@ -172,12 +179,17 @@ def layer_statistics(
     gram: bool = False,
     device: torch.device | None = None,
     batch: int = BATCH,
+    stop_after: int | None = None,
 ) -> dict[int, LayerStats]:
     """Run ``x`` through ``model`` and accumulate each module's input statistics (keyed by ``id``).
 
     A module called several times (a shared layer) accumulates every call's inputs; ``device`` is
-    where the float64 sums live (default: the module's own)."""
+    where the float64 sums live (default: the module's own). With ``stop_after`` (one module only:
+    the number of times a forward calls it) each batch's forward stops once it has been called that often."""
     stats: dict[int, LayerStats] = {}
+    calls = [0]
+    if stop_after is not None and len(_unique(modules)) != 1:
+        raise ValueError("stop_after needs exactly one module")
 
     def hook(module: nn.Module, args: tuple, _output: Any) -> None:
         rows = layer_input_rows(module, args[0].detach())
@@ -195,6 +207,9 @@ def layer_statistics(
         entry.sq_norms += (rows * rows).sum(0)
         if entry.gram is not None:
             entry.gram += rows.T @ rows
+        calls[0] += 1
+        if stop_after is not None and calls[0] % stop_after == 0:
+            raise _StopForward
 
     handles = [m.register_forward_hook(hook) for m in _unique(modules)]
     try:
@@ -221,12 +236,17 @@ def layer_inputs(model: nn.Module, modules: Sequence[nn.Module], x: torch.Tensor
     return {key: torch.cat(parts) for key, parts in rows.items()}
 
 
-def forward_order(model: nn.Module, modules: Sequence[nn.Module], x: torch.Tensor) -> list[nn.Module]:
-    """``modules`` in the order a forward pass of ``x[:1]`` first calls them (never-called ones last)."""
+def forward_order(
+    model: nn.Module, modules: Sequence[nn.Module], x: torch.Tensor
+) -> tuple[list[nn.Module], dict[int, int]]:
+    """``modules`` in the order a forward pass of ``x[:1]`` first calls them (never-called ones last),
+    and how often that forward calls each (keyed by ``id``; 0 for a module never called)."""
     order: list[nn.Module] = []
     seen: set[int] = set()
+    counts: dict[int, int] = {}
 
     def hook(module: nn.Module, _args: tuple, _output: Any) -> None:
+        counts[id(module)] = counts.get(id(module), 0) + 1
         if id(module) not in seen:
             seen.add(id(module))
             order.append(module)
@@ -238,7 +258,7 @@ def forward_order(model: nn.Module, modules: Sequence[nn.Module], x: torch.Tenso
     finally:
         for h in handles:
             h.remove()
-    return order + [m for m in unique if id(m) not in seen]
+    return order + [m for m in unique if id(m) not in seen], {id(m): counts.get(id(m), 0) for m in unique}
 
 
 def _unique(modules: Iterable[nn.Module]) -> list[nn.Module]:

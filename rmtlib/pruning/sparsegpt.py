@@ -145,8 +145,11 @@ def sparsegpt(
     by_module: dict[int, list[int]] = {}
     for index, unit in enumerate(units):
         by_module.setdefault(id(unit.module), []).append(index)
-    for module in forward_order(ctx.model, [u.module for u in units], ctx.calibration):
-        stats = layer_statistics(ctx.model, [module], ctx.calibration, gram=True, device=ctx.device).get(id(module))
+    order, calls = forward_order(ctx.model, [u.module for u in units], ctx.calibration)
+    for module in order:
+        stats = layer_statistics(
+            ctx.model, [module], ctx.calibration, gram=True, device=ctx.device, stop_after=calls[id(module)] or None
+        ).get(id(module))
         for index in by_module[id(module)]:
             unit = units[index]
             hessian = stats.gram if stats is not None else torch.zeros(unit.n, unit.n, dtype=torch.float64)
