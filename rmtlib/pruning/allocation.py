@@ -6,6 +6,12 @@ budgets, a layer's removed fraction proportional to its randomness (1 - mu_l) ga
 section 3, the B_l of a cycle with its exponent at 1). ``alpha``: AlphaPruning (Lu et al., NeurIPS
 2024), removed fraction linear in the layer's Hill alpha. Every allocation is normalised so that the
 counts sum exactly to the whole-model removal (:func:`rmtlib.pruning.elementwise.removal_needed`).
+
+Differences from AlphaPruning's code, by choice: its alpha is WeightWatcher-style PL_Alpha_Hill with a
+fitted tail start (xmin), ours :func:`rmtlib.spectral.heavy_tail.hill_alpha` with the top k = 20
+eigenvalues (as the authors' 2026 SEB does); its LLM runs average alpha over each transformer block,
+ours keeps one alpha per layer; its ratios are rescaled by one factor, ours split exactly (largest
+remainders, capped at each layer's nonzeros, the excess passed on to the other layers).
 """
 
 from __future__ import annotations
