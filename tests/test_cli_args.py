@@ -87,3 +87,19 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     assert rmtlib.cli.main.console() == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_calibration_spec_and_default():
+    from rmtlib.cli.args import calibration_spec, default_calibration
+
+    assert calibration_spec("mnist:256") == ("mnist", 256)
+    assert calibration_spec("mnist") == ("mnist", 256)
+    assert calibration_spec("imagefolder:/data/in:128") == ("imagefolder:/data/in", 128)
+    assert calibration_spec("fashion-mnist:/x") == ("fashion-mnist:/x", 256)
+    with pytest.raises(argparse.ArgumentTypeError):
+        calibration_spec("mnist:0")
+    assert default_calibration(None, ["magnitude"], "mnist_vit", None) is None
+    assert default_calibration(None, ["sparsegpt"], "mnist_vit", None) == ("mnist", 256)
+    assert default_calibration(None, ["wanda"], "fc:8-4", "synthetic") == ("synthetic", 256)
+    with pytest.raises(InputError, match="--calibration DATA"):
+        default_calibration(None, ["wanda"], "fc:8-4", None)

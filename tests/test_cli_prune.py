@@ -118,6 +118,12 @@ def _exit_code(argv: list[str]) -> int:
         ["--method", "rmt", "--sparsity", "0.3", "--option", "rho=-0.1"],  # ran 200 cycles, then a wrong cause
         ["--method", "rmt", "--sparsity", "0.3", "--option", "rho=NaN"],
         ["--method", "rmt_oneshot", "--sparsity", "0.3", "--option", "scale=-1"],
+        ["--method", "magnitude", "--sparsity", "0.3", "--pattern", "2:4"],  # a pattern fixes the sparsity
+        ["--method", "magnitude", "--pattern", "4:4"],
+        ["--method", "svd", "--pattern", "2:4"],
+        ["--method", "wanda", "--sparsity", "0.3"],  # no --calibration and no --data to take it from
+        ["--method", "wanda", "--sparsity", "0.3", "--calibration", "mnist:0"],
+        ["--method", "magnitude", "--sparsity", "0.3", "--option", "pattern=2:4"],  # set by --pattern
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, extra: list[str], monkeypatch: pytest.MonkeyPatch):
@@ -189,7 +195,7 @@ def test_dense_top1_is_the_unpruned_models(tmp_path: Path, capsys: pytest.Captur
         )
         == 0
     )
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("accuracy on"))
+    line = next(t for t in capsys.readouterr().out.splitlines() if t.startswith("accuracy on"))
     dense, pruned = (part.split()[-1] for part in line.split(": ", 1)[1].split(", ")[:2])
     assert dense == pruned  # sparsity 0 removes nothing, so the two must agree
 
@@ -277,3 +283,23 @@ def test_fit_stays_a_method_option(tmp_path: Path):
         == 0
     )
     assert pd.read_csv(tmp_path / "r.csv")["gamma"].isna().all()  # no MP fit was made
+
+
+def test_wanda_and_sparsegpt_on_the_mnist_vit_with_calibration_images(tmp_path: Path, capsys: pytest.CaptureFixture):
+    for method in ("wanda", "sparsegpt"):
+        out = tmp_path / f"{method}.safetensors"
+        args = ["prune", "mnist_vit", "--method", method, "--sparsity", "0.4", "--calibration", "mnist:16"]
+        assert main([*args, "--out", str(out), "--quiet"]) == 0
+        text = capsys.readouterr().out
+        assert "reached 0.4000" in text and "allocation=uniform" in text
+        assert read_checkpoint(out)[1]["metadata"]["calibration"] == "mnist:16"
+
+
+def test_pattern_flag_gives_n_of_m(tmp_path: Path, capsys: pytest.CaptureFixture):
+    out = tmp_path / "nm.safetensors"
+    assert main(["prune", "fc:16-8-4", "--method", "magnitude", "--pattern", "2:4", "--out", str(out), "--quiet"]) == 0
+    assert "pattern=2:4" in capsys.readouterr().out
+    weights = read_checkpoint(out)[0]
+    for name in ("1.weight", "3.weight"):
+        w = weights[name]
+        assert bool(((w != 0).reshape(w.shape[0], -1, 4).sum(-1) == 2).all())

@@ -758,3 +758,24 @@ def test_overwrite_without_out_is_harmless():
         )
         == 0
     )
+
+
+def test_data_methods_take_calibration_images(tmp_path: Path):
+    """wanda/sparsegpt rows equal the library's prune on the same seeded calibration images."""
+    from rmtlib.cli.args import load_calibration
+    from rmtlib.pruning import prune
+    from rmtlib.train.loops import evaluate
+
+    ckpt = _checkpoint(tmp_path)
+    out = tmp_path / "cal.csv"
+    argv = ["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "wanda,sparsegpt"]
+    assert main([*argv, "--levels", "0.5", "--calibration", "synthetic:32", "--out", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out).set_index("method")
+    model = create_model(MODEL, checkpoint=ckpt).eval()
+    inputs = load_calibration(("synthetic", 32), model, 0)
+    loader = make_loader(load_dataset("synthetic", "test"), 500)
+    for method in ("wanda", "sparsegpt"):
+        pruned, _ = prune(model, method, sparsity=0.5, calibration=inputs)
+        assert table.loc[method, "top1_pruned"] == pytest.approx(100 * evaluate(pruned, loader)["accuracy"])
+        assert table.loc[method, "sparsity"] == pytest.approx(0.5, abs=1e-6)
+    assert json.loads((tmp_path / "cal.csv.settings.json").read_text())["calibration"] == "synthetic:32"

@@ -62,4 +62,4 @@ def test_every_builtin_method_declares_what_it_needs():
     assert {"rmt", "rmt_oneshot", "rmt_lowrank", "magnitude", "svd", "random"} <= set(METHODS)
     assert [m for m, s in METHODS.items() if s.structured] == ["rmt_lowrank", "svd"]
     assert {m for m, s in METHODS.items() if s.needs_fit} == {"rmt", "rmt_oneshot", "rmt_lowrank"}
-    assert METHODS["rmt"].stopping_option == "cycles" and METHODS["magnitude"].requires_sparsity
+    assert METHODS["rmt"].stopping_option == "cycles" and METHODS["random"].requires_sparsity

@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
+import torch
 
 from rmtlib.atomic import write_text_atomic
 from rmtlib.errors import InputError
+from rmtlib.pruning import METHODS
+from rmtlib.train.data import load_dataset
+
+#: calibration images taken when ``--calibration`` gives no count (and the default for ``mnist_vit``)
+CALIBRATION_COUNT = 256
 
 
 def parse_value(text: str) -> Any:
@@ -148,3 +154,44 @@ def write_csv_atomic(table: pd.DataFrame, path: str | Path) -> None:
 def write_json_atomic(obj: Any, path: str | Path) -> None:
     """Write ``obj`` as indented JSON (numpy scalars as floats), atomically."""
     write_text_atomic(json.dumps(obj, indent=2, default=float) + "\n", path)
+
+
+def calibration_spec(text: str) -> tuple[str, int]:
+    """An argparse ``type``: ``DATA[:COUNT]`` -> (dataset spec, count), e.g. ``mnist:256``,
+    ``imagefolder:/data/imagenet:128``; without a count, 256 images."""
+    head, sep, tail = text.rpartition(":")
+    if sep and tail.strip().isdigit():
+        spec, count = head, int(tail)
+    else:
+        spec, count = text, CALIBRATION_COUNT
+    if not spec or count < 1:
+        raise argparse.ArgumentTypeError(f"expects DATA[:COUNT] with COUNT >= 1, e.g. mnist:256, got {text!r}")
+    return spec, count
+
+
+def default_calibration(
+    given: tuple[str, int] | None, methods: Sequence[str], model_name: str, data: str | None
+) -> tuple[str, int] | None:
+    """The calibration set a command uses: ``--calibration`` when given; for a method that needs data,
+    256 MNIST training images on ``mnist_vit`` or 256 training images of ``--data``; else none."""
+    if given is not None:
+        return given
+    needing = [m for m in methods if m in METHODS and METHODS[m].needs_calibration]
+    if not needing:
+        return None
+    if model_name == "mnist_vit":
+        return "mnist", CALIBRATION_COUNT
+    if data:
+        return data, CALIBRATION_COUNT
+    raise InputError(f"--calibration DATA[:COUNT] is needed by {', '.join(needing)} (e.g. --calibration mnist:256)")
+
+
+def load_calibration(spec: tuple[str, int], model: torch.nn.Module, seed: int) -> torch.Tensor:
+    """``count`` training images of dataset ``spec``, drawn at random with ``seed``, as one input tensor."""
+    name, count = spec
+    data = load_dataset(name, "train", model=model)
+    if len(data) == 0:  # type: ignore[arg-type]
+        raise InputError(f"--calibration {name}: the training split holds no samples")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(int(seed)))  # type: ignore[arg-type]
+    samples = [data[int(i)] for i in order[:count]]
+    return torch.stack([s[0] if isinstance(s, (tuple, list)) else s for s in samples])

@@ -19,10 +19,13 @@ from typing import Any
 import pandas as pd
 
 from rmtlib.cli.args import (
+    calibration_spec,
     check_distinct_outputs,
     check_input_file,
     check_output_file,
+    default_calibration,
     key_values,
+    load_calibration,
     sparsity_level,
     write_csv_atomic,
 )
@@ -32,7 +35,7 @@ from rmtlib.errors import InputError
 from rmtlib.nn.checkpoints import save_checkpoint
 from rmtlib.nn.count import count_macs, count_params, example_input
 from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
-from rmtlib.pruning import METHODS, prune
+from rmtlib.pruning import METHODS, check_method_options, prune
 from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
 from rmtlib.train.data import check_model_input, load_dataset
 from rmtlib.train.distributed import init_distributed, is_main_process, sync_from_rank0
@@ -53,13 +56,17 @@ _SET_BY_COMMAND = {
     "edge_centring",
     "split_qkv",
     "progress",
+    "calibration",
+    "pattern",
 }
 _NO_FLAG = {"model", "inplace", "progress"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
 
-    p = sub.add_parser("prune", help="prune a model (rmt, rmt_oneshot, rmt_lowrank, magnitude, svd, random)")
+    p = sub.add_parser(
+        "prune", help="prune a model (rmt, rmt_oneshot, rmt_lowrank, magnitude, wanda, sparsegpt, svd, random)"
+    )
     p.add_argument("model", help="timm model name or project model (mnist_vit, fc:784-256-10)")
     p.add_argument("--method", required=True, choices=list(METHODS), help="pruning method")
     p.add_argument(
@@ -84,6 +91,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--split-qkv", action="store_true", help="prune a fused qkv as three matrices (element-wise methods)"
+    )
+    p.add_argument(
+        "--calibration",
+        type=calibration_spec,
+        metavar="DATA[:COUNT]",
+        help="calibration images for wanda/sparsegpt: COUNT training images of DATA drawn with --seed "
+        "(default for those methods: mnist:256 on mnist_vit, else 256 images of --data)",
+    )
+    p.add_argument(
+        "--pattern",
+        metavar="N:M",
+        help="N:M sparsity (magnitude, wanda, sparsegpt): keep N of each M consecutive inputs; instead of --sparsity",
     )
     p.add_argument("--alpha", type=float, default=0.25, help="BEMA trimming fraction (default 0.25)")
     p.add_argument("--beta", type=float, default=0.8, help="Tracy-Widom level of the edge (default 0.8)")
@@ -125,10 +144,8 @@ def _fmt(n: float) -> str:
 def summary(report: pd.DataFrame, before: dict[str, int], after: dict[str, int], macs: tuple[int, int] | None) -> str:
     """The one-screen summary printed after pruning."""
     a = report.attrs
-    lines = [
-        f"method {a['method']}: target sparsity "
-        f"{'-' if a['target_sparsity'] is None else format(a['target_sparsity'], '.4f')}, reached {a['reached_sparsity']:.4f}"
-    ]
+    target = "-" if a["target_sparsity"] is None else format(a["target_sparsity"], ".4f")
+    lines = [f"method {a['method']}: target sparsity {target}, reached {a['reached_sparsity']:.4f}"]
     lines.append(f"{'':10}{'dense':>12}{'stored':>12}{'nonzero':>12}")
     lines.append(f"{'before':10}{_fmt(before['dense']):>12}{_fmt(before['stored']):>12}{_fmt(before['nonzero']):>12}")
     lines.append(f"{'after':10}{_fmt(after['dense']):>12}{_fmt(after['stored']):>12}{_fmt(after['nonzero']):>12}")
@@ -137,7 +154,9 @@ def summary(report: pd.DataFrame, before: dict[str, int], after: dict[str, int],
             f"MACs per sample: {_fmt(macs[0])} -> {_fmt(macs[1])} ({macs[1] / macs[0]:.3f}x; zeros in dense "
             "weights do not reduce them)"
         )
-    extra = {k: a[k] for k in ("cycles", "z", "rank_fraction", "bulk_fraction", "scope") if k in a}
+    extra = {
+        k: a[k] for k in ("cycles", "z", "rank_fraction", "bulk_fraction", "scope", "allocation", "pattern") if k in a
+    }
     if extra:
         lines.append("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items()))
     changed = report[report["nonzero_after"] < report["nonzero_before"]]
@@ -160,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
             f"--option {', '.join(taken)}: set by the command itself, not a method option"
             + (f"; use {', '.join(flags)}" if flags else "")
         )
+    if args.pattern is not None:
+        options["pattern"] = args.pattern
+    check_method_options(args.method, options, with_sparsity=args.sparsity is not None)  # before the model loads
+    calibration = default_calibration(args.calibration, [args.method], args.model, args.data)
     model_kwargs = key_values(args.set, "--set")
     init_distributed()  # under torchrun: same pruning everywhere, sharded top-1, DDP fine-tuning, rank 0 writes
     main_process = is_main_process()
@@ -175,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data:  # a wrong --data is an error now, not after the pruning (minutes on a large model)
         check_model_input(model, load_dataset(args.data, "test", model=model), args.data)
     dense = copy.deepcopy(model) if args.data else None  # for its top-1 beside the pruned model's
+    inputs = None if calibration is None else load_calibration(calibration, model, args.seed)
     pruned, report = prune(
         model,
         args.method,
@@ -189,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
         edge_centring=args.edge_centring,
         split_qkv=args.split_qkv,
         progress=not args.quiet and main_process,
+        calibration=inputs,
         **options,
     )
     sync_from_rank0(pruned, f"prune {args.method}")
@@ -212,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
             "sparsity_target": args.sparsity,
             "sparsity_reached": report.attrs["reached_sparsity"],
             "options": options,
+            "calibration": None if calibration is None else f"{calibration[0]}:{calibration[1]}",
             "include": args.include,
             "exclude": args.exclude,
             "split_qkv": args.split_qkv,

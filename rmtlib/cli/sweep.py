@@ -10,8 +10,9 @@ frozen, and measures top-1. It prints a method-by-level table and writes the tid
         --methods rmt,magnitude --levels 0.3,0.5,0.7 --schedule gradual --finetune-epochs 1 \\
         --device cuda --workers 8 --out sweep.csv --plot sweep.png
 
-Under ``torchrun`` each process prunes, rank 0's model is given to all (:func:`rmtlib.train.distributed.sync_from_rank0`),
-top-1 is measured on shards and fine-tuning is data-parallel; only rank 0 prints and writes.
+Under ``torchrun`` each process prunes, rank 0's model is given to all
+(:func:`rmtlib.train.distributed.sync_from_rank0`), top-1 is measured on shards and fine-tuning is
+data-parallel; only rank 0 prints and writes. Wanda and SparseGPT take ``--calibration DATA[:COUNT]``.
 
 ``--out`` is rewritten after every run; after an interruption, the same command with ``--resume``
 does only the missing runs (a gradual sweep restarts from its last stage saved in ``--save-dir``)
@@ -39,11 +40,14 @@ import pandas as pd
 
 from rmtlib.atomic import atomic_path
 from rmtlib.cli.args import (
+    calibration_spec,
     check_distinct_outputs,
     check_input_file,
     check_output_dir,
     check_output_file,
+    default_calibration,
     key_values,
+    load_calibration,
     names,
     non_negative_int,
     positive_counts,
@@ -103,6 +107,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="LABEL.KEY=VALUE",
         help="option of one swept label, e.g. rmt.cycles=6; a label with a 'method' option is a variant: "
         "--methods rmt,global --option global.method=magnitude --option global.scope=global (repeatable)",
+    )
+    p.add_argument(
+        "--calibration",
+        type=calibration_spec,
+        metavar="DATA[:COUNT]",
+        help="calibration images for wanda/sparsegpt: COUNT training images of DATA drawn with --seed "
+        "(default for those methods: mnist:256 on mnist_vit, else 256 training images of --data)",
     )
     p.add_argument("--include", action="append", metavar="PATTERN", help="only layers matching (fnmatch; repeatable)")
     p.add_argument("--exclude", action="append", metavar="PATTERN", help="skip layers matching (repeatable)")
@@ -234,9 +245,12 @@ def run(args: argparse.Namespace) -> int:
         "edge_centring": args.edge_centring,
     }
     try:  # the library's own check, before the model and data are loaded
-        resolve_methods(args.methods, options, prune_options)
+        resolved = resolve_methods(args.methods, options, prune_options)
     except InputError as err:
         raise InputError(f"--methods/--option: {err}") from None
+    calibration = default_calibration(
+        args.calibration, [method for method, _ in resolved.values()], args.model, args.data
+    )
     if args.out and Path(args.out).exists() and not (args.resume or args.overwrite):  # hours of results
         raise InputError(f"--out: {args.out} exists; pass --resume to finish that sweep or --overwrite to start again")
     if args.resume and args.overwrite:
@@ -277,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
             train_set, args.batch_size, shuffle=True, seed=args.seed, subset=args.train_subset, num_workers=args.workers
         )
 
+    if calibration is not None:  # every method receives it; those that need no data ignore it
+        prune_options["calibration"] = load_calibration(calibration, model, args.seed)
     callback = _saver(args, model_kwargs) if args.save_dir and main_process else None
     out = args.out if main_process else None
     settings = run_settings(args, options)
@@ -423,6 +439,8 @@ def run_settings(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -
         "eval_batches": args.eval_batches,
         "eval_batch_size": args.eval_batch_size,
     }
+    if getattr(args, "calibration", None) is not None:  # recorded only when given, so older records still match
+        settings["calibration"] = f"{args.calibration[0]}:{args.calibration[1]}"
     return json.loads(json.dumps(settings, default=str))  # the form it has when read back
 
 

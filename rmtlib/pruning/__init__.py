@@ -3,4 +3,12 @@
 from rmtlib.pruning.core import METHODS, REPORT_COLUMNS, check_method_options, prune
 from rmtlib.pruning.registry import MethodSpec, PruneContext, register_method
 
-__all__ = ["prune", "check_method_options", "register_method", "PruneContext", "MethodSpec", "METHODS", "REPORT_COLUMNS"]
+__all__ = [
+    "prune",
+    "check_method_options",
+    "register_method",
+    "PruneContext",
+    "MethodSpec",
+    "METHODS",
+    "REPORT_COLUMNS",
+]

@@ -12,9 +12,12 @@ from torch import nn
 
 import rmtlib.pruning.elementwise  # noqa: F401  (each method family registers itself on import)
 import rmtlib.pruning.rmt  # noqa: F401
+import rmtlib.pruning.scores  # noqa: F401
+import rmtlib.pruning.sparsegpt  # noqa: F401
 import rmtlib.pruning.structured  # noqa: F401
 from rmtlib.errors import InputError
 from rmtlib.nn.count import count_params
+from rmtlib.pruning.calibration import calibration_inputs
 from rmtlib.pruning.common import (
     Budget,
     Unit,
@@ -50,7 +53,19 @@ REPORT_COLUMNS = [
 
 #: keywords of :func:`prune` itself, which a caller's option mapping may also carry (the sweep passes them on)
 PRUNE_KEYWORDS = frozenset(
-    {"include", "exclude", "device", "progress", "seed", "alpha", "beta", "edge_centring", "split_qkv", "fit"}
+    {
+        "include",
+        "exclude",
+        "device",
+        "progress",
+        "seed",
+        "alpha",
+        "beta",
+        "edge_centring",
+        "split_qkv",
+        "fit",
+        "calibration",
+    }
 )
 
 
@@ -106,6 +121,7 @@ def prune(
     split_qkv: bool = False,
     fit: bool = True,
     progress: bool = False,
+    calibration: Any = None,
     **method_options: Any,
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Prune ``model`` with ``method`` to a target ``sparsity``; returns (pruned model, report).
@@ -113,7 +129,9 @@ def prune(
     Sparsity is 1 - nonzero / dense parameters of the *whole* input model (biases, norms and
     tokens count as kept). Methods: ``rmt`` (the paper's cycles), ``rmt_oneshot``,
     ``rmt_lowrank`` (keep MP spikes, factorize), and the baselines ``magnitude``
-    (``scope="layer"|"global"``), ``svd`` (uniform rank fraction) and ``random``. Method
+    (``allocation="uniform"|"global"|"mp"|"alpha"``, or ``scope="layer"|"global"``), ``wanda`` and
+    ``sparsegpt`` (calibration data; ``allocation=`` too; ``pattern="2:4"`` for N:M sparsity instead of
+    a target), ``svd`` (uniform rank fraction) and ``random``. Method
     options (e.g. ``rho=``, ``sv_theta=``, ``reg_steps=``, ``bulk_fraction=``, ``z=``) are passed
     as keywords; without ``sparsity`` some methods take their own stopping rule instead
     (``cycles=``, ``z=``, ``bulk_fraction=``, ``rank_fraction=``).
@@ -128,6 +146,8 @@ def prune(
         edge_centring: the edge's finite-size centring (:func:`rmtlib.fit_mp`; default the paper's).
         split_qkv: treat a fused qkv as three matrices (element-wise methods only).
         fit: fit MP for the report even when the method does not need it.
+        calibration: model inputs for the data-dependent methods (wanda, sparsegpt): a DataLoader, a
+            Dataset (of the pairs, the first element) or a tensor; checked by one forward pass.
 
     The report has one row per pruned matrix (columns ``REPORT_COLUMNS``; gamma, mu, sv_edge
     and n_spikes are those of the input layer) and ``report.attrs`` holds the method, target and
@@ -149,6 +169,9 @@ def prune(
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     dev = resolve_device(device)
+    if spec.needs_calibration and calibration is None:
+        raise InputError(f"{method}: needs calibration= (model inputs: a DataLoader, a Dataset or a tensor)")
+    inputs = None if calibration is None else calibration_inputs(calibration, model)
 
     before = count_params(model)
     if not structured:  # before the copy: a computed weight cannot even be deep-copied
@@ -198,6 +221,7 @@ def prune(
         alpha=alpha,
         beta=beta,
         edge_centring=edge_centring,
+        calibration=inputs,
     )
     options = {k: v for k, v in method_options.items() if k not in PRUNE_KEYWORDS}
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Baselines that zero individual weights: magnitude (layer-wise or global) and random."""
+"""Element-wise budget helpers and the random baseline (magnitude and other scores: :mod:`rmtlib.pruning.scores`)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 import torch
 
 from rmtlib.errors import InputError
-from rmtlib.pruning.common import Budget, Unit, remove_smallest, smallest_mask, split_count
+from rmtlib.pruning.common import Budget, Unit, split_count
 from rmtlib.pruning.registry import PruneContext, register_method
 
-__all__ = ["removal_needed", "magnitude", "random_prune", "layerwise_counts"]
+__all__ = ["removal_needed", "random_prune", "layerwise_counts"]
 
 
 def removal_needed(units: list[Unit], budget: Budget) -> int:
@@ -29,35 +29,6 @@ def removal_needed(units: list[Unit], budget: Budget) -> int:
 def layerwise_counts(units: list[Unit], remove: int) -> list[int]:
     """The same fraction of each layer's nonzeros (rounded so the counts sum to ``remove``)."""
     return split_count(remove, [u.nnz for u in units], [u.nnz for u in units])
-
-
-@register_method("magnitude", requires_sparsity=True)
-def magnitude(ctx: PruneContext, *, scope: str = "layer") -> dict[str, Any]:
-    """Zero the smallest-magnitude weights: the same fraction per layer (``scope="layer"``) or
-    the globally smallest ones across all pruned layers (``scope="global"``)."""
-    units, budget = ctx.units, ctx.budget
-    if scope not in ("layer", "global"):
-        raise InputError(f"magnitude: scope must be 'layer' or 'global', got {scope!r}")
-    remove = removal_needed(units, budget)
-    if scope == "layer":
-        for unit, k in zip(units, layerwise_counts(units, remove)):
-            remove_smallest(unit.matrix, k)
-        return {"scope": scope}
-    keys = []
-    for unit in units:
-        flat = unit.matrix.reshape(-1).detach()
-        key = flat.abs().to(torch.float32)
-        key[flat == 0] = -1.0
-        keys.append(key)
-    zeros = sum(int((k < 0).sum()) for k in keys)
-    mask = smallest_mask(torch.cat(keys), remove + zeros)
-    threshold = float(torch.cat(keys)[mask].max()) if remove > 0 else 0.0
-    start = 0
-    for unit, key in zip(units, keys):
-        part = mask[start : start + key.numel()].reshape(unit.matrix.shape)
-        start += key.numel()
-        unit.matrix.masked_fill_(part.to(unit.matrix.device), 0)
-    return {"scope": scope, "threshold": threshold}
 
 
 @register_method("random", requires_sparsity=True)
