@@ -1,0 +1,237 @@
+"""Data-free AdamW on a penalty-only loss, computed fast: the regularization step of the RMT cycles.
+
+The loss ``sum_l s_l (l1 |W_l|_1 + l2 |W_l|_F^2 + gl sum_g |W_g|_2)`` (g: the rows, columns or whole
+layer) has no data term, so each weight's gradient depends on the weight itself and, through the group
+lasso, on its group's norm. Both change by under ~1e-3 in a cycle, against weights of ~1e-2, so the
+gradient g of a weight that does not reach zero varies slowly; for a constant g Adam's bias-corrected
+moments are exactly m_hat = g and v_hat = g^2, and a step moves the weight by lr_t g / (|g| + eps).
+:func:`adamw_penalty_flow` integrates that rule over blocks of steps (midpoint rule, group norms
+refreshed each half block) and runs the literal per-step AdamW recurrence only for the few weights
+small enough to reach zero in the cycle, where sign(w) flips and Adam's moments lag. It is checked
+against :func:`adamw_penalty_loop`, the literal ``torch.optim.AdamW`` loop, in ``tests/test_penalty_flow.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from rmtlib.errors import InputError
+
+__all__ = [
+    "GROUPINGS",
+    "cosine_lrs",
+    "group_norms",
+    "penalty_grad",
+    "adamw_penalty_flow",
+    "adamw_penalty_loop",
+]
+
+#: how the group lasso groups a layer's weights: its rows (output units), columns (inputs) or all of it
+GROUPINGS = ("rows", "columns", "layer")
+
+
+def cosine_lrs(lr: float, steps: int) -> np.ndarray:
+    """lr_t = lr (1 + cos(pi t / steps)) / 2 for t = 0 .. steps - 1: the rates ``CosineAnnealingLR(T_max=steps)``
+    (eta_min 0, stepped after each optimizer step) gives the steps of one cycle."""
+    t = np.arange(int(steps), dtype=np.float64)
+    return lr * 0.5 * (1.0 + np.cos(np.pi * t / steps))
+
+
+def group_norms(w: torch.Tensor, group_by: str) -> torch.Tensor:
+    """The 2-norm of each weight's group, broadcastable against ``w`` (rows: m x 1, columns: 1 x n, layer: 1 x 1)."""
+    if group_by == "rows":
+        return torch.linalg.vector_norm(w, dim=1, keepdim=True)
+    if group_by == "columns":
+        return torch.linalg.vector_norm(w, dim=0, keepdim=True)
+    if group_by == "layer":
+        return torch.linalg.vector_norm(w).reshape(1, 1)
+    raise InputError(f"group_by must be one of {', '.join(GROUPINGS)}, got {group_by!r}")
+
+
+def _safe_inverse(norms: torch.Tensor) -> torch.Tensor:
+    """1 / norm, and 0 for an all-zero group (its subgradient 0, as a masked gradient leaves it)."""
+    return torch.where(norms > 0, 1.0 / torch.where(norms > 0, norms, torch.ones_like(norms)), torch.zeros_like(norms))
+
+
+def penalty_grad(
+    w: torch.Tensor, mask: torch.Tensor, scale: float, l1: float, l2: float, group_lasso: float, group_by: str
+) -> torch.Tensor:
+    """Masked gradient of ``scale (l1 |W|_1 + l2 |W|_F^2 + group_lasso sum_g |W_g|_2)`` (sign(0) = 0, as torch)."""
+    inv = _safe_inverse(group_norms(w, group_by))
+    return scale * (l1 * torch.sign(w) + (2.0 * l2 + group_lasso * inv) * w) * mask
+
+
+def _check(matrices: Sequence[torch.Tensor], scales: Sequence[float], steps: int, group_by: str) -> None:
+    if len(matrices) != len(scales):
+        raise InputError(f"got {len(matrices)} matrices but {len(scales)} scales")
+    if group_by not in GROUPINGS:
+        raise InputError(f"group_by must be one of {', '.join(GROUPINGS)}, got {group_by!r}")
+    if int(steps) < 0:
+        raise InputError(f"steps must be >= 0, got {steps}")
+    for index, w in enumerate(matrices):
+        if w.ndim != 2:
+            raise InputError(f"matrix {index} must be 2-D, got shape {tuple(w.shape)}")
+
+
+def adamw_penalty_flow(
+    matrices: Sequence[torch.Tensor],
+    scales: Sequence[float],
+    *,
+    steps: int,
+    lr: float,
+    l1: float,
+    l2: float,
+    group_lasso: float,
+    group_by: str = "rows",
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.01,
+    blocks: int = 16,
+) -> list[torch.Tensor]:
+    """The weights (float64) after ``steps`` AdamW steps from fresh optimizer state on the masked penalty loss,
+    with cosine-decayed rates :func:`cosine_lrs`; matrix l's penalty is scaled by ``scales[l]`` (<= 0: left as is).
+
+    Equal to :func:`adamw_penalty_loop` up to the slow change of each weight's gradient within a block
+    (``blocks`` blocks per call) and Adam's lag behind it: measured under 1e-3 of the movement.
+    """
+    _check(matrices, scales, steps, group_by)
+    steps = int(steps)
+    out = [w.detach().to(torch.float64).clone() for w in matrices]
+    active = [i for i, s in enumerate(scales) if s > 0]
+    if steps == 0 or lr <= 0 or not active:
+        return out
+    beta1, beta2 = betas
+    lrs = cosine_lrs(lr, steps)
+    decay = 1.0 - lrs * weight_decay
+    total = float(lrs.sum())
+    edges = np.unique(np.linspace(0, steps, min(int(blocks), steps) + 1).round().astype(int))
+    masks = {i: out[i] != 0 for i in active}
+
+    def grad(i: int, w: torch.Tensor) -> torch.Tensor:
+        return penalty_grad(w, masks[i], float(scales[i]), l1, l2, group_lasso, group_by)
+
+    # weights that may reach zero in this call (Adam moves a weight by at most ~lr_t per step, less
+    # when |g| < eps): they follow the literal per-step recurrence; the rest the quasi-static rule
+    risk: dict[int, torch.Tensor] = {}
+    for i in active:
+        g = grad(i, out[i])
+        reach = 2.0 * total * g.abs() / (g.abs() + eps)
+        risk[i] = masks[i] & (out[i].abs() <= reach)
+    n_risk = sum(int(r.sum()) for r in risk.values())
+    if n_risk:
+        dev = out[active[0]].device
+        m_state = torch.zeros(n_risk, dtype=torch.float64, device=dev)
+        v_state = torch.zeros(n_risk, dtype=torch.float64, device=dev)
+        a_coef = torch.cat([torch.full((int(risk[i].sum()),), scales[i] * l1, dtype=torch.float64) for i in active])
+        a_coef = a_coef.to(dev)
+
+    # Adam's raw moment estimates of the quasi-static weights, carried from block to block
+    m_raw = {i: torch.zeros_like(out[i]) for i in active}
+    v_raw = {i: torch.zeros_like(out[i]) for i in active}
+    for start, stop in zip(edges[:-1], edges[1:]):
+        middle = (start + stop) // 2
+        first, second = middle - start, stop - middle
+        s_half, d_half = float(lrs[start:middle].sum()), float(np.prod(decay[start:middle]))
+        s_full, d_full = float(lrs[start:stop].sum()), float(np.prod(decay[start:stop]))
+        unbias1, unbias2 = 1.0 - beta1**middle, 1.0 - beta2**middle
+        mids = {}
+        for i in active:
+            w, m0, v0 = out[i], m_raw[i], v_raw[i]
+            g0 = grad(i, w)
+            # predictor: the moments at the block's midpoint with g held at g0, and the weight there
+            m_h, v_h = _ema(m0, beta1, first, g0, g0), _ema(v0, beta2, first, g0 * g0, g0 * g0)
+            half = w * d_half - s_half * (m_h / unbias1) / ((v_h / unbias2).sqrt() + eps)
+            mids[i] = half
+            g_mid = grad(i, half)
+            # corrector: g linear in t through g0 and g_mid; the step over the block uses the moments at
+            # its midpoint (midpoint rule), and the moments run on to the block's end
+            g_end = 2.0 * g_mid - g0
+            m_h, v_h = _ema(m0, beta1, first, g0, g_mid), _ema(v0, beta2, first, g0 * g0, g_mid * g_mid)
+            new = w * d_full - s_full * (m_h / unbias1) / ((v_h / unbias2).sqrt() + eps)
+            m_raw[i] = _ema(m_h, beta1, second, g_mid, g_end)
+            v_raw[i] = _ema(v_h, beta2, second, g_mid * g_mid, g_end * g_end)
+            out[i] = torch.where(risk[i], w, new)
+        if n_risk:
+            # per-entry gradient a sign(w) + c w, with the group norm of the block's midpoint
+            c_coef = torch.cat(
+                [
+                    (scales[i] * (2.0 * l2 + group_lasso * _safe_inverse(group_norms(mids[i], group_by)))).expand_as(
+                        out[i]
+                    )[risk[i]]
+                    for i in active
+                ]
+            )
+            x = torch.cat([out[i][risk[i]] for i in active])
+            for t in range(int(start), int(stop)):
+                lr_t = float(lrs[t])
+                g = a_coef * torch.sign(x) + c_coef * x
+                x.mul_(1.0 - lr_t * weight_decay)
+                m_state.lerp_(g, 1.0 - beta1)
+                v_state.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+                bias1, bias2 = 1.0 - beta1 ** (t + 1), 1.0 - beta2 ** (t + 1)
+                denom = (v_state.sqrt() / math.sqrt(bias2)).add_(eps)
+                x.addcdiv_(m_state, denom, value=-lr_t / bias1)
+            offset = 0
+            for i in active:
+                count = int(risk[i].sum())
+                out[i][risk[i]] = x[offset : offset + count]
+                offset += count
+    return out
+
+
+def adamw_penalty_loop(
+    matrices: Sequence[torch.Tensor],
+    scales: Sequence[float],
+    *,
+    steps: int,
+    lr: float,
+    l1: float,
+    l2: float,
+    group_lasso: float,
+    group_by: str = "rows",
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.01,
+) -> list[torch.Tensor]:
+    """The literal loop :func:`adamw_penalty_flow` computes fast: ``torch.optim.AdamW`` with
+    ``CosineAnnealingLR``, the penalty loss summed over the layers, gradients of zero weights masked
+    (float64; O(steps) autograd passes, for checks on small models)."""
+    _check(matrices, scales, steps, group_by)
+    params = [w.detach().to(torch.float64).clone().requires_grad_(True) for w in matrices]
+    masks = [p.detach() != 0 for p in params]
+    live = [(p, mask, float(s)) for p, mask, s in zip(params, masks, scales) if s > 0]
+    if int(steps) > 0 and lr > 0 and live:
+        opt = torch.optim.AdamW([p for p, _, _ in live], lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(steps))
+        with torch.enable_grad():
+            for _ in range(int(steps)):
+                opt.zero_grad(set_to_none=False)
+                loss = sum(
+                    s * (l1 * p.abs().sum() + l2 * p.pow(2).sum() + group_lasso * _group_sum(p, group_by))
+                    for p, _, s in live
+                )
+                loss.backward()
+                for p, mask, _ in live:
+                    p.grad.mul_(mask)
+                opt.step()
+                sched.step()
+    return [p.detach() for p in params]
+
+
+def _ema(state: torch.Tensor, beta: float, steps: int, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """Adam's raw moment after ``steps`` updates ``x <- beta x + (1 - beta) y_j`` with y_j linear in j from
+    ``start`` (j = 0, before the first update) to ``end`` (j = steps): closed form of the geometric sums."""
+    if steps <= 0:
+        return state
+    tail = beta**steps
+    # sum_{i < steps} (1 - beta) beta^i i: the EMA's lag behind the latest value, in steps
+    lag = beta * (1.0 - steps * beta ** (steps - 1) + (steps - 1) * tail) / (1.0 - beta)
+    return tail * state + (1.0 - tail) * end - (end - start) * (lag / steps)
+
+
+def _group_sum(w: torch.Tensor, group_by: str) -> torch.Tensor:
+    return group_norms(w, group_by).sum()
