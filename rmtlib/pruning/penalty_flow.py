@@ -133,7 +133,9 @@ def adamw_penalty_flow(
     m_raw = {i: torch.zeros_like(out[i]) for i in active}
     v_raw = {i: torch.zeros_like(out[i]) for i in active}
     for start, stop in zip(edges[:-1], edges[1:]):
-        middle = (start + stop) // 2
+        # update k (1-based) uses the gradient at the weights after k - 1 steps and the rate lrs[k - 1];
+        # the block's updates start + 1 .. stop, its midpoint after update ``middle``
+        middle = (start + stop + 1) // 2
         first, second = middle - start, stop - middle
         s_half, d_half = float(lrs[start:middle].sum()), float(np.prod(decay[start:middle]))
         s_full, d_full = float(lrs[start:stop].sum()), float(np.prod(decay[start:stop]))
@@ -142,18 +144,18 @@ def adamw_penalty_flow(
         for i in active:
             w, m0, v0 = out[i], m_raw[i], v_raw[i]
             g0 = grad(i, w)
-            # predictor: the moments at the block's midpoint with g held at g0, and the weight there
-            m_h, v_h = _ema(m0, beta1, first, g0, g0), _ema(v0, beta2, first, g0 * g0, g0 * g0)
+            # predictor: the moments at the midpoint with g held at g0, and the weights there
+            m_h, v_h = _ema(m0, beta1, first, g0, 0.0), _ema(v0, beta2, first, g0 * g0, 0.0)
             half = w * d_half - s_half * (m_h / unbias1) / ((v_h / unbias2).sqrt() + eps)
             mids[i] = half
             g_mid = grad(i, half)
-            # corrector: g linear in t through g0 and g_mid; the step over the block uses the moments at
-            # its midpoint (midpoint rule), and the moments run on to the block's end
-            g_end = 2.0 * g_mid - g0
-            m_h, v_h = _ema(m0, beta1, first, g0, g_mid), _ema(v0, beta2, first, g0 * g0, g_mid * g_mid)
+            # corrector: g (and g^2) linear in the step count through g0 and g_mid; the step over the
+            # block uses the moments at its midpoint (midpoint rule), and the moments run on to its end
+            slope, slope2 = (g_mid - g0) / first, (g_mid * g_mid - g0 * g0) / first
+            m_h, v_h = _ema(m0, beta1, first, g0, slope), _ema(v0, beta2, first, g0 * g0, slope2)
             new = w * d_full - s_full * (m_h / unbias1) / ((v_h / unbias2).sqrt() + eps)
-            m_raw[i] = _ema(m_h, beta1, second, g_mid, g_end)
-            v_raw[i] = _ema(v_h, beta2, second, g_mid * g_mid, g_end * g_end)
+            m_raw[i] = _ema(m_h, beta1, second, g_mid, slope)
+            v_raw[i] = _ema(v_h, beta2, second, g_mid * g_mid, slope2)
             out[i] = torch.where(risk[i], w, new)
         if n_risk:
             # per-entry gradient a sign(w) + c w, with the group norm of the block's midpoint
@@ -222,15 +224,17 @@ def adamw_penalty_loop(
     return [p.detach() for p in params]
 
 
-def _ema(state: torch.Tensor, beta: float, steps: int, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
-    """Adam's raw moment after ``steps`` updates ``x <- beta x + (1 - beta) y_j`` with y_j linear in j from
-    ``start`` (j = 0, before the first update) to ``end`` (j = steps): closed form of the geometric sums."""
+def _ema(
+    state: torch.Tensor, beta: float, steps: int, first: torch.Tensor, slope: torch.Tensor | float
+) -> torch.Tensor:
+    """Adam's raw moment after ``steps`` updates ``x <- beta x + (1 - beta) y_j``, j = 1 .. steps, of a
+    signal linear in j: y_j = first + slope (j - 1) (closed form of the geometric sums)."""
     if steps <= 0:
         return state
     tail = beta**steps
-    # sum_{i < steps} (1 - beta) beta^i i: the EMA's lag behind the latest value, in steps
+    # sum_{i < steps} (1 - beta) beta^i i: how far the weighted mean lags the latest value, in steps
     lag = beta * (1.0 - steps * beta ** (steps - 1) + (steps - 1) * tail) / (1.0 - beta)
-    return tail * state + (1.0 - tail) * end - (end - start) * (lag / steps)
+    return tail * state + (1.0 - tail) * (first + slope * (steps - 1)) - slope * lag
 
 
 def _group_sum(w: torch.Tensor, group_by: str) -> torch.Tensor:
