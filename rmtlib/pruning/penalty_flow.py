@@ -90,7 +90,7 @@ def adamw_penalty_flow(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.01,
-    blocks: int = 16,
+    blocks: int = 8,
 ) -> list[torch.Tensor]:
     """The weights (float64) after ``steps`` AdamW steps from fresh optimizer state on the masked penalty loss,
     with cosine-decayed rates :func:`cosine_lrs`; matrix l's penalty is scaled by ``scales[l]`` (<= 0: left as is).
@@ -111,16 +111,20 @@ def adamw_penalty_flow(
     edges = np.unique(np.linspace(0, steps, min(int(blocks), steps) + 1).round().astype(int))
     masks = {i: out[i] != 0 for i in active}
 
+    def linear_coef(i: int, w: torch.Tensor) -> torch.Tensor:
+        """Per group: the gradient's part proportional to w, scale (2 l2 + group_lasso / |W_g|)."""
+        return float(scales[i]) * (2.0 * l2 + group_lasso * _safe_inverse(group_norms(w, group_by)))
+
     def grad(i: int, w: torch.Tensor) -> torch.Tensor:
-        return penalty_grad(w, masks[i], float(scales[i]), l1, l2, group_lasso, group_by)
+        # a zero weight has sign 0 and stays 0 (its moments stay 0), so the mask needs no multiply here
+        return torch.sign(w).mul_(float(scales[i]) * l1).addcmul_(linear_coef(i, w), w)
 
     # weights that may reach zero in this call (Adam moves a weight by at most ~lr_t per step, less
     # when |g| < eps): they follow the literal per-step recurrence; the rest the quasi-static rule
     risk: dict[int, torch.Tensor] = {}
     for i in active:
-        g = grad(i, out[i])
-        reach = 2.0 * total * g.abs() / (g.abs() + eps)
-        risk[i] = masks[i] & (out[i].abs() <= reach)
+        g = grad(i, out[i]).abs_()
+        risk[i] = masks[i] & (out[i].abs() <= 2.0 * total * g / (g + eps))
     n_risk = sum(int(r.sum()) for r in risk.values())
     if n_risk:
         dev = out[active[0]].device
@@ -139,34 +143,29 @@ def adamw_penalty_flow(
         first, second = middle - start, stop - middle
         s_half, d_half = float(lrs[start:middle].sum()), float(np.prod(decay[start:middle]))
         s_full, d_full = float(lrs[start:stop].sum()), float(np.prod(decay[start:stop]))
-        unbias1, unbias2 = 1.0 - beta1**middle, 1.0 - beta2**middle
+        unbias = (1.0 - beta1**middle, 1.0 - beta2**middle)
         mids = {}
         for i in active:
             w, m0, v0 = out[i], m_raw[i], v_raw[i]
             g0 = grad(i, w)
+            g0_sq = g0 * g0
             # predictor: the moments at the midpoint with g held at g0, and the weights there
-            m_h, v_h = _ema(m0, beta1, first, g0, 0.0), _ema(v0, beta2, first, g0 * g0, 0.0)
-            half = w * d_half - s_half * (m_h / unbias1) / ((v_h / unbias2).sqrt() + eps)
+            m_h, v_h = _ema(m0, beta1, first, g0), _ema(v0, beta2, first, g0_sq)
+            half = _adam_move(w, d_half, s_half, m_h, v_h, unbias, eps)
             mids[i] = half
             g_mid = grad(i, half)
+            g_mid_sq = g_mid * g_mid
             # corrector: g (and g^2) linear in the step count through g0 and g_mid; the step over the
             # block uses the moments at its midpoint (midpoint rule), and the moments run on to its end
-            slope, slope2 = (g_mid - g0) / first, (g_mid * g_mid - g0 * g0) / first
-            m_h, v_h = _ema(m0, beta1, first, g0, slope), _ema(v0, beta2, first, g0 * g0, slope2)
-            new = w * d_full - s_full * (m_h / unbias1) / ((v_h / unbias2).sqrt() + eps)
+            slope, slope_sq = (g_mid - g0).div_(first), (g_mid_sq - g0_sq).div_(first)
+            m_h, v_h = _ema(m0, beta1, first, g0, slope), _ema(v0, beta2, first, g0_sq, slope_sq)
+            new = _adam_move(w, d_full, s_full, m_h, v_h, unbias, eps)
             m_raw[i] = _ema(m_h, beta1, second, g_mid, slope)
-            v_raw[i] = _ema(v_h, beta2, second, g_mid * g_mid, slope2)
-            out[i] = torch.where(risk[i], w, new)
+            v_raw[i] = _ema(v_h, beta2, second, g_mid_sq, slope_sq)
+            out[i] = torch.where(risk[i], w, new) if n_risk else new
         if n_risk:
             # per-entry gradient a sign(w) + c w, with the group norm of the block's midpoint
-            c_coef = torch.cat(
-                [
-                    (scales[i] * (2.0 * l2 + group_lasso * _safe_inverse(group_norms(mids[i], group_by)))).expand_as(
-                        out[i]
-                    )[risk[i]]
-                    for i in active
-                ]
-            )
+            c_coef = torch.cat([linear_coef(i, mids[i]).expand_as(out[i])[risk[i]] for i in active])
             x = torch.cat([out[i][risk[i]] for i in active])
             for t in range(int(start), int(stop)):
                 lr_t = float(lrs[t])
@@ -225,16 +224,33 @@ def adamw_penalty_loop(
 
 
 def _ema(
-    state: torch.Tensor, beta: float, steps: int, first: torch.Tensor, slope: torch.Tensor | float
+    state: torch.Tensor, beta: float, steps: int, first: torch.Tensor, slope: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Adam's raw moment after ``steps`` updates ``x <- beta x + (1 - beta) y_j``, j = 1 .. steps, of a
     signal linear in j: y_j = first + slope (j - 1) (closed form of the geometric sums)."""
     if steps <= 0:
         return state
     tail = beta**steps
-    # sum_{i < steps} (1 - beta) beta^i i: how far the weighted mean lags the latest value, in steps
-    lag = beta * (1.0 - steps * beta ** (steps - 1) + (steps - 1) * tail) / (1.0 - beta)
-    return tail * state + (1.0 - tail) * (first + slope * (steps - 1)) - slope * lag
+    out = (state * tail).add_(first, alpha=1.0 - tail)
+    if slope is not None:
+        # sum_{i < steps} (1 - beta) beta^i i: how far the weighted mean lags the latest value, in steps
+        lag = beta * (1.0 - steps * beta ** (steps - 1) + (steps - 1) * tail) / (1.0 - beta)
+        out.add_(slope, alpha=(1.0 - tail) * (steps - 1) - lag)
+    return out
+
+
+def _adam_move(
+    w: torch.Tensor,
+    decay: float,
+    rate: float,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    unbias: tuple[float, float],
+    eps: float,
+) -> torch.Tensor:
+    """w decay - rate m_hat / (sqrt(v_hat) + eps), with m_hat = m / unbias[0], v_hat = v / unbias[1]."""
+    denom = v.sqrt().mul_(1.0 / math.sqrt(unbias[1])).add_(eps)
+    return torch.div(m, denom).mul_(-rate / unbias[0]).add_(w, alpha=decay)
 
 
 def _group_sum(w: torch.Tensor, group_by: str) -> torch.Tensor:
