@@ -2,13 +2,16 @@
 
 The loss ``sum_l s_l (l1 |W_l|_1 + l2 |W_l|_F^2 + gl sum_g |W_g|_2)`` (g: the rows, columns or whole
 layer) has no data term, so each weight's gradient depends on the weight itself and, through the group
-lasso, on its group's norm. Both change by under ~1e-3 in a cycle, against weights of ~1e-2, so the
-gradient g of a weight that does not reach zero varies slowly; for a constant g Adam's bias-corrected
-moments are exactly m_hat = g and v_hat = g^2, and a step moves the weight by lr_t g / (|g| + eps).
-:func:`adamw_penalty_flow` integrates that rule over blocks of steps (midpoint rule, group norms
-refreshed each half block) and runs the literal per-step AdamW recurrence only for the few weights
-small enough to reach zero in the cycle, where sign(w) flips and Adam's moments lag. It is checked
-against :func:`adamw_penalty_loop`, the literal ``torch.optim.AdamW`` loop, in ``tests/test_penalty_flow.py``.
+lasso, on its group's norm. Both change little in a cycle (under ~1e-3 against weights of ~1e-2), so
+the gradient g of a weight that does not reach zero varies slowly. For a constant g Adam's
+bias-corrected moments are exactly m_hat = g and v_hat = g^2, and a step moves the weight by
+lr_t g / (|g| + eps). :func:`adamw_penalty_flow` takes g linear in the step count over each block of
+steps (through its values at the block's start and a predicted midpoint), sums Adam's moments (EMAs of
+g and g^2) over the block in closed form, and moves the weights by the block's summed rate times the
+midpoint's m_hat / (sqrt(v_hat) + eps). The few weights small enough to reach zero in the call, where
+sign(w) flips and Adam's moments lag behind, follow the literal per-step recurrence. The result equals
+:func:`adamw_penalty_loop`, the literal ``torch.optim.AdamW`` loop, to ~1e-5 of the movement
+(``tests/test_penalty_flow.py``), at ~20 elementwise passes per block instead of thousands of steps.
 """
 
 from __future__ import annotations
@@ -95,8 +98,8 @@ def adamw_penalty_flow(
     """The weights (float64) after ``steps`` AdamW steps from fresh optimizer state on the masked penalty loss,
     with cosine-decayed rates :func:`cosine_lrs`; matrix l's penalty is scaled by ``scales[l]`` (<= 0: left as is).
 
-    Equal to :func:`adamw_penalty_loop` up to the slow change of each weight's gradient within a block
-    (``blocks`` blocks per call) and Adam's lag behind it: measured under 1e-3 of the movement.
+    Equal to :func:`adamw_penalty_loop` up to the curvature of each weight's gradient within a block
+    (``blocks`` blocks per call): 2e-6 to 2e-5 of the movement measured over 2000-3000-step cycles.
     """
     _check(matrices, scales, steps, group_by)
     steps = int(steps)

@@ -419,7 +419,8 @@ def rmt_oneshot(ctx: PruneContext, *, z: float | None = None, scale: float = 1.5
     With a sparsity target the globally smallest |w| / (scale (1 - mu_l) gamma_l) go, so the count is
     met exactly; the reported z is the largest of them (float32), so ``z=`` that value removes the same
     weights up to ties at the threshold (the z mode's test is strict).
-    Layers with (1 - mu) gamma = 0 are never pruned.
+    Layers with (1 - mu) gamma = 0 are never pruned. No regularization step: METHOD.md's one-shot
+    variant (section 3, step 3) has none.
     """
     units, budget = ctx.units, ctx.budget
     check_rmt_options("rmt_oneshot", {"scale": scale, "z": z})
