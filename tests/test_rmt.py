@@ -41,6 +41,7 @@ def test_reference_regularization_moves_weights_as_adam_does():
     most lr_t), at least a fifth of it (|g| ~ s_l l1 is no smaller than eps / 5 here), growing with i."""
     model = _fc()
     _, report = prune(model, "rmt", sparsity=0.5)
+    assert report.attrs["reached_sparsity"] == pytest.approx(0.5, abs=1.0 / report.attrs["params_dense"])
     log = report.attrs["cycle_log"]
     assert [c["reg_steps"] for c in log] == [reference_steps(c["cycle"]) for c in log]
     for cycle in log:
