@@ -105,8 +105,10 @@ def regularize_reference(
     defaults) from fresh state at :data:`REFERENCE_LR`, cosine-decayed to 0, on
     ``s_l (l1 |W|_1 + l2 |W|_F^2 + group_lasso sum_g |W_g|_2)`` with zero weights' gradients masked.
 
-    Computed by :func:`rmtlib.pruning.penalty_flow.adamw_penalty_flow` in float64 (a float32 literal loop
-    loses part of each ~5e-8 step to rounding). Layers with scale <= 0 are left alone; zeros stay zero.
+    Computed by :func:`rmtlib.pruning.penalty_flow.adamw_penalty_flow` in float64: a float32 loop rounds
+    each ~1e-8 step to the weight's float32 spacing (~2e-9 at |w| ~ 0.03), which changed single weights'
+    movement by up to 8% in a 5000-step cycle (the mean by under 1%; measured here on a 24 x 32 matrix).
+    Layers with scale <= 0 are left alone; zeros stay zero.
     Returns (mean, max) |delta| of the regularized layers' nonzero weights.
     """
     live = [(unit, scale) for unit, scale in zip(units, scales) if scale > 0]
