@@ -19,7 +19,10 @@ from rmtlib.pruning.rmt import sparsify_singular_vectors
 
 ALL = ["rmt", "rmt_oneshot", "rmt_lowrank", "magnitude", "svd", "random"]
 STRUCTURED = {"rmt_lowrank", "svd"}
-FAST = {"reg_steps": 2}  # keep the rmt cycles' data-free step short in tests
+FAST = {
+    "regularization": "light",
+    "reg_steps": 2,
+}  # keep the rmt cycles' data-free step short (tests/test_rmt.py: the default)
 
 
 def _opts(method: str) -> dict:
@@ -168,12 +171,12 @@ def test_rmt_prunes_noisy_layers_more(method: str):
 
 def test_rmt_cycles_log_and_fixed_cycles():
     model = _fc()
-    _, report = prune(model, "rmt", sparsity=0.3, reg_steps=0)
+    _, report = prune(model, "rmt", sparsity=0.3, regularization="none")
     log = report.attrs["cycle_log"]
     sparsities = [c["sparsity"] for c in log]
     assert sparsities == sorted(sparsities) and sparsities[-1] == pytest.approx(report.attrs["reached_sparsity"])
     assert [c["sv_step"] for c in log[:2]] == [False, True]
-    _, fixed = prune(model, "rmt", cycles=2, reg_steps=1)
+    _, fixed = prune(model, "rmt", cycles=2, regularization="light", reg_steps=1)
     assert fixed.attrs["cycles"] == 2 and fixed.attrs["target_sparsity"] is None
     assert 0.05 < fixed.attrs["reached_sparsity"] < 0.2  # about 6% of the random-looking weights per cycle
 
@@ -191,7 +194,7 @@ def test_rmt_cycle_budgets_follow_the_papers_formula_on_nonzeros():
     """Cycle 1 removes B_l smallest weights of each layer; cycle 2's B_l uses the pruned layer's new fit
     and its nonzero count (not all entries)."""
     model = _fc()
-    one, report = prune(model, "rmt", cycles=1, reg_steps=0)
+    one, report = prune(model, "rmt", cycles=1, regularization="none")
     for index in (0, 2):  # the 10 x 96 head is too small to fit and keeps all its weights
         before, after = model[index].weight.detach(), one[index].weight.detach()
         removed = int((before != 0).sum() - (after != 0).sum())
@@ -200,7 +203,7 @@ def test_rmt_cycle_budgets_follow_the_papers_formula_on_nonzeros():
         assert before[gone].abs().max() <= before[~gone].abs().min()  # exactly the smallest ones
     assert torch.equal(one[4].weight, model[4].weight)
     assert report.attrs["cycle_log"][0]["removed"] == sum(_budget(model[i].weight, 1) for i in (0, 2))
-    two, report2 = prune(model, "rmt", cycles=2, reg_steps=0, sv_every=0)  # no singular-vector step
+    two, report2 = prune(model, "rmt", cycles=2, regularization="none", sv_every=0)  # no singular-vector step
     for index in (0, 2):
         removed = int((one[index].weight != 0).sum() - (two[index].weight != 0).sum())
         assert removed == _budget(one[index].weight, 2)
@@ -210,7 +213,7 @@ def test_rmt_counts_what_the_singular_vector_step_zeroes():
     """A large sv_theta zeroes whole rows in the singular-vector step; the cycles count those weights
     (they used to be booked from the budgets only, overshooting a 0.3 target to 0.6)."""
     model = _fc()
-    _, report = prune(model, "rmt", sparsity=0.3, reg_steps=0, sv_theta=100.0)
+    _, report = prune(model, "rmt", sparsity=0.3, regularization="none", sv_theta=100.0)
     log = report.attrs["cycle_log"]
     previous = report.attrs["nonzero_before"]
     for cycle in log:  # the log's removals are the real changes of the nonzero count

@@ -84,7 +84,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="method option, e.g. scope=global, rho=0.08, reg_steps=0, bulk_fraction=0.1 (repeatable)",
+        help="method option, e.g. scope=global, rho=0.08, regularization=none, bulk_fraction=0.1 (repeatable)",
     )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="model argument, e.g. depth=4 (repeatable)"
