@@ -99,6 +99,29 @@ def test_cli_trains_without_the_book_extra(monkeypatch, capsys):
     assert "rmtlib book: error:" in err and "'papermill'" in err and "rmtlib[book]" in err
 
 
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="1" failures="1"
+ skipped="1" tests="4"><testcase classname="" name="tests.test_book"><error message="collection failure">ImportError
+tests/test_book.py:8: in &lt;module&gt;
+E   ModuleNotFoundError: No module named 'papermill'</error></testcase>
+<testcase classname="tests.test_prune" name="test_cuda_matches_cpu[rmt]"><failure message="assert 0.1 &lt; 1e-05">x
+</failure></testcase><testcase classname="tests.test_gram" name="test_gpu_x"><skipped message="needs a GPU"/></testcase>
+<testcase classname="tests.test_spectra" name="test_gpu_gives_the_same_table"/></testsuite></testsuites>"""
+
+
+def test_junit_summary_tells_failures_from_modules_the_machine_cannot_import(tmp_path):
+    junit = tmp_path / "junit.xml"
+    junit.write_text(JUNIT)
+    out = gpu_check.junit_summary(junit, ["python", "-m", "pytest", "-k", "cuda or gpu"], 1)
+    assert (out["tests"], out["failures"], out["errors"], out["skipped"], out["passed"]) == (4, 1, 1, 1, 1)
+    assert out["problems"] == [
+        {"test": "tests.test_prune::test_cuda_matches_cpu[rmt]", "kind": "failure", "message": "assert 0.1 < 1e-05"}
+    ]
+    assert out["uncollected_modules"] == {"tests.test_book": "ModuleNotFoundError: No module named 'papermill'"}
+    assert out["skipped_tests"] == {"tests.test_gram::test_gpu_x": "needs a GPU"}
+    assert out["command"] == "-m pytest -k cuda or gpu" and out["exit_code"] == 1
+    assert gpu_check.junit_summary(tmp_path / "missing.xml", ["python"], None)["tests"] == 0  # killed: no XML
+
+
 # ---------------------------------------------------------------- the dry run
 
 
@@ -127,7 +150,7 @@ def test_dry_run_summary_lists_every_step_within_its_time(dry_run):
     summary = dry_run["summary"]
     env = summary["environment"]
     assert env["device"] == "cpu" and env["torch"] == torch.__version__ and env["python"]
-    assert summary["tiny"] is True and summary["budget_s"] == 300
+    assert summary["tiny"] is True and summary["budget_s"] == gpu_check.TINY_TOTAL
     assert list(summary["steps"]) == list(gpu_check.ORDER)
     for step, record in summary["steps"].items():
         expected = "ok" if HAS_MNIST or step not in ("mnist_vit", "fc_table") else "skipped"
