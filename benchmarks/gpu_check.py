@@ -160,7 +160,10 @@ def run_step(step: str, cfg: dict, timeout: float, log_path: Path, scratch: Path
         try:
             code: int | None = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the step and what it started (rmtlib train, pytest)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the step and anything it started
+            except ProcessLookupError:  # it ended just now
+                pass
             proc.wait()
             code = None
         seconds = time.perf_counter() - start

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import statistics
@@ -70,6 +71,36 @@ def test_the_2_4_model_comes_from_the_library_or_the_script_and_is_2_4():
     assert all(gpu_steps.is_2_4(m.weight) for m in masked if isinstance(m, nn.Linear))
     assert how["mask_source"] and all(isinstance(a, str) for a in how["attempts"])
     assert not gpu_steps.is_2_4(dense[0].weight)  # the input model is left alone
+
+
+def test_semi_structured_conversion_names_each_refused_layer_and_restores_the_backend_flag():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10), nn.Linear(10, 2))
+    gpu_steps.apply_2_4(model)
+    flag = torch.sparse.SparseSemiStructuredTensor._FORCE_CUTLASS
+    converted, skipped = gpu_steps.to_semi_structured(model, "cutlass")  # on the CPU the kernels refuse all
+    assert torch.sparse.SparseSemiStructuredTensor._FORCE_CUTLASS == flag
+    assert converted == 0 and set(skipped) == {"0", "2", "3"}
+    assert skipped["3"] == "weight is not 2:4" and "CUDA" in skipped["0"]
+    assert gpu_steps.semi_structured_backend(torch.float32) == "cutlass"  # cuSPARSELt takes no fp32
+
+
+def test_sparse24_branch_times_the_converted_model_against_dense(monkeypatch):
+    """The GPU-only branch of the latency step, with the conversion replaced by the identity (a dense
+    tensor that is 2:4): every key it writes, and an exact output match."""
+    monkeypatch.setattr(torch.sparse, "to_sparse_semi_structured", lambda weight: weight.clone())
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 8)).eval()
+    masked = copy.deepcopy(dense)
+    gpu_steps.apply_2_4(masked)
+    result: dict = {}
+    gpu_steps.sparse24(result, dense, masked, torch.randn(5, 16), "cpu", warmup=1, iters=4)
+    assert result["sparse24_layers_converted"] == 2 and result["sparse24_layers_skipped"] == {}
+    assert result["sparse24_backend"] in ("cusparselt", "cutlass") and "sparse24_note" not in result
+    assert result["sparse24_rel_error_vs_masked_dense"] == 0.0
+    assert len(result["sparse24_times_ms"]) == len(result["dense_times_ms_vs_sparse24"]) == 4
+    assert result["sparse24_ms"] == statistics.median(result["sparse24_times_ms"]) > 0
+    assert result["sparse24_over_dense"] == pytest.approx(result["sparse24_ms"] / result["dense_ms_vs_sparse24"])
 
 
 def test_fc_epoch_planner_fits_the_budget_in_multiples_of_the_split_period():
