@@ -92,8 +92,10 @@ def environment(device: str) -> dict[str, Any]:
     if shutil.which("nvidia-smi"):
         query = ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
         env["nvidia_smi"] = subprocess.run(query, capture_output=True, text=True).stdout.strip()
-    git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    env["git_commit"] = git.stdout.strip() if git.returncode == 0 else None
+    env["git_commit"] = None  # the GPU machine gets a copy of the tree, maybe without git or .git
+    if shutil.which("git"):
+        git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        env["git_commit"] = git.stdout.strip() if git.returncode == 0 else None
     return env
 
 

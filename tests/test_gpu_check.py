@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -161,8 +162,9 @@ def dry_run(tmp_path_factory) -> dict:
     """``gpu_check.py --dry-run``: every step on tiny sizes on the CPU (the tests step on one small file;
     the retrained ViT kept whatever its accuracy, so the candidate's copy is exercised)."""
     out = tmp_path_factory.mktemp("gpu_out")
+    fashion = _fake_fashion_mnist(tmp_path_factory.mktemp("fashion"))
     command = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry-run", "--out", str(out)]
-    command += ["--pytest-paths", "tests/test_runtime.py", "--vit-min-accuracy", "0"]
+    command += ["--pytest-paths", "tests/test_runtime.py", "--vit-min-accuracy", "0", "--fashion", str(fashion)]
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     wall = time.perf_counter() - start
@@ -173,7 +175,20 @@ def dry_run(tmp_path_factory) -> dict:
         "wall": wall,
         "stdout": proc.stdout,
         "summary": json.loads((folder / "summary.json").read_text()),
+        "fashion": fashion,
     }
+
+
+def _fake_fashion_mnist(folder: Path) -> Path:
+    """Random 28x28 images in Fashion-MNIST's IDX files (400 train, 100 test): the folder the FC table reads."""
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 400), ("t10k", 100)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+            (folder / f"{prefix}-{kind}-ubyte").write_bytes(header + array.tobytes())
+    return folder
 
 
 @pytest.mark.slow
@@ -182,6 +197,7 @@ def test_dry_run_summary_lists_every_step_within_its_time(dry_run):
     env = summary["environment"]
     assert env["device"] == "cpu" and env["torch"] == torch.__version__ and env["python"]
     assert summary["tiny"] is True and summary["budget_s"] == gpu_check.TINY_TOTAL
+    assert summary["data"]["fashion_mnist"] == str(dry_run["fashion"].resolve())
     assert list(summary["steps"]) == list(gpu_check.ORDER)
     for step, record in summary["steps"].items():
         expected = "ok" if HAS_MNIST or step not in ("mnist_vit", "fc_table") else "skipped"
@@ -288,11 +304,14 @@ def test_dry_run_fc_table_has_the_five_rows_in_order(dry_run):
     assert result["widths"] == [784, 32, 10] and result["epochs"] == 1 and result["epochs_scaled"] is True
     assert "instead of the paper's 100" in result["note"]
     assert len(result["paper"]) == 5 and set(result["calibration"]) == {"epoch_s", "eval_and_setup_s", "mp_split_s"}
-    rows = result["results"]["MNIST"]
-    assert [r["row"] for r in rows] == [r.name for r in FC_ROWS]
-    for row, spec in zip(rows, FC_ROWS):
-        assert row["widths"] == "784-32-10" and row["epochs"] == 1 and row["seed"] == 0 and row["dataset"] == "MNIST"
-        assert 0 <= row["test_accuracy"] <= 100 and 0 <= row["train_accuracy"] <= 100
-        assert (row["l1"] > 0) == spec.l1 and (row["l2"] > 0) == spec.l2
-        assert (row["param_reduction"] > 0) == spec.mp_pruning == (row["ranks"] != "")
-    assert rows[0]["test_accuracy"] != rows[1]["test_accuracy"]  # the MP split did change the net
+    assert list(result["results"]) == ["MNIST", "Fashion-MNIST"]
+    for dataset, rows in result["results"].items():
+        assert [r["row"] for r in rows] == [r.name for r in FC_ROWS]
+        for row, spec in zip(rows, FC_ROWS):
+            assert row["widths"] == "784-32-10" and row["epochs"] == 1 and row["seed"] == 0
+            assert row["dataset"] == dataset and row["source"] == "measured"
+            assert 0 <= row["test_accuracy"] <= 100 and 0 <= row["train_accuracy"] <= 100
+            assert (row["l1"] > 0) == spec.l1 and (row["l2"] > 0) == spec.l2
+            assert (row["param_reduction"] > 0) == spec.mp_pruning == (row["ranks"] != "")
+        assert rows[0]["test_loss"] != rows[1]["test_loss"]  # the MP split did change the net
+    assert result["results"]["Fashion-MNIST"][0]["test_loss"] != result["results"]["MNIST"][0]["test_loss"]
