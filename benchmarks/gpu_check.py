@@ -148,7 +148,7 @@ def run_step(step: str, cfg: dict, timeout: float, log_path: Path, scratch: Path
     """Run one step in its own process group, ended at ``timeout``; returns its status record with the
     result it wrote (also a partial one, after a timeout or a failure)."""
     config, result = scratch / f"{step}.config.json", scratch / f"{step}.json"
-    config.write_text(json.dumps({**cfg, "budget_s": timeout}))
+    config.write_text(json.dumps({**cfg, "budget_s": timeout, "deadline": time.time() + timeout}))
     junit = scratch / "junit.xml"
     if step == "tests":
         command = pytest_command(cfg["pytest_paths"], junit)

@@ -105,7 +105,7 @@ def test_sparse24_branch_times_the_converted_model_against_dense(monkeypatch):
 
 
 def test_fc_epoch_planner_fits_the_budget_in_multiples_of_the_split_period():
-    rows = [(1.0, int(r.mp_pruning), 0.0) for r in FC_ROWS]  # 1 s/epoch, 3 MP rows, split 2 s
+    rows = [(1.0, r.mp_pruning, 0.0) for r in FC_ROWS]  # 1 s/epoch, 3 MP rows, split 2 s
     # E = 12: 5 * 12 + 3 * 3 splits * 2 s = 78 s <= 100; E = 16 would take 104 s
     assert gpu_steps._fc_epochs(rows, 2.0, 100.0, 100, 4) == 12
     assert gpu_steps._fc_epochs(rows, 2.0, 1e6, 100, 4) == 100
