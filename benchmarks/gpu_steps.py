@@ -207,10 +207,10 @@ def relative_change(a: torch.Tensor, b: torch.Tensor) -> float:
 # ---------------------------------------------------------------- steps
 
 
-def analyze_speed(name: str, repeats: int, tiny: bool, device: str) -> dict[str, Any]:
+def analyze_speed(name: str, repeats: int, tiny: bool, device: str, report: Callable[[dict], None]) -> None:
     """Seconds of ``rmtlib.analyze`` of one random-init model and of bare ``torch.linalg.svdvals`` of its
     matrices: a first call of each (kept apart: library loading, solver handles), then ``repeats``
-    interleaved pairs; medians."""
+    interleaved pairs; medians. ``report`` gets the row after every pair (a timeout keeps those done)."""
     model, kwargs = vit(name, tiny, device)
     matrices = [lm.matrix for lm in rmtlib.layer_matrices(model)]
 
@@ -222,25 +222,28 @@ def analyze_speed(name: str, repeats: int, tiny: bool, device: str) -> dict[str,
             torch.linalg.svdvals(matrix)
 
     first = {"analyze_s": timed(run_analyze, device), "svdvals_s": timed(run_svdvals, device)}
-    t_analyze, t_svd = [], []
+    t_analyze: list[float] = []
+    t_svd: list[float] = []
+    target = ANALYZE_TARGETS[name]
     for _ in range(repeats):
         t_analyze.append(timed(run_analyze, device))
         t_svd.append(timed(run_svdvals, device))
-    target = ANALYZE_TARGETS[name]
-    return {
-        "model_kwargs": kwargs,
-        "matrices": len(matrices),
-        "params": sum(p.numel() for p in model.parameters()),
-        "repeats": repeats,
-        "first_call_s": first,
-        "analyze_s": median(t_analyze),
-        "svdvals_s": median(t_svd),
-        "analyze_times_s": t_analyze,
-        "svdvals_times_s": t_svd,
-        "analyze_over_svdvals": median(t_analyze) / median(t_svd),
-        "target_s": target,
-        "target_met": median(t_analyze) <= target,
-    }
+        report(
+            {
+                "model_kwargs": kwargs,
+                "matrices": len(matrices),
+                "params": sum(p.numel() for p in model.parameters()),
+                "repeats": len(t_analyze),
+                "first_call_s": first,
+                "analyze_s": median(t_analyze),
+                "svdvals_s": median(t_svd),
+                "analyze_times_s": t_analyze,
+                "svdvals_times_s": t_svd,
+                "analyze_over_svdvals": median(t_analyze) / median(t_svd),
+                "target_s": target,
+                "target_met": median(t_analyze) <= target,
+            }
+        )
 
 
 def step_analyze(cfg: dict, save: Callable[[dict], None]) -> dict:
@@ -249,8 +252,12 @@ def step_analyze(cfg: dict, save: Callable[[dict], None]) -> dict:
     device, tiny = cfg["device"], cfg["tiny"]
     out: dict[str, Any] = {"device": device, "tiny": tiny, "targets_s": ANALYZE_TARGETS, "models": {}}
     for name, repeats in (("vit_base_patch16_224", 5), ("vit_huge_patch14_224", 3)):
-        out["models"][name] = analyze_speed(name, repeats, tiny, device)
-        save(out)
+
+        def report(row: dict, name: str = name) -> None:
+            out["models"][name] = row
+            save(out)
+
+        analyze_speed(name, repeats, tiny, device, report)
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
     return out
@@ -405,7 +412,7 @@ def step_mnist_vit(cfg: dict, save: Callable[[dict], None]) -> dict:
         card=card,
     )
     if out["replace"]:
-        for name in ("mnist_vit.safetensors", "mnist_vit.json"):
+        for name in ("mnist_vit.safetensors", "mnist_vit.json"):  # gpu_check.CANDIDATE
             shutil.copyfile(work / name, outdir / name)
         out["candidate"] = "mnist_vit.safetensors + mnist_vit.json beside this file: copy both to rmtlib/assets/"
     else:

@@ -215,7 +215,7 @@ def test_dry_run_files_fit_what_the_device_tool_brings_back(dry_run):
     files = sorted(p.name for p in dry_run["folder"].iterdir())
     expected = {"summary.json", "gpu_check.log", *gpu_check.STEP_FILES.values()}
     if HAS_MNIST:
-        expected |= {"mnist_vit.safetensors", "mnist_vit.json"}
+        expected |= set(gpu_check.CANDIDATE)
     assert set(files) == expected and len(files) <= 8
     assert all(re.fullmatch(r"[A-Za-z0-9._-]+", name) for name in files)
     for step, name in gpu_check.STEP_FILES.items():  # each step file is that step's result in the summary
