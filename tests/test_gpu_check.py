@@ -119,6 +119,30 @@ def test_result_folder_is_named_after_the_card():
     assert gpu_check.folder_name(None) == "gpu_cpu"
 
 
+FAKE_STEP = """import json, sys, time
+result = sys.argv[sys.argv.index("--result") + 1]
+json.dump({"partial": True}, open(result, "w"))
+print("fake step", sys.argv[1], flush=True)
+time.sleep(60) if sys.argv[1] == "analyze" else sys.exit(3)
+"""
+
+
+def test_a_step_past_its_timeout_is_ended_and_keeps_its_partial_result(tmp_path, monkeypatch):
+    script = tmp_path / "fake_step.py"
+    script.write_text(FAKE_STEP)
+    monkeypatch.setattr(gpu_check, "STEPS_SCRIPT", script)
+    log = tmp_path / "log"
+    start = time.perf_counter()
+    slow = gpu_check.run_step("analyze", {}, 3.0, log, tmp_path)
+    assert time.perf_counter() - start < 30  # ended at its timeout, not after the step's 60 s
+    assert slow["status"] == "timeout" and slow["exit_code"] is None and slow["timeout_s"] == 3.0
+    assert slow["result"] == {"partial": True} and "partial result is kept" in slow["note"]
+    failed = gpu_check.run_step("latency", {}, 30.0, log, tmp_path)
+    assert failed["status"] == "failed" and failed["exit_code"] == 3 and failed["result"] == {"partial": True}
+    text = log.read_text()
+    assert "fake step analyze" in text and "===== analyze: exit None" in text and "===== latency: exit 3" in text
+
+
 def test_cli_trains_without_the_book_extra(monkeypatch, capsys):
     """The GPU machine has no papermill: every command but ``book`` must still work there."""
     monkeypatch.setitem(sys.modules, "papermill", None)  # import papermill -> ModuleNotFoundError
