@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -146,6 +147,12 @@ def junit_summary(junit: Path, command: list[str], code: int | None) -> dict[str
     return out
 
 
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of this process's ended children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_step(step: str, cfg: dict, timeout: float, log_path: Path, scratch: Path) -> dict[str, Any]:
     """Run one step in its own process group, ended at ``timeout``; returns its status record with the
     result it wrote (also a partial one, after a timeout or a failure)."""
@@ -156,7 +163,7 @@ def run_step(step: str, cfg: dict, timeout: float, log_path: Path, scratch: Path
         command = pytest_command(cfg["pytest_paths"], junit)
     else:
         command = [sys.executable, str(STEPS_SCRIPT), step, "--config", str(config), "--result", str(result)]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _children_cpu_s()
     with open(log_path, "a") as log:
         log.write(f"\n===== {step} (timeout {timeout:.0f} s) {time.strftime('%H:%M:%S')}\n")
         log.flush()
@@ -186,6 +193,7 @@ def run_step(step: str, cfg: dict, timeout: float, log_path: Path, scratch: Path
     else:
         status = "ok"
     record: dict[str, Any] = {"status": status, "seconds": seconds, "timeout_s": timeout, "exit_code": code}
+    record["cpu_s"] = _children_cpu_s() - cpu_start  # CPU time of the step's processes: load-independent
     if status in ("timeout", "failed"):
         record["note"] = (
             f"{'ran past its ' + format(timeout, '.0f') + ' s' if code is None else 'failed'}; "
@@ -285,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                     (outdir / STEP_FILES[step]).write_text(json.dumps(record["result"], indent=2))
             summary["steps"][step] = record
             summary["total_s"] = time.perf_counter() - start
+            summary["total_cpu_s"] = sum(r.get("cpu_s", 0.0) for r in summary["steps"].values())
             summary_path.write_text(json.dumps(summary, indent=2))
             print(f"{step:>10}: {record['status']:<8} {record.get('seconds', 0):6.1f} s  {record.get('note', '')}")
     print(f"results in {outdir}: {', '.join(sorted(p.name for p in outdir.iterdir()))}")

@@ -226,8 +226,9 @@ def test_dry_run_summary_lists_every_step_within_its_time(dry_run):
     for step, record in summary["steps"].items():
         expected = "ok" if HAS_MNIST or step not in ("mnist_vit", "fc_table") else "skipped"
         assert record["status"] == expected, (step, record.get("note"))
-        assert 0 < record["seconds"] <= record["timeout_s"] and record["exit_code"] == 0
+        assert 0 < record["seconds"] <= record["timeout_s"] and record["exit_code"] == 0 and record["cpu_s"] > 0
     assert summary["total_s"] >= sum(r["seconds"] for r in summary["steps"].values())
+    assert summary["total_cpu_s"] == pytest.approx(sum(r["cpu_s"] for r in summary["steps"].values()))
     for step in gpu_check.ORDER:
         assert f"{step:>10}: " in dry_run["stdout"]
     log = (dry_run["folder"] / "gpu_check.log").read_text()
