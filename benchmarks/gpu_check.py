@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             summary["total_s"] = time.perf_counter() - start
             summary["total_cpu_s"] = sum(r.get("cpu_s", 0.0) for r in summary["steps"].values())
             summary_path.write_text(json.dumps(summary, indent=2))
-            print(f"{step:>10}: {record['status']:<8} {record.get('seconds', 0):6.1f} s  {record.get('note', '')}")
+            timing = f"{record.get('seconds', 0):6.1f} s ({record.get('cpu_s', 0):5.1f} s CPU)"
+            print(f"{step:>10}: {record['status']:<8} {timing}  {record.get('note', '')}")
     print(f"results in {outdir}: {', '.join(sorted(p.name for p in outdir.iterdir()))}")
     return 0
 
