@@ -368,6 +368,15 @@ def sparse24(
     result["sparse24_over_dense"] = result["sparse24_ms"] / result["dense_ms_vs_sparse24"]
 
 
+def vit_train_args(device: str, tiny: bool) -> list[str]:
+    """``rmtlib train`` arguments of the committed MNIST ViT's recipe (README), or of a tiny stand-in."""
+    epochs = ["--epochs", "1", "--train-subset", "256"] if tiny else ["--epochs", "15"]
+    args = ["train", "mnist_vit", "--data", "mnist", *epochs, "--seed", "0", "--device", device]
+    if tiny:
+        args += ["--set", "depth=1", "--set", "embed_dim=32", "--set", "num_heads=2"]
+    return args + ["--out", "mnist_vit.safetensors", "--card", "mnist_vit.json", "--quiet"]
+
+
 def step_mnist_vit(cfg: dict, save: Callable[[dict], None]) -> dict:
     """Retrain the committed MNIST ViT with today's code (the README's recipe) and keep the candidate
     (weights + card, under ``outdir``) only if its test accuracy is at least the committed one's."""
@@ -379,11 +388,7 @@ def step_mnist_vit(cfg: dict, save: Callable[[dict], None]) -> dict:
     minimum = current if cfg.get("vit_min_accuracy") is None else float(cfg["vit_min_accuracy"])
     work = scratch / "mnist_vit"
     work.mkdir(parents=True, exist_ok=True)
-    args = ["train", "mnist_vit", "--data", "mnist", "--epochs", "15", "--seed", "0", "--device", device]
-    if tiny:
-        args = ["train", "mnist_vit", "--data", "mnist", "--epochs", "1", "--seed", "0", "--device", device]
-        args += ["--train-subset", "256", "--set", "depth=1", "--set", "embed_dim=32", "--set", "num_heads=2"]
-    args += ["--out", "mnist_vit.safetensors", "--card", "mnist_vit.json", "--quiet"]
+    args = vit_train_args(device, tiny)
     out: dict[str, Any] = {"command": "python -m rmtlib " + " ".join(args), "tiny": tiny, "current_accuracy": current}
     save(out)
     start = time.perf_counter()

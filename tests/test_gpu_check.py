@@ -113,6 +113,23 @@ def test_fc_epoch_planner_fits_the_budget_in_multiples_of_the_split_period():
     assert gpu_steps._fc_epochs(rows, 2.0, 1.0, 1, 1) == 1
 
 
+def test_the_vit_is_retrained_by_the_assets_recipe():
+    args = build_parser().parse_args(gpu_steps.vit_train_args("cuda", tiny=False))
+    card = json.loads((ROOT / "rmtlib/assets/mnist_vit.json").read_text())
+    assert (args.model, args.data, args.epochs, args.seed, args.device) == ("mnist_vit", "mnist", 15, 0, "cuda")
+    assert (args.epochs, args.batch_size, args.lr, args.weight_decay) == (
+        card["epochs"],
+        card["batch_size"],
+        card["optimizer"]["lr"],
+        card["optimizer"]["weight_decay"],
+    )
+    assert args.optimizer == card["optimizer"]["name"] and args.schedule == card["optimizer"]["schedule"]
+    assert args.set == [] and args.train_subset is None and args.out == "mnist_vit.safetensors"
+    assert "rmtlib train mnist_vit --data mnist --epochs 15 --seed 0" in (ROOT / "README.md").read_text()
+    tiny = build_parser().parse_args(gpu_steps.vit_train_args("cpu", tiny=True))
+    assert tiny.epochs == 1 and tiny.train_subset == 256 and tiny.set == ["depth=1", "embed_dim=32", "num_heads=2"]
+
+
 def test_result_folder_is_named_after_the_card():
     assert gpu_check.folder_name("NVIDIA H200") == "gpu_h200"  # the folder the last run used
     assert gpu_check.folder_name("NVIDIA H100 80GB HBM3") == "gpu_h100_80gb_hbm3"
@@ -303,7 +320,9 @@ def test_dry_run_latency_has_lowrank_and_notes_the_skipped_2_4(dry_run):
 def test_dry_run_retrains_the_vit_and_keeps_a_loadable_candidate(dry_run):
     result = dry_run["summary"]["steps"]["mnist_vit"]["result"]
     card = result["card"]
-    assert result["command"].startswith("python -m rmtlib train mnist_vit --data mnist --epochs 1 --seed 0")
+    assert result["command"].startswith(
+        "python -m rmtlib train mnist_vit --data mnist --epochs 1 --train-subset 256 --seed 0"
+    )
     assert card["command"].startswith("rmtlib train mnist_vit") and "--out mnist_vit.safetensors" in card["command"]
     assert card["config"]["depth"] == 1 and card["config"]["embed_dim"] == 32 and card["epochs"] == 1
     assert (
