@@ -8,7 +8,7 @@ and ``fc_table`` (the paper's FC table at the paper's size, epochs scaled to the
 Everything goes to ``OUT/gpu_<card>/``: ``summary.json`` (environment, each step's status, time and
 result), one JSON per measuring step, ``gpu_check.log``, and the MNIST ViT candidate when kept;
 at most 7 files, so the device tool brings all of them back. ``--dry-run`` (= ``--device cpu --tiny``)
-runs every step on tiny sizes in about a minute on a laptop CPU.
+runs every step on tiny sizes: about 50 s of CPU time (``total_cpu_s``), longer on a loaded machine.
 
     python benchmarks/gpu_check.py --out OUT [--device auto|cuda|cpu] [--tiny | --dry-run] [--budget 540]
         [--steps tests,analyze,...] [--mnist FILE] [--fashion FOLDER]
@@ -282,9 +282,10 @@ def main(argv: list[str] | None = None) -> int:
             "vit_min_accuracy": args.vit_min_accuracy,
             "pytest_paths": [p for p in args.pytest_paths.split(",") if p],
         }
-        for step in [s for s in ORDER if s in steps]:
+        selected = [s for s in ORDER if s in steps]
+        for step in selected:
             left = total - (time.perf_counter() - start)
-            timeout = left if step == steps[-1] or step == ORDER[-1] else min(budgets[step], left)
+            timeout = left if step == selected[-1] else min(budgets[step], left)  # the last one: all that is left
             if timeout < 5:
                 record: dict[str, Any] = {"status": "not run", "note": f"only {left:.0f} s of the budget left"}
             else:
