@@ -314,7 +314,11 @@ def check_finite_model(model: torch.nn.Module, what: str) -> None:
         for name, tensor in items:
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 bad = int((~torch.isfinite(tensor)).sum())
-                raise InputError(f"{what}: {kind} {name} holds {bad} NaN or Inf value(s); nothing was changed")
+                layer, _, own = name.rpartition(".")
+                raise InputError(
+                    f"{what}: layer {layer or '(top)'}: {own} contains {bad} NaN or Inf value(s) (a {kind}); refused "
+                    "before any change"
+                )
 
 
 def build_model(name: str, checkpoint: str | None, *, pretrained: bool = False, **kwargs: Any) -> torch.nn.Module:

@@ -127,6 +127,9 @@ _NUMERIC_OPTIONS: dict[str, tuple[float, bool, bool]] = {
     },
 }
 
+# rho is the fraction of a layer's weights one cycle removes (rho=1e308 overflowed the budget to a traceback)
+_MAXIMUM = {"rho": 1.0}
+
 
 def check_rmt_options(method: str, options: Mapping[str, Any]) -> None:
     """Raise :class:`InputError` for a numeric option of ``rmt`` / ``rmt_oneshot`` out of range (negative,
@@ -135,7 +138,14 @@ def check_rmt_options(method: str, options: Mapping[str, Any]) -> None:
     for name, value in options.items():
         if name in _NUMERIC_OPTIONS and value is not None:
             minimum, exclusive, integer = _NUMERIC_OPTIONS[name]
-            check_number(f"{method}: {name}", value, minimum=minimum, exclusive=exclusive, integer=integer)
+            check_number(
+                f"{method}: {name}",
+                value,
+                minimum=minimum,
+                exclusive=exclusive,
+                integer=integer,
+                maximum=_MAXIMUM.get(name),
+            )
 
 
 @register_method("rmt", needs_fit=True, stopping_option="cycles", check=check_rmt_options)
