@@ -350,12 +350,12 @@ def model_inputs(name: str, checkpoint: str | None, pretrained: bool) -> list[tu
 
 def alpha_value(text: str) -> float:
     """An argparse ``type``: BEMA's trimming fraction, in [0, 0.5) (:data:`rmtlib.spectral.fit.ALPHA_RANGE`)."""
-    return _checked(text, lambda v: check_alpha(v, "--alpha"))
+    return _checked(text, lambda v: check_alpha(v, "the value"))
 
 
 def beta_value(text: str) -> float:
     """An argparse ``type``: the Tracy-Widom level (:data:`rmtlib.spectral.fit.BETA_RANGE`)."""
-    return _checked(text, lambda v: check_beta(v, "--beta"))
+    return _checked(text, lambda v: check_beta(v, "the value"))
 
 
 def _checked(text: str, check: Callable[[float], Any]) -> float:
