@@ -348,7 +348,19 @@ def test_an_empty_output_name_is_refused(flag: str, ckpt, capsys):
 
 def test_a_kill_between_weights_and_card_never_leaves_a_mismatched_pair(tmp_path: Path, monkeypatch):
     out, card = tmp_path / "m.safetensors", tmp_path / "m.json"
-    argv = ["train", FC, "--data", "synthetic", "--epochs", "1", "--train-subset", "64", "--batch-size", "32", "--quiet"]
+    argv = [
+        "train",
+        FC,
+        "--data",
+        "synthetic",
+        "--epochs",
+        "1",
+        "--train-subset",
+        "64",
+        "--batch-size",
+        "32",
+        "--quiet",
+    ]
     assert _run(argv + ["--out", str(out), "--card", str(card)]) == 0
     assert json.loads(card.read_text())["sha256"] == _digest(out)
 
