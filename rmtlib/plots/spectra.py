@@ -70,7 +70,9 @@ def plot_esd_grid(
 ) -> plt.Figure:
     """One :func:`plot_esd` panel per (name, fit), in a grid; ``title`` (e.g. model and checkpoint) on top."""
     nrows = max(1, math.ceil(len(fits) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False, layout="constrained"
+    )  # constrained: room for the titles and the figure's title (tight_layout let them overlap)
     for ax, (name, fit) in zip(axes.flat, fits):
         plot_esd(fit, ax, title=name)
         ax.title.set_fontsize(8)
@@ -80,12 +82,12 @@ def plot_esd_grid(
         ax.tick_params(labelsize=7)
         ax.xaxis.set_major_locator(MaxNLocator(4))  # few ticks: long labels (1e-3 scales) overlapped
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+        ax.xaxis.get_offset_text().set_fontsize(7)
     for ax in list(axes.flat)[len(fits) :]:
         ax.set_axis_off()
     fig.supxlabel(r"eigenvalue $s^2/N$ (dashed: Tracy-Widom edge; red: MP fit)")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
