@@ -219,6 +219,21 @@ def test_bad_option_values_are_refused_naming_the_option(method: str, option: st
     assert option.split("=")[0] in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["prune", FC, "--method", "random", "--sparsity", "0.5", "--seed=-1"],
+        ["prune", FC, "--method", "random", "--sparsity", "0.5", "--seed", str(2**32)],
+        ["train", FC, "--data", "synthetic", "--epochs", "1", "--seed", str(10**20)],
+        ["train", FC, "--data", "synthetic", "--epochs", "1", "--mp-every", "1", "--mp-T", "0"],
+        ["eval", FC, "--data", "synthetic", "--workers", "99999999999"],  # tried to start that many processes
+    ],
+)
+def test_seeds_workers_and_schedules_out_of_range_are_refused(argv: list[str], tmp_path: Path, capsys):
+    assert _run(argv + ["--quiet"]) == 2
+    assert argv[-1].split("=")[0].lstrip("-") in capsys.readouterr().err or "--" in argv[-2]
+
+
 # ---- 4. one device rule ----
 
 
@@ -455,10 +470,12 @@ _FLAGS = {
         "--data",
     ],
     "eval": ["--device", "--batch-size", "--split", "--out", "--data", "--checkpoint", "--workers"],
+    "sweep": ["--levels", "--methods", "--option", "--eval-batches", "--plot", "--out", "--seed", "--finetune-lr"],
+    "train": ["--lr", "--batch-size", "--l1", "--mp-T", "--seed", "--card", "--train-subset"],  # not --epochs: time
 }
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     command=st.sampled_from(sorted(_FLAGS)),
     index=st.integers(min_value=0, max_value=20),
@@ -473,13 +490,18 @@ def test_no_bad_flag_value_is_a_traceback_or_a_silent_success(command, index, va
         "analyze": [model],
         "prune": [model, "--method", data.draw(st.sampled_from(["magnitude", "rmt_oneshot", "svd"]))],
         "eval": [model, "--data", "synthetic"],
+        "sweep": [model, "--data", "synthetic", "--methods", "magnitude", "--levels", "0.5", "--eval-batches", "1"],
+        "train": [model, "--data", "synthetic", "--epochs", "1", "--train-subset", "64", "--batch-size", "32"],
     }[command]
-    out = folder / ("o.safetensors" if command == "prune" else "o.json" if command == "eval" else "o.csv")
+    suffix = {"prune": "safetensors", "train": "safetensors", "eval": "json"}.get(command, "csv")
+    out = folder / f"o.{suffix}"
     argv = [command, *base, "--quiet"]
     if flag != "--out":
         argv += ["--out", str(out)]
     if command == "prune" and flag != "--sparsity":
         argv += ["--sparsity", "0.5"]
+    if flag in argv:  # the flag under test replaces the base's value
+        argv = argv[: argv.index(flag)] + argv[argv.index(flag) + 2 :]
     if value.startswith("-") and value not in ("-", "--"):
         argv.append(f"{flag}={value}")  # argparse reads a bare -1 as a flag
     else:

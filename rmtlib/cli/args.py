@@ -80,6 +80,30 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def seed_value(text: str) -> int:
+    """An argparse ``type``: a random seed, an integer in [0, 2**32 - 1] (what numpy's seeding takes;
+    -1 or 2**32 was a traceback after the model was built)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32 - 1], got {value}")
+    return value
+
+
+MAX_WORKERS = 4 * (os.cpu_count() or 1)
+
+
+def worker_count(text: str) -> int:
+    """An argparse ``type``: data-loading processes, 0 (load in the main process) to 4 per CPU core
+    (:data:`MAX_WORKERS`); 99999999999 tried to start that many processes."""
+    value = non_negative_int(text)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_WORKERS} (4 per CPU core of this machine), got {value}")
+    return value
+
+
 def names(text: str) -> list[str]:
     """An argparse ``type``: a non-empty comma-separated list of names."""
     return _comma_list(text, "rmt,magnitude")
@@ -406,7 +430,7 @@ def _data_parent() -> argparse.ArgumentParser:
         "when left out)",
     )
     g.add_argument(
-        "--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)"
+        "--workers", type=worker_count, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)"
     )
     return p
 

@@ -32,6 +32,7 @@ from rmtlib.cli.args import (
     check_output_file,
     key_values,
     model_inputs,
+    seed_value,
     sparsity_level,
     write_csv_atomic,
     write_or_rescue,
@@ -104,7 +105,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--split-qkv", action="store_true", help="prune a fused qkv as three matrices (element-wise methods)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of random pruning and of a randomly initialised model")
+    p.add_argument(
+        "--seed", type=seed_value, default=0, help="seed of random pruning and of a randomly initialised model"
+    )
     add_finetune_arguments(p)
     p.set_defaults(func=run)
 

@@ -57,6 +57,7 @@ from rmtlib.cli.args import (
     model_inputs,
     names,
     positive_counts,
+    seed_value,
     sparsity_levels,
     write_csv_atomic,
     write_json_atomic,
@@ -133,7 +134,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="fine-tune on N training samples only (the first N; of an image folder, a seeded random N)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of random pruning, fine-tuning order, random init")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of random pruning, fine-tuning order, random init")
     p.add_argument(
         "--out",
         help="write the table here (CSV, one row per method and level plus the dense model; "

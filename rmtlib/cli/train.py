@@ -32,6 +32,7 @@ from rmtlib.cli.args import (
     key_values,
     model_inputs,
     positive_counts,
+    seed_value,
     write_json_atomic,
     write_or_rescue,
 )
@@ -80,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="train on N training samples only (the first N; of an image folder, a seeded random N)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation, data order and augmentation")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of the initialisation, data order and augmentation")
     p.add_argument("--out", help="checkpoint path (.safetensors)")
     p.add_argument("--card", help="model card JSON path (config, seed, data, accuracy, sha256 of --out)")
     p.set_defaults(func=run_train)
@@ -131,6 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
         (args.group_lasso, "--group-lasso"),
     ):
         check_number(flag, value, minimum=0)  # a NaN or negative coefficient was dropped silently
+    check_number("--mp-T", args.mp_T, minimum=0, exclusive=True)  # 0 divided by zero at the first split
     if args.mp_every < 0:
         raise InputError(f"--mp-every must be >= 0 (0: off), got {args.mp_every}")
     device = get_device(args.device)  # a missing GPU is an error now, not after the data are loaded
