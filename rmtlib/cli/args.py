@@ -222,7 +222,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def data_folder(spec: str | None) -> Path | None:
     """The local folder a ``--data`` spec reads (``fashion-mnist:DIR``, ``imagefolder:DIR``, ``DIR``), if any."""
-    if not spec:
+    if not spec or spec.lower() in ("mnist", "synthetic"):  # built in, not a folder
         return None
     kind, sep, arg = spec.partition(":")
     folder = Path(arg) if sep and kind.lower() != "mnist" else Path(spec)
@@ -451,8 +451,17 @@ def _output_parent() -> argparse.ArgumentParser:
 DEVICE, FIT, DATA, OUTPUT = _device_parent(), _fit_parent(), _data_parent(), _output_parent()
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``(default: X)`` after each option's help, except where there is nothing to say (None, off, empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
 def add_command(sub: argparse._SubParsersAction, name: str, help: str, parents: Sequence[argparse.ArgumentParser] = ()):
     """A sub-command parser that shows every option's default in ``--help`` and takes the shared ``parents``."""
     return sub.add_parser(
-        name, help=help, description=help, parents=list(parents), formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        name, help=help, description=help, parents=list(parents), formatter_class=DefaultsHelpFormatter
     )
