@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import rmtlib
 import rmtlib.cli.prune as cli_prune
 import rmtlib.cli.train as cli_train
-from rmtlib.cli.args import DATA, DEVICE, FIT, OUTPUT
+from rmtlib.cli.args import DATA, DEVICE, FIT, OUTPUT, check_io
 from rmtlib.cli.main import build_parser, main
 from rmtlib.errors import CheckpointError, InputError, check_number
 from rmtlib.nn.checkpoints import read_record, save_checkpoint
@@ -95,6 +95,18 @@ def test_an_existing_checkpoint_is_replaced_only_with_overwrite(ckpt: Path, tmp_
     assert _digest(other) != before
     # eval's JSON --out onto a checkpoint: the same rule, whatever the writer
     assert _run(["eval", FC, "--checkpoint", str(ckpt), "--data", "synthetic", "--out", str(other), "--quiet"]) == 2
+
+
+def test_hard_links_and_the_data_folder_are_inputs_too(ckpt: Path, tmp_path: Path):
+    hard = tmp_path / "hard.safetensors"
+    os.link(ckpt, hard)  # another name, the same file
+    with pytest.raises(InputError, match="which this command reads"):
+        check_io([(str(ckpt), "--checkpoint")], [(str(hard), "--out")], overwrite=True)
+    images = tmp_path / "images"
+    images.mkdir()
+    with pytest.raises(InputError, match="inside the --data folder"):
+        check_io([], [(str(images / "table.csv"), "--out")], data=f"imagefolder:{images}")
+    check_io([], [(str(tmp_path / "table.csv"), "--out")], data=f"imagefolder:{images}")  # beside it is fine
 
 
 # ---- 2. late crashes: checked before the work, or the result rescued ----
