@@ -43,7 +43,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device | None:
     if dev.type == "meta":
         raise InputError(f"device {device!r}: meta tensors hold no values, so nothing can be computed there")
     if not _available(dev.type):
-        raise InputError(f"device {device!r}: {dev.type.upper()} is not available on this machine (use auto, cpu or cuda)")
+        raise InputError(
+            f"device {device!r}: {dev.type.upper()} is not available on this machine (use auto, cpu or cuda)"
+        )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise InputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev

@@ -176,18 +176,6 @@ def check_output_dir(path: str | None, flag: str) -> None:
             return
 
 
-def check_distinct_outputs(*pairs: tuple[str | None, str]) -> None:
-    """Each (path, flag): two outputs naming the same file would overwrite one with the other."""
-    seen: dict[Path, str] = {}
-    for path, flag in pairs:
-        if not path:
-            continue
-        key = Path(os.path.abspath(path))
-        if key in seen:
-            raise InputError(f"{seen[key]} and {flag} name the same file {path}; give each its own")
-        seen[key] = flag
-
-
 def positive_counts(*pairs: tuple[Any, str]) -> None:
     """Each (value, flag): ``None`` or an integer >= 1, else :class:`InputError` naming the flag."""
     for value, flag in pairs:
