@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "write_text_atomic"]
+__all__ = ["atomic_path", "write_text_atomic", "clean_stale", "name_max"]
 
 
 def _umask() -> int:
@@ -31,18 +31,78 @@ def _umask() -> int:
     return mask
 
 
+#: temporary files are named ``.<target name>~rmtlib-<pid>-<random><suffix>``: ours, and whose writer is known
+_MARK = "~rmtlib-"
+_RANDOM = 8  # characters tempfile adds
+
+
+def name_max(folder: str | os.PathLike) -> int:
+    """The longest file name (in bytes) the file system of ``folder`` (or its nearest existing parent) takes."""
+    for candidate in (Path(folder), *Path(folder).parents):
+        if candidate.is_dir():
+            try:
+                return int(os.pathconf(candidate, "PC_NAME_MAX"))
+            except (OSError, ValueError, AttributeError):
+                break
+    return 255
+
+
+def _tmp_prefix(target: Path, suffix: str) -> str:
+    """``.<name>~rmtlib-<pid>-`` with the name shortened so the whole temporary name fits the file system
+    (a 247-character target name gave a temporary name over the 255-byte limit, failing after the work)."""
+    # room for the pid (up to 10 digits) and a suffix of up to 16 bytes, whatever this call's are, so
+    # clean_stale finds the same shortened name from any process
+    room = name_max(target.parent) - len(f".{_MARK}-".encode()) - 10 - _RANDOM - max(16, len(suffix.encode()))
+    name = target.name.encode()[: max(room, 1)].decode("utf-8", "ignore")
+    return f".{name}{_MARK}{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's live process
+    return True
+
+
+def clean_stale(target: str | os.PathLike) -> list[Path]:
+    """Remove temporary files of :func:`atomic_path` beside ``target`` whose writing process is gone
+    (a SIGKILL leaves them, full-size, behind); returns the removed paths. Files of live writers and
+    files of other naming are left alone."""
+    target = Path(target)
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    prefix = _tmp_prefix(target, "")
+    head = prefix[: prefix.index(_MARK) + len(_MARK)]
+    for entry in target.parent.glob(glob_escape(head) + "*"):
+        pid_text = entry.name[len(head) :].split("-", 1)[0]
+        if pid_text.isdigit() and not _alive(int(pid_text)) and entry.is_file():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob's special characters made literal."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success it replaces ``path``, on error it is removed.
 
     ``suffix`` (default: ``path``'s own) lets writers that look at the extension (matplotlib,
-    safetensors) see the right one.
+    safetensors) see the right one. Temporaries that a killed writer left beside ``path`` are removed
+    first (:func:`clean_stale`).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=target.suffix if suffix is None else suffix, dir=target.parent
-    )
+    clean_stale(target)
+    suffix = target.suffix if suffix is None else suffix
+    fd, name = tempfile.mkstemp(prefix=_tmp_prefix(target, suffix), suffix=suffix, dir=target.parent)
     os.close(fd)
     tmp = Path(name)
     try:

@@ -48,9 +48,39 @@ def test_error_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path):
 
 def test_temporary_carries_the_suffix_writers_look_at(tmp_path: Path):
     with atomic_path(tmp_path / "figure.png") as tmp:
-        assert tmp.suffix == ".png" and tmp.parent == tmp_path and tmp.name.startswith(".figure.png.")
+        assert tmp.suffix == ".png" and tmp.parent == tmp_path and tmp.name.startswith(".figure.png~rmtlib-")
         tmp.write_bytes(b"png")
     with atomic_path(tmp_path / "model.safetensors", suffix=".tmp") as tmp:
         assert tmp.suffix == ".tmp"
         tmp.write_bytes(b"st")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.png", "model.safetensors"]
+
+
+def _dead_pid() -> int:
+    """A process id that is not running (a child that has exited and been reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path: Path):
+    target = tmp_path / "model.safetensors"
+    stale = tmp_path / f".model.safetensors~rmtlib-{_dead_pid()}-abcdefgh.tmp"
+    stale.write_bytes(b"x" * 1000)  # what a SIGKILL mid-write leaves behind
+    live = tmp_path / f".model.safetensors~rmtlib-{os.getpid()}-abcdefgh.tmp"
+    live.write_bytes(b"y")  # a writer still running: not ours to remove
+    other = tmp_path / ".model.safetensors.backup"
+    other.write_bytes(b"z")  # another naming: left alone
+    write_text_atomic("new", target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, live.name, other.name])
+
+
+def test_a_name_near_the_file_system_limit_still_gets_a_temporary(tmp_path: Path):
+    target = tmp_path / ("x" * 247 + ".csv")  # the temporary name was once 8 + 2 + 247 + 4 bytes long
+    with atomic_path(target) as tmp:
+        assert len(tmp.name.encode()) <= 255 and tmp.suffix == ".csv"
+        tmp.write_text("a")
+    assert target.read_text() == "a"

@@ -10,15 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 import torch
+from matplotlib.backend_bases import FigureCanvasBase
 
-from rmtlib.atomic import write_text_atomic
-from rmtlib.errors import InputError
+from rmtlib.atomic import name_max, write_text_atomic
+from rmtlib.errors import CheckpointError, InputError, RMTError
+from rmtlib.nn.checkpoints import is_checkpoint_file
+from rmtlib.nn.models import MNIST_VIT_CARD, MNIST_VIT_CHECKPOINT, create_model, recorded_kwargs
 from rmtlib.pruning import METHODS
+from rmtlib.spectral.fit import check_alpha, check_beta
+from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
 from rmtlib.train.data import load_dataset
 
 #: calibration images taken when ``--calibration`` gives no count (and the default for ``mnist_vit``)
@@ -78,6 +85,30 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def seed_value(text: str) -> int:
+    """An argparse ``type``: a random seed, an integer in [0, 2**32 - 1] (what numpy's seeding takes;
+    -1 or 2**32 was a traceback after the model was built)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32 - 1], got {value}")
+    return value
+
+
+MAX_WORKERS = 4 * (os.cpu_count() or 1)
+
+
+def worker_count(text: str) -> int:
+    """An argparse ``type``: data-loading processes, 0 (load in the main process) to 4 per CPU core
+    (:data:`MAX_WORKERS`); 99999999999 tried to start that many processes."""
+    value = non_negative_int(text)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_WORKERS} (4 per CPU core of this machine), got {value}")
+    return value
+
+
 def names(text: str) -> list[str]:
     """An argparse ``type``: a non-empty comma-separated list of names."""
     return _comma_list(text, "rmt,magnitude")
@@ -98,12 +129,19 @@ def _check_writable(folder: Path, path: str, flag: str) -> None:
 
 
 def check_output_file(path: str | None, flag: str) -> None:
-    """Fail before any work when ``path`` cannot be a file to write (a folder, under a file, or in a
-    folder this process may not write into)."""
-    if not path:
+    """Fail before any work when ``path`` cannot be a file to write (empty, a name longer than the file
+    system takes, a folder, under a file, or in a folder this process may not write into)."""
+    if path is None:
         return
+    if not str(path).strip():
+        raise InputError(f"{flag}: an empty file name; give a path, or leave {flag} out")
     target = Path(path)
-    if target.is_dir():
+    if len(target.name.encode()) > name_max(target.parent):
+        raise InputError(
+            f"{flag}: the file name is {len(target.name.encode())} bytes, longer than this file system takes "
+            f"({name_max(target.parent)}); give a shorter one"
+        )
+    if target.is_dir() or str(path).endswith(os.sep):
         raise InputError(f"{flag}: {path} is a folder; give a file name")
     for parent in target.parents:
         if parent.exists():
@@ -113,11 +151,27 @@ def check_output_file(path: str | None, flag: str) -> None:
             break
 
 
+def check_figure_file(path: str | None, flag: str) -> None:
+    """:func:`check_output_file`, and a suffix matplotlib can write (``x.txt`` failed after a whole sweep)."""
+    check_output_file(path, flag)
+    if path is None:
+        return
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise InputError(
+            f"{flag}: {path} has no figure format matplotlib writes (its suffix must be one of "
+            f"{', '.join('.' + f for f in sorted(formats))})"
+        )
+
+
 def check_output_dir(path: str | None, flag: str) -> None:
     """Fail before any work when ``path`` cannot be a folder to write into (a file, under a file, or
     not writable)."""
-    if not path:
+    if path is None:
         return
+    if not str(path).strip():
+        raise InputError(f"{flag}: an empty folder name; give a path, or leave {flag} out")
     target = Path(path)
     for folder in (target, *target.parents):
         if folder.exists():
@@ -125,18 +179,6 @@ def check_output_dir(path: str | None, flag: str) -> None:
                 raise InputError(f"{flag}: {folder} is a file, so {path} cannot be a folder to write into")
             _check_writable(folder, path, flag)
             return
-
-
-def check_distinct_outputs(*pairs: tuple[str | None, str]) -> None:
-    """Each (path, flag): two outputs naming the same file would overwrite one with the other."""
-    seen: dict[Path, str] = {}
-    for path, flag in pairs:
-        if not path:
-            continue
-        key = Path(os.path.abspath(path))
-        if key in seen:
-            raise InputError(f"{seen[key]} and {flag} name the same file {path}; give each its own")
-        seen[key] = flag
 
 
 def positive_counts(*pairs: tuple[Any, str]) -> None:
@@ -195,3 +237,265 @@ def load_calibration(spec: tuple[str, int], model: torch.nn.Module, seed: int) -
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(int(seed)))  # type: ignore[arg-type]
     samples = [data[int(i)] for i in order[:count]]
     return torch.stack([s[0] if isinstance(s, (tuple, list)) else s for s in samples])
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file after resolving links (and, for existing files, hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    real, root = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return real == root or root in real.parents
+
+
+def data_folder(spec: str | None) -> Path | None:
+    """The local folder a ``--data`` spec reads (``fashion-mnist:DIR``, ``imagefolder:DIR``, ``DIR``), if any."""
+    if not spec or spec.lower() in ("mnist", "synthetic"):  # built in, not a folder
+        return None
+    kind, sep, arg = spec.partition(":")
+    folder = Path(arg) if sep and kind.lower() != "mnist" else Path(spec)
+    return folder if folder.is_dir() else None
+
+
+def check_io(
+    inputs: Sequence[tuple[str | os.PathLike | None, str]],
+    outputs: Sequence[tuple[str | os.PathLike | None, str]],
+    *,
+    overwrite: bool = False,
+    data: str | None = None,
+) -> None:
+    """The data-loss rule of every command, before any work: no output may be one of the inputs (the
+    same file after resolving links), lie inside the ``--data`` folder, or replace an existing
+    checkpoint unless ``overwrite`` (``--overwrite``) asks for it; two outputs may not share a file.
+    ``inputs`` and ``outputs`` are (path or None, what it is: a flag) pairs."""
+    given_inputs = [(Path(path), flag) for path, flag in inputs if path]
+    given_outputs = [(Path(path), flag) for path, flag in outputs if path]
+    folder = data_folder(data)
+    for out, flag in given_outputs:
+        for source, source_flag in given_inputs:
+            if _same_file(out, source):
+                raise InputError(
+                    f"{flag}: {out} is {source_flag} ({source}), which this command reads; writing it would "
+                    "destroy the input. Give another file"
+                )
+        if folder is not None and _inside(out, folder):
+            raise InputError(f"{flag}: {out} lies inside the --data folder {folder}; write it elsewhere")
+        if not overwrite and is_checkpoint_file(out):
+            raise InputError(
+                f"{flag}: {out} exists and holds model weights; pass --overwrite to replace it, or give another file"
+            )
+    for i, (out, flag) in enumerate(given_outputs):
+        for other, other_flag in given_outputs[:i]:
+            if _same_file(out, other):
+                raise InputError(f"{other_flag} and {flag} name the same file {out}; give each its own")
+
+
+def write_or_rescue(write: Callable[[Path], Any], path: str | os.PathLike, what: str) -> Path:
+    """``write(path)``; if that fails with an OSError (a full disk, a folder removed meanwhile), write the
+    result to the temporary folder instead and raise an :class:`RMTError` saying where it is, so the
+    work done is not lost. Returns ``path``."""
+    try:
+        write(Path(path))
+        return Path(path)
+    except OSError as err:
+        name = Path(path).name[:100] or "result"
+        rescue = Path(tempfile.gettempdir()) / f"rmtlib-rescued-{os.getpid()}-{name}"
+        try:
+            write(rescue)
+        except OSError as err2:
+            raise RMTError(f"{what}: could not write {path} ({err}), nor a copy to {rescue} ({err2})") from err
+        raise RMTError(f"{what}: could not write {path} ({err}); the result was saved to {rescue} instead") from err
+
+
+def dataset_classes(dataset: Any) -> int | None:
+    """How many classes a dataset's labels index (image folders: their class folders; tensor datasets:
+    the largest label + 1); None when that cannot be read without a pass over the data."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        return dataset_classes(dataset.dataset)
+    classes = getattr(dataset, "classes", None)
+    if classes is not None:
+        return len(classes)
+    if isinstance(dataset, torch.utils.data.TensorDataset) and len(dataset.tensors) >= 2:
+        labels = dataset.tensors[1]
+        if labels.numel() and not labels.is_floating_point():
+            return int(labels.max()) + 1
+    return None
+
+
+def model_outputs(model: torch.nn.Module, dataset: Any) -> int | None:
+    """The width of ``model``'s output on one sample of ``dataset`` (its number of classes)."""
+    x = torch.utils.data.default_collate([dataset[0]])[0]
+    param = next(model.parameters(), None)
+    if param is not None and isinstance(x, torch.Tensor) and x.is_floating_point():
+        x = x.to(device=param.device, dtype=param.dtype)
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.ndim >= 1 else None
+
+
+def check_classes(model: torch.nn.Module, dataset: Any, spec: str, *, what: str = "the model") -> None:
+    """Data with more classes than ``model``'s head are an InputError naming both counts (an IndexError
+    after the pruning, before); a head with more outputs than the data's classes is a warning (a
+    1000-class model on a two-class folder scores by folder order, likely near 0%)."""
+    classes, outputs = dataset_classes(dataset), model_outputs(model, dataset)
+    if classes is None or outputs is None:
+        return
+    if classes > outputs:
+        raise InputError(
+            f"--data {spec}: its labels index {classes} classes, but {what} has {outputs} outputs; "
+            "give data with at most that many classes, or a model with a matching head"
+        )
+    if classes < outputs:
+        print(
+            f"warning: --data {spec} has {classes} classes and {what} {outputs} outputs; top-1 counts a "
+            f"prediction right only when output i is the data's class i (class folders in sorted order)",
+            file=sys.stderr,
+        )
+
+
+def check_finite_model(model: torch.nn.Module, what: str) -> None:
+    """Every parameter and buffer finite, else an InputError naming the first bad one (a NaN bias was
+    pruned and saved silently)."""
+    for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, tensor in items:
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                layer, _, own = name.rpartition(".")
+                raise InputError(
+                    f"{what}: layer {layer or '(top)'}: {own} contains {bad} NaN or Inf value(s) (a {kind}); refused "
+                    "before any change"
+                )
+
+
+def build_model(name: str, checkpoint: str | None, *, pretrained: bool = False, **kwargs: Any) -> torch.nn.Module:
+    """:func:`rmtlib.nn.models.create_model`, with an architecture that a checkpoint records but that does
+    not build (a damaged or hand-edited header) reported as a CheckpointError naming the file."""
+    try:
+        return create_model(name, checkpoint=checkpoint, pretrained=pretrained, **kwargs)
+    except InputError as err:
+        if checkpoint is None or not recorded_kwargs(checkpoint, name):
+            raise
+        raise CheckpointError(
+            f"{checkpoint}: the architecture it records ({recorded_kwargs(checkpoint, name)}) does not build "
+            f"{name}{' with --set ' + str(kwargs) if kwargs else ''}: {err}"
+        ) from None
+
+
+def model_inputs(name: str, checkpoint: str | None, pretrained: bool) -> list[tuple[str | None, str]]:
+    """The files a command reads for model ``name``: ``--checkpoint``, or the committed MNIST ViT and its card."""
+    files: list[tuple[str | None, str]] = [(checkpoint, "--checkpoint")]
+    if name == "mnist_vit" and checkpoint is None:
+        files += [(str(MNIST_VIT_CARD), "the committed MNIST ViT's card")]
+        if pretrained:
+            files += [(str(MNIST_VIT_CHECKPOINT), "the committed MNIST ViT")]
+    return files
+
+
+# ---- argument groups shared between the commands (argparse ``parents=``), built once ----
+
+
+def alpha_value(text: str) -> float:
+    """An argparse ``type``: BEMA's trimming fraction, in [0, 0.5) (:data:`rmtlib.spectral.fit.ALPHA_RANGE`)."""
+    return _checked(text, lambda v: check_alpha(v, "the value"))
+
+
+def beta_value(text: str) -> float:
+    """An argparse ``type``: the Tracy-Widom level (:data:`rmtlib.spectral.fit.BETA_RANGE`)."""
+    return _checked(text, lambda v: check_beta(v, "the value"))
+
+
+def _checked(text: str, check: Callable[[float], Any]) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    try:
+        check(value)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return value
+
+
+def _device_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("device")
+    g.add_argument("--device", default="auto", help="auto (CUDA when available, else the CPU), cpu, cuda or cuda:N")
+    return p
+
+
+def _fit_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("Marchenko-Pastur fit")
+    g.add_argument("--alpha", type=alpha_value, default=0.25, help="BEMA trimming fraction, in [0, 0.5)")
+    g.add_argument(
+        "--beta",
+        type=beta_value,
+        default=0.8,
+        help="Tracy-Widom level: the edge is TW1's 1-beta quantile; in [1e-9, 1-1e-9]",
+    )
+    g.add_argument(
+        "--edge-centring",
+        choices=EDGE_CENTRINGS,
+        default="paper",
+        help="finite-size centring of the edge: paper, johnstone or ma (their false-alarm rate is close to "
+        "beta at small sizes; see chapter 1)",
+    )
+    return p
+
+
+def _data_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        help="mnist | fashion-mnist:FOLDER | imagefolder:FOLDER | FOLDER | synthetic (train and eval: mnist "
+        "when left out)",
+    )
+    g.add_argument(
+        "--workers", type=worker_count, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)"
+    )
+    return p
+
+
+def _output_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("output")
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs; without it an existing checkpoint (and sweep's --out table) is refused",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+#: the shared groups, passed as ``parents=`` to the sub-commands that take them
+DEVICE, FIT, DATA, OUTPUT = _device_parent(), _fit_parent(), _data_parent(), _output_parent()
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``(default: X)`` after each option's help, except where there is nothing to say (None, off, empty)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help or ""
+        return super()._get_help_string(action) or ""
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, help: str, parents: Sequence[argparse.ArgumentParser] = ()):
+    """A sub-command parser that shows every option's default in ``--help`` and takes the shared ``parents``."""
+    return sub.add_parser(
+        name, help=help, description=help, parents=list(parents), formatter_class=DefaultsHelpFormatter
+    )

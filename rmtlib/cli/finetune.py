@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from rmtlib.cli.args import non_negative_int, positive_counts
+from rmtlib.cli.args import positive_counts
 from rmtlib.errors import InputError, check_number
 from rmtlib.runtime import get_device
 from rmtlib.train.data import load_dataset, make_loader
@@ -15,26 +15,18 @@ from rmtlib.train.loops import evaluate, finetune
 
 
 def add_finetune_arguments(parser: Any) -> None:
-    """Add ``--data``, ``--finetune-epochs``, ``--finetune-lr``, ``--batch-size``, ``--train-subset``,
-    ``--workers`` to an argparse parser (used by ``rmtlib prune``)."""
-    parser.add_argument(
-        "--data", help="dataset spec for accuracy before/after (mnist, fashion-mnist:DIR, imagefolder:DIR, DIR)"
-    )
-    parser.add_argument(
-        "--finetune-epochs", type=int, default=0, help="epochs of masked fine-tuning after pruning (needs --data)"
-    )
-    parser.add_argument(
+    """Add ``--finetune-epochs``, ``--finetune-lr``, ``--batch-size``, ``--train-subset`` to an argparse
+    parser (used by ``rmtlib prune``, whose ``--data`` and ``--workers`` come from the shared data group)."""
+    group = parser.add_argument_group("fine-tuning (needs --data)")
+    group.add_argument("--finetune-epochs", type=int, default=0, help="epochs of masked fine-tuning after pruning")
+    group.add_argument(
         "--finetune-lr", type=float, default=1e-4, help="AdamW learning rate of fine-tuning (cosine decay)"
     )
-    parser.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
-    parser.add_argument(
+    group.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
+    group.add_argument(
         "--train-subset",
         type=int,
         help="fine-tune on N training samples only (the first N; of an image folder, a seeded random N)",
-    )
-
-    parser.add_argument(
-        "--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)"
     )
 
 

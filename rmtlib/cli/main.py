@@ -2,7 +2,7 @@
 
 Each command lives in its own module exposing ``add_parser(subparsers)``, which registers the
 sub-command and sets ``func`` (called with the parsed arguments, returning an exit code).
-Bad input (rmtlib's own errors, missing files) exits with code 2 and a one-line message.
+Bad input (rmtlib's own errors, file errors) exits with code 2 and a one-line message.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (RMTError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
+    except (RMTError, OSError) as err:  # every file error (a full disk too), not only three kinds
         print(f"rmtlib {args.command}: error: {err}", file=sys.stderr)
         return 2
 

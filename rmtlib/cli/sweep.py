@@ -40,20 +40,31 @@ import pandas as pd
 
 from rmtlib.atomic import atomic_path
 from rmtlib.cli.args import (
+    DATA,
+    DEVICE,
+    FIT,
+    OUTPUT,
+    add_command,
+    build_model,
     calibration_spec,
-    check_distinct_outputs,
+    check_classes,
+    check_figure_file,
+    check_finite_model,
     check_input_file,
+    check_io,
     check_output_dir,
     check_output_file,
     default_calibration,
     key_values,
     load_calibration,
+    model_inputs,
     names,
-    non_negative_int,
     positive_counts,
+    seed_value,
     sparsity_levels,
     write_csv_atomic,
     write_json_atomic,
+    write_or_rescue,
 )
 from rmtlib.errors import InputError, check_number
 from rmtlib.experiments.sweep import SCHEDULES, SWEEP_COLUMNS, _top1, resolve_methods, sweep
@@ -61,8 +72,7 @@ from rmtlib.nn.checkpoints import save_checkpoint
 from rmtlib.nn.count import count_params
 from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
 from rmtlib.plots.sweep import plot_sweep
-from rmtlib.runtime import resolve_device
-from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
+from rmtlib.runtime import get_device
 from rmtlib.train.data import check_model_input, load_dataset, make_loader
 from rmtlib.train.distributed import init_distributed, is_main_process
 from rmtlib.train.loops import seed_everything
@@ -70,13 +80,13 @@ from rmtlib.train.loops import seed_everything
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
 
-    p = sub.add_parser("sweep", help="compare pruning methods across sparsities (top-1, optional fine-tuning)")
-    p.add_argument("model", help="timm model name or project model (mnist_vit: the committed MNIST ViT, fc:784-256-10)")
-    p.add_argument(
-        "--data",
-        required=True,
-        help="dataset spec: mnist, fashion-mnist:DIR, imagefolder:DIR (with train/ and val/), DIR, synthetic",
+    p = add_command(
+        sub,
+        "sweep",
+        "compare pruning methods across sparsities (top-1, optional fine-tuning); needs --data",
+        [DEVICE, FIT, DATA, OUTPUT],
     )
+    p.add_argument("model", help="timm model name or project model (mnist_vit: the committed MNIST ViT, fc:784-256-10)")
     p.add_argument("--checkpoint", help="local weights to prune (safetensors or torch state dict)")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="model argument, e.g. depth=4 (repeatable)"
@@ -117,14 +127,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--include", action="append", metavar="PATTERN", help="only layers matching (fnmatch; repeatable)")
     p.add_argument("--exclude", action="append", metavar="PATTERN", help="skip layers matching (repeatable)")
-    p.add_argument("--alpha", type=float, default=0.25, help="BEMA trimming fraction (default 0.25)")
-    p.add_argument("--beta", type=float, default=0.8, help="Tracy-Widom level of the edge (default 0.8)")
-    p.add_argument(
-        "--edge-centring",
-        choices=EDGE_CENTRINGS,
-        default="paper",
-        help="finite-size centring of the MP edge: paper (default), johnstone or ma (see chapter 1)",
-    )
     p.add_argument(
         "--eval-split",
         default="test",
@@ -132,7 +134,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="split measured for top-1 (default test; an image folder without test/ uses val/)",
     )
     p.add_argument("--eval-batches", type=int, help="measure top-1 on the first N batches only")
-    p.add_argument("--eval-batch-size", type=int, default=500)
+    p.add_argument("--eval-batch-size", type=int, default=500, help="evaluation batch size")
     p.add_argument("--finetune-epochs", type=int, default=0, help="epochs of masked fine-tuning after each pruning")
     p.add_argument("--finetune-steps", type=int, help="instead of epochs: this many optimizer steps of fine-tuning")
     p.add_argument("--finetune-lr", type=float, default=1e-4, help="AdamW learning rate of fine-tuning (cosine decay)")
@@ -142,11 +144,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="fine-tune on N training samples only (the first N; of an image folder, a seeded random N)",
     )
-    p.add_argument(
-        "--workers", type=non_negative_int, default=0, help="data-loading processes (ImageNet on a GPU: 8 or more)"
-    )
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of random pruning, fine-tuning order, random init")
     p.add_argument(
         "--out",
         help="write the table here (CSV, one row per method and level plus the dense model; "
@@ -160,12 +158,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="keep the runs already in --out and do only the missing ones (a gradual sweep restarts "
         "from its last finished stage, which needs --save-dir)",
     )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing --out table (without it, or --resume, an existing table is refused)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no per-run lines")
     p.set_defaults(func=run)
 
 
@@ -212,6 +204,8 @@ def level_summary(table: pd.DataFrame) -> str:
 
 def run(args: argparse.Namespace) -> int:
 
+    if not args.data:
+        raise InputError("--data is required: the data top-1 is measured on (e.g. mnist, synthetic, imagefolder:DIR)")
     check_input_file(args.checkpoint, "--checkpoint")
     positive_counts(
         (args.eval_batches, "--eval-batches"),
@@ -227,14 +221,25 @@ def run(args: argparse.Namespace) -> int:
     if len({level_text(level) for level in args.levels}) != len(args.levels):  # rows and files would collide
         raise InputError(f"--levels: each level once, got {','.join(map(str, args.levels))}")
     check_output_file(args.out, "--out")
-    check_output_file(args.plot, "--plot")
+    check_figure_file(args.plot, "--plot")  # x.txt crashed after the whole sweep
     check_output_dir(args.save_dir, "--save-dir")
-    check_distinct_outputs(
-        (args.out, "--out"),
-        (args.plot, "--plot"),
-        (str(settings_path(args.out)) if args.out else None, "--out's settings record"),
+    model_kwargs = key_values(args.set, "--set")
+    pretrained = args.model == "mnist_vit" and not args.checkpoint and not model_kwargs
+    stages = [
+        (str(_stage_file(args, label, level)), "--save-dir's model") for label in args.methods for level in args.levels
+    ]
+    check_io(
+        model_inputs(args.model, args.checkpoint, pretrained),
+        [
+            (args.out, "--out"),
+            (args.plot, "--plot"),
+            (str(settings_path(args.out)) if args.out else None, "--out's settings record"),
+            *(stages if args.save_dir else []),
+        ],
+        overwrite=args.overwrite or args.resume,  # a resume replaces the stage files of the runs it redoes
+        data=args.data,
     )
-    resolve_device(args.device)  # a missing GPU is an error now, not after the model and data are loaded
+    device = get_device(args.device)  # a missing GPU is an error now, not after the model and data are loaded
     check_number("--finetune-lr", args.finetune_lr, minimum=0, exclusive=True)
     options = method_options(args.option, args.methods)
     prune_options = {
@@ -271,18 +276,18 @@ def run(args: argparse.Namespace) -> int:
                     )
     init_distributed()  # under torchrun: sharded evaluation, DDP fine-tuning, rank 0 writes
     main_process = is_main_process()
-    model_kwargs = key_values(args.set, "--set")
-    pretrained = args.model == "mnist_vit" and not args.checkpoint and not model_kwargs
     seed_everything(args.seed)  # a randomly initialised model is the same on every run
-    model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained, **model_kwargs)
+    model = build_model(args.model, args.checkpoint, pretrained=pretrained, **model_kwargs)
     if main_process and not args.checkpoint and not pretrained:
         print(
             f"note: no --checkpoint, so {args.model} is randomly initialised; its top-1 will be near chance",
             file=sys.stderr,
         )
     model.eval()
+    check_finite_model(model, args.checkpoint or args.model)
     eval_set = load_dataset(args.data, args.eval_split, model=model)
     check_model_input(model, eval_set, args.data)
+    check_classes(model, eval_set, args.data)
     eval_loader = make_loader(eval_set, args.eval_batch_size, num_workers=args.workers)
     finetune_loader = None
     if args.finetune_epochs or args.finetune_steps:
@@ -305,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
     # sweep: a resume that the dense-model check refuses must leave the record as it was
     def write_table(table: pd.DataFrame) -> None:
         write_json_atomic(settings, settings_path(out))
-        write_csv_atomic(table, out)
+        write_or_rescue(lambda path: write_csv_atomic(table, path), out, "--out")
 
     common = dict(
         eval_loader=eval_loader,
@@ -316,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
         prune_options=prune_options,
         schedule=args.schedule,
         eval_batches=args.eval_batches,
-        device=args.device,
+        device=device,
         seed=args.seed,
         model_name=args.model,
         dataset=args.data,
@@ -344,11 +349,15 @@ def run(args: argparse.Namespace) -> int:
             value="top1_finetuned" if tuned else "top1_pruned",
             title=f"{args.model} on {args.data} ({args.schedule}{', fine-tuned' if tuned else ''})",
         )
-        with atomic_path(args.plot) as tmp:
-            ax.figure.savefig(tmp, dpi=150, bbox_inches="tight")
+        write_or_rescue(lambda path: _save_plot(ax.figure, path), args.plot, "--plot")
         plt.close(ax.figure)
         print(f"figure written to {args.plot}")
     return 0
+
+
+def _save_plot(figure: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=150, bbox_inches="tight")
 
 
 def remaining_runs(

@@ -23,7 +23,14 @@ from rmtlib.atomic import atomic_path
 from rmtlib.errors import CheckpointError, InputError
 from rmtlib.nn.lowrank import apply_lowrank_structure, lowrank_structure, replace_module
 
-__all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "read_record", "load_state_dict_checked"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint",
+    "read_record",
+    "load_state_dict_checked",
+    "is_checkpoint_file",
+]
 
 _KEY = "rmtlib"
 _FORMAT = 1
@@ -138,10 +145,51 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
             header = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: unreadable safetensors file ({err})") from err
+    if _KEY not in header:
+        return {}
     try:
-        return json.loads(header[_KEY]) if _KEY in header else {}
+        record = json.loads(header[_KEY])
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: corrupt rmtlib metadata ({err})") from err
+    _check_record(record, path)
+    return record
+
+
+def _check_record(record: Any, path: Path) -> None:
+    """The shape of an rmtlib record (a JSON object; ``metadata``, ``lowrank`` and the architecture it
+    records are objects), so a damaged header is a CheckpointError naming the file, not an
+    AttributeError deep in model building."""
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}: corrupt rmtlib metadata (a JSON {type(record).__name__}, not an object)")
+    for key in ("metadata", "lowrank"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            raise CheckpointError(
+                f"{path}: corrupt rmtlib metadata ({key!r} is a {type(record[key]).__name__}, not an object)"
+            )
+    metadata = record.get("metadata") or {}
+    for key in ("config", "model_kwargs"):
+        if metadata.get(key) is not None and not isinstance(metadata[key], dict):
+            raise CheckpointError(
+                f"{path}: corrupt rmtlib metadata (metadata {key!r} is a {type(metadata[key]).__name__}, not an object)"
+            )
+    if metadata.get("model") is not None and not isinstance(metadata["model"], str):
+        raise CheckpointError(f"{path}: corrupt rmtlib metadata (metadata 'model' is not a name)")
+
+
+def is_checkpoint_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an existing file holding model weights (safetensors, or a torch zip/pickle
+    file), judged from its bytes: what a command must not replace without being asked."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        if _is_safetensors(path):
+            return True
+        with open(path, "rb") as handle:
+            head = handle.read(2)
+    except OSError:
+        return False
+    return head == b"PK" or head[:1] == b"\x80"  # torch.save: a zip archive, or a legacy pickle
 
 
 def _names(keys: list[str], limit: int = 8) -> str:

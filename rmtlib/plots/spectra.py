@@ -13,18 +13,27 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from rmtlib.atomic import atomic_path  # noqa: E402
 from rmtlib.spectral.fit import MPFit  # noqa: E402
 from rmtlib.theory.mp import mp_edges, mp_pdf  # noqa: E402
 
-__all__ = ["plot_esd", "plot_esd_grid", "plot_depth_summary", "save_figure"]
+__all__ = ["plot_esd", "plot_esd_grid", "plot_depth_summary", "save_figure", "auto_bins"]
 
 
-def plot_esd(fit: MPFit, ax: plt.Axes | None = None, *, title: str | None = None, bins: int = 80) -> plt.Axes:
-    """Histogram of the eigenvalues s^2/N with the fitted MP density and the TW edge marked."""
+def auto_bins(count: int, most: int = 80) -> int:
+    """Histogram bins for ``count`` eigenvalues: about 2 sqrt(count), 8 to ``most``, so that a small
+    layer's histogram has no empty gaps between bars (80 bins for 16 values did)."""
+    return int(min(most, max(8, round(2 * math.sqrt(max(count, 1))))))
+
+
+def plot_esd(fit: MPFit, ax: plt.Axes | None = None, *, title: str | None = None, bins: int | None = None) -> plt.Axes:
+    """Histogram of the eigenvalues s^2/N with the fitted MP density and the TW edge marked
+    (``bins``: default :func:`auto_bins` of the number of eigenvalues)."""
     ax = ax or plt.figure(figsize=(5, 3.4)).gca()
     eig = fit.eigenvalues
+    bins = auto_bins(len(eig)) if bins is None else bins
     if not fit.ok:
         ax.hist(eig, bins=bins, density=True, color="0.6")
         ax.set_title(f"{title or ''} ({fit.status})")
@@ -53,25 +62,36 @@ def plot_esd(fit: MPFit, ax: plt.Axes | None = None, *, title: str | None = None
 
 
 def plot_esd_grid(
-    fits: Sequence[tuple[str, MPFit]], *, ncols: int = 4, panel: tuple[float, float] = (3.6, 2.6)
+    fits: Sequence[tuple[str, MPFit]],
+    *,
+    ncols: int = 4,
+    panel: tuple[float, float] = (3.6, 2.6),
+    title: str | None = None,
 ) -> plt.Figure:
-    """One :func:`plot_esd` panel per (name, fit), in a grid."""
+    """One :func:`plot_esd` panel per (name, fit), in a grid; ``title`` (e.g. model and checkpoint) on top."""
     nrows = max(1, math.ceil(len(fits) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False, layout="constrained"
+    )  # constrained: room for the titles and the figure's title (tight_layout let them overlap)
     for ax, (name, fit) in zip(axes.flat, fits):
         plot_esd(fit, ax, title=name)
         ax.title.set_fontsize(8)
         ax.legend().set_visible(False)
-        ax.set_xlabel("")
-        ax.set_ylabel("")
+        ax.set_xlabel(r"$\lambda = s^2/N$", fontsize=7)
+        ax.set_ylabel("density", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(4))  # few ticks: long labels (1e-3 scales) overlapped
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+        ax.xaxis.get_offset_text().set_fontsize(7)
     for ax in list(axes.flat)[len(fits) :]:
         ax.set_axis_off()
     fig.supxlabel(r"eigenvalue $s^2/N$ (dashed: Tracy-Widom edge; red: MP fit)")
-    fig.tight_layout()
+    if title:
+        fig.suptitle(title)
     return fig
 
 
-def plot_depth_summary(table: pd.DataFrame) -> plt.Figure:
+def plot_depth_summary(table: pd.DataFrame, *, title: str | None = None) -> plt.Figure:
     """gamma (bulk fraction) and number of spikes against depth, one line per layer role."""
     data = table[table["status"] == "ok"].copy()
     data["role"] = data["layer"].str.replace(r"^.*?\d+\.", "", regex=True)
@@ -83,7 +103,12 @@ def plot_depth_summary(table: pd.DataFrame) -> plt.Figure:
     axes[1].set_ylabel("spikes above the edge")
     for ax in axes:
         ax.set_xlabel("block (-1: outside the blocks)")
-    axes[0].legend(fontsize=7, frameon=False)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))  # spikes are counts
+    if axes[0].get_legend() is not None:
+        axes[0].legend(fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

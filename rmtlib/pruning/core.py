@@ -15,7 +15,7 @@ import rmtlib.pruning.rmt  # noqa: F401
 import rmtlib.pruning.scores  # noqa: F401
 import rmtlib.pruning.sparsegpt  # noqa: F401
 import rmtlib.pruning.structured  # noqa: F401
-from rmtlib.errors import InputError
+from rmtlib.errors import InputError, check_number
 from rmtlib.nn.count import count_params
 from rmtlib.pruning.calibration import calibration_inputs
 from rmtlib.pruning.common import (
@@ -29,6 +29,7 @@ from rmtlib.pruning.common import (
     write_back,
 )
 from rmtlib.pruning.registry import METHODS, PruneContext, method_spec
+from rmtlib.spectral.fit import check_fit_settings
 from rmtlib.spectral.layers import FactoredLayer
 from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
 
@@ -157,15 +158,13 @@ def prune(
     spec = method_spec(method)
     structured, needs_fit = spec.structured, spec.needs_fit
     if sparsity is not None:
-        if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not (0.0 <= float(sparsity) < 1.0):
-            raise InputError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
-        sparsity = float(sparsity)
+        sparsity = check_number("sparsity", sparsity, minimum=0.0, maximum=1.0, exclusive_maximum=True)
     elif spec.requires_sparsity:
         raise InputError(f"{method}: sparsity= is required")
     if structured and split_qkv:
         raise InputError(f"{method}: split_qkv is only supported by element-wise methods")
-    if edge_centring not in EDGE_CENTRINGS:  # checked here: a fit that fails is only marked, not raised
-        raise InputError(f"edge_centring must be one of {', '.join(EDGE_CENTRINGS)}, got {edge_centring!r}")
+    # checked here: a fit that fails is only marked (alpha 0.7 marked every layer fit_failed)
+    alpha, beta = check_fit_settings(alpha, beta, edge_centring)
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     dev = resolve_device(device)

@@ -214,6 +214,9 @@ _NUMERIC_OPTIONS: dict[str, tuple[float, bool, bool]] = {
     },
 }
 
+# rho is the fraction of a layer's weights one cycle removes (rho=1e308 overflowed the budget to a traceback)
+_MAXIMUM = {"rho": 1.0}
+
 
 def check_rmt_options(method: str, options: Mapping[str, Any]) -> None:
     """Raise :class:`InputError` for a numeric option of ``rmt`` / ``rmt_oneshot`` out of range (negative,
@@ -223,7 +226,14 @@ def check_rmt_options(method: str, options: Mapping[str, Any]) -> None:
     for name, value in options.items():
         if name in _NUMERIC_OPTIONS and value is not None:
             minimum, exclusive, integer = _NUMERIC_OPTIONS[name]
-            check_number(f"{method}: {name}", value, minimum=minimum, exclusive=exclusive, integer=integer)
+            check_number(
+                f"{method}: {name}",
+                value,
+                minimum=minimum,
+                exclusive=exclusive,
+                integer=integer,
+                maximum=_MAXIMUM.get(name),
+            )
     variant = options.get("regularization", "reference")
     if variant not in REGULARIZATIONS:
         raise InputError(f"{method}: regularization must be one of {', '.join(REGULARIZATIONS)}, got {variant!r}")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rmtlib.errors import InputError
+from rmtlib.errors import InputError, check_number
 from rmtlib.nn.lowrank import can_factorize, factorize, factors_from_gram, replace_module
 from rmtlib.pruning.common import Budget, Unit
 from rmtlib.pruning.registry import PruneContext, register_method
@@ -68,7 +68,27 @@ def apply_ranks(
             unit.rank_kept = current_rank(unit)
 
 
-@register_method("rmt_lowrank", kind="structured", needs_fit=True, stopping_option="bulk_fraction")
+def check_structured_options(method: str, options: Mapping[str, Any]) -> None:
+    """Raise :class:`InputError` for a bad option value of ``rmt_lowrank`` / ``svd`` (``abc``, ``true``,
+    1e308), before any change to the model."""
+    ranges = {
+        "bulk_fraction": dict(minimum=0.0, maximum=1.0),
+        "rank_fraction": dict(minimum=0.0, exclusive=True, maximum=1.0),
+        "min_rank": dict(minimum=1, integer=True),
+        "rank_multiple": dict(minimum=1, integer=True),
+    }
+    for name, value in options.items():
+        if name in ranges and value is not None:
+            check_number(f"{method}: {name}", value, **ranges[name])
+
+
+@register_method(
+    "rmt_lowrank",
+    kind="structured",
+    needs_fit=True,
+    stopping_option="bulk_fraction",
+    check=check_structured_options,
+)
 def rmt_lowrank(
     ctx: PruneContext,
     *,
@@ -133,7 +153,7 @@ def rmt_lowrank(
     return {"rank_multiple": q}
 
 
-@register_method("svd", kind="structured", stopping_option="rank_fraction")
+@register_method("svd", kind="structured", stopping_option="rank_fraction", check=check_structured_options)
 def svd_prune(
     ctx: PruneContext,
     *,

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from rmtlib.errors import InputError
-from rmtlib.spectral.fit import MIN_DIM, MPFit, count_zero_lines, fit_mp
+from rmtlib.runtime import resolve_device
+from rmtlib.spectral.fit import MIN_DIM, MPFit, check_fit_settings, count_zero_lines, fit_mp
 from rmtlib.spectral.gram import gram_eigenvalues, singular_from_eigenvalues
 from rmtlib.spectral.layers import layer_matrices
 
@@ -32,6 +33,7 @@ COLUMNS = [
     "mu",
     "n_spikes",
     "status",
+    "poor_fit",
 ]
 
 
@@ -63,6 +65,17 @@ def layer_fits(
     NaN/Inf weights raise :class:`InputError` naming the layer; an all-zero matrix is reported
     with status ``all_zero``.
     """
+    if not isinstance(model, nn.Module):  # a state dict passed by mistake was an AttributeError
+        raise InputError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}"
+            + (
+                " (a state dict? load it into its model first: rmtlib.create_model(name, checkpoint=PATH))"
+                if isinstance(model, dict)
+                else ""
+            )
+        )
+    check_fit_settings(alpha, beta, edge_centring)  # before the eigenvalues, which can take minutes
+    device = resolve_device(device)
     items = list(layer_matrices(model, split_qkv=split_qkv, include=include, exclude=exclude))
     if not items:
         raise InputError(
@@ -119,10 +132,11 @@ def analyze(
 
     Columns: layer, kind, block (depth index parsed from the name), m, n, params, ratio,
     sigma2, lambda_plus, sv_edge, gamma, mu, n_spikes, status (``ok``, ``too_small``,
-    ``rank_deficient``: zeros reach the fit's central window, ``all_zero``); ratio is that of the
-    fitted matrix (all-zero rows and columns dropped, see :func:`rmtlib.fit_mp`). Layers that could
-    not be fitted have NaN metrics. ``host_workers``: CPU threads for the eigenvalues (default:
-    torch's thread count; on a GPU, 0 keeps all the work there).
+    ``rank_deficient``: zeros reach the fit's central window, ``all_zero``), poor_fit (fitted, but
+    mu above :func:`rmtlib.spectral.fit.poor_fit_threshold`); ratio is that of the fitted matrix
+    (all-zero rows and columns dropped, see :func:`rmtlib.fit_mp`). Layers that could not be fitted
+    have NaN metrics. ``host_workers``: CPU threads for the eigenvalues (default: torch's thread
+    count; on a GPU, 0 keeps all the work there).
     ``edge_centring``: the edge's finite-size centring (:func:`rmtlib.fit_mp`; default the paper's).
     See :func:`layer_fits`.
     """
@@ -158,6 +172,7 @@ def analyze(
                 "mu": fit.mu if ok else nan,
                 "n_spikes": fit.n_spikes if ok else 0,
                 "status": status,
+                "poor_fit": bool(ok and fit.poor_fit),
             }
         )
     return pd.DataFrame(rows, columns=COLUMNS)
