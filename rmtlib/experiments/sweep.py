@@ -149,6 +149,7 @@ def sweep(
     calibration_loader: DataLoader | None = None,
     calibration_samples: int = 128,
     calibration_seeds: Sequence[int] = (0,),
+    dense_model: nn.Module | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
     model_name: str = "",
@@ -184,6 +185,8 @@ def sweep(
         n_boot, ci_level: bootstrap resamples and level of the interval (seeded with ``seed``).
         calibration_loader: inputs for methods registered with ``needs_calibration``: each gets
             ``calibration_samples`` inputs drawn with every seed of ``calibration_seeds``.
+        dense_model: the model the per-sample statistics compare with (default ``model``): a
+            resumed gradual sweep prunes a saved stage but still compares with the dense model.
         callback: called as ``callback(method, target, pruned_model, report)`` after each run.
         on_update: called with the table so far (dense row included) after each run, e.g. to
             save the finished rows of a long sweep as it goes.
@@ -236,7 +239,9 @@ def sweep(
     example = _example_input(eval_loader, dev)
     dense_counts = count_params(model)
     dense_macs = count_macs(model, example)
-    dense_pred = _predict(model, eval_loader, dev, eval_batches, seed)
+    dense_pred = _predict(
+        model if dense_model is None else dense_model.to(dev).eval(), eval_loader, dev, eval_batches, seed
+    )
     dense_stats = sample_metrics(dense_pred, dense_pred)
     dense_top1 = 100.0 * float(dense_stats["correct"].mean())
     ft_epochs = 0 if not do_finetune else (1 if finetune_steps else int(finetune_epochs))
