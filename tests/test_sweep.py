@@ -356,6 +356,10 @@ def test_statistics_equal_an_independent_paired_computation(setup):
                 row.top1_pruned - df[(df.method == "global") & (df.target == level)].top1_pruned.iloc[0]
             )
             assert 0.0 <= row.certified <= 1.0 and row.kl_to_dense > 0
+            dense_correct = sample_metrics(dense_pred, dense_pred)["correct"]
+            drop, low, high = paired_bootstrap(dense_correct, mine["correct"], n_boot=300, seed=0)
+            assert 100 * drop == pytest.approx(row.top1_dense - row.top1_pruned)
+            assert (row.drop_low_pp, row.drop_high_pp) == pytest.approx((100 * low, 100 * high))
     # random pruning moves the logits more than magnitude pruning, so it certifies fewer samples
     at = df[df.target == 0.7].set_index("method")
     assert at.loc["random", "kl_to_dense"] > at.loc["magnitude", "kl_to_dense"]

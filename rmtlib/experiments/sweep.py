@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from rmtlib.errors import InputError
-from rmtlib.experiments.paired import compare
+from rmtlib.experiments.paired import compare, paired_bootstrap
 from rmtlib.nn.count import count_macs, count_params
 from rmtlib.pruning import METHODS, check_method_options, prune
 from rmtlib.runtime import get_device
@@ -73,6 +73,8 @@ SWEEP_COLUMNS = [
     "ce",
     "kl_to_dense",
     "certified",
+    "drop_low_pp",
+    "drop_high_pp",
     "reference",
     "diff_pp",
     "ci_low_pp",
@@ -197,6 +199,7 @@ def sweep(
     fine-tuning, ``macs`` multiply-adds of one sample (unstructured zeros do not lower them).
     The statistics describe the pruned model before fine-tuning: mean cross-entropy ``ce`` and
     ``kl_to_dense`` (nats), ``certified`` (fraction of samples whose label provably did not flip),
+    ``drop_low_pp``/``drop_high_pp`` (bootstrap interval of the drop from dense, pp),
     ``diff_pp`` (top-1 minus the reference's, pp) with its interval ``ci_low_pp``/``ci_high_pp``
     and McNemar's ``p_value`` (NaN without a reference, and for the reference itself). A method
     run with several calibration seeds reports the first seed's model in its row (the one
@@ -314,6 +317,7 @@ def sweep(
                 finetune_epochs=ft_epochs,
                 finetune_steps=ft_steps,
                 **_stats_row(stats),
+                **_drop_interval(dense_stats["correct"], stats["correct"], n_boot, ci_level, seed),
                 calibration_seeds=0 if label_seeds == [None] else len(label_seeds),
                 top1_seed_min=min(seed_top1) if len(seed_top1) > 1 else np.nan,
                 top1_seed_max=max(seed_top1) if len(seed_top1) > 1 else np.nan,
@@ -371,6 +375,12 @@ def sweep(
                 )
             del pruned
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def _drop_interval(dense: np.ndarray, pruned: np.ndarray, n_boot: int, level: float, seed: int) -> dict[str, float]:
+    """The paired bootstrap interval of the drop from dense (dense minus pruned top-1, pp)."""
+    _, low, high = paired_bootstrap(dense, pruned, n_boot=n_boot, level=level, seed=seed)
+    return {"drop_low_pp": 100 * low, "drop_high_pp": 100 * high}
 
 
 def _stats_row(stats: Mapping[str, np.ndarray]) -> dict[str, float]:
