@@ -37,6 +37,8 @@ __all__ = [
     "benchmark_table",
     "verdicts",
     "verdict_sentence",
+    "pivot_levels",
+    "paper_differences",
 ]
 
 #: label -> the :func:`rmtlib.prune` options of that run, as alternatives: the first one this rmtlib
@@ -273,3 +275,58 @@ def verdict_sentence(row: Mapping[str, Any], *, alpha: float = 0.05) -> str:
     if row["winner"] == row["reference"]:
         return head + f"{ref} wins; the best other method, {best}, is behind it: {numbers}."
     return head + f"no method is distinguishable from {ref} at p < {alpha:g}; the best other, {best}, scores {numbers}."
+
+
+def pivot_levels(table: pd.DataFrame, value: str) -> pd.DataFrame:
+    """``value`` per method (rows, in run order) and level (columns, in run order) of benchmark rows."""
+    runs = table[table["method"] != "dense"]
+    out = runs.pivot(index="method", columns="level", values=value)
+    return out.loc[list(dict.fromkeys(runs["method"])), list(dict.fromkeys(runs["level"]))]
+
+
+# (source, model, fine-tuning, method, level, top-1, magnitude's top-1 in the same run, difference in pp)
+# -- METHOD.md sections 6-8 (arXiv 2503.01922 and its 2026 successor, arXiv 2606.02608)
+_RERUN = "ViT-B/16 augreg2 (dense 85.10-85.11)"
+_PAPER_DIFFERENCES = [
+    *[
+        ("authors' re-run (2025 method)", _RERUN, "1 epoch per cycle", "rmt", lv, top1, mag)
+        for lv, top1, mag in [("30%", 84.55, 84.46), ("50%", 82.57, 81.67), ("70%", 71.53, 67.44)]
+    ],
+    *[
+        ("2026 successor", _RERUN, "1 epoch per cycle", method, lv, top1, mag)
+        for method, values in {"ser": (84.55, 83.27, 77.94), "hybrid": (84.64, 83.37, 78.01)}.items()
+        for lv, top1, mag in zip(("30%", "50%", "70%"), values, (84.46, 81.67, 67.44))
+    ],
+    *[
+        ("2026 successor", "ViT-B/16", "none", "seb", lv, float("nan"), float("nan"), diff)
+        for lv, diff in [("50%", 1.9), ("55%", 4.3), ("60%", 15.2), ("65%", 29.0), ("70%", 5.3)]
+    ],
+    ("field baselines (one-shot)", "ViT-B/16", "none", "wanda", "50%", 81.3, float("nan")),
+    ("field baselines (one-shot)", "ViT-B/16", "none", "sparsegpt", "50%", 81.1, float("nan")),
+    ("field baselines (one-shot)", "ViT-B/16", "none", "sparsegpt", "2:4", 79.75, 53.91),
+    ("field baselines (one-shot)", "ViT-B/16", "none", "wanda", "2:4", 67.38, 53.91),
+]
+
+
+def paper_differences() -> pd.DataFrame:
+    """The published ImageNet numbers set against magnitude pruning (not ours; METHOD.md sections 6-8).
+
+    Columns: source, model, fine_tuning, method, level, top1, magnitude_top1 (magnitude pruning in
+    the same run) and diff_pp (top1 - magnitude_top1, or the reported difference when only that is
+    given, as for SEB). NaN where the source gives no number.
+    """
+    rows = []
+    for source, model, tuning, method, level, top1, magnitude, *diff in _PAPER_DIFFERENCES:
+        rows.append(
+            dict(
+                source=source,
+                model=model,
+                fine_tuning=tuning,
+                method=method,
+                level=level,
+                top1=top1,
+                magnitude_top1=magnitude,
+                diff_pp=diff[0] if diff else round(top1 - magnitude, 2),
+            )
+        )
+    return pd.DataFrame(rows)
