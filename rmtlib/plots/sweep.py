@@ -165,6 +165,8 @@ def plot_drop_by_level(
         if symlog:
             ax.set_xscale("symlog", linthresh=1.0, linscale=0.6)
             ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+            low, high = float(group["drop_low_pp"].min()), float(group["drop_high_pp"].max())
+            ax.set_xlim(min(-0.5, 1.3 * low), max(2.0, 1.6 * high))  # room for the decade tick beyond the data
         ax.set_xlabel("drop from dense top-1 (pp)", fontsize=fontsize - 1)
         ax.tick_params(axis="x", labelsize=fontsize - 1)
         ax.grid(axis="x", alpha=0.3)
