@@ -48,8 +48,9 @@ def predict(
 ) -> Predictions:
     """Every sample's logits and label over ``loader`` (its first ``max_batches`` batches when given).
 
-    Under ``torch.distributed`` each process's shard is gathered (rank order), so every process
-    holds the same arrays; their counts are those :func:`rmtlib.train.loops.evaluate` all-reduces.
+    Under ``torch.distributed`` each process's shard is gathered, so every process holds the same
+    arrays; a sampler that lists its ``indices`` (:class:`rmtlib.train.data.ShardSampler`) puts the
+    samples back in dataset order, the order of a single process, so paired statistics match it.
     """
     device = get_device(device)
     was_training = model.training
@@ -67,9 +68,14 @@ def predict(
         raise InputError("predict: the loader yielded no samples")
     out = (torch.cat(logits).numpy(), torch.cat(labels).long().numpy())
     if is_distributed():
+        indices = getattr(getattr(loader, "sampler", None), "indices", None)
+        mine = None if indices is None else np.asarray(indices[: len(out[1])])
         shards: list = [None] * dist.get_world_size()
-        dist.all_gather_object(shards, out)
+        dist.all_gather_object(shards, (*out, mine))
         out = (np.concatenate([s[0] for s in shards]), np.concatenate([s[1] for s in shards]))
+        if all(s[2] is not None for s in shards):
+            order = np.argsort(np.concatenate([s[2] for s in shards]), kind="stable")
+            out = (out[0][order], out[1][order])
     return Predictions(logits=out[0], labels=out[1])
 
 
