@@ -12,7 +12,9 @@ from rmtlib.experiments.prune_quality import (
     VARIANTS,
     available_variants,
     benchmark_table,
+    paper_differences,
     pattern_sparsity,
+    pivot_levels,
     run_benchmark,
     verdict_sentence,
     verdicts,
@@ -107,6 +109,7 @@ def _level(ref: float, other: float, p: float) -> pd.DataFrame:
         (97.0, 97.5, 0.001, "a", "`a` wins"),
         (97.0, 96.5, 0.001, "glob", "`glob` wins"),
         (97.0, 97.1, 0.4, "tie", "no method"),
+        (97.0, 60.0, 0.0, "glob", "`glob` wins"),
     ],
 )  # fmt: skip
 def test_verdict_names_the_winner_only_when_significant(ref, other, p, winner, words):
@@ -114,4 +117,27 @@ def test_verdict_names_the_winner_only_when_significant(ref, other, p, winner, w
     assert verdict.best_other == "a" and verdict.winner == winner
     assert verdict.diff_pp == pytest.approx(other - ref)
     text = verdict_sentence(verdict)
-    assert words in text and f"{other:.2f}% against {ref:.2f}%" in text and f"p = {p:.2g}" in text
+    assert words in text and f"{other:.2f}% against {ref:.2f}%" in text
+    assert (f"p = {p:.2g}" if p else "p < 1e-15") in text
+
+
+def test_published_differences_are_methods_numbers():
+    paper = paper_differences()
+    rerun = paper[paper.method == "rmt"].set_index("level")
+    # METHOD.md section 6: rmt 84.55 / 82.57 / 71.53 vs magnitude 84.46 / 81.67 / 67.44
+    assert list(rerun.top1) == [84.55, 82.57, 71.53] and list(rerun.magnitude_top1) == [84.46, 81.67, 67.44]
+    assert list(rerun.diff_pp) == pytest.approx([0.09, 0.90, 4.09])
+    seb = paper[paper.method == "seb"].set_index("level").diff_pp  # section 7: reported as differences
+    assert seb.to_dict() == {"50%": 1.9, "55%": 4.3, "60%": 15.2, "65%": 29.0, "70%": 5.3}
+    hybrid = paper[(paper.method == "hybrid") & (paper.level == "70%")].iloc[0]
+    assert (hybrid.top1, hybrid.magnitude_top1) == (78.01, 67.44)
+    assert paper[(paper.level == "2:4") & (paper.method == "sparsegpt")].diff_pp.iloc[0] == pytest.approx(25.84)
+
+
+def test_pivot_keeps_run_order():
+    table = pd.DataFrame(
+        dict(method=["dense", "z", "z", "a", "a"], level=["dense", "70%", "2:4", "70%", "2:4"], v=[0, 1, 2, 3, 4])
+    )
+    pivot = pivot_levels(table, "v")
+    assert list(pivot.index) == ["z", "a"] and list(pivot.columns) == ["70%", "2:4"]
+    assert pivot.loc["a", "2:4"] == 4

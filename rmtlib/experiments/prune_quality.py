@@ -261,13 +261,18 @@ def verdicts(table: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _p_text(p: float) -> str:
+    """``= 0.012``, or ``< 1e-15`` where the binomial tail is below double precision's resolution."""
+    return f"= {p:.2g}" if p >= 1e-15 else "< 1e-15"
+
+
 def verdict_sentence(row: Mapping[str, Any], *, alpha: float = 0.05) -> str:
     """One plain sentence (Markdown) for one row of :func:`verdicts`."""
     best, ref = f"`{row['best_other']}`", f"`{row['reference']}`"
     numbers = (
         f"{row['best_other_top1']:.2f}% against {row['reference_top1']:.2f}% "
         f"({row['diff_pp']:+.2f} pp, 95% interval [{row['ci_low_pp']:+.2f}, {row['ci_high_pp']:+.2f}], "
-        f"McNemar p = {row['p_value']:.2g})"
+        f"McNemar p {_p_text(row['p_value'])})"
     )
     head = f"**{row['level']}** (dense {row['dense_top1']:.2f}%): "
     if row["winner"] == row["best_other"]:
