@@ -818,3 +818,35 @@ def test_level_summary_shows_the_comparison():
                   p_value=0.0123)]  # fmt: skip
     text = level_summary(pd.DataFrame(rows))
     assert "top-1 minus glob's" in text and "-1.00 [-1.50, -0.50] (0.012)" in text.splitlines()[-1]
+
+
+@pytest.fixture
+def calibrated_probe():
+    """A data-dependent method for one test: random pruning seeded by its calibration inputs."""
+    from rmtlib.pruning import METHODS, register_method
+    from rmtlib.pruning.elementwise import layerwise_counts, removal_needed
+
+    @register_method("_cli_probe", requires_sparsity=True, needs_calibration=True)
+    def probe(ctx, *, calibration=None):
+        inputs = ctx.calibration if ctx.calibration is not None else calibration
+        gen = torch.Generator().manual_seed(int(1e6 * float(inputs.abs().sum())) % 2**31)
+        for unit, k in zip(ctx.units, layerwise_counts(ctx.units, removal_needed(ctx.units, ctx.budget))):
+            idx = torch.randperm(unit.matrix.numel(), generator=gen)[:k]
+            unit.matrix.view(-1)[idx] = 0
+        return {"inputs": int(inputs.shape[0])}
+
+    yield "_cli_probe"
+    METHODS.pop("_cli_probe")
+
+
+def test_calibration_seeds_are_drawn_from_the_training_split(tmp_path: Path, calibrated_probe: str):
+    out = tmp_path / "c.csv"
+    argv = ["sweep", MODEL, "--data", "synthetic", "--methods", f"{calibrated_probe},magnitude", "--levels", "0.5",
+            "--calibration-seeds", "3,4,5", "--calibration-samples", "16", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    row = pd.read_csv(out).set_index("method").loc[calibrated_probe]
+    assert row.calibration_seeds == 3 and row.top1_seed_min <= row.top1_pruned <= row.top1_seed_max
+    assert json.loads((tmp_path / "c.csv.settings.json").read_text())["calibration_seeds"] == [3, 4, 5]
+    for bad in ("3,3", "a,b", ""):
+        assert _exit_code([*argv[:-7], "--calibration-seeds", bad, "--out", str(tmp_path / "x.csv")]) == 2
+    assert not (tmp_path / "x.csv").exists()
