@@ -12,6 +12,7 @@ from rmtlib.experiments.prune_quality import (
     VARIANTS,
     available_variants,
     benchmark_table,
+    overall_verdict,
     paper_differences,
     pattern_sparsity,
     pivot_levels,
@@ -141,3 +142,13 @@ def test_pivot_keeps_run_order():
     pivot = pivot_levels(table, "v")
     assert list(pivot.index) == ["z", "a"] and list(pivot.columns) == ["70%", "2:4"]
     assert pivot.loc["a", "2:4"] == 4
+
+
+def test_overall_verdict_groups_the_levels_by_winner():
+    levels = [_level(97.0, 97.5, 0.001), _level(97.0, 97.1, 0.4), _level(97.0, 96.0, 0.001), _level(90, 90.2, 0.3)]
+    table = pd.concat([lv.assign(level=name) for lv, name in zip(levels, ["50%", "60%", "70%", "2:4"])])
+    text = overall_verdict(verdicts(table))
+    assert text.startswith("Over the 4 levels: ")
+    assert "`a` beats `glob` at 50% (+0.50 pp)" in text
+    assert "no method is distinguishable from `glob` at 60%, 2:4" in text
+    assert "`glob` itself is significantly ahead of every other method at 70%" in text

@@ -37,6 +37,7 @@ __all__ = [
     "benchmark_table",
     "verdicts",
     "verdict_sentence",
+    "overall_verdict",
     "pivot_levels",
     "paper_differences",
 ]
@@ -335,3 +336,21 @@ def paper_differences() -> pd.DataFrame:
             )
         )
     return pd.DataFrame(rows)
+
+
+def overall_verdict(verdict: pd.DataFrame) -> str:
+    """One sentence (Markdown) summing up :func:`verdicts` over the levels: who won where."""
+    if verdict.empty:
+        return "No level had a method to compare with the reference."
+    reference = f"`{verdict['reference'].iloc[0]}`"
+    parts = []
+    for name, group in verdict.groupby("winner", sort=False):
+        levels = ", ".join(group["level"])
+        if name == "tie":
+            parts.append(f"no method is distinguishable from {reference} at {levels}")
+        elif name == verdict["reference"].iloc[0]:
+            parts.append(f"{reference} itself is significantly ahead of every other method at {levels}")
+        else:
+            gains = ", ".join(f"{d:+.2f} pp" for d in group["diff_pp"])
+            parts.append(f"`{name}` beats {reference} at {levels} ({gains})")
+    return "Over the " + f"{len(verdict)} levels: " + "; ".join(parts) + "."
