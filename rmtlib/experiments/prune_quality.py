@@ -349,7 +349,7 @@ def overall_verdict(verdict: pd.DataFrame) -> str:
         if name == "tie":
             parts.append(f"no method is distinguishable from {reference} at {levels}")
         elif name == verdict["reference"].iloc[0]:
-            parts.append(f"{reference} itself is significantly ahead of every other method at {levels}")
+            parts.append(f"{reference} is significantly ahead of the best other method at {levels}")
         else:
             gains = ", ".join(f"{d:+.2f} pp" for d in group["diff_pp"])
             parts.append(f"`{name}` beats {reference} at {levels} ({gains})")
