@@ -1,23 +1,27 @@
-"""Pruning quality on the committed MNIST ViT, and the FC regularization table at a reduced size.
+"""Pruning quality on the committed MNIST ViT: every one-shot method against global magnitude pruning.
 
-Part 1: top-1 on the MNIST test set (10k) of ``rmt``, ``rmt_oneshot``, ``rmt_lowrank``,
-``magnitude`` (per layer and global), ``svd`` and ``random`` at 30 / 50 / 70 % parameter
-reduction, without and with one epoch of masked fine-tuning (AdamW, cosine; ``--finetune-subset
-N`` uses the first N training images instead of all 50k, for a slow CPU). Part 2: the paper's FC
-table (METHOD.md section 4) on MNIST with a smaller network and fewer epochs (``--fc-widths``,
-``--fc-epochs``, ``--fc-subset``).
+No fine-tuning. At 50 / 60 / 70 / 80 % parameter reduction and at the 2:4 pattern, each method of
+:data:`rmtlib.experiments.prune_quality.VARIANTS` (magnitude per layer and global, ``rmt`` with the
+reference and the light regularization, ``rmt_oneshot``, ``wanda``, ``sparsegpt``, each score under
+the MP and Hill-alpha allocations, ``seb``, ``random``) prunes the dense model; top-1, cross-entropy,
+KL divergence from the dense model and the certified fraction are measured on the MNIST test set
+(10k), and top-1 is tested against global magnitude pruning on the same images (McNemar's exact
+test, paired bootstrap interval). Data-dependent methods draw 128 calibration images from the
+training set with each of 3 seeds. Variants this rmtlib does not have yet are skipped with a note.
 
-    python benchmarks/prune_quality.py --json benchmarks/results/prune_quality.json
+    python benchmarks/prune_quality.py                      # all, into benchmarks/results/
+    python benchmarks/prune_quality.py --methods magnitude_layer magnitude_global rmt_oneshot --levels 0.7
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import platform
+import shlex
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,145 +29,91 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rmtlib.experiments.sweep import DEFAULT_METHODS, level_table, sweep  # noqa: E402
+from rmtlib.experiments.prune_quality import (  # noqa: E402
+    DEFAULT_LEVELS,
+    DEFAULT_PATTERNS,
+    REFERENCE,
+    VARIANTS,
+    benchmark_table,
+    run_benchmark,
+    verdict_sentence,
+    verdicts,
+)
 from rmtlib.nn.models import load_mnist_vit, model_card  # noqa: E402
 from rmtlib.train.data import load_mnist, make_loader  # noqa: E402
 
-#: Variants swept besides the library's methods: label -> rmtlib.prune options (with a "method" key).
-VARIANTS: dict[str, dict] = {"magnitude_global": {"method": "magnitude", "scope": "global"}}
-#: What the benchmark sweeps by default: the book's methods, the one-shot rule and global magnitude.
-BENCH_METHODS: tuple[str, ...] = (*DEFAULT_METHODS, "rmt_oneshot", "magnitude_global")
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _machine(device: str) -> str:
     if device.startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return (
-        f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
-    )
-
-
-def vit_table(args: argparse.Namespace) -> dict:
-    model = load_mnist_vit()
-    eval_loader = make_loader(load_mnist("test"), 1000)
-    ft_loader = make_loader(load_mnist("train"), 128, shuffle=True, seed=0, subset=args.finetune_subset)
-    start = time.perf_counter()
-    variants = {label: VARIANTS[label] for label in args.methods if label in VARIANTS}
-    table = sweep(
-        model,
-        args.methods,
-        args.levels,
-        eval_loader=eval_loader,
-        finetune_loader=ft_loader,
-        method_options=variants,
-        finetune_epochs=1,
-        finetune_lr=args.finetune_lr,
-        device=args.device,
-        model_name="mnist_vit",
-        dataset="MNIST test (10k)",
-        progress=True,
-    )
-    seconds = time.perf_counter() - start
-    pivot_pruned = level_table(table, "top1_pruned")
-    pivot_ft = level_table(table, "top1_finetuned")
-    print("\ntop-1 % without fine-tuning\n", pivot_pruned.round(2).to_string())
-    print(
-        "\ntop-1 % after 1 epoch of fine-tuning"
-        + (f" (first {args.finetune_subset} training images)" if args.finetune_subset else " (50k images)")
-    )
-    print(pivot_ft.round(2).to_string())
-    dense = float(table.loc[table.method == "dense", "top1_dense"].iloc[0])
-    rows = table[table.method != "dense"]
-
-    def top1(method: str, level: float, col: str = "top1_pruned") -> float:
-        return float(rows[(rows.method == method) & (rows.target == level)][col].iloc[0])
-
-    checks = {}
-    if "rmt" in args.methods and 0.5 in args.levels:
-        checks["rmt_50_drop_pp"] = dense - top1("rmt", 0.5)
-        checks["rmt_50_within_1pp"] = checks["rmt_50_drop_pp"] <= 1.0
-    if {"rmt", "magnitude"} <= set(args.methods):
-        checks["rmt_ge_magnitude"] = {f"{lv:g}": top1("rmt", lv) >= top1("magnitude", lv) for lv in args.levels}
-    if {"rmt_oneshot", "magnitude_global"} <= set(args.methods):
-        checks["rmt_oneshot_minus_global_magnitude_pp"] = {
-            f"{lv:g}": top1("rmt_oneshot", lv) - top1("magnitude_global", lv) for lv in args.levels
-        }
-    return {
-        "dense_top1": dense,
-        "checkpoint_card_accuracy": 100 * model_card()["test_accuracy"],
-        "finetune": {
-            "epochs": 1,
-            "lr": args.finetune_lr,
-            "optimizer": "adamw, cosine, zero mask frozen",
-            "train_images": args.finetune_subset or 50000,
-        },
-        "rows": json.loads(table.to_json(orient="records")),
-        "checks": checks,
-        "seconds": seconds,
-    }
-
-
-def fc_section(args: argparse.Namespace) -> dict:
-    from rmtlib.experiments.fc_table import PAPER_FC_TABLE, run_fc_table
-
-    widths = [int(w) for w in args.fc_widths.split("-")]
-    start = time.perf_counter()
-    table = run_fc_table(
-        widths=widths,
-        epochs=args.fc_epochs,
-        data="mnist",
-        train_subset=args.fc_subset,
-        device=args.device,
-        progress=False,
-    )
-    seconds = time.perf_counter() - start
-    print(
-        f"\nFC table on MNIST, widths {widths}, {args.fc_epochs} epochs"
-        + (f", first {args.fc_subset} training images" if args.fc_subset else "")
-    )
-    print(table[["row", "test_accuracy", "train_accuracy", "param_reduction", "ranks"]].round(3).to_string(index=False))
-    return {
-        "widths": widths,
-        "epochs": args.fc_epochs,
-        "train_images": args.fc_subset or 50000,
-        "rows": json.loads(table.to_json(orient="records")),
-        "paper": json.loads(PAPER_FC_TABLE.to_json(orient="records")),
-        "seconds": seconds,
-    }
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=list(VARIANTS), help=f"labels of {list(VARIANTS)}")
+    parser.add_argument("--levels", nargs="*", type=float, default=list(DEFAULT_LEVELS))
+    parser.add_argument("--patterns", nargs="*", default=list(DEFAULT_PATTERNS), help="N:M patterns (none: skip)")
+    parser.add_argument("--reference", default=REFERENCE)
+    parser.add_argument("--calibration-seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--calibration-samples", type=int, default=128)
+    parser.add_argument("--n-boot", type=int, default=2000)
+    parser.add_argument("--eval-samples", type=int, help="the first N test images only (default all 10k)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--methods",
-        nargs="+",
-        default=list(BENCH_METHODS),
-        help=f"methods of rmtlib.prune or the variants {sorted(VARIANTS)}",
-    )
-    parser.add_argument("--levels", nargs="+", type=float, default=[0.3, 0.5, 0.7])
-    parser.add_argument(
-        "--finetune-subset", type=int, help="fine-tune on the first N training images (default all 50k)"
-    )
-    parser.add_argument("--finetune-lr", type=float, default=1e-4)
-    parser.add_argument("--fc-widths", default="784-512-512-512-10")
-    parser.add_argument("--fc-epochs", type=int, default=12)
-    parser.add_argument("--fc-subset", type=int, help="train the FC nets on the first N training images")
-    parser.add_argument("--skip-vit", action="store_true")
-    parser.add_argument("--skip-fc", action="store_true")
-    parser.add_argument("--json", help="write all numbers here")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=str(RESULTS / "prune_quality.json"), help="results JSON (a CSV beside it)")
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
-    result: dict = {"machine": _machine(args.device), "device": args.device, "torch": torch.__version__}
-    if not args.skip_vit:
-        result["vit"] = vit_table(args)
-    if not args.skip_fc:
-        result["fc"] = fc_section(args)
-    if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2, default=float) + "\n")
-        print(f"\nresults written to {path}")
+    torch.manual_seed(args.seed)
+    test = load_mnist("test")
+    eval_loader = make_loader(test, 1000, subset=args.eval_samples)
+    calibration_loader = make_loader(load_mnist("train"), 128)
+    result = run_benchmark(
+        load_mnist_vit(),
+        eval_loader=eval_loader,
+        calibration_loader=calibration_loader,
+        methods=args.methods,
+        levels=args.levels,
+        patterns=args.patterns,
+        reference=args.reference,
+        calibration_seeds=args.calibration_seeds,
+        calibration_samples=args.calibration_samples,
+        n_boot=args.n_boot,
+        device=args.device,
+        seed=args.seed,
+        model_name="mnist_vit",
+        dataset=f"MNIST test ({len(eval_loader.dataset):,} images)",
+        progress=True,
+    )
+    record = {
+        "command": "python benchmarks/prune_quality.py" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:])),
+        "machine": _machine(args.device),
+        "device": args.device,
+        "torch": torch.__version__,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint_card_accuracy": 100 * model_card()["test_accuracy"],
+        **result.to_json(),
+    }
+    for label, why in result.skipped.items():
+        print(f"skipped {label}: {why}")
+    print()
+    for _, row in verdicts(benchmark_table(record)).iterrows():
+        print(verdict_sentence(row).replace("**", "").replace("`", ""))
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    result.rows.to_csv(path.with_suffix(".csv"), index=False)
+    print(f"\nresults written to {path} and {path.with_suffix('.csv')} ({result.settings['seconds']:.0f} s)")
     return 0
 
 

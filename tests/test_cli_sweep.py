@@ -12,7 +12,7 @@ import torch
 from rmtlib.cli.main import main
 from rmtlib.cli.sweep import RESUME_TOP1_TOLERANCE, level_summary, level_text, method_options
 from rmtlib.errors import InputError
-from rmtlib.experiments.sweep import SWEEP_COLUMNS, sweep
+from rmtlib.experiments.sweep import STATS_COLUMNS, SWEEP_COLUMNS, sweep
 from rmtlib.nn.checkpoints import read_checkpoint, save_checkpoint
 from rmtlib.nn.count import count_params
 from rmtlib.nn.models import create_model
@@ -762,7 +762,7 @@ def test_overwrite_without_out_is_harmless():
 
 def test_data_methods_take_calibration_images(tmp_path: Path):
     """wanda/sparsegpt rows equal the library's prune on the same seeded calibration images."""
-    from rmtlib.cli.args import load_calibration
+    from rmtlib.experiments.sweep import calibration_inputs
     from rmtlib.pruning import prune
     from rmtlib.train.loops import evaluate
 
@@ -772,10 +772,102 @@ def test_data_methods_take_calibration_images(tmp_path: Path):
     assert main([*argv, "--levels", "0.5", "--calibration", "synthetic:32", "--out", str(out), "--quiet"]) == 0
     table = pd.read_csv(out).set_index("method")
     model = create_model(MODEL, checkpoint=ckpt).eval()
-    inputs = load_calibration(("synthetic", 32), model, 0)
+    inputs = calibration_inputs(make_loader(load_dataset("synthetic", "train"), 128), 32, 0)
     loader = make_loader(load_dataset("synthetic", "test"), 500)
     for method in ("wanda", "sparsegpt"):
         pruned, _ = prune(model, method, sparsity=0.5, calibration=inputs)
         assert table.loc[method, "top1_pruned"] == pytest.approx(100 * evaluate(pruned, loader)["accuracy"])
         assert table.loc[method, "sparsity"] == pytest.approx(0.5, abs=1e-6)
     assert json.loads((tmp_path / "cal.csv.settings.json").read_text())["calibration"] == "synthetic:32"
+
+
+@pytest.mark.parametrize("stop_at", [2, 4])
+def test_resumed_sweep_with_a_reference_equals_an_uninterrupted_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_at: int, capsys: pytest.CaptureFixture
+):
+    ckpt = _checkpoint(tmp_path)
+
+    def argv(out: str, reference: str = "glob") -> list[str]:
+        return [
+            "sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude,random,glob",
+            "--option", "glob.method=magnitude", "--option", "glob.scope=global", "--reference", reference,
+            "--levels", "0.3,0.6", "--n-boot", "200", "--out", str(tmp_path / out),
+        ]  # fmt: skip
+
+    assert main(argv("whole.csv")) == 0
+    whole = pd.read_csv(tmp_path / "whole.csv")
+    assert list(whole["method"]) == ["dense", "glob", "glob", "magnitude", "magnitude", "random", "random"]
+    assert whole[whole.method.isin(["magnitude", "random"])]["p_value"].between(0, 1).all()
+    assert "top-1 minus glob's, pp" in capsys.readouterr().out
+    with monkeypatch.context() as patch:
+        _interrupt_at(patch, stop_at)  # 2: within the reference's levels; 4: after magnitude's first level
+        with pytest.raises(KeyboardInterrupt):
+            main(argv("part.csv"))
+    assert main([*argv("part.csv"), "--resume"]) == 0
+    resumed = pd.read_csv(tmp_path / "part.csv")
+    pd.testing.assert_frame_equal(resumed.drop(columns=TIMINGS), whole.drop(columns=TIMINGS))
+    # another reference is other settings; an unknown one is refused up front
+    assert _exit_code([*argv("part.csv", "magnitude"), "--resume"]) == 2
+    assert "reference: table 'glob', this run 'magnitude'" in capsys.readouterr().err
+    assert _exit_code(argv("x.csv", "nope")) == 2
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_table_from_before_the_statistics_resumes_with_them_empty(tmp_path: Path):
+    ckpt = _checkpoint(tmp_path)
+    out = tmp_path / "old.csv"
+    args = ["sweep", MODEL, "--checkpoint", str(ckpt), "--data", "synthetic", "--methods", "magnitude,svd",
+            "--levels", "0.3", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    table = pd.read_csv(out)
+    old_columns = [c for c in SWEEP_COLUMNS if c not in STATS_COLUMNS]
+    table[table.method != "svd"][old_columns].to_csv(out, index=False)  # as an older rmtlib wrote it, svd missing
+    assert main([*args, "--resume"]) == 0
+    resumed = pd.read_csv(out)
+    assert list(resumed.columns) == SWEEP_COLUMNS and list(resumed.method) == ["dense", "magnitude", "svd"]
+    assert resumed.loc[1, STATS_COLUMNS].isna().all() and resumed.loc[2, "ce"] == pytest.approx(table.loc[2, "ce"])
+    assert _exit_code([*args, "--reference", "magnitude", "--resume"]) == 2  # no predictions to pair with
+
+
+def test_level_summary_shows_the_comparison():
+    rows = [dict(method="dense", target=0.0, sparsity=0.0, top1_dense=97.5, params_dense=10, top1_pruned=97.5,
+                 top1_finetuned=float("nan"), reference="glob", p_value=float("nan"))]  # fmt: skip
+    rows += [dict(method="glob", target=0.5, sparsity=0.5, top1_dense=97.5, params_dense=10, top1_pruned=96.0,
+                  top1_finetuned=float("nan"), reference="glob", p_value=float("nan"))]  # fmt: skip
+    rows += [dict(method="rmt", target=0.5, sparsity=0.5, top1_dense=97.5, params_dense=10, top1_pruned=95.0,
+                  top1_finetuned=float("nan"), reference="glob", diff_pp=-1.0, ci_low_pp=-1.5, ci_high_pp=-0.5,
+                  p_value=0.0123)]  # fmt: skip
+    text = level_summary(pd.DataFrame(rows))
+    assert "top-1 minus glob's" in text and "-1.00 [-1.50, -0.50] (0.012)" in text.splitlines()[-1]
+
+
+@pytest.fixture
+def calibrated_probe():
+    """A data-dependent method for one test: random pruning seeded by its calibration inputs."""
+    from rmtlib.pruning import METHODS, register_method
+    from rmtlib.pruning.elementwise import layerwise_counts, removal_needed
+
+    @register_method("_cli_probe", requires_sparsity=True, needs_calibration=True)
+    def probe(ctx, *, calibration=None):
+        inputs = ctx.calibration if ctx.calibration is not None else calibration
+        gen = torch.Generator().manual_seed(int(1e6 * float(inputs.abs().sum())) % 2**31)
+        for unit, k in zip(ctx.units, layerwise_counts(ctx.units, removal_needed(ctx.units, ctx.budget))):
+            idx = torch.randperm(unit.matrix.numel(), generator=gen)[:k]
+            unit.matrix.view(-1)[idx] = 0
+        return {"inputs": int(inputs.shape[0])}
+
+    yield "_cli_probe"
+    METHODS.pop("_cli_probe")
+
+
+def test_calibration_seeds_are_drawn_from_the_training_split(tmp_path: Path, calibrated_probe: str):
+    out = tmp_path / "c.csv"
+    argv = ["sweep", MODEL, "--data", "synthetic", "--methods", f"{calibrated_probe},magnitude", "--levels", "0.5",
+            "--calibration-seeds", "3,4,5", "--calibration-samples", "16", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    row = pd.read_csv(out).set_index("method").loc[calibrated_probe]
+    assert row.calibration_seeds == 3 and row.top1_seed_min <= row.top1_pruned <= row.top1_seed_max
+    assert json.loads((tmp_path / "c.csv.settings.json").read_text())["calibration_seeds"] == [3, 4, 5]
+    for bad in ("3,3", "a,b", ""):
+        assert _exit_code([*argv[:-7], "--calibration-seeds", bad, "--out", str(tmp_path / "x.csv")]) == 2
+    assert not (tmp_path / "x.csv").exists()

@@ -8,12 +8,16 @@ import pytest
 import torch
 
 from rmtlib.errors import InputError
-from rmtlib.experiments.sweep import SWEEP_COLUMNS, level_table, paper_vit_results, sweep
+from rmtlib.experiments.paired import mcnemar, paired_bootstrap
+from rmtlib.experiments.sweep import SWEEP_COLUMNS, calibration_inputs, level_table, paper_vit_results, sweep
 from rmtlib.nn.count import count_macs, count_params
 from rmtlib.nn.models import fc_net
 from rmtlib.plots.sweep import plot_sweep
-from rmtlib.pruning import prune
+from rmtlib.pruning import METHODS as REGISTRY
+from rmtlib.pruning import prune, register_method
+from rmtlib.pruning.elementwise import layerwise_counts, removal_needed
 from rmtlib.train.data import make_loader, synthetic_classification
+from rmtlib.train.evaluation import predict, sample_metrics
 from rmtlib.train.loops import evaluate, train
 
 METHODS = ["rmt", "rmt_lowrank", "magnitude", "svd", "random"]
@@ -168,7 +172,7 @@ def test_layer_sparsity_plot_draws_the_counts(setup):
     tables = {m: layer_sparsity(prune(model, m, sparsity=0.5)[0]) for m in ("magnitude", "random")}
     ax = plot_layer_sparsity(tables)
     lines = ax.get_lines()
-    assert [l.get_label() for l in lines] == ["magnitude", "random"]
+    assert [line.get_label() for line in lines] == ["magnitude", "random"]
     np.testing.assert_allclose(lines[0].get_ydata(), 100 * tables["magnitude"]["sparsity"].to_numpy())
     assert [t.get_text() for t in ax.get_xticklabels()] == list(tables["magnitude"]["layer"])
     plt.close("all")
@@ -256,7 +260,7 @@ def test_level_table_and_plot(setup):
         ] == pytest.approx(dense)
     assert {"magnitude", "random", "dense model"} <= {t.get_text() for t in ax.get_legend().get_texts()}
     ax = plot_sweep(paper_vit_results(), value="top1_pruned", hue="model", dense_line=False)
-    assert len([l for l in ax.get_lines() if len(l.get_xdata())]) >= 2
+    assert len([line for line in ax.get_lines() if len(line.get_xdata())]) >= 2
 
 
 def test_esd_helpers_read_dense_and_factorized_layers(setup):
@@ -314,3 +318,93 @@ def test_level_table_refuses_to_average_several_sweeps(setup):
     other = df.assign(model="another")
     with pytest.raises(InputError, match="2 models"):
         level_table(pd.concat([df.assign(model="first"), other]))
+
+
+def test_statistics_equal_an_independent_paired_computation(setup):
+    model, _, test = setup
+    models, keep = _captured()
+    df = sweep(
+        model,
+        ["magnitude", "random", "global"],
+        [0.4, 0.7],
+        eval_loader=test,
+        reference="global",
+        method_options={"global": {"method": "magnitude", "scope": "global"}},
+        callback=keep,
+        n_boot=300,
+    )
+    # the reference runs first; its own rows and the dense row carry no comparison
+    assert list(df.method) == ["dense", "global", "global", "magnitude", "magnitude", "random", "random"]
+    assert set(df.reference) == {"global"}
+    assert df[df.method.isin(["dense", "global"])][["diff_pp", "p_value"]].isna().all().all()
+    dense_pred = predict(model, test)
+    dense_row = df[df.method == "dense"].iloc[0]
+    assert dense_row.kl_to_dense == 0.0 and dense_row.certified > 0.99
+    assert dense_row.ce == pytest.approx(evaluate(model, test)["loss"], rel=1e-5)
+    for level in (0.4, 0.7):
+        ref = sample_metrics(predict(models[("global", level)][0], test), dense_pred)
+        for label in ("magnitude", "random"):
+            row = df[(df.method == label) & (df.target == level)].iloc[0]
+            mine = sample_metrics(predict(models[(label, level)][0], test), dense_pred)
+            assert row.ce == pytest.approx(mine["ce"].mean(), rel=1e-9)
+            assert row.kl_to_dense == pytest.approx(mine["kl_to_dense"].mean(), rel=1e-9)
+            assert row.certified == pytest.approx(mine["certified"].mean())
+            assert row.p_value == pytest.approx(mcnemar(mine["correct"], ref["correct"]).p_value, rel=1e-12)
+            diff, lo, hi = paired_bootstrap(mine["correct"], ref["correct"], n_boot=300, seed=0)
+            assert (row.diff_pp, row.ci_low_pp, row.ci_high_pp) == pytest.approx((100 * diff, 100 * lo, 100 * hi))
+            assert row.diff_pp == pytest.approx(
+                row.top1_pruned - df[(df.method == "global") & (df.target == level)].top1_pruned.iloc[0]
+            )
+            assert 0.0 <= row.certified <= 1.0 and row.kl_to_dense > 0
+            dense_correct = sample_metrics(dense_pred, dense_pred)["correct"]
+            drop, low, high = paired_bootstrap(dense_correct, mine["correct"], n_boot=300, seed=0)
+            assert 100 * drop == pytest.approx(row.top1_dense - row.top1_pruned)
+            assert (row.drop_low_pp, row.drop_high_pp) == pytest.approx((100 * low, 100 * high))
+    # random pruning moves the logits more than magnitude pruning, so it certifies fewer samples
+    at = df[df.target == 0.7].set_index("method")
+    assert at.loc["random", "kl_to_dense"] > at.loc["magnitude", "kl_to_dense"]
+    assert at.loc["random", "certified"] < at.loc["magnitude", "certified"]
+    with pytest.raises(InputError, match="reference"):
+        sweep(model, ["magnitude"], [0.5], eval_loader=test, reference="rmt")
+
+
+@pytest.fixture
+def calibrated_method():
+    """A data-dependent method registered for one test: magnitude scores scaled by a factor drawn from
+    its calibration inputs, so each calibration draw prunes differently."""
+
+    @register_method("_calib_probe", requires_sparsity=True, needs_calibration=True)
+    def probe(ctx, *, calibration=None):
+        inputs = ctx.calibration if ctx.calibration is not None else calibration
+        assert isinstance(inputs, torch.Tensor) and inputs.shape[0] == 32
+        gen = torch.Generator().manual_seed(int(1e6 * float(inputs.abs().sum())) % 2**31)
+        remove = removal_needed(ctx.units, ctx.budget)
+        for unit, k in zip(ctx.units, layerwise_counts(ctx.units, remove)):
+            noise = torch.rand(unit.matrix.shape, generator=gen).to(unit.matrix)
+            remove_smallest_by = unit.matrix.abs() * (0.5 + noise)
+            idx = torch.argsort(remove_smallest_by.reshape(-1))[:k]
+            unit.matrix.view(-1)[idx] = 0
+        return {}
+
+    yield "_calib_probe"
+    REGISTRY.pop("_calib_probe")
+
+
+def test_calibration_seeds_give_a_spread_and_the_first_seed_is_the_row(setup, calibrated_method):
+    model, train_loader, test = setup
+    models, keep = _captured()
+    with pytest.raises(InputError, match="calibration_loader"):
+        sweep(model, [calibrated_method], [0.5], eval_loader=test)
+    common = dict(eval_loader=test, calibration_loader=train_loader, calibration_samples=32, callback=keep)
+    df = sweep(model, [calibrated_method, "magnitude"], [0.6], calibration_seeds=[5, 6, 7], **common)
+    row = df[df.method == calibrated_method].iloc[0]
+    assert row.calibration_seeds == 3
+    assert row.top1_seed_min <= row.top1_pruned <= row.top1_seed_max
+    assert row.top1_seed_max > row.top1_seed_min  # the draws differ, and so do the pruned models
+    one = sweep(model, [calibrated_method], [0.6], calibration_seeds=[5], **common)
+    assert one[one.method == calibrated_method].top1_pruned.iloc[0] == row.top1_pruned  # the row is seed 5's
+    assert np.isnan(one[one.method == calibrated_method].top1_seed_min.iloc[0])
+    assert df[df.method == "magnitude"].calibration_seeds.iloc[0] == 0  # data-free: run once
+    assert np.isnan(df[df.method == "magnitude"].top1_seed_min.iloc[0])
+    draws = [calibration_inputs(train_loader, 32, s) for s in (5, 5, 6)]
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])

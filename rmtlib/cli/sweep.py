@@ -2,7 +2,10 @@
 
 Prunes the model with several methods at several sparsities (each level from the dense model, or
 in stages with ``--schedule gradual``), optionally fine-tunes each pruned model with its zeros
-frozen, and measures top-1. It prints a method-by-level table and writes the tidy table of
+frozen, and measures top-1 with each pruned model's cross-entropy, KL divergence from the dense
+model and certified fraction; with ``--reference LABEL`` every other run is tested against that
+label's run at the same level on the same samples (McNemar's p-value, a bootstrap interval of the
+top-1 difference). It prints a method-by-level table and writes the tidy table of
 :func:`rmtlib.experiments.sweep.sweep` (``--out``), a figure (``--plot``) and the pruned models
 (``--save-dir``). On ImageNet with a GPU, for example::
 
@@ -54,9 +57,7 @@ from rmtlib.cli.args import (
     check_io,
     check_output_dir,
     check_output_file,
-    default_calibration,
     key_values,
-    load_calibration,
     model_inputs,
     names,
     positive_counts,
@@ -67,11 +68,12 @@ from rmtlib.cli.args import (
     write_or_rescue,
 )
 from rmtlib.errors import InputError, check_number
-from rmtlib.experiments.sweep import SCHEDULES, SWEEP_COLUMNS, _top1, resolve_methods, sweep
+from rmtlib.experiments.sweep import SCHEDULES, STATS_COLUMNS, SWEEP_COLUMNS, _top1, resolve_methods, sweep
 from rmtlib.nn.checkpoints import save_checkpoint
 from rmtlib.nn.count import count_params
 from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
 from rmtlib.plots.sweep import plot_sweep
+from rmtlib.pruning import METHODS
 from rmtlib.runtime import get_device
 from rmtlib.train.data import check_model_input, load_dataset, make_loader
 from rmtlib.train.distributed import init_distributed, is_main_process
@@ -122,9 +124,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--calibration",
         type=calibration_spec,
         metavar="DATA[:COUNT]",
-        help="calibration images for wanda/sparsegpt: COUNT training images of DATA drawn with --seed "
-        "(default for those methods: mnist:256 on mnist_vit, else 256 training images of --data)",
+        help="where wanda/sparsegpt draw their calibration images: the training split of DATA, COUNT of them "
+        "per calibration seed (COUNT overrides --calibration-samples; default: the training split of --data)",
     )
+    p.add_argument(
+        "--reference",
+        metavar="LABEL",
+        help="compare every other label with this one at each level (paired on the same samples: "
+        "McNemar p-value, bootstrap interval of the top-1 difference), e.g. a global magnitude variant",
+    )
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of the interval (default 2000)")
+    p.add_argument(
+        "--calibration-seeds",
+        type=seed_list,
+        default=[0],
+        help="comma-separated seeds: a method that needs calibration data runs once per seed, drawing "
+        "its calibration inputs from the training split (default 0); the table reports the spread",
+    )
+    p.add_argument("--calibration-samples", type=int, default=128, help="calibration inputs per draw (default 128)")
     p.add_argument("--include", action="append", metavar="PATTERN", help="only layers matching (fnmatch; repeatable)")
     p.add_argument("--exclude", action="append", metavar="PATTERN", help="skip layers matching (repeatable)")
     p.add_argument(
@@ -175,8 +192,20 @@ def method_options(items: list[str], labels: list[str]) -> dict[str, dict[str, A
     return out
 
 
+def seed_list(text: str) -> list[int]:
+    """An argparse ``type``: comma-separated distinct integer seeds, e.g. ``0,1,2``."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, e.g. 0,1,2, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct seeds, at least one, got {text!r}")
+    return seeds
+
+
 def level_summary(table: pd.DataFrame) -> str:
-    """Method-by-level text table: reached sparsity and top-1 (pruned -> fine-tuned)."""
+    """Method-by-level text table: reached sparsity and top-1 (pruned -> fine-tuned), then, when the
+    table has a reference, each run's top-1 difference from it with its interval and p-value."""
     dense = table[table["method"] == "dense"].iloc[0]
     runs = table[table["method"] != "dense"]
     tuned = runs["top1_finetuned"].notna().any()
@@ -199,6 +228,20 @@ def level_summary(table: pd.DataFrame) -> str:
             text = f"{row['top1_pruned']:.2f}" + (f" -> {row['top1_finetuned']:.2f}" if tuned else "")
             cells.append(f"{text} ({row['sparsity']:.2f})".rjust(width))
         lines.append(f"{method:>16}" + "".join(cells))
+    if "p_value" in runs and runs["p_value"].notna().any():
+        reference = runs["reference"].dropna().iloc[0]
+        lines.append(f"top-1 minus {reference}'s, pp [95% bootstrap interval] (McNemar p), before fine-tuning:")
+        for method, group in runs[runs["p_value"].notna()].groupby("method", sort=False):
+            cells = []
+            for level in levels:
+                row = group[group["target"] == level]
+                if not len(row):
+                    cells.append(f"{'-':>30}")
+                    continue
+                row = row.iloc[0]
+                interval = f"[{row['ci_low_pp']:+.2f}, {row['ci_high_pp']:+.2f}]"
+                cells.append(f"{row['diff_pp']:+.2f} {interval} ({row['p_value']:.2g})".rjust(30))
+            lines.append(f"{method:>16}" + "".join(cells))
     return "\n".join(lines)
 
 
@@ -241,6 +284,9 @@ def run(args: argparse.Namespace) -> int:
     )
     device = get_device(args.device)  # a missing GPU is an error now, not after the model and data are loaded
     check_number("--finetune-lr", args.finetune_lr, minimum=0, exclusive=True)
+    positive_counts((args.n_boot, "--n-boot"), (args.calibration_samples, "--calibration-samples"))
+    if args.reference is not None and args.reference not in args.methods:
+        raise InputError(f"--reference {args.reference!r} is not one of --methods {','.join(args.methods)}")
     options = method_options(args.option, args.methods)
     prune_options = {
         "include": args.include,
@@ -253,9 +299,7 @@ def run(args: argparse.Namespace) -> int:
         resolved = resolve_methods(args.methods, options, prune_options)
     except InputError as err:
         raise InputError(f"--methods/--option: {err}") from None
-    calibration = default_calibration(
-        args.calibration, [method for method, _ in resolved.values()], args.model, args.data
-    )
+    needs_data = any(METHODS[method].needs_calibration for method, _ in resolved.values())
     if args.out and Path(args.out).exists() and not (args.resume or args.overwrite):  # hours of results
         raise InputError(f"--out: {args.out} exists; pass --resume to finish that sweep or --overwrite to start again")
     if args.resume and args.overwrite:
@@ -268,6 +312,11 @@ def run(args: argparse.Namespace) -> int:
         if previous is not None:
             recorded_options = _check_same_settings(args, options, previous)
             plan = remaining_runs(previous, args.methods, args.levels, args.schedule)
+            if plan and args.reference is not None and args.schedule == "gradual":
+                raise InputError(
+                    "--resume: a gradual sweep with --reference cannot be resumed (the reference's stages "
+                    "would have to be rebuilt beside each label's); start a new --out, or resume without --reference"
+                )
             for label, (start, _) in plan.items():
                 if start is not None and not _stage_file(args, label, start).is_file():
                     raise InputError(
@@ -289,15 +338,20 @@ def run(args: argparse.Namespace) -> int:
     check_model_input(model, eval_set, args.data)
     check_classes(model, eval_set, args.data)
     eval_loader = make_loader(eval_set, args.eval_batch_size, num_workers=args.workers)
-    finetune_loader = None
-    if args.finetune_epochs or args.finetune_steps:
+    finetune_loader, calibration_loader = None, None
+    if args.finetune_epochs or args.finetune_steps or needs_data:
         train_set = load_dataset(args.data, "train", model=model)
         finetune_loader = make_loader(
             train_set, args.batch_size, shuffle=True, seed=args.seed, subset=args.train_subset, num_workers=args.workers
         )
+        calibration_loader = finetune_loader if needs_data else None
+        if not (args.finetune_epochs or args.finetune_steps):
+            finetune_loader = None
 
-    if calibration is not None:  # every method receives it; those that need no data ignore it
-        prune_options["calibration"] = load_calibration(calibration, model, args.seed)
+    calibration_samples = args.calibration_samples
+    if needs_data and args.calibration is not None:  # another source than --data's training split
+        spec, calibration_samples = args.calibration
+        calibration_loader = make_loader(load_dataset(spec, "train", model=model), args.batch_size)
     callback = _saver(args, model_kwargs) if args.save_dir and main_process else None
     out = args.out if main_process else None
     settings = run_settings(args, options)
@@ -321,6 +375,11 @@ def run(args: argparse.Namespace) -> int:
         prune_options=prune_options,
         schedule=args.schedule,
         eval_batches=args.eval_batches,
+        reference=args.reference,
+        n_boot=args.n_boot,
+        calibration_loader=calibration_loader,
+        calibration_samples=calibration_samples,
+        calibration_seeds=args.calibration_seeds,
         device=device,
         seed=args.seed,
         model_name=args.model,
@@ -399,8 +458,18 @@ def _previous_table(args: argparse.Namespace) -> pd.DataFrame | None:
         previous = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise InputError(f"--resume: {path} is not a sweep table ({err})") from None
-    if list(previous.columns) != SWEEP_COLUMNS or not (previous["method"] == "dense").any():
+    missing = [c for c in SWEEP_COLUMNS if c not in previous.columns]
+    if set(missing) - set(STATS_COLUMNS) or set(previous.columns) - set(SWEEP_COLUMNS):
         raise InputError(f"--resume: {path} is not a table written by rmtlib sweep (columns or dense row missing)")
+    if not (previous["method"] == "dense").any():
+        raise InputError(f"--resume: {path} is not a table written by rmtlib sweep (columns or dense row missing)")
+    if missing:  # written before the per-sample statistics: its rows keep them empty
+        if args.reference is not None:
+            raise InputError(
+                f"--resume: {path} was written before sweeps compared runs with a reference; "
+                "resume it without --reference, or start a new --out"
+            )
+        previous = previous.reindex(columns=SWEEP_COLUMNS)
     tuned = bool(args.finetune_epochs or args.finetune_steps)
     want = {
         "model": args.model,
@@ -450,6 +519,11 @@ def run_settings(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -
     }
     if getattr(args, "calibration", None) is not None:  # recorded only when given, so older records still match
         settings["calibration"] = f"{args.calibration[0]}:{args.calibration[1]}"
+    # recorded only when set, so a table written before these options resumes with their defaults
+    if args.reference is not None:
+        settings.update(reference=args.reference, n_boot=args.n_boot)
+    if args.calibration_seeds != [0] or args.calibration_samples != 128:
+        settings.update(calibration_seeds=args.calibration_seeds, calibration_samples=args.calibration_samples)
     return json.loads(json.dumps(settings, default=str))  # the form it has when read back
 
 
@@ -476,9 +550,9 @@ def _check_same_settings(
         raise InputError(f"--resume: {path} is not a settings record (a JSON object); remove it to resume anyway")
     wanted = run_settings(args, options)
     differ = [
-        f"{key}: table {recorded.get(key)!r}, this run {wanted[key]!r}"
-        for key in wanted
-        if key != "options" and recorded.get(key) != wanted[key]
+        f"{key}: table {recorded.get(key)!r}, this run {wanted.get(key)!r}"
+        for key in sorted(set(wanted) | set(recorded))
+        if key != "options" and recorded.get(key) != wanted.get(key)
     ]
     recorded_options = recorded.get("options") or {}
     for label in sorted(set(previous["method"]) - {"dense"}):
@@ -493,6 +567,11 @@ def _check_same_settings(
             "settings, or another --out"
         )
     return recorded_options
+
+
+def run_order(methods: list[str], reference: str | None) -> list[str]:
+    """The order a sweep runs its labels in: the reference first (see :func:`rmtlib.experiments.sweep.sweep`)."""
+    return list(methods) if reference is None else [reference, *(m for m in methods if m != reference)]
 
 
 def level_text(level: float) -> str:
@@ -526,32 +605,36 @@ def _resume(
     dense = previous[previous["method"] == "dense"].iloc[0]
     _check_same_dense_model(model, dense, args, common)
     rows = previous
-    for label, (start, todo) in plan.items():
+    order = run_order(args.methods, args.reference)
+    for label, (start, todo) in sorted(plan.items(), key=lambda item: order.index(item[0])):
         stage = (
             model
             if start is None
             else create_model(args.model, checkpoint=_stage_file(args, label, start), **model_kwargs).eval()
         )
 
-        def finished(so_far: pd.DataFrame, before: pd.DataFrame = rows) -> pd.DataFrame:
-            new = so_far[so_far["method"] != "dense"].copy()
+        def finished(so_far: pd.DataFrame, before: pd.DataFrame = rows, label: str = label) -> pd.DataFrame:
+            new = so_far[so_far["method"] == label].copy()  # not a reference re-run only to compare with
             for column in ("top1_dense", "params_dense", "macs_dense"):
                 new[column] = dense[column]
             new["sparsity"] = 1.0 - new["params_nonzero"] / dense["params_dense"]
             new["stored_reduction"] = 1.0 - new["params_stored"] / dense["params_dense"]
             return pd.concat([before, new], ignore_index=True)
 
+        # a one-shot run is compared with the reference's run at its level: prune that again beside it
+        labels = [label] if args.reference in (None, label) else [args.reference, label]
         part = sweep(
             stage,
-            [label],
+            labels,
             todo,
-            method_options={label: options[label]} if label in options else None,
+            method_options={lb: options[lb] for lb in labels if lb in options} or None,
+            dense_model=model,
             on_update=(lambda so_far: write(finished(so_far))) if write else None,
             **common,
         )
         rows = finished(part)
     # the row order of an uninterrupted sweep: dense, then label by label, levels in the order run
-    labels = {label: i for i, label in enumerate(["dense", *args.methods])}
+    labels = {label: i for i, label in enumerate(["dense", *order])}
     levels = {
         round(level, 9): i for i, level in enumerate(sorted(args.levels) if args.schedule == "gradual" else args.levels)
     }

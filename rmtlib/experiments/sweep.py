@@ -1,7 +1,11 @@
 """Sparsity sweeps: prune a model with several methods at several levels, fine-tune, evaluate.
 
 :func:`sweep` returns a tidy table (one row per method and level, plus the dense model) that the
-ViT chapter, ``benchmarks/prune_quality.py`` and the tests read alike. :func:`paper_vit_results`
+ViT chapter, ``benchmarks/prune_quality.py`` and the tests read alike. Besides top-1 it scores each
+pruned model sample by sample against the dense one (cross-entropy, KL divergence, the certified
+fraction of :func:`rmtlib.train.evaluation.sample_metrics`) and, given a ``reference`` label, tests
+its top-1 against the reference's on the same samples (McNemar's exact test and a paired bootstrap
+interval, :mod:`rmtlib.experiments.paired`). :func:`paper_vit_results`
 holds the paper's ImageNet ViT numbers (METHOD.md section 6) in the same columns, labelled
 ``source="paper"``, and :func:`plot_sweep` draws either kind as top-1 against parameter reduction.
 """
@@ -18,18 +22,22 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from rmtlib.errors import InputError
+from rmtlib.experiments.paired import compare, paired_bootstrap
 from rmtlib.nn.count import count_macs, count_params
 from rmtlib.pruning import METHODS, check_method_options, prune
 from rmtlib.runtime import get_device
 from rmtlib.spectral.fit import fit_mp
 from rmtlib.spectral.layers import prunable_layers, weight_matrix
 from rmtlib.train.distributed import sync_from_rank0
+from rmtlib.train.evaluation import Predictions, predict, sample_metrics
 from rmtlib.train.loops import evaluate, finetune, reseed_loader
 from rmtlib.train.regularize import WeightMask
 
 __all__ = [
     "SWEEP_COLUMNS",
+    "STATS_COLUMNS",
     "DEFAULT_METHODS",
+    "calibration_inputs",
     "sweep",
     "resolve_methods",
     "paper_vit_results",
@@ -62,7 +70,22 @@ SWEEP_COLUMNS = [
     "model",
     "dataset",
     "source",
+    "ce",
+    "kl_to_dense",
+    "certified",
+    "drop_low_pp",
+    "drop_high_pp",
+    "reference",
+    "diff_pp",
+    "ci_low_pp",
+    "ci_high_pp",
+    "p_value",
+    "calibration_seeds",
+    "top1_seed_min",
+    "top1_seed_max",
 ]
+#: the columns added with the per-sample statistics; a table written before them lacks only these
+STATS_COLUMNS = SWEEP_COLUMNS[SWEEP_COLUMNS.index("ce") :]
 
 #: How the levels of a sweep are reached: each from the dense model, or in stages from the last one.
 SCHEDULES: tuple[str, ...] = ("oneshot", "gradual")
@@ -82,6 +105,24 @@ def _top1(model: nn.Module, loader: DataLoader, device: Any, max_batches: int | 
         torch.manual_seed(seed)
         reseed_loader(loader, seed)
         return 100.0 * evaluate(model, loader, device, max_batches=max_batches)["accuracy"]
+
+
+def _predict(model: nn.Module, loader: DataLoader, device: Any, max_batches: int | None, seed: int = 0) -> Predictions:
+    """Every sample's logits on the batches :func:`_top1` measures (the same seeding, the same samples)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        reseed_loader(loader, seed)
+        return predict(model, loader, device, max_batches=max_batches)
+
+
+def calibration_inputs(loader: DataLoader, samples: int, seed: int) -> torch.Tensor:
+    """``samples`` model inputs drawn without replacement from ``loader``'s dataset with ``seed``
+    (the calibration data of a data-dependent method; one draw per calibration seed)."""
+    dataset = loader.dataset
+    if samples < 1 or samples > len(dataset):
+        raise InputError(f"sweep: calibration_samples must be in [1, {len(dataset)}], got {samples}")
+    order = np.random.default_rng(seed).permutation(len(dataset))[:samples]
+    return torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in order])
 
 
 def _example_input(loader: DataLoader, device: Any) -> torch.Tensor:
@@ -104,6 +145,13 @@ def sweep(
     prune_options: Mapping[str, Any] | None = None,
     schedule: str = "oneshot",
     eval_batches: int | None = None,
+    reference: str | None = None,
+    n_boot: int = 2000,
+    ci_level: float = 0.95,
+    calibration_loader: DataLoader | None = None,
+    calibration_samples: int = 128,
+    calibration_seeds: Sequence[int] = (0,),
+    dense_model: nn.Module | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
     model_name: str = "",
@@ -134,6 +182,13 @@ def sweep(
             previous level left (after its fine-tuning), so pruned weights stay pruned and
             fine-tuning accumulates over the stages: prune-then-fine-tune cycles, as in the
             authors' re-run with one fine-tuning epoch per cycle.
+        reference: a swept label; every other run at a level is compared with the reference's run
+            at that level on the same samples (its rows come first, as it runs first).
+        n_boot, ci_level: bootstrap resamples and level of the interval (seeded with ``seed``).
+        calibration_loader: inputs for methods registered with ``needs_calibration``: each gets
+            ``calibration_samples`` inputs drawn with every seed of ``calibration_seeds``.
+        dense_model: the model the per-sample statistics compare with (default ``model``): a
+            resumed gradual sweep prunes a saved stage but still compares with the dense model.
         callback: called as ``callback(method, target, pruned_model, report)`` after each run.
         on_update: called with the table so far (dense row included) after each run, e.g. to
             save the finished rows of a long sweep as it goes.
@@ -142,6 +197,14 @@ def sweep(
     ``sparsity`` is the reached 1 - nonzero / dense, ``stored_reduction`` 1 - stored / dense
     (what low-rank factors really save), top-1 values in %, ``top1_finetuned`` NaN without
     fine-tuning, ``macs`` multiply-adds of one sample (unstructured zeros do not lower them).
+    The statistics describe the pruned model before fine-tuning: mean cross-entropy ``ce`` and
+    ``kl_to_dense`` (nats), ``certified`` (fraction of samples whose label provably did not flip),
+    ``drop_low_pp``/``drop_high_pp`` (bootstrap interval of the drop from dense, pp),
+    ``diff_pp`` (top-1 minus the reference's, pp) with its interval ``ci_low_pp``/``ci_high_pp``
+    and McNemar's ``p_value`` (NaN without a reference, and for the reference itself). A method
+    run with several calibration seeds reports the first seed's model in its row (the one
+    fine-tuned, passed to ``callback`` and compared) and the spread of top-1 over all seeds in
+    ``top1_seed_min``/``top1_seed_max``; ``calibration_seeds`` counts them (0: data-free).
     """
 
     runs = resolve_methods(methods, method_options, prune_options)
@@ -154,6 +217,16 @@ def sweep(
         if len(set(levels)) != len(levels):
             raise InputError(f"sweep: a gradual schedule needs distinct levels, got {list(levels)}")
         levels = sorted(float(level) for level in levels)
+    if reference is not None and reference not in runs:
+        raise InputError(f"sweep: reference {reference!r} is not one of the swept labels {list(runs)}")
+    seeds = [int(s) for s in calibration_seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InputError(
+            f"sweep: calibration_seeds must be distinct seeds, at least one, got {list(calibration_seeds)}"
+        )
+    calibrated = [label for label, (method, _) in runs.items() if METHODS[method].needs_calibration]
+    if calibrated and calibration_loader is None:
+        raise InputError(f"sweep: {calibrated} need calibration data; pass calibration_loader")
     do_finetune = finetune_loader is not None and (finetune_epochs > 0 or (finetune_steps or 0) > 0)
     if finetune_loader is None and (finetune_epochs > 0 or finetune_steps):
         raise InputError("sweep: fine-tuning asked for (finetune_epochs/finetune_steps) but no finetune_loader given")
@@ -162,12 +235,18 @@ def sweep(
             f"sweep: finetune_steps={finetune_steps} is more than one pass over the fine-tuning data "
             f"({len(finetune_loader)} batches); use finetune_epochs, or more data"
         )
+    if reference is not None:  # the reference runs first, so every other run can be compared as it finishes
+        runs = {reference: runs[reference], **{k: v for k, v in runs.items() if k != reference}}
     dev = get_device(device)
     model = model.to(dev).eval()
     example = _example_input(eval_loader, dev)
     dense_counts = count_params(model)
     dense_macs = count_macs(model, example)
-    dense_top1 = _top1(model, eval_loader, dev, eval_batches, seed)
+    dense_pred = _predict(
+        model if dense_model is None else dense_model.to(dev).eval(), eval_loader, dev, eval_batches, seed
+    )
+    dense_stats = sample_metrics(dense_pred, dense_pred)
+    dense_top1 = 100.0 * float(dense_stats["correct"].mean())
     ft_epochs = 0 if not do_finetune else (1 if finetune_steps else int(finetune_epochs))
     ft_steps = int(finetune_steps) if do_finetune and finetune_steps else None
     base = dict(
@@ -178,6 +257,7 @@ def sweep(
         dataset=dataset,
         source="measured",
         schedule=schedule,
+        reference=reference,
     )
     rows = [
         dict(
@@ -195,16 +275,33 @@ def sweep(
             macs=dense_macs,
             prune_s=0.0,
             finetune_s=0.0,
+            **_stats_row(dense_stats),
+            calibration_seeds=0,
         )
     ]
+    reference_correct: dict[float, np.ndarray] = {}
     for label, (method, options) in runs.items():
         stage = model  # what the next level prunes: always the dense model, unless gradual
+        label_seeds = seeds if label in calibrated else [None]
         for level in levels:
-            start = time.perf_counter()
-            pruned, report = prune(stage, method, sparsity=float(level), seed=seed, device=dev, **options)
-            prune_s = time.perf_counter() - start
-            pruned = pruned.to(dev).eval()
-            sync_from_rank0(pruned, f"sweep: {label} at {level}")
+            outcomes = []
+            for calib_seed in label_seeds:
+                extra = (
+                    {}
+                    if calib_seed is None
+                    else {"calibration": calibration_inputs(calibration_loader, calibration_samples, calib_seed)}
+                )
+                start = time.perf_counter()
+                pruned, report = prune(stage, method, sparsity=float(level), seed=seed, device=dev, **options, **extra)
+                prune_s = time.perf_counter() - start
+                pruned = pruned.to(dev).eval()
+                sync_from_rank0(pruned, f"sweep: {label} at {level}")
+                stats = sample_metrics(_predict(pruned, eval_loader, dev, eval_batches, seed), dense_pred)
+                # only the first seed's model goes on (fine-tuning, callback, next stage)
+                outcomes.append((pruned, report, prune_s, stats) if not outcomes else (None, None, prune_s, stats))
+                del pruned
+            pruned, report, prune_s, stats = outcomes[0]
+            seed_top1 = [100.0 * float(o[3]["correct"].mean()) for o in outcomes]
             counts = count_params(pruned)
             row = dict(
                 base,
@@ -214,12 +311,30 @@ def sweep(
                 stored_reduction=1.0 - counts["stored"] / dense_counts["dense"],
                 params_stored=counts["stored"],
                 params_nonzero=counts["nonzero"],
-                top1_pruned=_top1(pruned, eval_loader, dev, eval_batches, seed),
+                top1_pruned=seed_top1[0],
                 macs=count_macs(pruned, example),
                 prune_s=prune_s,
                 finetune_epochs=ft_epochs,
                 finetune_steps=ft_steps,
+                **_stats_row(stats),
+                **_drop_interval(dense_stats["correct"], stats["correct"], n_boot, ci_level, seed),
+                calibration_seeds=0 if label_seeds == [None] else len(label_seeds),
+                top1_seed_min=min(seed_top1) if len(seed_top1) > 1 else np.nan,
+                top1_seed_max=max(seed_top1) if len(seed_top1) > 1 else np.nan,
             )
+            if label == reference:
+                reference_correct[float(level)] = stats["correct"]
+            elif reference is not None:
+                paired = compare(
+                    stats["correct"], reference_correct[float(level)], n_boot=n_boot, level=ci_level, seed=seed
+                )
+                row.update(
+                    diff_pp=paired["diff_pp"],
+                    ci_low_pp=paired["ci_low"],
+                    ci_high_pp=paired["ci_high"],
+                    p_value=paired["p_value"],
+                )
+            del outcomes
             if do_finetune:
                 mask = WeightMask.from_zeros(pruned)
                 start = time.perf_counter()
@@ -250,11 +365,31 @@ def sweep(
             if progress:
                 print(
                     f"{label:>12} @ {level:.2f}: sparsity {row['sparsity']:.3f}, top-1 {row['top1_pruned']:.2f}%"
-                    + (f" -> {row['top1_finetuned']:.2f}% fine-tuned" if do_finetune else ""),
+                    + (f" -> {row['top1_finetuned']:.2f}% fine-tuned" if do_finetune else "")
+                    + (
+                        f", {row['diff_pp']:+.2f} pp vs {reference} (p = {row['p_value']:.2g})"
+                        if "p_value" in row
+                        else ""
+                    ),
                     flush=True,
                 )
             del pruned
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def _drop_interval(dense: np.ndarray, pruned: np.ndarray, n_boot: int, level: float, seed: int) -> dict[str, float]:
+    """The paired bootstrap interval of the drop from dense (dense minus pruned top-1, pp)."""
+    _, low, high = paired_bootstrap(dense, pruned, n_boot=n_boot, level=level, seed=seed)
+    return {"drop_low_pp": 100 * low, "drop_high_pp": 100 * high}
+
+
+def _stats_row(stats: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The table's means of :func:`sample_metrics`' per-sample values."""
+    return {
+        "ce": float(stats["ce"].mean()),
+        "kl_to_dense": float(stats["kl_to_dense"].mean()),
+        "certified": float(stats["certified"].mean()),
+    }
 
 
 _SET_BY_SWEEP = frozenset({"sparsity", "seed", "device", "inplace"})  # prune() keywords the sweep decides

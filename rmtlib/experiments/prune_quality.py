@@ -1,0 +1,356 @@
+"""The pruning-quality benchmark: every one-shot method at a few levels, scored against one reference.
+
+One model, one test set, no fine-tuning: each method prunes the dense model to each level (and to
+the 2:4 pattern), and its top-1, cross-entropy, KL divergence from the dense model and certified
+fraction are measured; its top-1 is tested against the reference's (global magnitude pruning by
+default) on the same samples (:func:`rmtlib.experiments.sweep.sweep`). :data:`VARIANTS` names the
+runs; a variant whose method or options are not registered in this rmtlib is skipped with a note.
+``benchmarks/prune_quality.py`` runs it from the command line and chapter 5 reads its results.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from rmtlib.errors import InputError
+from rmtlib.experiments.sweep import resolve_methods, sweep
+from rmtlib.nn.count import count_params
+from rmtlib.pruning import METHODS
+from rmtlib.spectral.layers import prunable_layers
+
+__all__ = [
+    "VARIANTS",
+    "DEFAULT_LEVELS",
+    "DEFAULT_PATTERNS",
+    "REFERENCE",
+    "Benchmark",
+    "available_variants",
+    "pattern_sparsity",
+    "run_benchmark",
+    "benchmark_table",
+    "verdicts",
+    "verdict_sentence",
+    "overall_verdict",
+    "pivot_levels",
+    "paper_differences",
+]
+
+#: label -> the :func:`rmtlib.prune` options of that run, as alternatives: the first one this rmtlib
+#: accepts is used (``rmt_light`` falls back to plain ``rmt``, whose default regularization is the light one)
+VARIANTS: dict[str, tuple[dict[str, Any], ...]] = {
+    "magnitude_layer": ({"method": "magnitude", "scope": "layer"},),
+    "magnitude_global": ({"method": "magnitude", "scope": "global"},),
+    "rmt_reference": ({"method": "rmt", "regularization": "reference"},),
+    "rmt_light": ({"method": "rmt", "regularization": "light"}, {"method": "rmt"}),
+    "rmt_oneshot": ({"method": "rmt_oneshot"},),
+    "wanda": ({"method": "wanda"},),
+    "sparsegpt": ({"method": "sparsegpt"},),
+    "magnitude_mp": ({"method": "magnitude", "allocation": "mp"},),
+    "magnitude_alpha": ({"method": "magnitude", "allocation": "alpha"},),
+    "wanda_mp": ({"method": "wanda", "allocation": "mp"},),
+    "wanda_alpha": ({"method": "wanda", "allocation": "alpha"},),
+    "sparsegpt_mp": ({"method": "sparsegpt", "allocation": "mp"},),
+    "sparsegpt_alpha": ({"method": "sparsegpt", "allocation": "alpha"},),
+    "seb": ({"method": "seb"},),
+    "random": ({"method": "random"},),
+}
+DEFAULT_LEVELS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8)
+DEFAULT_PATTERNS: tuple[str, ...] = ("2:4",)
+REFERENCE = "magnitude_global"
+
+
+@dataclass
+class Benchmark:
+    """A benchmark's rows (the sweep's columns plus ``level``: ``"50%"`` or a pattern) and what was skipped."""
+
+    rows: pd.DataFrame
+    skipped: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready: settings, skipped runs with their reasons, and the rows (NaN as null)."""
+        rows = self.rows.astype(object).where(self.rows.notna(), None)
+        return {**self.settings, "skipped": self.skipped, "rows": rows.to_dict(orient="records")}
+
+
+def available_variants(
+    labels: Sequence[str], *, pattern: str | None = None
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """({label: options} this rmtlib can run, {label: why not} for the others), in ``labels``' order.
+
+    With ``pattern`` (``"2:4"``) every variant also passes ``pattern=``; one that the method or
+    :func:`rmtlib.prune` does not accept is skipped. An unknown label raises InputError.
+    """
+    unknown = [label for label in labels if label not in VARIANTS]
+    if unknown:
+        raise InputError(f"prune_quality: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    runs: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    for label in labels:
+        reasons = []
+        for options in VARIANTS[label]:
+            options = {**options, **({"pattern": pattern} if pattern else {})}
+            if options["method"] not in METHODS:
+                reasons.append(f"method {options['method']!r} is not registered")
+                continue
+            try:
+                resolve_methods([label], {label: options})
+            except InputError as err:
+                reasons.append(str(err).removeprefix(f"sweep: {label!r}: "))
+                continue
+            runs[label] = options
+            break
+        else:
+            skipped[label] = "not available in this rmtlib: " + reasons[0]
+    return runs, skipped
+
+
+def pattern_sparsity(model: nn.Module, pattern: str) -> float:
+    """Whole-model sparsity an N:M ``pattern`` (``"2:4"``) reaches when every prunable weight follows it."""
+    n, _, m = pattern.partition(":")
+    try:
+        kept = int(n) / int(m)
+    except ValueError:
+        raise InputError(f"pattern must be N:M (e.g. 2:4), got {pattern!r}") from None
+    if not 0 < kept < 1:
+        raise InputError(f"pattern must keep N of M weights with 0 < N < M, got {pattern!r}")
+    weights = sum(module.weight.numel() for _, module in prunable_layers(model))
+    return (1.0 - kept) * weights / count_params(model)["dense"]
+
+
+def _level_name(level: float) -> str:
+    text = f"{level:.0%}"
+    return text if abs(100 * level - round(100 * level)) < 1e-9 else f"{100 * level:.4g}%"
+
+
+def run_benchmark(
+    model: nn.Module,
+    *,
+    eval_loader: DataLoader,
+    calibration_loader: DataLoader | None = None,
+    methods: Sequence[str] = tuple(VARIANTS),
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    patterns: Sequence[str] = DEFAULT_PATTERNS,
+    reference: str = REFERENCE,
+    calibration_seeds: Sequence[int] = (0, 1, 2),
+    calibration_samples: int = 128,
+    n_boot: int = 2000,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    model_name: str = "",
+    dataset: str = "",
+    progress: bool = False,
+) -> Benchmark:
+    """Run the available ``methods`` (labels of :data:`VARIANTS`) at ``levels`` and ``patterns``.
+
+    The reference runs first at every level; the runs that need calibration data draw it from
+    ``calibration_loader`` once per calibration seed. A pattern whose runs this rmtlib refuses is
+    skipped with a note (as are unavailable variants), never an error.
+    """
+    if reference not in methods:
+        methods = [reference, *methods]
+    runs, skipped = available_variants(methods)
+    if reference not in runs:
+        raise InputError(f"prune_quality: the reference {reference!r} cannot run: {skipped.get(reference)}")
+    start = time.perf_counter()
+    common = dict(
+        eval_loader=eval_loader,
+        calibration_loader=calibration_loader,
+        calibration_samples=calibration_samples,
+        calibration_seeds=calibration_seeds,
+        n_boot=n_boot,
+        device=device,
+        seed=seed,
+        model_name=model_name,
+        dataset=dataset,
+        progress=progress,
+    )
+    tables = []
+    if levels:
+        table = sweep(model, list(runs), list(levels), method_options=runs, reference=reference, **common)
+        tables.append(
+            table.assign(
+                level=[_level_name(t) if m != "dense" else "dense" for m, t in zip(table.method, table.target)]
+            )
+        )
+    for pattern in patterns:
+        pattern_runs, pattern_skipped = available_variants(list(runs), pattern=pattern)
+        if reference not in pattern_runs:
+            skipped[pattern] = f"not run: the reference cannot ({pattern_skipped[reference]})"
+            continue
+        skipped.update({f"{label} @ {pattern}": why for label, why in pattern_skipped.items()})
+        try:
+            table = sweep(
+                model, list(pattern_runs), [pattern_sparsity(model, pattern)], method_options=pattern_runs,
+                reference=reference, **common,
+            )  # fmt: skip
+        except InputError as err:  # the pattern is registered but refuses this model or a sparsity target
+            skipped[pattern] = f"not run: {err}"
+            continue
+        table = table[table.method != "dense"] if tables else table
+        tables.append(table.assign(level=[pattern if m != "dense" else "dense" for m in table.method]))
+    rows = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    settings = {
+        "model": model_name,
+        "dataset": dataset,
+        "samples": int(len(eval_loader.dataset)),
+        "reference": reference,
+        "levels": [float(level) for level in levels],
+        "patterns": list(patterns),
+        "methods": list(methods),
+        "options": runs,
+        "calibration_seeds": [int(s) for s in calibration_seeds],
+        "calibration_samples": int(calibration_samples),
+        "n_boot": int(n_boot),
+        "seed": int(seed),
+        "fine_tuning": "none",
+        "seconds": time.perf_counter() - start,
+    }
+    return Benchmark(rows=rows, skipped=skipped, settings=settings)
+
+
+def benchmark_table(result: Mapping[str, Any]) -> pd.DataFrame:
+    """The rows of a benchmark JSON (:meth:`Benchmark.to_json`) with ``drop_pp``: dense top-1 minus top-1."""
+    rows = pd.DataFrame(result["rows"])
+    if rows.empty:
+        raise InputError("prune_quality: the benchmark has no rows")
+    rows = rows.astype(
+        {c: float for c in ("top1_pruned", "top1_dense", "diff_pp", "ci_low_pp", "ci_high_pp", "p_value")}
+    )
+    return rows.assign(drop_pp=rows["top1_dense"] - rows["top1_pruned"])
+
+
+def verdicts(table: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
+    """Per level: the reference, the most accurate other method and its top-1 difference from the
+    reference (pp, bootstrap interval, McNemar p-value); ``winner`` is that method when it is
+    significantly ahead at ``alpha``, the reference when it is significantly behind, else ``"tie"``."""
+    runs = table[table["method"] != "dense"]
+    out = []
+    for level, group in runs.groupby("level", sort=False):
+        reference = str(group["reference"].dropna().iloc[0])
+        ref = group[group["method"] == reference].iloc[0]
+        others = group[group["method"] != reference]
+        if others.empty:
+            continue
+        best = others.loc[others["top1_pruned"].idxmax()]
+        significant = bool(best["p_value"] < alpha)
+        winner = "tie" if not significant else (best["method"] if best["diff_pp"] > 0 else reference)
+        out.append(
+            dict(
+                level=level,
+                sparsity=float(best["sparsity"]),
+                dense_top1=float(best["top1_dense"]),
+                reference=reference,
+                reference_top1=float(ref["top1_pruned"]),
+                best_other=best["method"],
+                best_other_top1=float(best["top1_pruned"]),
+                diff_pp=float(best["diff_pp"]),
+                ci_low_pp=float(best["ci_low_pp"]),
+                ci_high_pp=float(best["ci_high_pp"]),
+                p_value=float(best["p_value"]),
+                winner=winner,
+                methods=int(len(group)),
+            )
+        )
+    return pd.DataFrame(out)
+
+
+def _p_text(p: float) -> str:
+    """``= 0.012``, or ``< 1e-15`` where the binomial tail is below double precision's resolution."""
+    return f"= {p:.2g}" if p >= 1e-15 else "< 1e-15"
+
+
+def verdict_sentence(row: Mapping[str, Any], *, alpha: float = 0.05) -> str:
+    """One plain sentence (Markdown) for one row of :func:`verdicts`."""
+    best, ref = f"`{row['best_other']}`", f"`{row['reference']}`"
+    numbers = (
+        f"{row['best_other_top1']:.2f}% against {row['reference_top1']:.2f}% "
+        f"({row['diff_pp']:+.2f} pp, 95% interval [{row['ci_low_pp']:+.2f}, {row['ci_high_pp']:+.2f}], "
+        f"McNemar p {_p_text(row['p_value'])})"
+    )
+    head = f"**{row['level']}** (dense {row['dense_top1']:.2f}%): "
+    if row["winner"] == row["best_other"]:
+        return head + f"{best} wins: {numbers}."
+    if row["winner"] == row["reference"]:
+        return head + f"{ref} wins; the best other method, {best}, is behind it: {numbers}."
+    return head + f"no method is distinguishable from {ref} at p < {alpha:g}; the best other, {best}, scores {numbers}."
+
+
+def pivot_levels(table: pd.DataFrame, value: str) -> pd.DataFrame:
+    """``value`` per method (rows, in run order) and level (columns, in run order) of benchmark rows."""
+    runs = table[table["method"] != "dense"]
+    out = runs.pivot(index="method", columns="level", values=value)
+    return out.loc[list(dict.fromkeys(runs["method"])), list(dict.fromkeys(runs["level"]))]
+
+
+# (source, model, fine-tuning, method, level, top-1, magnitude's top-1 in the same run, difference in pp)
+# -- METHOD.md sections 6-8 (arXiv 2503.01922 and its 2026 successor, arXiv 2606.02608)
+_RERUN = "ViT-B/16 augreg2 (dense 85.10-85.11)"
+_PAPER_DIFFERENCES = [
+    *[
+        ("authors' re-run (2025 method)", _RERUN, "1 epoch per cycle", "rmt", lv, top1, mag)
+        for lv, top1, mag in [("30%", 84.55, 84.46), ("50%", 82.57, 81.67), ("70%", 71.53, 67.44)]
+    ],
+    *[
+        ("2026 successor", _RERUN, "1 epoch per cycle", method, lv, top1, mag)
+        for method, values in {"ser": (84.55, 83.27, 77.94), "hybrid": (84.64, 83.37, 78.01)}.items()
+        for lv, top1, mag in zip(("30%", "50%", "70%"), values, (84.46, 81.67, 67.44))
+    ],
+    *[
+        ("2026 successor", "ViT-B/16", "none", "seb", lv, float("nan"), float("nan"), diff)
+        for lv, diff in [("50%", 1.9), ("55%", 4.3), ("60%", 15.2), ("65%", 29.0), ("70%", 5.3)]
+    ],
+    ("field baselines (one-shot)", "ViT-B/16", "none", "wanda", "50%", 81.3, float("nan")),
+    ("field baselines (one-shot)", "ViT-B/16", "none", "sparsegpt", "50%", 81.1, float("nan")),
+    ("field baselines (one-shot)", "ViT-B/16", "none", "sparsegpt", "2:4", 79.75, 53.91),
+    ("field baselines (one-shot)", "ViT-B/16", "none", "wanda", "2:4", 67.38, 53.91),
+]
+
+
+def paper_differences() -> pd.DataFrame:
+    """The published ImageNet numbers set against magnitude pruning (not ours; METHOD.md sections 6-8).
+
+    Columns: source, model, fine_tuning, method, level, top1, magnitude_top1 (magnitude pruning in
+    the same run) and diff_pp (top1 - magnitude_top1, or the reported difference when only that is
+    given, as for SEB). NaN where the source gives no number.
+    """
+    rows = []
+    for source, model, tuning, method, level, top1, magnitude, *diff in _PAPER_DIFFERENCES:
+        rows.append(
+            dict(
+                source=source,
+                model=model,
+                fine_tuning=tuning,
+                method=method,
+                level=level,
+                top1=top1,
+                magnitude_top1=magnitude,
+                diff_pp=diff[0] if diff else round(top1 - magnitude, 2),
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def overall_verdict(verdict: pd.DataFrame) -> str:
+    """One sentence (Markdown) summing up :func:`verdicts` over the levels: who won where."""
+    if verdict.empty:
+        return "No level had a method to compare with the reference."
+    reference = f"`{verdict['reference'].iloc[0]}`"
+    parts = []
+    for name, group in verdict.groupby("winner", sort=False):
+        levels = ", ".join(group["level"])
+        if name == "tie":
+            parts.append(f"no method is distinguishable from {reference} at {levels}")
+        elif name == verdict["reference"].iloc[0]:
+            parts.append(f"{reference} is significantly ahead of the best other method at {levels}")
+        else:
+            gains = ", ".join(f"{d:+.2f} pp" for d in group["diff_pp"])
+            parts.append(f"`{name}` beats {reference} at {levels} ({gains})")
+    return "Over the " + f"{len(verdict)} levels: " + "; ".join(parts) + "."
