@@ -96,7 +96,11 @@ def available_variants(
     for label in labels:
         reasons = []
         for options in VARIANTS[label]:
-            options = {**options, **({"pattern": pattern} if pattern else {})}
+            if pattern:  # the pattern sets every layer's sparsity: no scope (a global threshold) with it
+                options = {**{k: v for k, v in options.items() if k != "scope"}, "pattern": pattern}
+                if options in runs.values():  # magnitude_layer and magnitude_global coincide under a pattern
+                    reasons.append(f"the same run as {next(k for k, v in runs.items() if v == options)}")
+                    continue
             if options["method"] not in METHODS:
                 reasons.append(f"method {options['method']!r} is not registered")
                 continue
@@ -186,6 +190,11 @@ def run_benchmark(
             skipped[pattern] = f"not run: the reference cannot ({pattern_skipped[reference]})"
             continue
         skipped.update({f"{label} @ {pattern}": why for label, why in pattern_skipped.items()})
+        m = int(pattern.partition(":")[2])
+        misfits = [name for name, layer in prunable_layers(model) if layer.weight[0].numel() % m]
+        if misfits:  # e.g. a 7 x 7 patch embedding (49 inputs): left dense, and said so
+            skipped[f"{pattern}: layers left dense"] = f"input size not a multiple of {m}: {', '.join(misfits)}"
+            pattern_runs = {label: {**options, "exclude": misfits} for label, options in pattern_runs.items()}
         try:
             table = sweep(
                 model, list(pattern_runs), [pattern_sparsity(model, pattern)], method_options=pattern_runs,

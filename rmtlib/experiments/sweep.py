@@ -292,7 +292,9 @@ def sweep(
                     else {"calibration": calibration_inputs(calibration_loader, calibration_samples, calib_seed)}
                 )
                 start = time.perf_counter()
-                pruned, report = prune(stage, method, sparsity=float(level), seed=seed, device=dev, **options, **extra)
+                # an N:M pattern fixes each layer's sparsity itself: the level is then the pattern's, as a label
+                target = None if options.get("pattern") is not None else float(level)
+                pruned, report = prune(stage, method, sparsity=target, seed=seed, device=dev, **options, **extra)
                 prune_s = time.perf_counter() - start
                 pruned = pruned.to(dev).eval()
                 sync_from_rank0(pruned, f"sweep: {label} at {level}")
@@ -427,7 +429,8 @@ def resolve_methods(
                 "of the model, sweep(seed=, device=)); remove them from prune_options/method_options"
             )
         try:
-            check_method_options(method, options, with_sparsity=True)  # every run has a level
+            # every run has a level, which is the sparsity target unless an N:M pattern sets it
+            check_method_options(method, options, with_sparsity=options.get("pattern") is None)
         except InputError as err:
             raise InputError(f"sweep: {label!r}: {err}") from None
         resolved[label] = (method, options)
