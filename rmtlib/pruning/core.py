@@ -12,6 +12,7 @@ from torch import nn
 
 import rmtlib.pruning.elementwise  # noqa: F401  (each method family registers itself on import)
 import rmtlib.pruning.rmt  # noqa: F401
+import rmtlib.pruning.seb  # noqa: F401
 import rmtlib.pruning.structured  # noqa: F401
 from rmtlib.errors import InputError
 from rmtlib.nn.count import count_params
