@@ -14,9 +14,10 @@ previous level to s + ``over`` (0.05 + 0.03 = 0.08) and restores ``over`` (rho *
 rho = 1 + over / s).
 
 Budgets: the authors train the reservoir one ImageNet epoch and fine-tune one epoch per step
-(about 10k steps of batch 128 each). The defaults here are ``reservoir_steps=20`` and
-``finetune_steps=40`` steps of batch 128 (about 1/20 of an MNIST epoch and 1/10 of one), so a
-16-step schedule to 80% on the MNIST ViT takes a few minutes on a 2-core CPU.
+(about 10k steps of batch 128 each). The defaults here are ``reservoir_steps=20`` (Adam, lr 1e-3:
+entries starting at zero need a few steps to reach a weight's scale) and ``finetune_steps=40``
+(AdamW, lr 1e-4) of batch 128, about 1/20 and 1/10 of an MNIST epoch, so a 16-level schedule to
+80% on the MNIST ViT takes minutes on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def prune_restore(
     *,
     over: float = 0.03,
     reservoir_steps: int = 20,
-    reservoir_lr: float = 1e-4,
+    reservoir_lr: float = 1e-3,
     finetune_steps: int = 40,
     finetune_lr: float = 1e-4,
     batch_size: int = 128,
@@ -368,7 +369,7 @@ def prune_schedule(
     finetune_lr: float = 1e-4,
     batch_size: int = 128,
     reservoir_steps: int = 20,
-    reservoir_lr: float = 1e-4,
+    reservoir_lr: float = 1e-3,
     over: float = 0.03,
     restore_weight: str = "w",
     seb_options: Mapping[str, Any] | None = None,
