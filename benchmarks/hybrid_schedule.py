@@ -35,11 +35,13 @@ from rmtlib.nn.models import load_mnist_vit  # noqa: E402
 from rmtlib.pruning import prune  # noqa: E402
 from rmtlib.train.data import load_mnist, make_loader  # noqa: E402
 
-STRATEGIES = {"hybrid": None, "magnitude": None, "rmt": None}
+#: the schedules compared: the hybrid and the same levels with global magnitude and with rmt
+STRATEGIES = ("hybrid", "magnitude", "rmt")
 
 
 def _machine() -> str:
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 def _key(label: str, level: float) -> str:
@@ -91,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             hit = per_sample_correct(pruned, test_loader)
             correct[_key(f"oneshot_{label}", level)] = hit
             results["oneshot"].setdefault(label, {})[f"{level:.2f}"] = float(hit.mean())
-        print(f"one-shot {level:.2f}: seb {results['oneshot']['seb'][f'{level:.2f}']:.4f} "
-              f"magnitude {results['oneshot']['magnitude_global'][f'{level:.2f}']:.4f}", flush=True)
+        print(
+            f"one-shot {level:.2f}: seb {results['oneshot']['seb'][f'{level:.2f}']:.4f} "
+            f"magnitude {results['oneshot']['magnitude_global'][f'{level:.2f}']:.4f}",
+            flush=True,
+        )
 
     target = max(args.levels)
     for strategy in args.strategies:
