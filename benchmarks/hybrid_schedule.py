@@ -53,11 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="folder for results.json and correct.npz")
     p.add_argument("--levels", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.8], help="schedule levels evaluated")
     p.add_argument("--step", type=float, default=0.05)
-    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), help="hybrid, magnitude, rmt, ser, ...")
-    p.add_argument("--oneshot", type=float, nargs="*", default=[0.5, 0.55, 0.6, 0.65, 0.7, 0.8])
-    p.add_argument("--finetune-steps", type=int, default=30)
-    p.add_argument("--reservoir-steps", type=int, default=15)
-    p.add_argument("--finetune-lr", type=float, default=1e-4)
+    p.add_argument(
+        "--phases",
+        nargs="+",
+        default=["hybrid", "magnitude", "oneshot", "rmt"],
+        help="run in this order: oneshot (SEB vs magnitude, no fine-tuning) and schedule strategies "
+        "(hybrid, magnitude, rmt, ser, ...); results merge into an existing results.json in --out",
+    )
+    p.add_argument("--oneshot", type=float, nargs="*", default=[0.5, 0.6, 0.7, 0.8])
+    p.add_argument("--finetune-steps", type=int, default=10)
+    p.add_argument("--reservoir-steps", type=int, default=5)
+    p.add_argument("--finetune-lr", type=float, default=3e-4)
     p.add_argument("--reservoir-lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--over", type=float, default=0.03)
@@ -74,39 +80,52 @@ def main(argv: list[str] | None = None) -> int:
     if args.test_subset:
         test_set = torch.utils.data.Subset(test_set, range(args.test_subset))
     test_loader = make_loader(test_set, 1000)
-    correct: dict[str, np.ndarray] = {"dense": per_sample_correct(model, test_loader)}
+    command = "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "") + " python " + shlex.join(sys.argv)
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "phases")}
     results: dict = {
-        "command": "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "") + " python " + shlex.join(sys.argv),
-        "machine": _machine(),
         "model": "rmtlib.nn.models.load_mnist_vit() (committed MNIST ViT)",
         "eval": f"MNIST test, first {len(test_set)} images",
-        "settings": {k: v for k, v in vars(args).items() if k != "out"},
-        "dense": float(correct["dense"].mean()),
         "oneshot": {},
         "schedules": {},
         "seconds": {},
+        "commands": {},
+        "settings": {},
     }
+    correct: dict[str, np.ndarray] = {}
+    if (out / "results.json").is_file():  # a later phase of the same benchmark: merge
+        results = json.loads((out / "results.json").read_text())
+        with np.load(out / "correct.npz") as saved:
+            correct = {k: saved[k] for k in saved.files}
+    results["machine"] = _machine()
 
-    for level in args.oneshot:  # SEB alone vs global magnitude, no fine-tuning
-        for label, method, opts in (("seb", "seb", {}), ("magnitude_global", "magnitude", {"scope": "global"})):
-            pruned, report = prune(model, method, sparsity=level, **opts)
-            hit = per_sample_correct(pruned, test_loader)
-            correct[_key(f"oneshot_{label}", level)] = hit
-            results["oneshot"].setdefault(label, {})[f"{level:.2f}"] = float(hit.mean())
-        print(
-            f"one-shot {level:.2f}: seb {results['oneshot']['seb'][f'{level:.2f}']:.4f} "
-            f"magnitude {results['oneshot']['magnitude_global'][f'{level:.2f}']:.4f}",
-            flush=True,
-        )
+    def save(phase: str, seconds: float) -> None:
+        results["seconds"][phase] = seconds
+        results["commands"][phase] = command
+        results["settings"][phase] = settings
+        np.savez_compressed(out / "correct.npz", **correct)
+        (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
 
+    if "dense" not in correct:
+        correct["dense"] = per_sample_correct(model, test_loader)
+        results["dense"] = float(correct["dense"].mean())
     target = max(args.levels)
-    for strategy in args.strategies:
+    for phase in args.phases:
         start = time.perf_counter()
+        if phase == "oneshot":  # SEB alone vs global magnitude, no fine-tuning
+            for level in args.oneshot:
+                for label, method, opts in (("seb", "seb", {}), ("magnitude_global", "magnitude", {"scope": "global"})):
+                    pruned, _ = prune(model, method, sparsity=level, **opts)
+                    hit = per_sample_correct(pruned, test_loader)
+                    correct[_key(f"oneshot_{label}", level)] = hit
+                    results["oneshot"].setdefault(label, {})[f"{level:.2f}"] = float(hit.mean())
+                print(f"one-shot {level:.2f}: " + str({k: v[f"{level:.2f}"] for k, v in results["oneshot"].items()}))
+            save(phase, time.perf_counter() - start)
+            continue
         _, table = prune_schedule(
             model,
             target,
             train_set,
-            strategy=strategy,
+            strategy=phase,
             step=args.step,
             finetune_steps=args.finetune_steps,
             finetune_lr=args.finetune_lr,
@@ -118,23 +137,18 @@ def main(argv: list[str] | None = None) -> int:
             evaluate_at=args.levels,
             seed=args.seed,
         )
-        seconds = time.perf_counter() - start
         rows = []
         for row in table.to_dict("records"):
             hit = row.pop("correct", None)
             if isinstance(hit, np.ndarray):
-                correct[_key(strategy, row["level"])] = hit
+                correct[_key(phase, row["level"])] = hit
             rows.append({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()})
-        results["schedules"][strategy] = {
+        results["schedules"][phase] = {
             "top1": {f"{r['level']:.2f}": r["accuracy"] for r in rows if r.get("accuracy") is not None},
             "levels": rows,
         }
-        results["seconds"][strategy] = seconds
-        print(f"{strategy}: {results['schedules'][strategy]['top1']} ({seconds:.0f} s)", flush=True)
-        np.savez_compressed(out / "correct.npz", **correct)  # after each schedule: a cut run keeps what it has
-        (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    np.savez_compressed(out / "correct.npz", **correct)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        save(phase, time.perf_counter() - start)
+        print(f"{phase}: {results['schedules'][phase]['top1']} ({results['seconds'][phase]:.0f} s)", flush=True)
     return 0
 
 
