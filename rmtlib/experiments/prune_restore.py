@@ -41,6 +41,7 @@ from rmtlib.pruning.core import check_method_options
 from rmtlib.pruning.registry import METHODS
 from rmtlib.pruning.seb import check_seb_options, seb_cut, seb_layer_weights
 from rmtlib.runtime import get_device
+from rmtlib.spectral.fit import MPFit
 from rmtlib.train.data import make_loader
 from rmtlib.train.loops import finetune, train
 from rmtlib.train.regularize import WeightMask
@@ -157,6 +158,7 @@ def prune_restore(
     batch_size: int = 128,
     restore_weight: str = "w",
     seb_options: Mapping[str, Any] | None = None,
+    fits: Mapping[str, MPFit | None] | None = None,
     include: Sequence[str] | str | None = None,
     exclude: Sequence[str] | str | None = None,
     alpha: float = 0.25,
@@ -168,9 +170,12 @@ def prune_restore(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """One SER step to whole-model ``sparsity`` (see the module docstring); returns (model, record).
 
-    The record holds counts (``reservoir``, ``restored``, ``nonzero_mask``: nonzeros the final mask
-    allows, exactly the target), the reached sparsity and the SEB layer weights. Bad input raises
-    :class:`InputError` before any change to the model.
+    ``fits`` (layer name -> :class:`rmtlib.spectral.fit.MPFit`) gives the MP fits the SEB weights come
+    from; the schedule passes those of the dense model, fitted once, as the authors do. Without it the
+    current weights are fitted (``alpha``, ``beta``). The record holds counts (``reservoir``,
+    ``restored``, ``nonzero_mask``: nonzeros the final mask allows, exactly the target), the reached
+    sparsity and the SEB layer weights. Bad input raises :class:`InputError` before any change to the
+    model.
     """
     _check_ser(sparsity, train_data, over, restore_weight, seb_options)
     _check_budgets(
@@ -209,7 +214,12 @@ def prune_restore(
         )
 
     with torch.no_grad():
-        fit_units(units, alpha=alpha, beta=beta)
+        if fits is None:
+            fit_units(units, alpha=alpha, beta=beta)
+        else:
+            for unit in units:
+                unit.fit = fits.get(unit.name)
+                unit.status = unit.fit.status if unit.fit is not None else "not_fitted"
         settings = seb_layer_weights(units, sparsity, tol=1.0 / dense, **dict(seb_options or {}))
         weights = settings["weights"]
         reservoir = seb_cut(units, weights, sum(u.nnz for u in units) - (over_target - fixed))
@@ -379,6 +389,8 @@ def prune_schedule(
     callback: Callable[[float, nn.Module, dict], None] | None = None,
     include: Sequence[str] | str | None = None,
     exclude: Sequence[str] | str | None = None,
+    alpha: float = 0.25,
+    beta: float = 0.8,
     seed: int = 0,
     device: str | torch.device | None = None,
     inplace: bool = False,
@@ -394,9 +406,12 @@ def prune_schedule(
     the authors' one extra epoch). Budgets are optimizer steps of ``batch_size`` (see the module
     docstring for how they compare with the authors' epochs on ImageNet).
 
-    With ``eval_data`` top-1 is measured after the levels in ``evaluate_at`` (default: every level);
-    ``callback(level, model, record)`` runs after each level (records have ``correct``, the per-sample
-    booleans, when evaluated). Returns the model and one row per level.
+    SER levels take their SEB weights from the MP fit (``alpha``, ``beta``) of the input model, fitted
+    once (the authors fit the dense model); a registered method (``rmt``, ``seb``) fits the current
+    weights at each level, as :func:`rmtlib.prune` does. With ``eval_data`` top-1 is measured after
+    the levels in ``evaluate_at`` (default: every level); ``callback(level, model, record)`` runs after
+    each level (records have ``correct``, the per-sample booleans, when evaluated). Returns the model
+    and one row per level.
     """
     levels = schedule_levels(sparsity, step, levels)
     known = (*STRATEGIES, *(m for m, s in METHODS.items() if not s.structured))
@@ -434,6 +449,13 @@ def prune_schedule(
     check_stored_weights(model, include, exclude)
 
     work = model if inplace else copy.deepcopy(model)
+    dense_fits = None
+    if "ser" in actions:  # SEB weights from the dense model's MP fit, once (METHOD.md section 7)
+        with torch.no_grad():
+            units = elementwise_units(work, include, exclude)
+            fit_units(units, alpha=alpha, beta=beta)
+        dense_fits = {unit.name: unit.fit for unit in units}
+        del units
     eval_loader = make_loader(eval_data, 1000) if eval_data is not None else None
     rows = []
     for i, (level, action) in enumerate(zip(levels, actions)):
@@ -452,6 +474,9 @@ def prune_schedule(
                 batch_size=batch_size,
                 restore_weight=restore_weight,
                 seb_options=seb_options,
+                fits=dense_fits,
+                alpha=alpha,
+                beta=beta,
                 include=include,
                 exclude=exclude,
                 seed=seed + i,
