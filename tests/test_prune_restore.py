@@ -20,6 +20,8 @@ from rmtlib.experiments.prune_restore import (
 from rmtlib.nn.count import count_params
 from rmtlib.nn.models import mnist_vit
 from rmtlib.pruning import prune
+from rmtlib.pruning.common import elementwise_units, fit_units
+from rmtlib.pruning.seb import seb_layer_weights
 from rmtlib.train.data import image_folder, make_loader, synthetic_images
 from rmtlib.train.regularize import layer_weights
 
@@ -90,6 +92,20 @@ def test_ser_restores_only_reservoir_entries_to_the_exact_target():
         restored_total += int(new.sum())
     assert restored_total == record["restored"]
     assert record["reached_sparsity"] == pytest.approx(1 - target / dense)
+
+
+def test_ser_takes_its_layer_weights_from_given_fits():
+    """The schedule passes the dense model's fits: SEB weights then come from them, not from the
+    current (already pruned) weights."""
+    model = _vit()
+    units = elementwise_units(model, None, None)
+    fit_units(units)
+    expect = seb_layer_weights(units, 0.3)["weights"]
+    sparse, _ = prune(model, "magnitude", sparsity=0.2, scope="global")
+    _, given = prune_restore(sparse, 0.3, _data(), fits={u.name: u.fit for u in units}, **FAST)
+    np.testing.assert_allclose([given["seb_weights"][u.name] for u in units], expect, rtol=1e-4)
+    _, own = prune_restore(sparse, 0.3, _data(), **FAST)
+    assert not np.allclose([own["seb_weights"][u.name] for u in units], expect, rtol=1e-4)
 
 
 def test_ser_with_finetuning_keeps_its_mask():
