@@ -39,3 +39,15 @@ def test_bad_schedule_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.
     assert rc == 2
     assert word in capsys.readouterr().err
     assert not report.exists()
+
+
+def test_prune_with_seb_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture):
+    report = tmp_path / "layers.csv"
+    rc = main(
+        ["prune", "fc:64-48-10", "--method", "seb", "--sparsity", "0.5", "--option", "b=0.5", "--report", str(report)]
+    )
+    assert rc == 0
+    assert "method seb: target sparsity 0.5000, reached 0.5000" in capsys.readouterr().out
+    assert len(pd.read_csv(report)) == 2
+    assert main(["prune", "fc:64-48-10", "--method", "seb", "--sparsity", "0.5", "--option", "signal=x"]) == 2
+    assert "signal" in capsys.readouterr().err
