@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
             eval_data=test_set,
             evaluate_at=args.levels,
             seed=args.seed,
+            callback=lambda level, _m, rec: print(
+                f"{phase} {level:.2f} {rec['action']} {rec['seconds']:.0f} s {rec.get('accuracy', '')}", flush=True
+            ),
         )
         rows = []
         for row in table.to_dict("records"):
