@@ -61,5 +61,5 @@ def test_registration_checks_its_own_declaration():
 def test_every_builtin_method_declares_what_it_needs():
     assert {"rmt", "rmt_oneshot", "rmt_lowrank", "magnitude", "svd", "random"} <= set(METHODS)
     assert [m for m, s in METHODS.items() if s.structured] == ["rmt_lowrank", "svd"]
-    assert {m for m, s in METHODS.items() if s.needs_fit} == {"rmt", "rmt_oneshot", "rmt_lowrank"}
+    assert {m for m, s in METHODS.items() if s.needs_fit} == {"rmt", "rmt_oneshot", "rmt_lowrank", "seb"}
     assert METHODS["rmt"].stopping_option == "cycles" and METHODS["random"].requires_sparsity

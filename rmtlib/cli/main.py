@@ -1,4 +1,4 @@
-"""The ``rmtlib`` command line: ``rmtlib analyze | prune | sweep | train | eval | book``.
+"""The ``rmtlib`` command line: ``rmtlib analyze | prune | sweep | train | eval | book | schedule``.
 
 Each command lives in its own module exposing ``add_parser(subparsers)``, which registers the
 sub-command and sets ``func`` (called with the parsed arguments, returning an exit code).
@@ -21,6 +21,7 @@ COMMANDS = [
     "rmtlib.cli.sweep",
     "rmtlib.cli.book",
     "rmtlib.cli.train",
+    "rmtlib.cli.schedule",
 ]
 
 #: commands that need an optional extra (``pip install rmtlib[book]``: papermill, nbformat): without it

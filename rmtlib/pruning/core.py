@@ -14,6 +14,7 @@ import rmtlib.pruning.elementwise  # noqa: F401  (each method family registers i
 import rmtlib.pruning.rmt  # noqa: F401
 import rmtlib.pruning.scores  # noqa: F401
 import rmtlib.pruning.sparsegpt  # noqa: F401
+import rmtlib.pruning.seb  # noqa: F401
 import rmtlib.pruning.structured  # noqa: F401
 from rmtlib.errors import InputError, check_number
 from rmtlib.nn.count import count_params

@@ -1,0 +1,53 @@
+"""`rmtlib schedule`: the hybrid schedule from the command line; bad input exits 2 and writes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rmtlib.cli.main import main
+from rmtlib.nn.checkpoints import read_checkpoint
+
+SMALL = ["mnist_vit", "--set", "depth=1", "--data", "synthetic", "--batch-size", "32"]
+
+
+def test_hybrid_schedule_writes_table_and_model(tmp_path: Path, capsys: pytest.CaptureFixture):
+    report, out = tmp_path / "levels.csv", tmp_path / "model.safetensors"
+    rc = main(
+        ["schedule", *SMALL, "--sparsity", "0.3", "--step", "0.1", "--finetune-steps", "1", "--reservoir-steps", "1"]
+        + ["--evaluate", "--report", str(report), "--out", str(out)]
+    )
+    assert rc == 0
+    table = pd.read_csv(report)
+    assert list(table["action"]) == ["magnitude", "magnitude", "ser"]
+    assert table["reached_sparsity"].iloc[-1] == pytest.approx(0.3, abs=1e-4)
+    assert table["accuracy"].between(0, 1).all()
+    assert "level 0.3000 (ser)" in capsys.readouterr().out
+    metadata = read_checkpoint(out)[1]["metadata"]
+    assert metadata["method"] == "schedule:hybrid" and metadata["sparsity_target"] == 0.3
+
+
+@pytest.mark.parametrize(
+    "extra, word",
+    [(["--sparsity", "0.32"], "step"), (["--sparsity", "0.3", "--strategy", "svd"], "strategy")],
+)
+def test_bad_schedule_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture, extra, word):
+    report = tmp_path / "levels.csv"
+    rc = main(["schedule", *SMALL, *extra, "--report", str(report)])
+    assert rc == 2
+    assert word in capsys.readouterr().err
+    assert not report.exists()
+
+
+def test_prune_with_seb_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture):
+    report = tmp_path / "layers.csv"
+    rc = main(
+        ["prune", "fc:64-48-10", "--method", "seb", "--sparsity", "0.5", "--option", "b=0.5", "--report", str(report)]
+    )
+    assert rc == 0
+    assert "method seb: target sparsity 0.5000, reached 0.5000" in capsys.readouterr().out
+    assert len(pd.read_csv(report)) == 2
+    assert main(["prune", "fc:64-48-10", "--method", "seb", "--sparsity", "0.5", "--option", "signal=x"]) == 2
+    assert "signal" in capsys.readouterr().err
