@@ -13,8 +13,8 @@ from torch import nn
 import rmtlib.pruning.elementwise  # noqa: F401  (each method family registers itself on import)
 import rmtlib.pruning.rmt  # noqa: F401
 import rmtlib.pruning.scores  # noqa: F401
-import rmtlib.pruning.sparsegpt  # noqa: F401
 import rmtlib.pruning.seb  # noqa: F401
+import rmtlib.pruning.sparsegpt  # noqa: F401
 import rmtlib.pruning.structured  # noqa: F401
 from rmtlib.errors import InputError, check_number
 from rmtlib.nn.count import count_params
@@ -32,7 +32,6 @@ from rmtlib.pruning.common import (
 from rmtlib.pruning.registry import METHODS, PruneContext, method_spec
 from rmtlib.spectral.fit import check_fit_settings
 from rmtlib.spectral.layers import FactoredLayer
-from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
 
 __all__ = ["prune", "METHODS", "REPORT_COLUMNS", "PRUNE_KEYWORDS", "check_method_options"]
 
