@@ -137,7 +137,8 @@ def main() -> None:
         )
     base = times["device"]
     print(
-        f"{args.model} on {args.device} ({torch.cuda.get_device_name() if args.device != 'cpu' else f'{cores} CPU cores'}), "
+        f"{args.model} on {args.device} "
+        f"({torch.cuda.get_device_name() if args.device != 'cpu' else f'{cores} CPU cores'}), "
         f"{len(grams)} Gram matrices; forming them took {t_gram:.3f} s"
     )
     for name, value in times.items():

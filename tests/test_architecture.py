@@ -1,4 +1,5 @@
-"""The layers of rmtlib import one way: theory <- spectral <- nn <- pruning / train <- experiments <- plots <- book <- cli.
+"""The layers of rmtlib import one way:
+theory <- spectral <- nn <- pruning / train <- experiments <- plots <- book <- cli.
 
 Every import statement of every module (function-local ones included) is read with ``ast`` and
 its target's layer compared with the importer's; ARCHITECTURE.md explains the rule.

@@ -59,7 +59,8 @@ def test_paper_centring_is_the_edge_formula_and_the_others_shift_n_and_p():
         centre, scale = tw_centre_scale(m, n, "paper")
         assert centre == pytest.approx((1 + np.sqrt(c)) ** 2, rel=1e-13)
         assert scale == pytest.approx(N ** (-2 / 3) * c ** (-1 / 6) * (1 + np.sqrt(c)) ** (4 / 3), rel=1e-13)
-        # Johnstone (2001): mu = (sqrt(N - 1) + sqrt p)^2, sigma = (sqrt(N - 1) + sqrt p)(1/sqrt(N - 1) + 1/sqrt p)^(1/3)
+        # Johnstone (2001): mu = (sqrt(N - 1) + sqrt p)^2,
+        # sigma = (sqrt(N - 1) + sqrt p)(1/sqrt(N - 1) + 1/sqrt p)^(1/3)
         mu = (np.sqrt(N - 1) + np.sqrt(p)) ** 2
         sd = (np.sqrt(N - 1) + np.sqrt(p)) * (1 / np.sqrt(N - 1) + 1 / np.sqrt(p)) ** (1 / 3)
         assert tw_centre_scale(m, n, "johnstone") == pytest.approx((mu / N, sd / N), rel=1e-13)

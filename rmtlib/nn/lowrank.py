@@ -190,7 +190,10 @@ class LowRankLinear(FactoredLayer):
         return layer
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, bias={self.up.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, "
+            f"bias={self.up.bias is not None}"
+        )
 
 
 class LowRankConv2d(FactoredLayer):

@@ -179,7 +179,8 @@ def _saved_config(checkpoint: str | os.PathLike, name: str = "mnist_vit") -> dic
 
 
 def _recorded_metadata(checkpoint: str | os.PathLike) -> dict[str, Any]:
-    """The caller's metadata in an rmtlib checkpoint's record (:func:`rmtlib.nn.checkpoints.read_record`), {} if none."""
+    """The caller's metadata in an rmtlib checkpoint's record (:func:`rmtlib.nn.checkpoints.read_record`),
+    {} if none."""
 
     try:
         metadata = read_record(checkpoint).get("metadata")
