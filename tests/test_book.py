@@ -280,6 +280,11 @@ def test_launch_buttons_only_with_a_repository_and_pointing_at_the_templates():
     ext._launch_only_with_repository(None, config)
     assert config.html_theme_options["launch_buttons"] == launch
     url = "https://colab.research.google.com/github/o/rmtlib/blob/main/book/generated/04_regularization.ipynb"
-    context = {"header_buttons": [{"type": "group", "buttons": [{"url": url}, {"label": "no url"}]}]}
+    binder = "https://mybinder.org/v2/gh/o/rmtlib/main?urlpath=tree/book%2Fgenerated%2F04_regularization.ipynb"
+    download = "../../_sources/book/generated/04_regularization.ipynb"
+    buttons = [{"url": url}, {"label": "no url"}, {"url": binder}]
+    context = {"header_buttons": [{"type": "group", "buttons": buttons}, {"url": download}]}
     ext._fix_launch_links(None, "book/generated/04_regularization", "page.html", context, None)
-    assert context["header_buttons"][0]["buttons"][0]["url"].endswith("/blob/main/notebooks/04_regularization.ipynb")
+    assert buttons[0]["url"].endswith("/blob/main/notebooks/04_regularization.ipynb")
+    assert buttons[2]["url"].endswith("urlpath=tree/notebooks%2F04_regularization.ipynb")
+    assert context["header_buttons"][1]["url"] == download  # the download button keeps the executed copy

@@ -62,6 +62,8 @@ async () => {
   for (const img of document.images) { img.loading = 'eager'; }
   await Promise.all(Array.from(document.images).map(img => img.complete ? null :
       new Promise(done => { img.addEventListener('load', done); img.addEventListener('error', done); })));
+  // folded away: inside a closed <details> (the book's hide-input toggle) or not rendered at all
+  const shown = el => !el.closest('details:not([open])') && el.checkVisibility();
   return {
     title: document.title,
     h1: Array.from(document.querySelectorAll('main h1, article h1, h1')).map(h => h.innerText.trim()),
@@ -78,11 +80,9 @@ async () => {
               caption: caption ? caption.innerText.trim() : '', numbered: !!(caption && caption.querySelector(
                 '.caption-number'))};
     }),
-    visible_inputs: Array.from(document.querySelectorAll('.cell .cell_input')).filter(
-        el => el.getClientRects().length > 0 && el.getBoundingClientRect().height > 0).map(el => ({
-          show: el.closest('.cell').classList.contains('tag_show-input'), text: el.innerText.slice(0, 80)})),
-    hidden_inputs: Array.from(document.querySelectorAll('.cell .cell_input')).filter(
-        el => el.getClientRects().length === 0).length,
+    visible_inputs: Array.from(document.querySelectorAll('.cell .cell_input')).filter(shown).map(el => ({
+      show: el.closest('.cell').classList.contains('tag_show-input'), text: el.textContent.trim().slice(0, 80)})),
+    hidden_inputs: Array.from(document.querySelectorAll('.cell .cell_input')).filter(el => !shown(el)).length,
     tables: Array.from(document.querySelectorAll('main table, article table')).map(t => ({
       text: t.innerText,
       header: Array.from(t.querySelectorAll('thead th')).map(th => th.innerText.trim().toLowerCase()),

@@ -12,7 +12,14 @@ from rmtlib.errors import InputError  # noqa: E402
 from rmtlib.experiments.fc_table import FC_ROWS, PAPER_FC_TABLE  # noqa: E402
 from rmtlib.plots.cost import plot_analysis_times, plot_pruned_costs  # noqa: E402
 from rmtlib.plots.fc_table import plot_fc_comparison  # noqa: E402
-from rmtlib.plots.layout import MAX_ASPECT, TEXT_WIDTH_IN, book_figure, book_style, legibility_problems  # noqa: E402
+from rmtlib.plots.layout import (  # noqa: E402
+    MAX_ASPECT,
+    TEXT_WIDTH_IN,
+    book_figure,
+    book_style,
+    book_table,
+    legibility_problems,
+)
 
 ORDER = [r.name for r in FC_ROWS]
 
@@ -111,3 +118,12 @@ def test_analysis_figure_labels_every_measured_bar_and_skips_missing_tools():
     assert sorted(t.get_text() for t in ax.texts) == ["0.10 s", "0.20 s"]
     assert [p.get_width() for p in ax.patches] == [0.1, 0.2]
     assert legibility_problems(fig) == []
+
+
+def test_book_table_hides_the_index_and_rounds_for_a_reader():
+    table = pd.DataFrame({"method": ["a", "b"], "error (%)": [1.23456, np.nan], "MACs": [45939840, 1200]})
+    html = book_table(table, formats={"MACs": "{:,.0f}"}).to_html()
+    assert "1.23" in html and "1.2346" not in html and "45,939,840" in html and "—" in html
+    assert 'class="row_heading' not in html  # no bare 0, 1, ... index
+    with pytest.raises(InputError, match=r"columns not in the table: \['nope'\]"):
+        book_table(table, formats={"nope": "{:.1f}"})

@@ -71,6 +71,7 @@ def _dedupe_scripts(app: Any, pagename: str, templatename: str, context: dict, d
 
 GENERATED_PATH = "book/generated/"
 TEMPLATE_PATH = "notebooks/"
+ENCODED_GENERATED, ENCODED_TEMPLATE = "book%2Fgenerated%2F", "notebooks%2F"
 
 
 def _launch_only_with_repository(app: Any, config: Any) -> None:
@@ -81,12 +82,18 @@ def _launch_only_with_repository(app: Any, config: Any) -> None:
 
 
 def _launch_templates(buttons: list) -> None:
-    """Point every launch link at ``notebooks/<name>.ipynb`` rather than the uncommitted executed copy."""
+    """Point every launch link at ``notebooks/<name>.ipynb`` rather than the uncommitted executed copy.
+
+    Launch links are absolute (Colab, Binder); the download buttons' relative links stay as they are.
+    """
     for button in buttons:
         if not isinstance(button, dict):
             continue
-        if isinstance(button.get("url"), str):
-            button["url"] = button["url"].replace(GENERATED_PATH, TEMPLATE_PATH)
+        url = button.get("url")
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            for generated, template in ((GENERATED_PATH, TEMPLATE_PATH), (ENCODED_GENERATED, ENCODED_TEMPLATE)):
+                url = url.replace(generated, template)
+            button["url"] = url
         _launch_templates(button.get("buttons") or [])
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 
 from rmtlib.errors import InputError
@@ -76,3 +77,17 @@ def legibility_problems(fig: plt.Figure) -> list[str]:
         if text.get_visible() and text.get_text().strip() and text.get_fontsize() * scale < MIN_FONT_PT - 1e-6:
             problems.append(f"text {text.get_text()[:30]!r} at {text.get_fontsize() * scale:.1f} pt")
     return problems
+
+
+def book_table(table: pd.DataFrame, *, precision: int = 2, formats: dict[str, str] | None = None) -> Any:
+    """A table as the reader should see it: no bare index, ``precision`` decimals, padded cells, NaN as a dash.
+
+    ``formats`` maps column names to format strings (e.g. ``{"test loss": "{:.3f}"}``).
+    """
+    missing = sorted(set(formats or {}) - set(table.columns))
+    if missing:
+        raise InputError(f"book_table: formats name columns not in the table: {missing}")
+    styler = table.style.hide(axis="index").format(precision=precision, na_rep="—", thousands=",")
+    for column, fmt in (formats or {}).items():
+        styler = styler.format(fmt, subset=[column], na_rep="—")
+    return styler.set_table_styles([{"selector": "th, td", "props": "padding: 0.25em 0.7em; text-align: right;"}])
