@@ -125,5 +125,6 @@ def test_book_table_hides_the_index_and_rounds_for_a_reader():
     html = book_table(table, formats={"MACs": "{:,.0f}"}).to_html()
     assert "1.23" in html and "1.2346" not in html and "45,939,840" in html and "—" in html
     assert 'class="row_heading' not in html  # no bare 0, 1, ... index
+    assert "text-align: left" in html  # the text column reads from the left, numbers from the right
     with pytest.raises(InputError, match=r"columns not in the table: \['nope'\]"):
         book_table(table, formats={"nope": "{:.1f}"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from rmtlib.errors import InputError
 from rmtlib.plots.layout import book_figure
@@ -31,6 +32,7 @@ def plot_analysis_times(timing: pd.DataFrame) -> plt.Figure:
         bars = ax.barh(y, rows["seconds"], height=h * 0.9, color=f"C{j}", label=tool)
         ax.bar_label(bars, labels=[f"{s:.2f} s" if np.isfinite(s) else "" for s in rows["seconds"]], padding=3)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # a short range would label every minor tick, overlapping
     ax.set_xlim(data["seconds"].min() / 3, data["seconds"].max() * 8)  # room for the labels
     ax.set_yticks(np.arange(len(models)), models)
     ax.invert_yaxis()

@@ -90,4 +90,6 @@ def book_table(table: pd.DataFrame, *, precision: int = 2, formats: dict[str, st
     styler = table.style.hide(axis="index").format(precision=precision, na_rep="—", thousands=",")
     for column, fmt in (formats or {}).items():
         styler = styler.format(fmt, subset=[column], na_rep="—")
-    return styler.set_table_styles([{"selector": "th, td", "props": "padding: 0.25em 0.7em; text-align: right;"}])
+    text = [c for c in table.columns if not pd.api.types.is_numeric_dtype(table[c])]
+    styler = styler.set_table_styles([{"selector": "th, td", "props": "padding: 0.25em 0.7em; text-align: right;"}])
+    return styler.set_properties(subset=text, **{"text-align": "left"}) if text else styler
