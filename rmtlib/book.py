@@ -5,6 +5,11 @@ profile. Each notebook is executed into ``book/generated/<name>.ipynb``, the cop
 renders; a notebook whose source and parameters are unchanged (and whose outputs exist) is not
 re-run. A failing notebook stops the run with the notebook and the cell named. Notebooks call
 :func:`results_dir` and :func:`save_json` to write their numbers under ``results/<name>/``.
+
+What the reader sees is decided here too: the executed copy's code cells are folded away
+(:func:`hide_code_inputs`) unless tagged ``show-input``, and the introduction's verdict table
+(``book/generated/verdict.md``, :func:`write_verdict`) is written from the ``verdict`` entries of the
+chapters' results files, so it cannot drift from the runs.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +37,7 @@ import numpy as np
 import papermill
 import yaml
 from papermill.exceptions import PapermillExecutionError
+from traitlets.config import Config
 
 from rmtlib.atomic import write_text_atomic
 from rmtlib.errors import InputError, RMTError
@@ -50,6 +57,11 @@ __all__ = [
     "project_root",
     "results_dir",
     "save_json",
+    "hide_code_inputs",
+    "verdict_rows",
+    "write_verdict",
+    "glue_references",
+    "VERDICT_FILE",
 ]
 
 CONFIG_NAME = "experiments.yaml"
@@ -58,6 +70,12 @@ GENERATED = Path("book") / "generated"
 _META = "rmtlib_book"
 _PROVENANCE_TAG = "rmtlib-provenance"
 STUB_MARKER = "has not been executed yet"
+SHOW_INPUT = "show-input"
+"""Tag of a template code cell whose source the reader should see (every other input is folded away)."""
+HIDE_INPUT = "hide-input"
+VERDICT_FILE = GENERATED / "verdict.md"
+"""The introduction's verdict table, written by :func:`write_verdict` and included by ``book/intro.md``."""
+VERDICT_COLUMNS = ("claim", "paper", "measured", "verdict")
 
 
 class NotebookError(RMTError):
@@ -283,6 +301,19 @@ def _kernel_environment() -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _kernel_config() -> Config:
+    """Kernel settings for papermill: talk to the kernel over local IPC sockets rather than TCP.
+
+    Over TCP without CurveZMQ keys ipykernel warns, once per notebook, that its traffic is unencrypted
+    ("Kernel is running over TCP without encryption"); IPC sockets are files readable by this user
+    only, which is what a local build needs. Windows has no IPC transport, so it keeps TCP.
+    """
+    config = Config()
+    if os.name == "posix":
+        config.KernelManager.transport = "ipc"
+    return config
+
+
 def machine_description() -> str:
     """One line about the machine the notebooks ran on (OS, CPU model, cores, Python)."""
     cpu = platform.processor() or platform.machine()
@@ -291,7 +322,8 @@ def machine_description() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.machine()}"
+    return f"{system}, {os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}"
 
 
 def _provenance_cell(exp: Experiment, profile: str, wall_s: float, root: Path) -> Any:
@@ -319,6 +351,25 @@ def _insert_provenance(nb: Any, cell: Any) -> None:
     first = nb.cells[0] if nb.cells else None
     at = 1 if first is not None and first.cell_type == "markdown" and first.source.lstrip().startswith("#") else 0
     nb.cells.insert(at, cell)
+
+
+def hide_code_inputs(nb: Any) -> int:
+    """Tag every code cell ``hide-input`` unless it is tagged ``show-input``; return how many were tagged.
+
+    The rendered book then shows outputs (figures, tables) with their code folded behind a toggle, and
+    the few calls a reader should learn from stay visible. The ``parameters`` cell and the one papermill
+    injects are hidden like any other. Idempotent.
+    """
+    tagged = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = list(cell.metadata.get("tags", []))
+        if SHOW_INPUT in tags or HIDE_INPUT in tags:
+            continue
+        cell.metadata["tags"] = [*tags, HIDE_INPUT]
+        tagged += 1
+    return tagged
 
 
 def _failure_message(exp: Experiment, err: Any, failed: Path) -> str:
@@ -384,6 +435,7 @@ def run_notebook(
                 progress_bar=False,
                 log_output=False,
                 execution_timeout=timeout_s,
+                config=_kernel_config(),
             )
     except PapermillExecutionError as err:
         tmp.chmod(0o644)
@@ -397,6 +449,7 @@ def run_notebook(
     wall = time.perf_counter() - start
     nb = nbformat.read(str(tmp), as_version=4)
     root = project_root(cwd)
+    hide_code_inputs(nb)
     _insert_provenance(nb, _provenance_cell(exp, profile, wall, root))
     nb.metadata[_META] = {
         "hash": key,
@@ -439,16 +492,20 @@ def toc_files(root: str | Path) -> list[str]:
     return [str(Path(f).with_suffix("")) if Path(f).suffix in {".md", ".ipynb"} else f for f in found]
 
 
-def _write_stub(path: Path, name: str, root: Path) -> None:
-    """A placeholder page for a chapter in the toc whose notebook has not run, so the build can go on."""
-
-    title = name
+def _chapter_title(root: Path, name: str) -> str:
+    """The first heading of ``notebooks/<name>.ipynb`` (``name`` when there is none)."""
     template = root / "notebooks" / f"{name}.ipynb"
     if template.is_file():
         for cell in _read_nb(template).cells:
             if cell.cell_type == "markdown" and cell.source.lstrip().startswith("#"):
-                title = cell.source.lstrip().splitlines()[0].lstrip("#").strip()
-                break
+                return cell.source.lstrip().splitlines()[0].lstrip("#").strip()
+    return name
+
+
+def _write_stub(path: Path, name: str, root: Path) -> None:
+    """A placeholder page for a chapter in the toc whose notebook has not run, so the build can go on."""
+
+    title = _chapter_title(root, name)
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell(
@@ -459,6 +516,83 @@ def _write_stub(path: Path, name: str, root: Path) -> None:
     nb.metadata[_META] = {"stub": True}
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# what the reader sees: the verdict table, glued numbers
+
+
+def _verdict_entries(path: Path) -> list[dict[str, str]]:
+    """The ``verdict`` rows of one results JSON (none when it has no such key)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not readable JSON ({err})") from err
+    entries = data.get("verdict") if isinstance(data, dict) else None
+    if entries is None:
+        return []
+    entries = [entries] if isinstance(entries, dict) else entries
+    rows = []
+    for i, entry in enumerate(entries if isinstance(entries, list) else [entries]):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in VERDICT_COLUMNS):
+            raise InputError(
+                f"{path}: verdict entry {i} must map {', '.join(VERDICT_COLUMNS)} to strings, got {entry!r}"
+            )
+        rows.append({k: entry[k] for k in VERDICT_COLUMNS})
+    return rows
+
+
+def verdict_rows(root: str | Path) -> list[dict[str, str]]:
+    """One row per claim for the introduction's table, chapters in the order of ``_toc.yml``.
+
+    A chapter states its claims by writing, into any JSON file of ``results/<name>/``, a key
+    ``verdict``: a list of ``{"claim", "paper", "measured", "verdict"}`` strings computed from its run.
+    A chapter without one gets a single row pointing to it. Each row carries ``chapter`` (its
+    number in the book) and ``page`` (the document to link).
+    """
+    root = Path(root)
+    rows: list[dict[str, str]] = []
+    chapters = [e for e in toc_files(root) if Path(e).parent == GENERATED]
+    for number, entry in enumerate(chapters, 1):
+        name = Path(entry).name
+        found = []
+        results = root / "results" / name
+        for path in sorted(results.glob("*.json")) if results.is_dir() else []:
+            found += _verdict_entries(path)
+        if not found:
+            title = re.sub(r"^\d+\.\s*", "", _chapter_title(root, name))
+            found = [{"claim": title, "paper": "", "measured": f"see chapter {number}", "verdict": ""}]
+        rows += [{**row, "chapter": str(number), "page": f"/{entry}"} for row in found]
+    return rows
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown pipe-table cell (no newline, pipes escaped)."""
+    return " ".join(text.split()).replace("|", "\\|") or "—"
+
+
+def write_verdict(root: str | Path) -> Path:
+    """Write ``book/generated/verdict.md``: claim | paper | measured here | verdict | chapter (linked)."""
+    root = Path(root)
+    lines = ["| claim | paper | measured here | verdict | chapter |", "| --- | --- | --- | --- | --- |"]
+    for row in verdict_rows(root):
+        link = f"{{doc}}`{row['chapter']} <{row['page']}>`"
+        cells = [_cell(row[k]) for k in VERDICT_COLUMNS]
+        lines.append("| " + " | ".join([*cells, link]) + " |")
+    return write_text_atomic("\n".join(lines) + "\n", root / VERDICT_FILE)
+
+
+_GLUE_TEXT = re.compile(r"\{glue:text\}`([^`:]+)(?::([^`]*))?`")
+
+
+def glue_references(nb: Any) -> list[tuple[str, str]]:
+    """``(key, format spec)`` of every ``{glue:text}`key:spec``` in the markdown cells, in page order."""
+    return [
+        (m.group(1).strip(), m.group(2) or "")
+        for cell in nb.cells
+        if cell.cell_type == "markdown"
+        for m in _GLUE_TEXT.finditer(cell.source)
+    ]
 
 
 def build_book(root: str | Path, *, log: Callable[[str], None] = print, strict: bool = True) -> Path:
@@ -476,6 +610,7 @@ def build_book(root: str | Path, *, log: Callable[[str], None] = print, strict: 
             _write_stub(root / f"{entry}.ipynb", Path(entry).name, root)
         else:
             raise InputError(f"_toc.yml lists {entry} but no {entry}.md / .ipynb exists")
+    log(f"verdict table: {write_verdict(root).relative_to(root)}")
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [
         str(exe) if exe.is_file() else (shutil.which("jupyter-book") or "jupyter-book"),
@@ -529,6 +664,8 @@ def run_book(
     }
     if build:
         build_book(root, log=log)
+    elif (root / "_toc.yml").is_file():
+        write_verdict(root)
         summary["total_s"] = round(time.perf_counter() - start, 1)
     save_json(summary, out_dir / "run_summary.json")
     log(f"done in {time.perf_counter() - start:.0f} s")

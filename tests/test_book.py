@@ -1,5 +1,6 @@
 """The book runner on tiny fake notebooks: parameters injected, cache, failures named, config errors."""
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from rmtlib import book
 from rmtlib.book import NotebookError, load_experiments, run_book, save_json
 from rmtlib.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _notebook(path: Path, body: list[str], params: str = 'value = 1\noutput_dir = "results/fake"') -> Path:
@@ -201,3 +204,87 @@ def test_a_malformed_config_is_an_input_error_naming_the_file(tmp_path, text, me
     config.write_text(text)
     with pytest.raises(InputError, match=message):
         load_experiments(config, "quick")
+
+
+def test_code_inputs_are_hidden_unless_tagged_show_input_and_the_kernel_talks_over_ipc(tmp_path, capfd):
+    """The executed copy folds every input away (parameters and injected cells too) except `show-input`;
+    the kernel runs over IPC sockets, so ipykernel has no unencrypted-TCP warning to print."""
+    path = _notebook(tmp_path / "notebooks" / "fake.ipynb", [WRITE, "print(value)"])
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[-1].metadata["tags"] = ["show-input"]
+    nbformat.write(nb, str(path))
+    root = _project(tmp_path, {"value": 4})
+    run_book(root, "quick", build=False, log=lambda _: None)
+    out = nbformat.read(str(tmp_path / "book" / "generated" / "fake.ipynb"), as_version=4)
+    code = [c for c in out.cells if c.cell_type == "code"]
+    tags = [c.metadata.get("tags", []) for c in code]
+    assert len(code) == 4 and "injected-parameters" in tags[1]  # parameters, injected, WRITE, print
+    assert [("hide-input" in t, "show-input" in t) for t in tags] == [(True, False)] * 3 + [(False, True)]
+    assert code[-1].outputs[0]["text"] == "4\n"
+    assert book.hide_code_inputs(out) == 0  # idempotent
+    assert "without encryption" not in "".join(capfd.readouterr())
+
+
+def _toc(root: Path, names: list[str]) -> None:
+    chapters = "".join(f"- file: book/generated/{n}\n" for n in names)
+    (root / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nchapters:\n{chapters}")
+
+
+def test_verdict_table_comes_from_the_chapters_results_and_links_each_chapter(tmp_path):
+    _notebook(tmp_path / "notebooks" / "01_a.ipynb", [WRITE])
+    nb = nbformat.read(str(tmp_path / "notebooks" / "01_a.ipynb"), as_version=4)
+    nb.cells[0].source = "# 1. The first | chapter"
+    nbformat.write(nb, str(tmp_path / "notebooks" / "01_a.ipynb"))
+    _toc(tmp_path, ["01_a", "02_b"])
+    row = {"claim": "loss falls | monotone", "paper": "90.53%", "measured": "98.2%\nin 3 runs", "verdict": "no"}
+    save_json({"spread": 1.0, "verdict": [row]}, tmp_path / "results" / "02_b" / "summary.json")
+    save_json({"no verdict here": 1}, tmp_path / "results" / "02_b" / "other.json")
+    rows = book.verdict_rows(tmp_path)
+    assert [(r["claim"], r["measured"], r["chapter"], r["page"]) for r in rows] == [
+        ("The first | chapter", "see chapter 1", "1", "/book/generated/01_a"),
+        ("loss falls | monotone", "98.2%\nin 3 runs", "2", "/book/generated/02_b"),
+    ]
+    lines = book.write_verdict(tmp_path).read_text().splitlines()
+    assert lines[0] == "| claim | paper | measured here | verdict | chapter |"
+    assert lines[2] == "| The first \\| chapter | — | see chapter 1 | — | {doc}`1 </book/generated/01_a>` |"
+    assert lines[3] == "| loss falls \\| monotone | 90.53% | 98.2% in 3 runs | no | {doc}`2 </book/generated/02_b>` |"
+    save_json({"verdict": [{"claim": "x", "paper": 1}]}, tmp_path / "results" / "02_b" / "bad.json")
+    with pytest.raises(InputError, match=r"bad.json: verdict entry 0 must map claim, paper, measured, verdict"):
+        book.write_verdict(tmp_path)
+
+
+def test_glue_references_in_page_order():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("Gain {glue:text}`gain:+.2f` pp, {glue:text}`n`, code `x`"),
+        nbformat.v4.new_code_cell("glue('gain', 1.0)  # {glue:text}`not:this`"),
+        nbformat.v4.new_markdown_cell("{glue:text}`ratio:.2f` x"),
+    ]
+    assert book.glue_references(nb) == [("gain", "+.2f"), ("n", ""), ("ratio", ".2f")]
+
+
+def _offline_book_extension():
+    spec = importlib.util.spec_from_file_location("offline_book", ROOT / "book" / "_ext" / "offline_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_launch_buttons_only_with_a_repository_and_pointing_at_the_templates():
+    ext = _offline_book_extension()
+    launch = {"colab_url": "https://colab.research.google.com", "binderhub_url": "https://mybinder.org"}
+    config = type("C", (), {"html_theme_options": {"repository_url": "", "launch_buttons": dict(launch)}})()
+    ext._launch_only_with_repository(None, config)
+    assert config.html_theme_options["launch_buttons"] == {}
+    config.html_theme_options = {"repository_url": "https://github.com/o/rmtlib", "launch_buttons": dict(launch)}
+    ext._launch_only_with_repository(None, config)
+    assert config.html_theme_options["launch_buttons"] == launch
+    url = "https://colab.research.google.com/github/o/rmtlib/blob/main/book/generated/04_regularization.ipynb"
+    binder = "https://mybinder.org/v2/gh/o/rmtlib/main?urlpath=tree/book%2Fgenerated%2F04_regularization.ipynb"
+    download = "../../_sources/book/generated/04_regularization.ipynb"
+    buttons = [{"url": url}, {"label": "no url"}, {"url": binder}]
+    context = {"header_buttons": [{"type": "group", "buttons": buttons}, {"url": download}]}
+    ext._fix_launch_links(None, "book/generated/04_regularization", "page.html", context, None)
+    assert buttons[0]["url"].endswith("/blob/main/notebooks/04_regularization.ipynb")
+    assert buttons[2]["url"].endswith("urlpath=tree/notebooks%2F04_regularization.ipynb")
+    assert context["header_buttons"][1]["url"] == download  # the download button keeps the executed copy

@@ -1,4 +1,9 @@
-"""The rendered book in headless Chromium: every chapter loads, images load, no error output, links resolve.
+"""The rendered book in headless Chromium, as a reader sees it at 1280 x 900.
+
+Every chapter loads, images load, no error output, links resolve; every figure is legible (no wider
+than 2.6:1, not shrunk below 60% of its natural size), numbered with a caption and alt text; code is
+folded away unless tagged ``show-input``; no raw ``$`` in tables; the introduction opens with its
+verdict table linking the chapters; the numbers glued into the prose equal the results files.
 
 Needs the built book (``make book PROFILE=quick``) and Debian's ``chromium`` (installed by ``.ci/run``).
 Without them the tests skip, except under CI (``CI=true``), where skipping would hide a broken book.
@@ -8,16 +13,19 @@ Screenshots of every page are saved to ``_build/screenshots/<page>.png``.
 from __future__ import annotations
 
 import functools
+import html
 import http.server
+import json
 import os
 import re
 import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import nbformat
 import pytest
 
-from rmtlib.book import STUB_MARKER, toc_files
+from rmtlib.book import GENERATED, STUB_MARKER, glue_references, toc_files
 
 pytestmark = pytest.mark.browser
 
@@ -54,6 +62,8 @@ async () => {
   for (const img of document.images) { img.loading = 'eager'; }
   await Promise.all(Array.from(document.images).map(img => img.complete ? null :
       new Promise(done => { img.addEventListener('load', done); img.addEventListener('error', done); })));
+  // folded away: inside a closed <details> (the book's hide-input toggle) or not rendered at all
+  const shown = el => !el.closest('details:not([open])') && el.checkVisibility();
   return {
     title: document.title,
     h1: Array.from(document.querySelectorAll('main h1, article h1, h1')).map(h => h.innerText.trim()),
@@ -62,6 +72,23 @@ async () => {
     errors: Array.from(document.querySelectorAll(%r)).map(e => e.innerText.slice(0, 300)),
     text: document.body.innerText,
     links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
+    figures: Array.from(document.querySelectorAll('main img, article img')).map(img => {
+      const figure = img.closest('figure');
+      const caption = figure ? figure.querySelector('figcaption') : null;
+      return {src: img.currentSrc || img.src, natural: [img.naturalWidth, img.naturalHeight],
+              shown: img.getBoundingClientRect().width, alt: (img.getAttribute('alt') || '').trim(),
+              caption: caption ? caption.innerText.trim() : '', numbered: !!(caption && caption.querySelector(
+                '.caption-number'))};
+    }),
+    visible_inputs: Array.from(document.querySelectorAll('.cell .cell_input')).filter(shown).map(el => ({
+      show: el.closest('.cell').classList.contains('tag_show-input'), text: el.textContent.trim().slice(0, 80)})),
+    hidden_inputs: Array.from(document.querySelectorAll('.cell .cell_input')).filter(el => !shown(el)).length,
+    tables: Array.from(document.querySelectorAll('main table, article table')).map(t => ({
+      text: t.innerText,
+      header: Array.from(t.querySelectorAll('thead th')).map(th => th.innerText.trim().toLowerCase()),
+      row_links: Array.from(t.querySelectorAll('tbody tr')).map(tr => Array.from(
+          tr.querySelectorAll('a[href]')).map(a => a.href)),
+    })),
   };
 }
 """
@@ -206,3 +233,98 @@ def test_internal_links_resolve(visited, server):
                 if f'id="{unquote(parsed.fragment)}"' not in text:
                     broken.append((name, href))
     assert not broken, f"internal links that do not resolve: {broken[:20]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# what a reader sees
+
+MAX_ASPECT = 2.6
+MIN_SHOWN = 0.6
+
+
+def _figures(visited: dict):
+    for name, report in _chapters(visited).items():
+        for figure in report["figures"]:
+            yield name, figure
+
+
+def test_every_figure_is_legible_as_displayed(visited):
+    """No figure wider than 2.6:1 (two panels per row at most), none shrunk below 60% of its natural size."""
+    wide, shrunk = [], []
+    for name, figure in _figures(visited):
+        width, height = figure["natural"]
+        if not width or not height:
+            continue  # not loaded: test_every_image_loaded_with_nonzero_size says so
+        if width / height > MAX_ASPECT:
+            wide.append((name, figure["src"].rsplit("/", 1)[-1], f"{width}x{height}"))
+        if figure["shown"] < MIN_SHOWN * width:
+            shrunk.append((name, figure["src"].rsplit("/", 1)[-1], f"{figure['shown']:.0f} of {width} px"))
+    assert not wide, f"figures wider than {MAX_ASPECT}:1: {wide}"
+    assert not shrunk, f"figures shown below {MIN_SHOWN:.0%} of their natural width (unreadable fonts): {shrunk}"
+
+
+def test_every_figure_is_numbered_with_a_caption_and_alt_text(visited):
+    missing = [
+        (name, figure["src"].rsplit("/", 1)[-1], "caption" if not figure["caption"] else "number")
+        for name, figure in _figures(visited)
+        if not (figure["caption"] and figure["numbered"])
+    ]
+    missing += [
+        (name, figure["src"].rsplit("/", 1)[-1], "alt") for name, figure in _figures(visited) if not figure["alt"]
+    ]
+    assert not missing, f"figures without a numbered caption or alt text (myst-nb cell metadata): {missing}"
+
+
+def test_code_is_hidden_by_default_except_show_input_cells(visited):
+    chapters = [name for name, path in _pages().items() if GENERATED.name in path.parts]
+    for name in chapters:
+        report = visited["pages"][name]
+        shown = [cell["text"] for cell in report["visible_inputs"] if not cell["show"]]
+        assert not shown, f"{name}: code shown that is not tagged show-input: {shown[:3]}"
+        if STUB_MARKER not in report["text"]:
+            assert report["hidden_inputs"], f"{name}: no folded code cell (was the page made by the book runner?)"
+
+
+def test_no_raw_dollar_in_tables(visited):
+    raw = [(name, t["text"][:120]) for name, r in _chapters(visited).items() for t in r["tables"] if "$" in t["text"]]
+    assert not raw, f"tables showing raw $ (math split by a | or not typeset): {raw}"
+
+
+def test_introduction_opens_with_a_verdict_table_linking_every_chapter(visited):
+    intro = visited["pages"][Path(toc_files(ROOT)[0]).name]
+    tables = [t for t in intro["tables"] if {"claim", "paper", "verdict", "chapter"} <= set(t["header"])]
+    assert tables, f"no verdict table (claim | paper | measured here | verdict | chapter) on {intro['url']}"
+    rows = tables[0]["row_links"]
+    chapters = [e for e in toc_files(ROOT) if Path(e).parent == GENERATED]
+    assert rows and all(links for links in rows), "a verdict row without a link to its chapter"
+    linked = {urlparse(link).path.rsplit("/", 1)[-1].removesuffix(".html") for links in rows for link in links}
+    assert {Path(c).name for c in chapters} <= linked, f"chapters missing from the verdict table: {chapters}"
+    assert intro["text"].find("verdict") < intro["text"].find("What the paper claims"), "the verdict is not up front"
+
+
+_PASTED = re.compile(r'<span class="pasted-text">(.*?)</span>', re.S)
+
+
+def test_glued_numbers_in_the_html_equal_the_results_files():
+    """Each {glue:text}`key:spec` of a chapter renders as format(value, spec), value from results/<name>/*.json."""
+    if not (HTML / "index.html").is_file():
+        _unavailable(f"no built book at {HTML}: run `make book PROFILE=quick` first")
+    checked = 0
+    for entry in toc_files(ROOT):
+        executed = ROOT / f"{entry}.ipynb"
+        if Path(entry).parent != GENERATED or not executed.is_file():
+            continue
+        references = glue_references(nbformat.read(str(executed), as_version=4))
+        if not references:
+            continue
+        values: dict = {}
+        for path in sorted((ROOT / "results" / Path(entry).name).glob("*.json")):
+            data = json.loads(path.read_text())
+            values.update(data.get("glue", {}) if isinstance(data, dict) else {})
+        missing = sorted({key for key, _ in references} - set(values))
+        assert not missing, f"{entry}: glued keys not in results/{Path(entry).name}/*.json 'glue': {missing}"
+        expected = [format(values[key], spec) for key, spec in references]
+        shown = [html.unescape(text) for text in _PASTED.findall((HTML / f"{entry}.html").read_text())]
+        assert shown == expected, f"{entry}: glued numbers on the page differ from the results files"
+        checked += 1
+    assert checked, "no chapter glues a number into its prose"

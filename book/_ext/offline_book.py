@@ -6,6 +6,10 @@
 - sphinx-thebe registers its configuration script twice under Jupyter Book 1.0, which makes the
   browser report "Identifier 'THEBE_JS_URL' has already been declared"; identical scripts are
   emitted once.
+- Launch buttons (Colab, Binder): shown only when ``repository.url`` is set in ``_config.yml``
+  (empty by default; the theme would fail on an empty one). A chapter page is rendered from the
+  executed copy ``book/generated/<name>.ipynb``, which is not committed, so its buttons open the
+  template ``notebooks/<name>.ipynb`` instead.
 """
 
 from __future__ import annotations
@@ -65,8 +69,42 @@ def _dedupe_scripts(app: Any, pagename: str, templatename: str, context: dict, d
     context["script_files"] = unique
 
 
+GENERATED_PATH = "book/generated/"
+TEMPLATE_PATH = "notebooks/"
+ENCODED_GENERATED, ENCODED_TEMPLATE = "book%2Fgenerated%2F", "notebooks%2F"
+
+
+def _launch_only_with_repository(app: Any, config: Any) -> None:
+    """No launch buttons without a repository to launch from."""
+    options = config.html_theme_options
+    if not str(options.get("repository_url") or "").strip():
+        options["launch_buttons"] = {}
+
+
+def _launch_templates(buttons: list) -> None:
+    """Point every launch link at ``notebooks/<name>.ipynb`` rather than the uncommitted executed copy.
+
+    Launch links are absolute (Colab, Binder); the download buttons' relative links stay as they are.
+    """
+    for button in buttons:
+        if not isinstance(button, dict):
+            continue
+        url = button.get("url")
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            for generated, template in ((GENERATED_PATH, TEMPLATE_PATH), (ENCODED_GENERATED, ENCODED_TEMPLATE)):
+                url = url.replace(generated, template)
+            button["url"] = url
+        _launch_templates(button.get("buttons") or [])
+
+
+def _fix_launch_links(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    _launch_templates(context.get("header_buttons") or [])
+
+
 def setup(app: Any) -> dict:
     app.connect("config-inited", _use_local_mathjax)
+    app.connect("config-inited", _launch_only_with_repository)
+    app.connect("html-page-context", _fix_launch_links, priority=999)
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("build-finished", _copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
