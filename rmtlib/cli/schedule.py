@@ -12,26 +12,42 @@ import argparse
 import sys
 
 from rmtlib.cli.args import (
-    check_distinct_outputs,
+    DATA,
+    DEVICE,
+    OUTPUT,
+    add_command,
+    build_model,
+    check_classes,
+    check_finite_model,
     check_input_file,
+    check_io,
     check_output_file,
     key_values,
+    model_inputs,
     non_negative_int,
+    seed_value,
     sparsity_level,
     write_csv_atomic,
+    write_or_rescue,
 )
+from rmtlib.errors import InputError
 from rmtlib.experiments.prune_restore import prune_schedule
 from rmtlib.nn.checkpoints import save_checkpoint
-from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
+from rmtlib.nn.models import mnist_vit_config, recorded_kwargs
+from rmtlib.runtime import get_device
 from rmtlib.train.data import check_model_input, load_dataset
 from rmtlib.train.loops import seed_everything
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("schedule", help="prune in cumulative levels with fine-tuning (hybrid magnitude-SER, ...)")
-    p.add_argument("model", help="timm model name or project model (mnist_vit, fc:784-256-10)")
+    p = add_command(
+        sub,
+        "schedule",
+        "prune in cumulative levels with fine-tuning (hybrid magnitude-SER, ...)",
+        [DEVICE, DATA, OUTPUT],
+    )
+    p.add_argument("model", help="timm model name or project model (mnist_vit: the committed weights, fc:784-256-10)")
     p.add_argument("--sparsity", type=sparsity_level, required=True, help="final target, reached in --step levels")
-    p.add_argument("--data", required=True, help="dataset spec (mnist, fashion-mnist:DIR, imagefolder:DIR, DIR)")
     p.add_argument("--strategy", default="hybrid", help="hybrid (default), ser, or an element-wise method name")
     p.add_argument("--step", type=float, default=0.05, help="level step (default 0.05); must divide --sparsity")
     p.add_argument("--switch", type=float, default=0.20, help="hybrid: last magnitude level (default 0.20)")
@@ -48,8 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--evaluate", action="store_true", help="top-1 on the test split after every level")
     p.add_argument("--out", help="write the final model here (.safetensors)")
     p.add_argument("--report", help="write the per-level table here (CSV)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_value, default=0)
     p.set_defaults(func=run)
 
 
@@ -57,17 +72,27 @@ def run(args: argparse.Namespace) -> int:
     check_input_file(args.checkpoint, "--checkpoint")
     check_output_file(args.out, "--out")
     check_output_file(args.report, "--report")
-    check_distinct_outputs((args.out, "--out"), (args.report, "--report"))
+    if not args.data:
+        raise InputError("--data is required: the training data of the reservoir and the fine-tuning")
     options = key_values(args.option, "--option")
     model_kwargs = key_values(args.set, "--set")
-    seed_everything(args.seed)
     pretrained = args.model == "mnist_vit" and not args.checkpoint and not model_kwargs
-    model = create_model(args.model, checkpoint=args.checkpoint, pretrained=pretrained, **model_kwargs)
+    check_io(
+        model_inputs(args.model, args.checkpoint, pretrained),
+        [(args.out, "--out"), (args.report, "--report")],
+        overwrite=args.overwrite,
+        data=args.data,
+    )
+    device = get_device(args.device)
+    seed_everything(args.seed)
+    model = build_model(args.model, args.checkpoint, pretrained=pretrained, **model_kwargs)
     if not args.checkpoint and not pretrained:
         print(f"note: no --checkpoint, so {args.model} is randomly initialised", file=sys.stderr)
     model.eval()
+    check_finite_model(model, args.checkpoint or args.model)
     test = load_dataset(args.data, "test", model=model)
     check_model_input(model, test, args.data)
+    check_classes(model, test, args.data)
     train_set = load_dataset(args.data, "train", model=model)
 
     def show(level: float, _model, record: dict) -> None:
@@ -92,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         eval_data=test if args.evaluate else None,
         callback=show,
         seed=args.seed,
-        device=args.device,
+        device=device,
         inplace=True,
     )
     if args.out:
@@ -108,9 +133,10 @@ def run(args: argparse.Namespace) -> int:
         }
         if args.model == "mnist_vit":
             metadata["config"] = mnist_vit_config(args.checkpoint, model_kwargs)
-        save_checkpoint(pruned, args.out, metadata)
+        write_or_rescue(lambda path: save_checkpoint(pruned, path, metadata), args.out, "--out")
         print(f"pruned model written to {args.out}")
     if args.report:
-        write_csv_atomic(table.drop(columns=["correct"], errors="ignore"), args.report)
+        rows = table.drop(columns=["correct"], errors="ignore")
+        write_or_rescue(lambda path: write_csv_atomic(rows, path), args.report, "--report")
         print(f"per-level table written to {args.report}")
     return 0
