@@ -12,6 +12,7 @@ Screenshots of every page are saved to ``_build/screenshots/<page>.png``.
 
 from __future__ import annotations
 
+import ast
 import functools
 import html
 import http.server
@@ -302,6 +303,21 @@ def test_introduction_opens_with_a_verdict_table_linking_every_chapter(visited):
     assert intro["text"].find("verdict") < intro["text"].find("What the paper claims"), "the verdict is not up front"
 
 
+def _glued_in_run(notebook) -> dict:
+    """key -> value of every ``glue(key, value)`` output of an executed notebook (numbers and strings)."""
+    found = {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            text = output.get("data", {}).get("text/plain")
+            if name and text is not None:
+                try:
+                    found[name] = ast.literal_eval(text)
+                except (ValueError, SyntaxError):  # a rich object (Markdown, a figure): not a number to format
+                    continue
+    return found
+
+
 _PASTED = re.compile(r'<span class="pasted-text">(.*?)</span>', re.S)
 
 
@@ -317,12 +333,17 @@ def test_glued_numbers_in_the_html_equal_the_results_files():
         references = glue_references(nbformat.read(str(executed), as_version=4))
         if not references:
             continue
-        values: dict = {}
+        notebook = nbformat.read(str(executed), as_version=4)
+        values = _glued_in_run(notebook)  # what the run glued (myst-nb's outputs in the executed notebook)
         for path in sorted((ROOT / "results" / Path(entry).name).glob("*.json")):
             data = json.loads(path.read_text())
-            values.update(data.get("glue", {}) if isinstance(data, dict) else {})
+            recorded = data.get("glue", {}) if isinstance(data, dict) else {}
+            for key, value in recorded.items():  # a chapter that records its glue: the run and the file agree
+                if key in values and isinstance(value, (int, float)) and isinstance(values[key], (int, float)):
+                    assert values[key] == pytest.approx(value, rel=1e-12), f"{entry}: {key} differs from {path.name}"
+            values.update(recorded)
         missing = sorted({key for key, _ in references} - set(values))
-        assert not missing, f"{entry}: glued keys not in results/{Path(entry).name}/*.json 'glue': {missing}"
+        assert not missing, f"{entry}: glued keys neither glued by the run nor in results/*.json 'glue': {missing}"
         expected = [format(values[key], spec) for key, spec in references]
         shown = [html.unescape(text) for text in _PASTED.findall((HTML / f"{entry}.html").read_text())]
         assert shown == expected, f"{entry}: glued numbers on the page differ from the results files"
