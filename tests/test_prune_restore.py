@@ -186,7 +186,9 @@ def test_hybrid_schedule_switches_to_ser_and_meets_each_level():
     assert model is not pruned and count_params(model)["nonzero"] == dense  # the input model is untouched
 
 
-@pytest.mark.parametrize("strategy, options", [("magnitude", None), ("rmt", {"reg_steps": 1})])
+@pytest.mark.parametrize(
+    "strategy, options", [("magnitude", None), ("rmt", {"regularization": "light", "reg_steps": 1})]
+)
 def test_baseline_schedules_run_under_the_same_budget(strategy: str, options: dict | None):
     model = _vit()
     _, table = prune_schedule(
