@@ -309,7 +309,8 @@ def _glued_in_run(notebook) -> dict:
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             name = output.get("metadata", {}).get("scrapbook", {}).get("name")
-            text = output.get("data", {}).get("text/plain")
+            data = output.get("data", {})  # under papermill the mime type carries a papermill.record prefix
+            text = next((v for k, v in data.items() if k.endswith("text/plain")), None)
             if name and text is not None:
                 try:
                     found[name] = ast.literal_eval(text)
