@@ -10,7 +10,12 @@ cosine from ``--finetune-lr``) after every level; SER levels also train the rese
 images; every evaluated model's per-sample correctness (MNIST test order) goes to ``correct.npz``
 beside ``results.json`` (for paired tests such as McNemar's).
 
-    OMP_NUM_THREADS=1 python benchmarks/hybrid_schedule.py --out benchmarks/results/hybrid
+    OMP_NUM_THREADS=1 python benchmarks/hybrid_schedule.py --out benchmarks/results/hybrid_ft20
+
+Recorded: ``results/hybrid_ft20`` (these defaults: 20 fine-tune steps at lr 1e-4, 10 reservoir steps
+at lr 1e-3) and ``results/hybrid`` (10 fine-tune steps at lr 3e-4, 5 reservoir steps, and the SEB
+one-shot phase); each ``results.json`` holds every phase's settings and command. Phases were run as
+separate processes at once and merged (see its ``note``).
 """
 
 from __future__ import annotations
@@ -61,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         "(hybrid, magnitude, rmt, ser, ...); results merge into an existing results.json in --out",
     )
     p.add_argument("--oneshot", type=float, nargs="*", default=[0.5, 0.6, 0.7, 0.8])
-    p.add_argument("--finetune-steps", type=int, default=10)
-    p.add_argument("--reservoir-steps", type=int, default=5)
-    p.add_argument("--finetune-lr", type=float, default=3e-4)
+    p.add_argument("--finetune-steps", type=int, default=20)
+    p.add_argument("--reservoir-steps", type=int, default=10)
+    p.add_argument("--finetune-lr", type=float, default=1e-4)
     p.add_argument("--reservoir-lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--over", type=float, default=0.03)
