@@ -61,7 +61,7 @@ def plot_decay(
     data["l2 strength"] = data["l2"].map(lambda v: f"{v:g}")
     data["width N"] = data["width"].astype(str)
     rows = -(-len(metrics) // 2)
-    fig, grid = plt.subplots(rows, 2, figsize=(10, 3.6 * rows), squeeze=False)
+    fig, grid = plt.subplots(rows, 2, figsize=(9, 4.2 * rows), squeeze=False)
     axes = [list(grid.flat)[: len(metrics)]]
     for ax in list(grid.flat)[len(metrics) :]:
         ax.set_axis_off()
@@ -125,7 +125,7 @@ def plot_bulk_vs_control(spectra: pd.DataFrame, layer: str, width: int | None = 
     data = data[data["width"] == width]
     if data.empty:
         raise InputError(f"plot_bulk_vs_control: no rows for width {width}")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.9))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.4))
     strengths = sorted(data["l2"].unique())
     colors = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
     for (l2, run), group in data.groupby(["l2", "run"], sort=True):
@@ -153,7 +153,7 @@ def plot_stationary(runs: pd.DataFrame, layer: str) -> plt.Figure:
     data = runs[(runs["layer"] == layer) & (runs["status"] == "ok")]
     if data.empty:
         raise InputError(f"plot_stationary: no fitted rows for layer {layer!r}")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.9))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.4))
     strengths = sorted(data["l2"].unique())
     colors = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
     for l2, group in data.groupby("l2", sort=True):
@@ -193,7 +193,7 @@ def plot_loss_paths(
     """One panel per metric against ``x`` (``theta`` or the noise ``scale``), two per row, one line per
     ``hue`` value; repeated draws at the same x are averaged with a band."""
     rows = -(-len(metrics) // 2)
-    fig, grid = plt.subplots(rows, 2, figsize=(10, 3.6 * rows), squeeze=False)
+    fig, grid = plt.subplots(rows, 2, figsize=(9, 4.2 * rows), squeeze=False)
     axes = [list(grid.flat)[: len(metrics)]]
     for ax in list(grid.flat)[len(metrics) :]:
         ax.set_axis_off()
@@ -223,7 +223,7 @@ def plot_planted_slack(trials: pd.DataFrame, *, control: pd.DataFrame | None = N
     |slack|, mean |CE part|, mean |penalty part| and the removed regularization lambda ||R2||^2 against
     N, with the fitted power law of |slack| and a 1/N guide. ``control`` (e.g. a run with label noise)
     adds its mean slack to the left panel and its mean |slack| to the right one."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.9))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.4))
     left.scatter(trials["N"], trials["slack"], s=14, alpha=0.5, color="k", label="slack, one seed")
     grouped = trials.assign(
         abs_slack=trials["slack"].abs(),

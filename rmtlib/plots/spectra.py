@@ -96,7 +96,7 @@ def plot_depth_summary(table: pd.DataFrame, *, title: str | None = None) -> plt.
     data = table[table["status"] == "ok"].copy()
     data["role"] = data["layer"].str.replace(r"^.*?\d+\.", "", regex=True)
     data["depth"] = data["block"].fillna(-1)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.0))
     sns.lineplot(data=data, x="depth", y="gamma", hue="role", marker="o", ax=axes[0])
     sns.lineplot(data=data, x="depth", y="n_spikes", hue="role", marker="o", ax=axes[1], legend=False)
     axes[0].set_ylabel(r"$\gamma$ (fraction of singular values in the MP bulk)")
