@@ -155,3 +155,14 @@ def test_overall_verdict_groups_the_levels_by_winner():
     assert "`a` beats `glob` at 50% (+0.50 pp)" in text
     assert "no method is distinguishable from `glob` at 60%, 2:4" in text
     assert "`glob` is significantly ahead of the best other method at 70%" in text
+
+
+def test_the_reference_runs_at_a_pattern_whatever_the_order_of_methods(setup):
+    """magnitude_layer and magnitude_global coincide under 2:4: the reference is kept, the other skipped."""
+    model, loader = setup
+    result = run_benchmark(
+        model, eval_loader=loader, methods=["magnitude_layer", "magnitude_global"], levels=[], patterns=["2:4"],
+        n_boot=50, calibration_seeds=[0],
+    )  # fmt: skip
+    assert list(result.rows[result.rows.level == "2:4"].method) == ["magnitude_global"]
+    assert "the same run as magnitude_global" in result.skipped["magnitude_layer @ 2:4"]

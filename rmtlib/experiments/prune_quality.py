@@ -185,7 +185,9 @@ def run_benchmark(
             )
         )
     for pattern in patterns:
-        pattern_runs, pattern_skipped = available_variants(list(runs), pattern=pattern)
+        # the reference first, so a run that coincides with it under the pattern is the one skipped
+        order = [reference, *(label for label in runs if label != reference)]
+        pattern_runs, pattern_skipped = available_variants(order, pattern=pattern)
         if reference not in pattern_runs:
             skipped[pattern] = f"not run: the reference cannot ({pattern_skipped[reference]})"
             continue
