@@ -33,7 +33,7 @@ from rmtlib.errors import InputError
 from rmtlib.nn.models import fc_net
 from rmtlib.spectral.analyze import layer_fits
 from rmtlib.spectral.fit import MPFit, count_zero_lines, fit_mp
-from rmtlib.spectral.layers import prunable_layers, weight_matrix
+from rmtlib.spectral.layers import FactoredLayer, prunable_layers, weight_matrix
 from rmtlib.train.loops import evaluate, make_optimizer_factory, train
 from rmtlib.train.regularize import L2
 
@@ -235,7 +235,7 @@ def gaussian_init_(model: nn.Module, *, seed: int = 0) -> nn.Module:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, module in prunable_layers(model):
-            if hasattr(module, "rmt_matrix"):
+            if isinstance(module, FactoredLayer):
                 raise InputError(f"layer {name}: gaussian_init_ supports plain Linear/Conv layers only")
             w = module.weight
             fan_in = w[0].numel()
@@ -519,7 +519,7 @@ def _modules(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module]:
     for name in layers:
         if name not in found:
             raise InputError(f"layer {name!r} is not a Linear/Conv layer of the model (have: {sorted(found)})")
-        if hasattr(found[name], "rmt_matrix"):
+        if isinstance(found[name], FactoredLayer):
             raise InputError(f"layer {name!r} is a factorized layer; split its dense weight instead")
         out[name] = found[name]
     return out

@@ -598,7 +598,7 @@ def layer_spectra(model: nn.Module, layers: Sequence[str], *, alpha: float = 0.2
             module = model.get_submodule(name)
         except AttributeError as err:
             raise InputError(f"layer {name!r} is not in the model") from err
-        matrix = module.rmt_matrix() if hasattr(module, "rmt_matrix") else weight_matrix(module)
+        matrix = weight_matrix(module)  # a FactoredLayer gives its effective matrix
         try:
             out[name] = fit_mp(matrix.detach().float().cpu(), alpha=alpha, beta=beta, name=name)
         except InputError:
