@@ -13,6 +13,7 @@ from rmtlib.nn.models import create_model
 from rmtlib.pruning import prune, register_method
 from rmtlib.spectral.analyze import analyze
 from rmtlib.spectral.fit import MPFit, fit_mp, singular_values
+from rmtlib.spectral.fit_config import FitConfig
 from rmtlib.spectral.layers import layer_matrices, prunable_layers, weight_matrix
 from rmtlib.theory.mp import mp_cdf, mp_edges, mp_pdf, mp_ppf
 from rmtlib.theory.tracy_widom import tw1_cdf, tw1_ppf
@@ -27,6 +28,7 @@ __all__ = [
     "DataError",
     "InputError",
     "RMTError",
+    "FitConfig",
     "MPFit",
     "fit_mp",
     "singular_values",

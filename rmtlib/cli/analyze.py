@@ -20,6 +20,7 @@ from rmtlib.cli.args import (
     check_io,
     check_output_dir,
     check_output_file,
+    fit_config_from_args,
     model_inputs,
     write_csv_atomic,
     write_or_rescue,
@@ -58,9 +59,7 @@ def run(args: argparse.Namespace) -> int:
         torch.manual_seed(0)
         print(f"note: no --checkpoint, so {args.model} is randomly initialised (seed 0)", file=sys.stderr)
     model = build_model(args.model, args.checkpoint, pretrained=pretrained)
-    settings = dict(
-        device=device, split_qkv=args.split_qkv, alpha=args.alpha, beta=args.beta, edge_centring=args.edge_centring
-    )
+    settings = dict(device=device, split_qkv=args.split_qkv, fit_config=fit_config_from_args(args))
     table = analyze(model, progress=not args.quiet, **settings)
     with pd.option_context("display.width", 160, "display.max_rows", 200, "display.float_format", "{:.4g}".format):
         print(table.drop(columns=["block"]).to_string(index=False))

@@ -24,7 +24,7 @@ from rmtlib.errors import CheckpointError, InputError, RMTError
 from rmtlib.nn.checkpoints import is_checkpoint_file
 from rmtlib.nn.models import MNIST_VIT_CARD, MNIST_VIT_CHECKPOINT, create_model, recorded_kwargs
 from rmtlib.pruning import METHODS
-from rmtlib.spectral.fit import check_alpha, check_beta
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig, check_alpha, check_beta
 from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
 from rmtlib.train.data import load_dataset
 
@@ -407,12 +407,12 @@ def model_inputs(name: str, checkpoint: str | None, pretrained: bool) -> list[tu
 
 
 def alpha_value(text: str) -> float:
-    """An argparse ``type``: BEMA's trimming fraction, in [0, 0.5) (:data:`rmtlib.spectral.fit.ALPHA_RANGE`)."""
+    """An argparse ``type``: BEMA's trimming fraction, in [0, 0.5) (:data:`rmtlib.spectral.fit_config.ALPHA_RANGE`)."""
     return _checked(text, lambda v: check_alpha(v, "the value"))
 
 
 def beta_value(text: str) -> float:
-    """An argparse ``type``: the Tracy-Widom level (:data:`rmtlib.spectral.fit.BETA_RANGE`)."""
+    """An argparse ``type``: the Tracy-Widom level (:data:`rmtlib.spectral.fit_config.BETA_RANGE`)."""
     return _checked(text, lambda v: check_beta(v, "the value"))
 
 
@@ -438,21 +438,29 @@ def _device_parent() -> argparse.ArgumentParser:
 def _fit_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("Marchenko-Pastur fit")
-    g.add_argument("--alpha", type=alpha_value, default=0.25, help="BEMA trimming fraction, in [0, 0.5)")
+    g.add_argument(
+        "--alpha", type=alpha_value, default=DEFAULT_FIT_CONFIG.alpha, help="BEMA trimming fraction, in [0, 0.5)"
+    )
     g.add_argument(
         "--beta",
         type=beta_value,
-        default=0.8,
+        default=DEFAULT_FIT_CONFIG.beta,
         help="Tracy-Widom level: the edge is TW1's 1-beta quantile; in [1e-9, 1-1e-9]",
     )
     g.add_argument(
         "--edge-centring",
         choices=EDGE_CENTRINGS,
-        default="paper",
+        default=DEFAULT_FIT_CONFIG.edge_centring,
         help="finite-size centring of the edge: paper, johnstone or ma (their false-alarm rate is close to "
         "beta at small sizes; see chapter 1)",
     )
     return p
+
+
+def fit_config_from_args(args: argparse.Namespace) -> FitConfig:
+    """The one :class:`~rmtlib.FitConfig` the ``Marchenko-Pastur fit`` group's flags describe (the
+    settings without a flag keep the library's defaults); commands pass it on as ``fit_config=``."""
+    return FitConfig(alpha=args.alpha, beta=args.beta, edge_centring=args.edge_centring)
 
 
 def _data_parent() -> argparse.ArgumentParser:

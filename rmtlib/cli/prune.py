@@ -32,6 +32,7 @@ from rmtlib.cli.args import (
     check_io,
     check_output_file,
     default_calibration,
+    fit_config_from_args,
     key_values,
     load_calibration,
     model_inputs,
@@ -62,15 +63,16 @@ _SET_BY_COMMAND = {
     "inplace",
     "seed",
     "device",
-    "alpha",
+    "alpha",  # the fit flags (--alpha, --beta, --edge-centring) make one fit_config
     "beta",
     "edge_centring",
+    "fit_config",
     "split_qkv",
     "progress",
     "calibration",
     "pattern",
 }
-_NO_FLAG = {"model", "inplace", "progress"}
+_NO_FLAG = {"model", "inplace", "progress", "fit_config"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -222,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         check_classes(model, test_set, args.data)  # more classes than outputs was an IndexError after pruning
     dense = copy.deepcopy(model) if args.data else None  # for its top-1 beside the pruned model's
     inputs = None if calibration is None else load_calibration(calibration, model, args.seed)
+    fit_config = fit_config_from_args(args)
     pruned, report = prune(
         model,
         args.method,
@@ -231,9 +234,7 @@ def run(args: argparse.Namespace) -> int:
         inplace=True,
         seed=args.seed,
         device=device,
-        alpha=args.alpha,
-        beta=args.beta,
-        edge_centring=args.edge_centring,
+        fit_config=fit_config,
         split_qkv=args.split_qkv,
         progress=not args.quiet and main_process,
         calibration=inputs,
@@ -264,9 +265,7 @@ def run(args: argparse.Namespace) -> int:
             "include": args.include,
             "exclude": args.exclude,
             "split_qkv": args.split_qkv,
-            "alpha": args.alpha,
-            "beta": args.beta,
-            "edge_centring": args.edge_centring,
+            "fit_config": fit_config.to_dict(),
             "seed": args.seed,
             "params": after,
             "params_dense_before": before["dense"],

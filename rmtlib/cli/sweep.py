@@ -21,9 +21,10 @@ data-parallel; only rank 0 prints and writes. Wanda and SparseGPT take ``--calib
 does only the missing runs (a gradual sweep restarts from its last stage saved in ``--save-dir``)
 and ends with the table an uninterrupted sweep writes (an existing ``--out`` is refused without
 ``--resume`` or ``--overwrite``, so a repeated command cannot replace hours of results). The
-settings that shape the rows but have no column in the table (``--alpha``, ``--beta``, ``--seed``,
-``--option``, ``--set``, fine-tuning's learning rate, batch size and subset, ...) are kept beside it
-in ``OUT.settings.json``; a resume with other settings is refused.
+settings that shape the rows but have no column in the table (``--alpha``, ``--beta`` and
+``--edge-centring`` as one ``fit_config``, ``--seed``, ``--option``, ``--set``, fine-tuning's learning
+rate, batch size and subset, ...) are kept beside it in ``OUT.settings.json``; a resume with other
+settings is refused.
 
 Bad input (an unknown method, a level outside [0, 1), an unwritable output, a ``--resume`` table
 made with other settings) exits with code 2 before any pruning, and nothing is written.
@@ -57,6 +58,7 @@ from rmtlib.cli.args import (
     check_io,
     check_output_dir,
     check_output_file,
+    fit_config_from_args,
     key_values,
     model_inputs,
     names,
@@ -75,6 +77,7 @@ from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
 from rmtlib.plots.sweep import plot_sweep
 from rmtlib.pruning import METHODS
 from rmtlib.runtime import get_device
+from rmtlib.spectral.fit_config import with_fit_config
 from rmtlib.train.data import check_model_input, load_dataset, make_loader
 from rmtlib.train.distributed import init_distributed, is_main_process
 from rmtlib.train.loops import seed_everything
@@ -291,9 +294,7 @@ def run(args: argparse.Namespace) -> int:
     prune_options = {
         "include": args.include,
         "exclude": args.exclude,
-        "alpha": args.alpha,
-        "beta": args.beta,
-        "edge_centring": args.edge_centring,
+        "fit_config": fit_config_from_args(args),
     }
     try:  # the library's own check, before the model and data are loaded
         resolved = resolve_methods(args.methods, options, prune_options)
@@ -502,9 +503,7 @@ def settings_path(out: str | Path) -> Path:
 def run_settings(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The settings that change a sweep's rows but have no column in its table (JSON-ready)."""
     settings = {
-        "alpha": args.alpha,
-        "beta": args.beta,
-        "edge_centring": args.edge_centring,
+        "fit_config": fit_config_from_args(args).to_dict(),
         "seed": args.seed,
         "options": options,
         "model_kwargs": key_values(args.set, "--set"),
@@ -548,6 +547,7 @@ def _check_same_settings(
         raise InputError(f"--resume: {path} is not a settings record ({err}); remove it to resume anyway") from None
     if not isinstance(recorded, dict):
         raise InputError(f"--resume: {path} is not a settings record (a JSON object); remove it to resume anyway")
+    recorded = with_fit_config(recorded, source=f"--resume: {path}")  # older records: loose alpha, beta, ...
     wanted = run_settings(args, options)
     differ = [
         f"{key}: table {recorded.get(key)!r}, this run {wanted.get(key)!r}"
@@ -681,9 +681,7 @@ def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
             "label": label,
             "method": a.get("method", label),
             "options": a.get("options", {}),
-            "alpha": args.alpha,
-            "beta": args.beta,
-            "edge_centring": args.edge_centring,
+            "fit_config": fit_config_from_args(args).to_dict(),
             "include": args.include,
             "exclude": args.exclude,
             "sparsity_target": level,

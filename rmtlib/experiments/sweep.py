@@ -27,6 +27,7 @@ from rmtlib.nn.count import count_macs, count_params
 from rmtlib.pruning import METHODS, check_method_options, prune
 from rmtlib.runtime import get_device
 from rmtlib.spectral.fit import fit_mp
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig
 from rmtlib.spectral.layers import prunable_layers, weight_matrix
 from rmtlib.train.distributed import sync_from_rank0
 from rmtlib.train.evaluation import Predictions, predict, sample_metrics
@@ -175,7 +176,7 @@ def sweep(
         methods: method names, or labels of variants defined in ``method_options`` by a ``method``
             key (``{"global": {"method": "magnitude", "scope": "global"}}``); rows carry the label.
         method_options: per-method keywords for :func:`rmtlib.prune` (e.g. ``{"rmt": {"rho": 0.08}}``);
-        prune_options: keywords for every method (``include``, ``exclude``, ``alpha``, ``beta``;
+        prune_options: keywords for every method (``include``, ``exclude``, ``fit_config``;
             ``fit`` defaults to False: methods that need no MP fit skip it).
         schedule: ``"oneshot"`` prunes a fresh copy of ``model`` for every level; ``"gradual"``
             visits the levels in increasing order and prunes, at each level, the model the
@@ -588,9 +589,11 @@ def default_esd_layers(model: nn.Module, count: int = 3) -> list[str]:
     return list(dict.fromkeys(picks))[:count]
 
 
-def layer_spectra(model: nn.Module, layers: Sequence[str], *, alpha: float = 0.25, beta: float = 0.8) -> dict[str, Any]:
+def layer_spectra(
+    model: nn.Module, layers: Sequence[str], *, fit_config: FitConfig = DEFAULT_FIT_CONFIG
+) -> dict[str, Any]:
     """{layer: MPFit or None} for the named layers (a low-rank layer is read through its product
-    matrix); None when the MP fit is impossible, e.g. a matrix of very low rank."""
+    matrix), fitted with ``fit_config``; None when the MP fit is impossible, e.g. a matrix of very low rank."""
 
     out: dict[str, Any] = {}
     for name in layers:
@@ -600,7 +603,7 @@ def layer_spectra(model: nn.Module, layers: Sequence[str], *, alpha: float = 0.2
             raise InputError(f"layer {name!r} is not in the model") from err
         matrix = weight_matrix(module)  # a FactoredLayer gives its effective matrix
         try:
-            out[name] = fit_mp(matrix.detach().float().cpu(), alpha=alpha, beta=beta, name=name)
+            out[name] = fit_mp(matrix.detach().float().cpu(), config=fit_config, name=name)
         except InputError:
             out[name] = None
     return out

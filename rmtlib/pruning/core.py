@@ -30,7 +30,7 @@ from rmtlib.pruning.common import (
     write_back,
 )
 from rmtlib.pruning.registry import METHODS, PruneContext, method_spec
-from rmtlib.spectral.fit import check_fit_settings
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig, check_fit_config
 from rmtlib.spectral.layers import FactoredLayer
 
 __all__ = ["prune", "METHODS", "REPORT_COLUMNS", "PRUNE_KEYWORDS", "check_method_options"]
@@ -60,9 +60,7 @@ PRUNE_KEYWORDS = frozenset(
         "device",
         "progress",
         "seed",
-        "alpha",
-        "beta",
-        "edge_centring",
+        "fit_config",
         "split_qkv",
         "fit",
         "calibration",
@@ -116,9 +114,7 @@ def prune(
     inplace: bool = False,
     seed: int = 0,
     device: str | torch.device | None = None,
-    alpha: float = 0.25,
-    beta: float = 0.8,
-    edge_centring: str = "paper",
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG,
     split_qkv: bool = False,
     fit: bool = True,
     progress: bool = False,
@@ -143,8 +139,7 @@ def prune(
             any change, but an error midway (``rmt`` reaching ``max_cycles``) leaves an in-place model
             as far as it got.
         device: where SVDs run (float64); weights keep their own device and dtype.
-        alpha, beta: MP fit settings (BEMA trimming, Tracy-Widom level).
-        edge_centring: the edge's finite-size centring (:func:`rmtlib.fit_mp`; default the paper's).
+        fit_config: the MP fit settings (:class:`rmtlib.FitConfig`; default the paper's).
         split_qkv: treat a fused qkv as three matrices (element-wise methods only).
         fit: fit MP for the report even when the method does not need it.
         calibration: model inputs for the data-dependent methods (wanda, sparsegpt): a DataLoader, a
@@ -163,8 +158,7 @@ def prune(
         raise InputError(f"{method}: sparsity= is required")
     if structured and split_qkv:
         raise InputError(f"{method}: split_qkv is only supported by element-wise methods")
-    # checked here: a fit that fails is only marked (alpha 0.7 marked every layer fit_failed)
-    alpha, beta = check_fit_settings(alpha, beta, edge_centring)
+    check_fit_config(fit_config)  # checked here: a fit that fails is only marked fit_failed
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     dev = resolve_device(device)
@@ -204,11 +198,9 @@ def prune(
             fit_units(
                 units,
                 device=dev,
-                alpha=alpha,
-                beta=beta,
+                fit_config=fit_config,
                 keep_basis=structured,
                 progress=progress,
-                edge_centring=edge_centring,
             )
     ctx = PruneContext(
         model=work,
@@ -217,9 +209,7 @@ def prune(
         device=dev,
         progress=progress,
         seed=seed,
-        alpha=alpha,
-        beta=beta,
-        edge_centring=edge_centring,
+        fit_config=fit_config,
         calibration=inputs,
     )
     options = {k: v for k, v in method_options.items() if k not in PRUNE_KEYWORDS}
@@ -267,9 +257,7 @@ def prune(
         stored_after=after["stored"],
         nonzero_after=after["nonzero"],
         seed=seed,
-        alpha=alpha,
-        beta=beta,
-        edge_centring=edge_centring,
+        fit_config=fit_config.to_dict(),
         options=dict(method_options),
     )
     return work, report

@@ -18,6 +18,7 @@ from torch import nn
 
 from rmtlib.errors import InputError
 from rmtlib.pruning.common import Budget, Unit
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig
 
 __all__ = ["PruneContext", "MethodSpec", "METHODS", "KINDS", "register_method", "method_spec"]
 
@@ -35,9 +36,7 @@ class PruneContext:
     device: torch.device | None = None
     progress: bool = False
     seed: int = 0
-    alpha: float = 0.25
-    beta: float = 0.8
-    edge_centring: str = "paper"
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG
     calibration: Any = None  # model inputs (a tensor) for methods that need data; None otherwise
     extra: dict[str, Any] = field(default_factory=dict)
 
