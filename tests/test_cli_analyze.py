@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rmtlib import analyze
+from rmtlib import FitConfig, analyze
 from rmtlib.cli.main import main
 from rmtlib.nn.checkpoints import save_checkpoint
 from rmtlib.nn.models import create_model
@@ -65,7 +65,9 @@ def test_edge_centring_option_reaches_the_fit(tmp_path):
         == 0
     )
     table = pd.read_csv(out)
-    want = analyze(create_model("fc:784-64-10", checkpoint=ckpt), edge_centring="ma", progress=False)
+    want = analyze(
+        create_model("fc:784-64-10", checkpoint=ckpt), fit_config=FitConfig(edge_centring="ma"), progress=False
+    )
     paper = analyze(create_model("fc:784-64-10", checkpoint=ckpt), progress=False)
     assert np.allclose(table["sv_edge"], want["sv_edge"], rtol=1e-12, equal_nan=True)
     assert not np.allclose(table["sv_edge"], paper["sv_edge"], rtol=1e-6, equal_nan=True)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from rmtlib import FitConfig
 from rmtlib.cli.main import main
 from rmtlib.nn.checkpoints import read_checkpoint, save_checkpoint
 from rmtlib.nn.count import count_params
@@ -259,7 +260,8 @@ def test_edge_centring_flag_reaches_the_report_and_the_checkpoint(tmp_path: Path
         )
     paper, ma = (pd.read_csv(tmp_path / f"{c}.csv", dtype={"layer": str}).set_index("layer") for c in ("paper", "ma"))
     assert ma.loc["1", "sv_edge"] != pytest.approx(paper.loc["1", "sv_edge"], rel=1e-6)
-    assert read_checkpoint(tmp_path / "ma.safetensors")[1]["metadata"]["edge_centring"] == "ma"
+    recorded = read_checkpoint(tmp_path / "ma.safetensors")[1]["metadata"]["fit_config"]
+    assert FitConfig.from_dict(recorded) == FitConfig(edge_centring="ma")
 
 
 def test_fit_stays_a_method_option(tmp_path: Path):

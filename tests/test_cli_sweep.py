@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from rmtlib import FitConfig
 from rmtlib.cli.main import main
 from rmtlib.cli.sweep import RESUME_TOP1_TOLERANCE, level_summary, level_text, method_options
 from rmtlib.errors import InputError
@@ -86,7 +87,7 @@ def test_cli_table_equals_library_sweep(tmp_path: Path, schedule: str, capsys: p
         finetune_loader=train_loader,
         finetune_steps=2,
         method_options={"glob": {"method": "magnitude", "scope": "global"}},
-        prune_options={"include": None, "exclude": None, "alpha": 0.25, "beta": 0.8},
+        prune_options={"include": None, "exclude": None, "fit_config": FitConfig()},
         schedule=schedule,
         device="cpu",
         seed=5,
@@ -329,7 +330,8 @@ def test_resume_refuses_other_settings_that_the_table_has_no_column_for(
             main(argv)
     before, record = out.read_text(), (tmp_path / "s.csv.settings.json").read_text()
     for extra, key in (
-        (["--alpha", "0.2"], "alpha"),
+        (["--alpha", "0.2"], "fit_config"),
+        (["--edge-centring", "ma"], "fit_config"),
         (["--option", "rmt.exponent=1.0"], "options of rmt"),
         (["--set", "activation=tanh"], "model_kwargs"),
         (["--finetune-lr", "1e-3"], "finetune_lr"),
@@ -347,6 +349,16 @@ def test_resume_refuses_other_settings_that_the_table_has_no_column_for(
     assert main([*argv, "--resume"]) == 0
     assert "is missing" in capsys.readouterr().err and len(pd.read_csv(out)) == 5
     assert (tmp_path / "s.csv.settings.json").read_text() == record  # written again, as the first run wrote it
+    # a record from before fit_config held the loose alpha and beta (and no edge_centring): read as one config
+    legacy = json.loads(record)
+    assert FitConfig.from_dict(legacy["fit_config"]) == FitConfig()
+    config = legacy.pop("fit_config")
+    (tmp_path / "s.csv.settings.json").write_text(json.dumps({**legacy, "alpha": config["alpha"], "beta": 0.8}))
+    table = out.read_text()
+    assert _exit_code([*argv, "--alpha", "0.2", "--resume"]) == 2
+    assert "fit_config:" in capsys.readouterr().err and out.read_text() == table
+    assert main([*argv, "--resume"]) == 0
+    assert out.read_text() == table
 
 
 def test_loader_workers_do_not_change_the_numbers(tmp_path: Path):
@@ -736,7 +748,7 @@ def test_overwrite_removes_the_old_table_and_record_before_the_first_run(
             main([*base, "--alpha", "0.2", "--overwrite"])
     assert not out.exists() or list(pd.read_csv(out)["method"]) == ["dense"]
     if (tmp_path / "s.csv.settings.json").exists():
-        assert json.loads((tmp_path / "s.csv.settings.json").read_text())["alpha"] == 0.2
+        assert json.loads((tmp_path / "s.csv.settings.json").read_text())["fit_config"]["alpha"] == 0.2
 
 
 def test_overwrite_without_out_is_harmless():

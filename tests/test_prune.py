@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from rmtlib import FitConfig
 from rmtlib.errors import InputError
 from rmtlib.experiments.spiked import bbp_threshold, spiked_matrix
 from rmtlib.nn.count import count_macs, count_params
@@ -498,13 +499,14 @@ def test_edge_centring_reaches_every_fit_of_the_pruning(method: str):
     from rmtlib import fit_mp
 
     model = _fc()
-    _, report = prune(model, method, sparsity=0.3, edge_centring="ma", **_opts(method))
-    assert report.attrs["edge_centring"] == "ma"
+    ma = FitConfig(edge_centring="ma")
+    _, report = prune(model, method, sparsity=0.3, fit_config=ma, **_opts(method))
+    assert report.attrs["fit_config"] == ma.to_dict()
     for layer in ("0", "2"):  # the report's fit is the input layer's, with Ma's edge
-        want = fit_mp(model.get_submodule(layer).weight, beta=0.8, edge_centring="ma")
+        want = fit_mp(model.get_submodule(layer).weight, config=ma)
         assert report.set_index("layer").loc[layer, "sv_edge"] == pytest.approx(want.sv_edge, rel=1e-9)
     with pytest.raises(InputError, match="edge_centring must be one of"):
-        prune(model, method, sparsity=0.3, edge_centring="johnston")
+        prune(model, method, sparsity=0.3, fit_config=FitConfig(edge_centring="johnston"))
 
 
 def test_an_error_midway_still_writes_back_the_channels_last_layers():

@@ -408,3 +408,22 @@ def test_calibration_seeds_give_a_spread_and_the_first_seed_is_the_row(setup, ca
     assert np.isnan(df[df.method == "magnitude"].top1_seed_min.iloc[0])
     draws = [calibration_inputs(train_loader, 32, s) for s in (5, 5, 6)]
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+
+
+@pytest.mark.parametrize("centring", ["ma", "johnstone"])
+def test_layer_spectra_honour_the_fit_config(edge_decides, centring):
+    """layer_spectra used to take alpha and beta only; the centring decides a spike here."""
+    from torch import nn
+
+    from rmtlib.experiments.sweep import layer_spectra
+    from rmtlib.spectral.fit import fit_mp
+
+    w, paper, other = edge_decides(centring)
+    model = nn.Sequential(nn.Linear(120, 300))
+    with torch.no_grad():
+        model[0].weight.copy_(w)
+    fits = {c.edge_centring: layer_spectra(model, ["0"], fit_config=c)["0"] for c in (paper, other)}
+    assert sorted(fit.n_spikes for fit in fits.values()) == [1, 2]
+    for config in (paper, other):
+        fit = fits[config.edge_centring]
+        assert fit.config == config and fit.sv_edge == fit_mp(w.float(), config=config).sv_edge
