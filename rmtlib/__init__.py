@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from rmtlib.errors import CheckpointError, DataError, InputError, RMTError
+from rmtlib.errors import CheckpointError, DataError, DivergenceError, InputError, RMTError
 from rmtlib.experiments.sweep import sweep
 from rmtlib.nn.checkpoints import load_checkpoint, save_checkpoint
 from rmtlib.nn.count import count_macs, count_params
@@ -25,6 +25,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 __all__ = [
     "CheckpointError",
     "DataError",
+    "DivergenceError",
     "InputError",
     "RMTError",
     "MPFit",
