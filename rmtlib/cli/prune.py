@@ -27,7 +27,6 @@ from rmtlib.cli.args import (
     build_model,
     calibration_spec,
     check_classes,
-    check_finite_model,
     check_input_file,
     check_io,
     check_output_file,
@@ -45,6 +44,7 @@ from rmtlib.cli.finetune import check_finetune_arguments, finetune_from_args
 from rmtlib.errors import InputError
 from rmtlib.nn.checkpoints import save_checkpoint
 from rmtlib.nn.count import count_macs, count_params, example_input
+from rmtlib.nn.finite import check_finite_model
 from rmtlib.nn.models import mnist_vit_config, recorded_kwargs
 from rmtlib.pruning import METHODS, check_method_options, prune
 from rmtlib.runtime import get_device

@@ -52,7 +52,6 @@ from rmtlib.cli.args import (
     calibration_spec,
     check_classes,
     check_figure_file,
-    check_finite_model,
     check_input_file,
     check_io,
     check_output_dir,
@@ -71,6 +70,7 @@ from rmtlib.errors import InputError, check_number
 from rmtlib.experiments.sweep import SCHEDULES, STATS_COLUMNS, SWEEP_COLUMNS, _top1, resolve_methods, sweep
 from rmtlib.nn.checkpoints import save_checkpoint
 from rmtlib.nn.count import count_params
+from rmtlib.nn.finite import check_finite_model
 from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
 from rmtlib.plots.sweep import plot_sweep
 from rmtlib.pruning import METHODS

@@ -18,6 +18,7 @@ import rmtlib.pruning.sparsegpt  # noqa: F401
 import rmtlib.pruning.structured  # noqa: F401
 from rmtlib.errors import InputError, check_number
 from rmtlib.nn.count import count_params
+from rmtlib.nn.finite import check_finite_model
 from rmtlib.pruning.calibration import calibration_inputs
 from rmtlib.pruning.common import (
     Budget,
@@ -167,6 +168,7 @@ def prune(
     alpha, beta = check_fit_settings(alpha, beta, edge_centring)
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_finite_model(model, f"prune {method}")  # weights are checked per layer later; biases and norms only here
     dev = resolve_device(device)
     if spec.needs_calibration and calibration is None:
         raise InputError(f"{method}: needs calibration= (model inputs: a DataLoader, a Dataset or a tensor)")
