@@ -775,7 +775,7 @@ def test_data_methods_take_calibration_images(tmp_path: Path):
     inputs = calibration_inputs(make_loader(load_dataset("synthetic", "train"), 128), 32, 0)
     loader = make_loader(load_dataset("synthetic", "test"), 500)
     for method in ("wanda", "sparsegpt"):
-        pruned, _ = prune(model, method, sparsity=0.5, calibration=inputs)
+        pruned = prune(model, method, sparsity=0.5, calibration=inputs).model
         assert table.loc[method, "top1_pruned"] == pytest.approx(100 * evaluate(pruned, loader)["accuracy"])
         assert table.loc[method, "sparsity"] == pytest.approx(0.5, abs=1e-6)
     assert json.loads((tmp_path / "cal.csv.settings.json").read_text())["calibration"] == "synthetic:32"
