@@ -142,6 +142,7 @@ def test_save_dir_holds_each_pruned_model(tmp_path: Path):
         assert counts["nonzero"] == table.loc[level, "params_nonzero"]
         meta = read_checkpoint(path)[1]["metadata"]
         assert meta["sparsity_target"] == level and meta["schedule"] == "gradual"
+        assert meta["sparsity_reached"] == pytest.approx(table.loc[level, "sparsity"], abs=1e-12)
         # the file says how it was made: the variant's label, its method and options
         assert (meta["label"], meta["method"], meta["options"]) == ("glob", "magnitude", {"scope": "global"})
     # gradual: the 50% model keeps zero every weight the 30% model had pruned
