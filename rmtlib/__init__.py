@@ -10,7 +10,7 @@ from rmtlib.nn.checkpoints import load_checkpoint, save_checkpoint
 from rmtlib.nn.count import count_macs, count_params
 from rmtlib.nn.lowrank import LowRankConv2d, LowRankLinear, factorize, factorize_linear, replace_module
 from rmtlib.nn.models import create_model
-from rmtlib.pruning import prune, register_method
+from rmtlib.pruning import PruneResult, PruneSummary, prune, register_method
 from rmtlib.spectral.analyze import analyze
 from rmtlib.spectral.fit import MPFit, fit_mp, singular_values
 from rmtlib.spectral.layers import layer_matrices, prunable_layers, weight_matrix
@@ -52,6 +52,8 @@ __all__ = [
     "factorize_linear",
     "replace_module",
     "prune",
+    "PruneResult",
+    "PruneSummary",
     "register_method",
     "create_model",
     "sweep",

@@ -73,7 +73,7 @@ from rmtlib.nn.count import count_params
 from rmtlib.nn.finite import check_finite_model
 from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
 from rmtlib.plots.sweep import plot_sweep
-from rmtlib.pruning import METHODS
+from rmtlib.pruning import METHODS, PruneResult
 from rmtlib.runtime import get_device
 from rmtlib.train.data import check_model_input, load_dataset, make_loader
 from rmtlib.train.distributed import init_distributed, is_main_process
@@ -672,22 +672,22 @@ def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
     # the architecture the model was built with: --checkpoint's recorded keywords and --set on top
     architecture = recorded_kwargs(args.checkpoint, args.model, model_kwargs)
 
-    def save(label: str, level: float, pruned: Any, report: pd.DataFrame) -> None:
-        a = report.attrs
+    def save(label: str, level: float, pruned: Any, result: PruneResult) -> None:
+        a = result.summary
         metadata = {
             "model": args.model,
             "model_kwargs": architecture,
             "source_checkpoint": args.checkpoint,
             "label": label,
-            "method": a.get("method", label),
-            "options": a.get("options", {}),
+            "method": a.method,
+            "options": dict(a.options),
             "alpha": args.alpha,
             "beta": args.beta,
             "edge_centring": args.edge_centring,
             "include": args.include,
             "exclude": args.exclude,
             "sparsity_target": level,
-            "sparsity_reached": a.get("reached_sparsity"),
+            "sparsity_reached": a.reached_sparsity,
             "schedule": args.schedule,
             "finetune_epochs": args.finetune_epochs,
             "finetune_steps": args.finetune_steps,

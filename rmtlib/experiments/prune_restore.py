@@ -488,7 +488,7 @@ def prune_schedule(
             record.update(reservoir=info["reservoir"], restored=info["restored"])
         else:
             opts = {"scope": "global"} if action == "magnitude" and strategy == "hybrid" else options
-            work, _ = prune(work, action, sparsity=level, include=include, exclude=exclude, inplace=True, **opts)
+            work = prune(work, action, sparsity=level, include=include, exclude=exclude, inplace=True, **opts).model
             if finetune_steps:
                 loader = make_loader(train_data, batch_size, shuffle=True, seed=seed + i)
                 epochs, per_epoch = _steps(finetune_steps, loader)
@@ -512,14 +512,4 @@ def prune_schedule(
         if callback is not None:
             callback(level, work, record)
         rows.append(record)
-    table = pd.DataFrame(rows)
-    table.attrs.update(
-        strategy=strategy,
-        switch=float(switch),
-        finetune_steps=int(finetune_steps),
-        reservoir_steps=int(reservoir_steps),
-        batch_size=int(batch_size),
-        over=float(over),
-        seed=int(seed),
-    )
-    return work, table
+    return work, pd.DataFrame(rows)

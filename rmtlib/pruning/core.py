@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import fields
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -31,6 +32,7 @@ from rmtlib.pruning.common import (
     write_back,
 )
 from rmtlib.pruning.registry import METHODS, PruneContext, method_spec
+from rmtlib.pruning.result import PruneResult, PruneSummary
 from rmtlib.spectral.fit import check_fit_settings
 from rmtlib.spectral.layers import FactoredLayer
 
@@ -69,6 +71,10 @@ PRUNE_KEYWORDS = frozenset(
         "calibration",
     }
 )
+
+
+#: the summary's own fields: a method output of the same name (random's seed) is the run's value anyway
+_SUMMARY_FIELDS = frozenset(f.name for f in fields(PruneSummary)) - {"outputs"}
 
 
 def _stored(unit: Unit) -> int:
@@ -125,8 +131,8 @@ def prune(
     progress: bool = False,
     calibration: Any = None,
     **method_options: Any,
-) -> tuple[nn.Module, pd.DataFrame]:
-    """Prune ``model`` with ``method`` to a target ``sparsity``; returns (pruned model, report).
+) -> PruneResult:
+    """Prune ``model`` with ``method`` to a target ``sparsity``; returns a :class:`PruneResult`.
 
     Sparsity is 1 - nonzero / dense parameters of the *whole* input model (biases, norms and
     tokens count as kept). Methods: ``rmt`` (the paper's cycles), ``rmt_oneshot``,
@@ -151,9 +157,10 @@ def prune(
         calibration: model inputs for the data-dependent methods (wanda, sparsegpt): a DataLoader, a
             Dataset (of the pairs, the first element) or a tensor; checked by one forward pass.
 
-    The report has one row per pruned matrix (columns ``REPORT_COLUMNS``; gamma, mu, sv_edge
-    and n_spikes are those of the input layer) and ``report.attrs`` holds the method, target and
-    reached sparsity, whole-model counts and the method's own outputs (z, cycles, ...).
+    The result's ``model`` is the pruned model, ``layers`` has one row per pruned matrix (columns
+    ``REPORT_COLUMNS``; gamma, mu, sv_edge and n_spikes are those of the input layer) and ``summary``
+    (a :class:`PruneSummary`) holds the method, target and reached sparsity, whole-model counts and
+    the method's own outputs (z, cycles, ...).
     """
     check_method_options(method, method_options, with_sparsity=sparsity is not None)
     spec = method_spec(method)
@@ -259,8 +266,7 @@ def prune(
         )
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     report["rank_kept"] = report["rank_kept"].astype("Int64")
-    report.attrs.update(extra or {})
-    report.attrs.update(
+    summary = PruneSummary(
         method=method,
         target_sparsity=sparsity,
         reached_sparsity=1.0 - after["nonzero"] / before["dense"],
@@ -273,5 +279,6 @@ def prune(
         beta=beta,
         edge_centring=edge_centring,
         options=dict(method_options),
+        outputs={k: v for k, v in (extra or {}).items() if k not in _SUMMARY_FIELDS},
     )
-    return work, report
+    return PruneResult(model=work, layers=report, summary=summary)

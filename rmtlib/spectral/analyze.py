@@ -16,7 +16,7 @@ from rmtlib.spectral.fit import MIN_DIM, MPFit, check_fit_settings, count_zero_l
 from rmtlib.spectral.gram import gram_eigenvalues, singular_from_eigenvalues
 from rmtlib.spectral.layers import layer_matrices
 
-__all__ = ["analyze", "layer_fits", "COLUMNS"]
+__all__ = ["analyze", "layer_fits", "fits_table", "COLUMNS"]
 
 COLUMNS = [
     "layer",
@@ -35,6 +35,10 @@ COLUMNS = [
     "status",
     "poor_fit",
 ]
+
+
+#: one analysed matrix: (layer, kind, (m, n), its MP fit or None, status)
+LayerFit = tuple[str, str, tuple[int, int], MPFit | None, str]
 
 
 def _block_index(name: str) -> float:
@@ -140,9 +144,7 @@ def analyze(
     ``edge_centring``: the edge's finite-size centring (:func:`rmtlib.fit_mp`; default the paper's).
     See :func:`layer_fits`.
     """
-    rows = []
-    nan = float("nan")
-    for name, kind, (m, n), fit, status in layer_fits(
+    fits = layer_fits(
         model,
         device=device,
         split_qkv=split_qkv,
@@ -154,7 +156,16 @@ def analyze(
         progress=progress,
         host_workers=host_workers,
         edge_centring=edge_centring,
-    ):
+    )
+    return fits_table(fits)
+
+
+def fits_table(fits: Sequence[LayerFit]) -> pd.DataFrame:
+    """The :func:`analyze` table of fits already computed by :func:`layer_fits`, so a caller that
+    also needs the fits themselves (their singular values, for plots) computes each spectrum once."""
+    rows = []
+    nan = float("nan")
+    for name, kind, (m, n), fit, status in fits:
         ok = fit is not None and fit.ok
         rows.append(
             {
