@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from rmtlib.errors import CheckpointError, DataError, InputError, RMTError
+from rmtlib.errors import CheckpointError, DataError, DivergenceError, InputError, RMTError
 from rmtlib.experiments.sweep import sweep
 from rmtlib.nn.checkpoints import load_checkpoint, save_checkpoint
 from rmtlib.nn.count import count_macs, count_params
 from rmtlib.nn.lowrank import LowRankConv2d, LowRankLinear, factorize, factorize_linear, replace_module
 from rmtlib.nn.models import create_model
-from rmtlib.pruning import prune, register_method
+from rmtlib.pruning import PruneResult, PruneSummary, prune, register_method
 from rmtlib.spectral.analyze import analyze
 from rmtlib.spectral.fit import MPFit, fit_mp, singular_values
 from rmtlib.spectral.fit_config import FitConfig
@@ -26,6 +26,7 @@ except PackageNotFoundError:  # running from a source tree without installation
 __all__ = [
     "CheckpointError",
     "DataError",
+    "DivergenceError",
     "InputError",
     "RMTError",
     "FitConfig",
@@ -53,6 +54,8 @@ __all__ = [
     "factorize_linear",
     "replace_module",
     "prune",
+    "PruneResult",
+    "PruneSummary",
     "register_method",
     "create_model",
     "sweep",

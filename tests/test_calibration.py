@@ -140,9 +140,10 @@ def test_split_qkv_units_share_their_layer_inputs():
     torch.manual_seed(0)
     vit = timm.create_model("vit_tiny_patch16_224", img_size=16, patch_size=8, depth=1, num_classes=3, embed_dim=48)
     x = torch.randn(4, 3, 16, 16)
-    split, report = prune(vit, "wanda", sparsity=0.1, split_qkv=True, calibration=x, include="blocks.0.attn.qkv")
-    fused, _ = prune(vit, "wanda", sparsity=0.1, calibration=x, include="blocks.0.attn.qkv")
-    assert list(report["layer"]) == ["blocks.0.attn.qkv.q", "blocks.0.attn.qkv.k", "blocks.0.attn.qkv.v"]
+    result = prune(vit, "wanda", sparsity=0.1, split_qkv=True, calibration=x, include="blocks.0.attn.qkv")
+    split = result.model
+    fused = prune(vit, "wanda", sparsity=0.1, calibration=x, include="blocks.0.attn.qkv").model
+    assert list(result.layers["layer"]) == ["blocks.0.attn.qkv.q", "blocks.0.attn.qkv.k", "blocks.0.attn.qkv.v"]
     # q, k and v see the fused layer's inputs: a row that loses as many weights either way loses the same ones
     a, b = split.blocks[0].attn.qkv.weight != 0, fused.blocks[0].attn.qkv.weight != 0
     same_count = a.sum(1) == b.sum(1)

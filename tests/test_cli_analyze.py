@@ -22,6 +22,24 @@ def test_analyze_writes_table_and_figures(tmp_path, capsys):
     assert "3 matrices, 2 fitted" in capsys.readouterr().out
 
 
+def test_plots_reuse_the_tables_spectra(tmp_path, monkeypatch):
+    """``--plots`` draws the fits the table came from: one Gram eigen-decomposition per layer, not two."""
+    import rmtlib.spectral.gram as gram_module
+
+    calls = []
+    real = gram_module.gram
+
+    def counted(w):
+        calls.append(tuple(w.shape))
+        return real(w)
+
+    monkeypatch.setattr(gram_module, "gram", counted)
+    plots = tmp_path / "plots"
+    assert main(["analyze", "fc:784-256-128-10", "--plots", str(plots), "--quiet"]) == 0
+    assert sorted(calls) == sorted([(256, 784), (128, 256), (10, 128)])  # each layer's matrix once
+    assert (plots / "esd_grid.png").exists() and (plots / "depth_summary.png").exists()
+
+
 def test_checkpoint_weights_are_the_ones_analysed(tmp_path):
     torch.manual_seed(1)
     model = create_model("fc:100-64-10")

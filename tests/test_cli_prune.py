@@ -62,6 +62,7 @@ def test_prune_fc_and_reload(tmp_path: Path, capsys: pytest.CaptureFixture):
     _, record = read_checkpoint(out)
     meta = record["metadata"]
     assert meta["method"] == "magnitude" and meta["options"] == {"scope": "global"} and meta["sparsity_target"] == 0.5
+    assert meta["sparsity_reached"] == 1 - counts["nonzero"] / counts["dense"]  # the summary's, from the counts
     # the weights that survive are the source's own
     kept = reloaded[1].weight != 0
     assert torch.equal(reloaded[1].weight[kept], source[1].weight[kept])

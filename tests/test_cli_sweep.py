@@ -143,6 +143,7 @@ def test_save_dir_holds_each_pruned_model(tmp_path: Path):
         assert counts["nonzero"] == table.loc[level, "params_nonzero"]
         meta = read_checkpoint(path)[1]["metadata"]
         assert meta["sparsity_target"] == level and meta["schedule"] == "gradual"
+        assert meta["sparsity_reached"] == pytest.approx(table.loc[level, "sparsity"], abs=1e-12)
         # the file says how it was made: the variant's label, its method and options
         assert (meta["label"], meta["method"], meta["options"]) == ("glob", "magnitude", {"scope": "global"})
     # gradual: the 50% model keeps zero every weight the 30% model had pruned
@@ -787,7 +788,7 @@ def test_data_methods_take_calibration_images(tmp_path: Path):
     inputs = calibration_inputs(make_loader(load_dataset("synthetic", "train"), 128), 32, 0)
     loader = make_loader(load_dataset("synthetic", "test"), 500)
     for method in ("wanda", "sparsegpt"):
-        pruned, _ = prune(model, method, sparsity=0.5, calibration=inputs)
+        pruned = prune(model, method, sparsity=0.5, calibration=inputs).model
         assert table.loc[method, "top1_pruned"] == pytest.approx(100 * evaluate(pruned, loader)["accuracy"])
         assert table.loc[method, "sparsity"] == pytest.approx(0.5, abs=1e-6)
     assert json.loads((tmp_path / "cal.csv.settings.json").read_text())["calibration"] == "synthetic:32"

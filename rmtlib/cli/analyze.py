@@ -27,7 +27,7 @@ from rmtlib.cli.args import (
 )
 from rmtlib.plots.spectra import plot_depth_summary, plot_esd_grid, save_figure
 from rmtlib.runtime import get_device
-from rmtlib.spectral.analyze import analyze, layer_fits
+from rmtlib.spectral.analyze import fits_table, layer_fits
 from rmtlib.spectral.fit import POOR_FIT_MU
 
 FIGURES = ("esd_grid.png", "depth_summary.png")
@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: no --checkpoint, so {args.model} is randomly initialised (seed 0)", file=sys.stderr)
     model = build_model(args.model, args.checkpoint, pretrained=pretrained)
     settings = dict(device=device, split_qkv=args.split_qkv, fit_config=fit_config_from_args(args))
-    table = analyze(model, progress=not args.quiet, **settings)
+    fits = layer_fits(model, progress=not args.quiet, **settings)  # once: the table and the plots share them
+    table = fits_table(fits)
     with pd.option_context("display.width", 160, "display.max_rows", 200, "display.float_format", "{:.4g}".format):
         print(table.drop(columns=["block"]).to_string(index=False))
     ok = table["status"] == "ok"
@@ -78,13 +79,11 @@ def run(args: argparse.Namespace) -> int:
         write_or_rescue(lambda path: write_csv_atomic(table, path), args.out, "--out")
         print(f"table written to {args.out}")
     if args.plots:
-        fits = [
-            (name, fit) for name, _, _, fit, status in layer_fits(model, progress=False, **settings) if status == "ok"
-        ]
+        fitted = [(name, fit) for name, _, _, fit, status in fits if status == "ok"]
         source = args.checkpoint or ("committed weights" if pretrained else "random init, seed 0")
         title = f"{args.model} ({source})"
         for figure, name in (
-            (plot_esd_grid(fits, title=title), FIGURES[0]),
+            (plot_esd_grid(fitted, title=title), FIGURES[0]),
             (plot_depth_summary(table, title=title), FIGURES[1]),
         ):
             save_figure(figure, Path(args.plots) / name)

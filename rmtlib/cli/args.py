@@ -365,20 +365,6 @@ def check_classes(model: torch.nn.Module, dataset: Any, spec: str, *, what: str 
         )
 
 
-def check_finite_model(model: torch.nn.Module, what: str) -> None:
-    """Every parameter and buffer finite, else an InputError naming the first bad one (a NaN bias was
-    pruned and saved silently)."""
-    for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
-        for name, tensor in items:
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                bad = int((~torch.isfinite(tensor)).sum())
-                layer, _, own = name.rpartition(".")
-                raise InputError(
-                    f"{what}: layer {layer or '(top)'}: {own} contains {bad} NaN or Inf value(s) (a {kind}); refused "
-                    "before any change"
-                )
-
-
 def build_model(name: str, checkpoint: str | None, *, pretrained: bool = False, **kwargs: Any) -> torch.nn.Module:
     """:func:`rmtlib.nn.models.create_model`, with an architecture that a checkpoint records but that does
     not build (a damaged or hand-edited header) reported as a CheckpointError naming the file."""

@@ -18,7 +18,6 @@ from rmtlib.cli.args import (
     add_command,
     build_model,
     check_classes,
-    check_finite_model,
     check_input_file,
     check_io,
     check_output_file,
@@ -33,6 +32,7 @@ from rmtlib.cli.args import (
 from rmtlib.errors import InputError
 from rmtlib.experiments.prune_restore import prune_schedule
 from rmtlib.nn.checkpoints import save_checkpoint
+from rmtlib.nn.finite import check_finite_model
 from rmtlib.nn.models import mnist_vit_config, recorded_kwargs
 from rmtlib.runtime import get_device
 from rmtlib.train.data import check_model_input, load_dataset

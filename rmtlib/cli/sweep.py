@@ -53,7 +53,6 @@ from rmtlib.cli.args import (
     calibration_spec,
     check_classes,
     check_figure_file,
-    check_finite_model,
     check_input_file,
     check_io,
     check_output_dir,
@@ -73,9 +72,10 @@ from rmtlib.errors import InputError, check_number
 from rmtlib.experiments.sweep import SCHEDULES, STATS_COLUMNS, SWEEP_COLUMNS, _top1, resolve_methods, sweep
 from rmtlib.nn.checkpoints import save_checkpoint
 from rmtlib.nn.count import count_params
+from rmtlib.nn.finite import check_finite_model
 from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
 from rmtlib.plots.sweep import plot_sweep
-from rmtlib.pruning import METHODS
+from rmtlib.pruning import METHODS, PruneResult
 from rmtlib.runtime import get_device
 from rmtlib.spectral.fit_config import with_fit_config
 from rmtlib.train.data import check_model_input, load_dataset, make_loader
@@ -672,20 +672,20 @@ def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
     # the architecture the model was built with: --checkpoint's recorded keywords and --set on top
     architecture = recorded_kwargs(args.checkpoint, args.model, model_kwargs)
 
-    def save(label: str, level: float, pruned: Any, report: pd.DataFrame) -> None:
-        a = report.attrs
+    def save(label: str, level: float, pruned: Any, result: PruneResult) -> None:
+        a = result.summary
         metadata = {
             "model": args.model,
             "model_kwargs": architecture,
             "source_checkpoint": args.checkpoint,
             "label": label,
-            "method": a.get("method", label),
-            "options": a.get("options", {}),
+            "method": a.method,
+            "options": dict(a.options),
             "fit_config": fit_config_from_args(args).to_dict(),
             "include": args.include,
             "exclude": args.exclude,
             "sparsity_target": level,
-            "sparsity_reached": a.get("reached_sparsity"),
+            "sparsity_reached": a.reached_sparsity,
             "schedule": args.schedule,
             "finetune_epochs": args.finetune_epochs,
             "finetune_steps": args.finetune_steps,

@@ -490,7 +490,7 @@ def prune_schedule(
             record.update(reservoir=info["reservoir"], restored=info["restored"])
         else:
             opts = {"scope": "global"} if action == "magnitude" and strategy == "hybrid" else options
-            work, _ = prune(
+            work = prune(
                 work,
                 action,
                 sparsity=level,
@@ -499,7 +499,7 @@ def prune_schedule(
                 inplace=True,
                 fit_config=fit_config,
                 **opts,
-            )
+            ).model
             if finetune_steps:
                 loader = make_loader(train_data, batch_size, shuffle=True, seed=seed + i)
                 epochs, per_epoch = _steps(finetune_steps, loader)
@@ -523,14 +523,4 @@ def prune_schedule(
         if callback is not None:
             callback(level, work, record)
         rows.append(record)
-    table = pd.DataFrame(rows)
-    table.attrs.update(
-        strategy=strategy,
-        switch=float(switch),
-        finetune_steps=int(finetune_steps),
-        reservoir_steps=int(reservoir_steps),
-        batch_size=int(batch_size),
-        over=float(over),
-        seed=int(seed),
-    )
-    return work, table
+    return work, pd.DataFrame(rows)

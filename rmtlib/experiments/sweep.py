@@ -190,7 +190,8 @@ def sweep(
             ``calibration_samples`` inputs drawn with every seed of ``calibration_seeds``.
         dense_model: the model the per-sample statistics compare with (default ``model``): a
             resumed gradual sweep prunes a saved stage but still compares with the dense model.
-        callback: called as ``callback(method, target, pruned_model, report)`` after each run.
+        callback: called as ``callback(method, target, pruned_model, result)`` after each run (``result``:
+            the :class:`rmtlib.PruneResult`, whose model is ``pruned_model``, fine-tuned when asked).
         on_update: called with the table so far (dense row included) after each run, e.g. to
             save the finished rows of a long sweep as it goes.
 
@@ -295,15 +296,16 @@ def sweep(
                 start = time.perf_counter()
                 # an N:M pattern fixes each layer's sparsity itself: the level is then the pattern's, as a label
                 target = None if options.get("pattern") is not None else float(level)
-                pruned, report = prune(stage, method, sparsity=target, seed=seed, device=dev, **options, **extra)
+                result = prune(stage, method, sparsity=target, seed=seed, device=dev, **options, **extra)
+                pruned = result.model
                 prune_s = time.perf_counter() - start
                 pruned = pruned.to(dev).eval()
                 sync_from_rank0(pruned, f"sweep: {label} at {level}")
                 stats = sample_metrics(_predict(pruned, eval_loader, dev, eval_batches, seed), dense_pred)
                 # only the first seed's model goes on (fine-tuning, callback, next stage)
-                outcomes.append((pruned, report, prune_s, stats) if not outcomes else (None, None, prune_s, stats))
-                del pruned
-            pruned, report, prune_s, stats = outcomes[0]
+                outcomes.append((pruned, result, prune_s, stats) if not outcomes else (None, None, prune_s, stats))
+                del pruned, result
+            pruned, result, prune_s, stats = outcomes[0]
             seed_top1 = [100.0 * float(o[3]["correct"].mean()) for o in outcomes]
             counts = count_params(pruned)
             row = dict(
@@ -359,7 +361,7 @@ def sweep(
             else:
                 row.update(top1_finetuned=np.nan, finetune_s=0.0)
             if callback is not None:
-                callback(label, float(level), pruned, report)
+                callback(label, float(level), pruned, result)
             rows.append(row)
             if on_update is not None:
                 on_update(pd.DataFrame(rows, columns=SWEEP_COLUMNS))

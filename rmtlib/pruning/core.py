@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import fields
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -18,6 +19,7 @@ import rmtlib.pruning.sparsegpt  # noqa: F401
 import rmtlib.pruning.structured  # noqa: F401
 from rmtlib.errors import InputError, check_number
 from rmtlib.nn.count import count_params
+from rmtlib.nn.finite import check_finite_model
 from rmtlib.pruning.calibration import calibration_inputs
 from rmtlib.pruning.common import (
     Budget,
@@ -30,6 +32,7 @@ from rmtlib.pruning.common import (
     write_back,
 )
 from rmtlib.pruning.registry import METHODS, PruneContext, method_spec
+from rmtlib.pruning.result import PruneResult, PruneSummary
 from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig, check_fit_config
 from rmtlib.spectral.layers import FactoredLayer
 
@@ -66,6 +69,10 @@ PRUNE_KEYWORDS = frozenset(
         "calibration",
     }
 )
+
+
+#: the summary's own fields: a method output of the same name (random's seed) is the run's value anyway
+_SUMMARY_FIELDS = frozenset(f.name for f in fields(PruneSummary)) - {"outputs"}
 
 
 def _stored(unit: Unit) -> int:
@@ -120,8 +127,8 @@ def prune(
     progress: bool = False,
     calibration: Any = None,
     **method_options: Any,
-) -> tuple[nn.Module, pd.DataFrame]:
-    """Prune ``model`` with ``method`` to a target ``sparsity``; returns (pruned model, report).
+) -> PruneResult:
+    """Prune ``model`` with ``method`` to a target ``sparsity``; returns a :class:`PruneResult`.
 
     Sparsity is 1 - nonzero / dense parameters of the *whole* input model (biases, norms and
     tokens count as kept). Methods: ``rmt`` (the paper's cycles), ``rmt_oneshot``,
@@ -145,9 +152,10 @@ def prune(
         calibration: model inputs for the data-dependent methods (wanda, sparsegpt): a DataLoader, a
             Dataset (of the pairs, the first element) or a tensor; checked by one forward pass.
 
-    The report has one row per pruned matrix (columns ``REPORT_COLUMNS``; gamma, mu, sv_edge
-    and n_spikes are those of the input layer) and ``report.attrs`` holds the method, target and
-    reached sparsity, whole-model counts and the method's own outputs (z, cycles, ...).
+    The result's ``model`` is the pruned model, ``layers`` has one row per pruned matrix (columns
+    ``REPORT_COLUMNS``; gamma, mu, sv_edge and n_spikes are those of the input layer) and ``summary``
+    (a :class:`PruneSummary`) holds the method, target and reached sparsity, whole-model counts and
+    the method's own outputs (z, cycles, ...).
     """
     check_method_options(method, method_options, with_sparsity=sparsity is not None)
     spec = method_spec(method)
@@ -161,6 +169,7 @@ def prune(
     check_fit_config(fit_config)  # checked here: a fit that fails is only marked fit_failed
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_finite_model(model, f"prune {method}")  # weights are checked per layer later; biases and norms only here
     dev = resolve_device(device)
     if spec.needs_calibration and calibration is None:
         raise InputError(f"{method}: needs calibration= (model inputs: a DataLoader, a Dataset or a tensor)")
@@ -247,8 +256,7 @@ def prune(
         )
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     report["rank_kept"] = report["rank_kept"].astype("Int64")
-    report.attrs.update(extra or {})
-    report.attrs.update(
+    summary = PruneSummary(
         method=method,
         target_sparsity=sparsity,
         reached_sparsity=1.0 - after["nonzero"] / before["dense"],
@@ -257,7 +265,8 @@ def prune(
         stored_after=after["stored"],
         nonzero_after=after["nonzero"],
         seed=seed,
-        fit_config=fit_config.to_dict(),
+        fit_config=fit_config,
         options=dict(method_options),
+        outputs={k: v for k, v in (extra or {}).items() if k not in _SUMMARY_FIELDS},
     )
-    return work, report
+    return PruneResult(model=work, layers=report, summary=summary)

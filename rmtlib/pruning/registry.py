@@ -4,7 +4,7 @@ A method is a function ``fn(ctx: PruneContext, *, option=default, ...) -> dict``
 :func:`register_method` (in the style of timm's ``register_model``). Its keyword-only parameters
 are its options; :func:`rmtlib.prune` validates them against the registry before any change to
 the model, fits MP when the method needs it and passes calibration inputs when it needs data.
-The returned dict (thresholds, cycle logs, ...) goes into the pruning summary.
+The returned dict (thresholds, cycle logs, ...) goes into the pruning summary (``PruneSummary.outputs``).
 """
 
 from __future__ import annotations

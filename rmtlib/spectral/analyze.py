@@ -17,7 +17,7 @@ from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig, check_fit_
 from rmtlib.spectral.gram import gram_eigenvalues, singular_from_eigenvalues
 from rmtlib.spectral.layers import layer_matrices
 
-__all__ = ["analyze", "layer_fits", "COLUMNS"]
+__all__ = ["analyze", "layer_fits", "fits_table", "COLUMNS"]
 
 COLUMNS = [
     "layer",
@@ -36,6 +36,10 @@ COLUMNS = [
     "status",
     "poor_fit",
 ]
+
+
+#: one analysed matrix: (layer, kind, (m, n), its MP fit or None, status)
+LayerFit = tuple[str, str, tuple[int, int], MPFit | None, str]
 
 
 def _block_index(name: str) -> float:
@@ -132,9 +136,7 @@ def analyze(
     ``fit_config``: the MP fit settings (:class:`rmtlib.FitConfig`; default the paper's).
     See :func:`layer_fits`.
     """
-    rows = []
-    nan = float("nan")
-    for name, kind, (m, n), fit, status in layer_fits(
+    fits = layer_fits(
         model,
         device=device,
         split_qkv=split_qkv,
@@ -143,7 +145,16 @@ def analyze(
         fit_config=fit_config,
         progress=progress,
         host_workers=host_workers,
-    ):
+    )
+    return fits_table(fits)
+
+
+def fits_table(fits: Sequence[LayerFit]) -> pd.DataFrame:
+    """The :func:`analyze` table of fits already computed by :func:`layer_fits`, so a caller that
+    also needs the fits themselves (their singular values, for plots) computes each spectrum once."""
+    rows = []
+    nan = float("nan")
+    for name, kind, (m, n), fit, status in fits:
         ok = fit is not None and fit.ok
         rows.append(
             {

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from rmtlib.errors import InputError
+from rmtlib.errors import DivergenceError, InputError
 from rmtlib.runtime import get_device
 from rmtlib.train.distributed import is_distributed, is_main_process, unwrap
 from rmtlib.train.regularize import WeightMask
@@ -138,6 +138,29 @@ def make_optimizer_factory(
     raise InputError(f"unknown optimizer {name!r}: use adamw, adam or sgd")
 
 
+DIVERGENCE_CHECK_EVERY = 20
+"""Steps between checks that the training loss is finite (each check waits for the device)."""
+
+
+def _check_finite(total: torch.Tensor, epoch: int, batch: int) -> None:
+    """Stop at a non-finite loss (cross-entropy + penalty) rather than train on NaN weights."""
+    if not bool(torch.isfinite(total.detach()).item()):
+        raise DivergenceError(
+            f"train: the loss (cross-entropy + penalty) is {total.item()} at epoch {epoch}, batch {batch}; "
+            "lower the learning rate or the penalty coefficients"
+        )
+
+
+def _check_finite_weights(model: nn.Module, epoch: int) -> None:
+    """Stop when a weight became NaN/Inf during the epoch (between two loss checks)."""
+    for name, param in model.named_parameters():
+        if not bool(torch.isfinite(param.detach()).all()):
+            raise DivergenceError(
+                f"train: parameter {name!r} is not finite after epoch {epoch}; "
+                "lower the learning rate or the penalty coefficients"
+            )
+
+
 def train(
     model: nn.Module,
     loader: DataLoader,
@@ -231,10 +254,12 @@ def train(
                         torch.tensor(len(y), device=device, dtype=torch.float64),
                     ]
                 )
-            if i % 20 == 0:
+            if i % DIVERGENCE_CHECK_EVERY == 0:  # one host sync per check, not per step
+                _check_finite(total, epoch, i)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
         if is_distributed():
             dist.all_reduce(totals)
+        _check_finite_weights(unwrap(net), epoch)
         record: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": totals[0].item() / max(1, totals[2].item()),
