@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rmtlib.atomic import write_or_rescue
 from rmtlib.cli.args import (
     DATA,
     DEVICE,
@@ -28,7 +29,6 @@ from rmtlib.cli.args import (
     seed_value,
     sparsity_level,
     write_csv_atomic,
-    write_or_rescue,
 )
 from rmtlib.errors import InputError
 from rmtlib.experiments.prune_restore import prune_schedule
