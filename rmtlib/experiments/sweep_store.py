@@ -338,7 +338,8 @@ class SweepStore:
         }
         runs = previous[previous["method"] != "dense"]
         for column, value in want.items():
-            found = set(previous[column] if column in ("model", "dataset", "schedule") else runs[column])
+            values = previous[column] if column in ("model", "dataset", "schedule") else runs[column]
+            found = {"" if pd.isna(v) else v for v in values}  # an empty name reads back from CSV as NaN
             if found and found != {value}:
                 raise InputError(
                     f"{self.table} was made with {column}={sorted(map(str, found))}, this run asks "
