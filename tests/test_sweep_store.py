@@ -99,6 +99,8 @@ def test_a_store_refuses_other_settings_naming_the_file_and_the_setting(tmp_path
         with pytest.raises(InputError) as err:
             rmtlib.sweep(model, ["glob"], [0.3, 0.5], store=folder, resume=True, **{**base, **change})
         assert str(folder / "sweep.csv") in str(err.value) and word in str(err.value)
+    with pytest.raises(InputError, match="needs the store"):
+        rmtlib.sweep(model, ["glob"], [0.3], resume=True, **base)
     with pytest.raises(InputError, match="exists"):  # not resuming: finished results are never replaced
         rmtlib.sweep(model, ["glob"], [0.3], store=folder, **base)
     other = copy.deepcopy(model)
@@ -155,3 +157,19 @@ def test_the_config_records_what_has_no_column_and_the_context_cannot_override_i
         sweep_config(["rmt"], [0.5], context={"seed": 1})
     with pytest.raises(InputError, match="a table, a models folder"):
         SweepStore(None)
+
+
+def test_a_record_of_the_command_before_the_store_resumes(tmp_path: Path, setup):
+    """`rmtlib sweep --calibration DATA:COUNT` recorded --calibration-samples (left out at its default), not
+    the COUNT it drew; such a record still resumes a sweep that draws COUNT, and only that."""
+    model, _, test = setup
+    store = SweepStore(tmp_path / "s.csv", context={"calibration": "synthetic:32"})
+    rmtlib.sweep(model, ["magnitude"], [0.3], eval_loader=test, calibration_samples=32, store=store)
+    record = json.loads(store.settings_path.read_text())
+    assert (record["calibration_samples"], record["calibration_seeds"]) == (32, [0])
+    old = {k: v for k, v in record.items() if k not in ("calibration_samples", "calibration_seeds")}
+    store.settings_path.write_text(json.dumps(old))
+    config = sweep_config(["magnitude"], [0.3, 0.5], calibration_samples=32, context=store.context)
+    assert list(store.prepare(config, resume=True).todo) == ["magnitude"]
+    with pytest.raises(InputError, match="calibration_samples: table 32, this run 64"):
+        store.prepare(sweep_config(["magnitude"], [0.3], calibration_samples=64, context=store.context), resume=True)

@@ -24,8 +24,8 @@ and ends with the table an uninterrupted sweep writes (an existing ``--out`` is 
 settings that shape the rows but have no column in the table (``--alpha``, ``--beta``, ``--seed``,
 ``--option``, ``--set``, fine-tuning's learning rate, batch size and subset, ...) are kept beside it
 in ``OUT.settings.json``; a resume with other settings is refused. ``--out`` and ``--save-dir`` are a
-:class:`~rmtlib.experiments.sweep_store.SweepStore`, so Python finishes the same sweep with
-``rmtlib.sweep(..., store=SweepStore(OUT, models=DIR), resume=True)``.
+:class:`~rmtlib.experiments.sweep_store.SweepStore`: the files, checks and resume of
+``rmtlib.sweep(..., store=..., resume=True)``.
 
 Bad input (an unknown method, a level outside [0, 1), an unwritable output, a ``--resume`` table
 made with other settings) exits with code 2 before any pruning, and nothing is written.

@@ -42,7 +42,6 @@ __all__ = [
     "STATS_COLUMNS",
     "DEFAULT_METHODS",
     "sweep",
-    "run_order",
     "resolve_methods",
     "paper_vit_results",
     "level_table",
@@ -173,6 +172,8 @@ def sweep(
     ``top1_seed_min``/``top1_seed_max``; ``calibration_seeds`` counts them (0: data-free).
     """
 
+    if resume and store is None:
+        raise InputError("sweep: resume=True needs the store of the sweep to finish (store=FOLDER or a SweepStore)")
     if store is not None:  # the same sweep, written run by run; every other argument passes on as given
         arguments = {k: v for k, v in locals().items() if k not in ("model", "methods", "levels", "store", "resume")}
         return _stored_sweep(SweepStore.open(store), resume, model, list(methods), list(levels), arguments)
@@ -413,7 +414,7 @@ def _model_metadata(
     return json.loads(json.dumps({**metadata, "seed": kw["seed"]}, default=str))
 
 
-def run_order(methods: Sequence[str], reference: str | None) -> list[str]:
+def _run_order(methods: Sequence[str], reference: str | None) -> list[str]:
     """The order a sweep runs its labels in: the reference first."""
     return list(methods) if reference is None else [reference, *(m for m in methods if m != reference)]
 
@@ -433,7 +434,7 @@ def _resume(
     dense = plan.previous[plan.previous["method"] == "dense"].iloc[0]
     reference, options = kw["reference"], kw["method_options"] or {}
     rows = plan.previous
-    order = run_order(methods, reference)
+    order = _run_order(methods, reference)
     for label, (start, todo) in sorted(plan.todo.items(), key=lambda item: order.index(item[0])):
         stage = model if start is None else store.load_model(label, start, like=model).eval()
 

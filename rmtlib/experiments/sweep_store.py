@@ -187,6 +187,21 @@ class ResumePlan:
     options: dict[str, Any]
 
 
+def _with_calibration_count(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A record with the calibration draw's real size. ``rmtlib sweep --calibration DATA:COUNT`` draws COUNT
+    images, but its records written before the store recorded ``--calibration-samples`` instead (and left
+    it out at its default); the count in ``calibration`` is what those runs drew."""
+    spec = recorded.get("calibration")
+    head, sep, count = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
+    if not (sep and count.isdigit()):
+        return recorded
+    out = {**recorded, "calibration_samples": int(count)}
+    out.setdefault("calibration_seeds", list(_DEFAULT_CALIBRATION_SEEDS))
+    if out["calibration_seeds"] == _DEFAULT_CALIBRATION_SEEDS and int(count) == _DEFAULT_CALIBRATION_SAMPLES:
+        del out["calibration_seeds"], out["calibration_samples"]  # the defaults are not recorded
+    return out
+
+
 class SweepStore:
     """A sweep's table (``table``, CSV), its settings record beside it and, with ``models``, a folder
     holding each pruned model; either may be None (no table: models only).
@@ -367,6 +382,7 @@ class SweepStore:
             raise InputError(f"{path} is not a settings record ({err}); remove it to resume anyway") from None
         if not isinstance(recorded, dict):
             raise InputError(f"{path} is not a settings record (a JSON object); remove it to resume anyway")
+        recorded = _with_calibration_count(recorded)
         wanted = config.settings
         differ = [
             f"{key}: table {recorded.get(key)!r}, this run {wanted.get(key)!r}"
