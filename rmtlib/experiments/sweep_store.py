@@ -192,7 +192,7 @@ def _with_calibration_count(recorded: dict[str, Any]) -> dict[str, Any]:
     images, but its records written before the store recorded ``--calibration-samples`` instead (and left
     it out at its default); the count in ``calibration`` is what those runs drew."""
     spec = recorded.get("calibration")
-    head, sep, count = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
+    _, sep, count = spec.rpartition(":") if isinstance(spec, str) else ("", "", "")
     if not (sep and count.isdigit()):
         return recorded
     out = {**recorded, "calibration_samples": int(count)}
