@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from rmtlib.errors import CheckpointError, DataError, DivergenceError, InputError, RMTError
 from rmtlib.experiments.sweep import sweep
+from rmtlib.experiments.sweep_store import SweepStore
 from rmtlib.nn.checkpoints import load_checkpoint, save_checkpoint
 from rmtlib.nn.count import count_macs, count_params
 from rmtlib.nn.lowrank import LowRankConv2d, LowRankLinear, factorize, factorize_linear, replace_module
@@ -59,4 +60,5 @@ __all__ = [
     "register_method",
     "create_model",
     "sweep",
+    "SweepStore",
 ]

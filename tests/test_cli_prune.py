@@ -306,3 +306,32 @@ def test_pattern_flag_gives_n_of_m(tmp_path: Path, capsys: pytest.CaptureFixture
     for name in ("1.weight", "3.weight"):
         w = weights[name]
         assert bool(((w != 0).reshape(w.shape[0], -1, 4).sum(-1) == 2).all())
+
+
+def test_prune_and_sweep_calibrate_on_the_same_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`rmtlib prune --calibration` drew with torch, `rmtlib sweep` with numpy: one seed, two image sets."""
+    import rmtlib.experiments.sweep
+    from rmtlib.cli.args import load_calibration
+
+    torch.manual_seed(3)
+    ckpt = save_checkpoint(create_model("fc:784-48-10"), tmp_path / "in.safetensors")
+    seen, real = [], rmtlib.experiments.sweep.prune
+
+    def keep(*args, **kwargs):
+        seen.append(kwargs["calibration"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rmtlib.experiments.sweep, "prune", keep)
+    common = ["fc:784-48-10", "--checkpoint", str(ckpt), "--calibration", "synthetic:32", "--seed", "2", "--quiet"]
+    prune = ["prune", *common, "--method", "wanda", "--sparsity", "0.5", "--out", str(tmp_path / "p.safetensors")]
+    assert main(prune) == 0
+    for seed in ("2", "5"):
+        sweep = ["sweep", *common, "--data", "synthetic", "--methods", "wanda", "--levels", "0.5"]
+        assert main([*sweep, "--calibration-seeds", seed, "--save-dir", str(tmp_path / seed)]) == 0
+    model = create_model("fc:784-48-10", checkpoint=ckpt)
+    assert torch.equal(seen[0], load_calibration(("synthetic", 32), model, 2))  # the same images for seed 2
+    assert not torch.equal(seen[0], seen[1])
+    pruned = read_checkpoint(tmp_path / "p.safetensors")[0]
+    swept = [read_checkpoint(tmp_path / seed / "wanda_0.50.safetensors")[0] for seed in ("2", "5")]
+    assert all(torch.equal(pruned[k], swept[0][k]) for k in pruned)  # and so the same pruned model
+    assert not all(torch.equal(pruned[k], swept[1][k]) for k in pruned)  # which another draw changes

@@ -11,9 +11,10 @@ import torch
 
 from rmtlib import FitConfig
 from rmtlib.cli.main import main
-from rmtlib.cli.sweep import RESUME_TOP1_TOLERANCE, level_summary, level_text, method_options
+from rmtlib.cli.sweep import level_summary, level_text, method_options
 from rmtlib.errors import InputError
 from rmtlib.experiments.sweep import STATS_COLUMNS, SWEEP_COLUMNS, sweep
+from rmtlib.experiments.sweep_store import RESUME_TOP1_TOLERANCE
 from rmtlib.nn.checkpoints import read_checkpoint, save_checkpoint
 from rmtlib.nn.count import count_params
 from rmtlib.nn.models import create_model
@@ -775,8 +776,8 @@ def test_overwrite_without_out_is_harmless():
 
 def test_data_methods_take_calibration_images(tmp_path: Path):
     """wanda/sparsegpt rows equal the library's prune on the same seeded calibration images."""
-    from rmtlib.experiments.sweep import calibration_inputs
     from rmtlib.pruning import prune
+    from rmtlib.pruning.calibration import draw_calibration
     from rmtlib.train.loops import evaluate
 
     ckpt = _checkpoint(tmp_path)
@@ -785,7 +786,7 @@ def test_data_methods_take_calibration_images(tmp_path: Path):
     assert main([*argv, "--levels", "0.5", "--calibration", "synthetic:32", "--out", str(out), "--quiet"]) == 0
     table = pd.read_csv(out).set_index("method")
     model = create_model(MODEL, checkpoint=ckpt).eval()
-    inputs = calibration_inputs(make_loader(load_dataset("synthetic", "train"), 128), 32, 0)
+    inputs = draw_calibration(load_dataset("synthetic", "train"), 32, 0)
     loader = make_loader(load_dataset("synthetic", "test"), 500)
     for method in ("wanda", "sparsegpt"):
         pruned = prune(model, method, sparsity=0.5, calibration=inputs).model

@@ -9,12 +9,13 @@ import torch
 
 from rmtlib.errors import InputError
 from rmtlib.experiments.paired import mcnemar, paired_bootstrap
-from rmtlib.experiments.sweep import SWEEP_COLUMNS, calibration_inputs, level_table, paper_vit_results, sweep
+from rmtlib.experiments.sweep import SWEEP_COLUMNS, level_table, paper_vit_results, sweep
 from rmtlib.nn.count import count_macs, count_params
 from rmtlib.nn.models import fc_net
 from rmtlib.plots.sweep import plot_sweep
 from rmtlib.pruning import METHODS as REGISTRY
 from rmtlib.pruning import prune, register_method
+from rmtlib.pruning.calibration import draw_calibration
 from rmtlib.pruning.elementwise import layerwise_counts, removal_needed
 from rmtlib.train.data import make_loader, synthetic_classification
 from rmtlib.train.evaluation import predict, sample_metrics
@@ -408,7 +409,7 @@ def test_calibration_seeds_give_a_spread_and_the_first_seed_is_the_row(setup, ca
     assert np.isnan(one[one.method == calibrated_method].top1_seed_min.iloc[0])
     assert df[df.method == "magnitude"].calibration_seeds.iloc[0] == 0  # data-free: run once
     assert np.isnan(df[df.method == "magnitude"].top1_seed_min.iloc[0])
-    draws = [calibration_inputs(train_loader, 32, s) for s in (5, 5, 6)]
+    draws = [draw_calibration(train_loader.dataset, 32, s) for s in (5, 5, 6)]
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
 
 

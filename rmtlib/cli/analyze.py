@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
+from rmtlib.atomic import write_or_rescue
 from rmtlib.cli.args import (
     DEVICE,
     FIT,
@@ -23,7 +24,6 @@ from rmtlib.cli.args import (
     fit_config_from_args,
     model_inputs,
     write_csv_atomic,
-    write_or_rescue,
 )
 from rmtlib.plots.spectra import plot_depth_summary, plot_esd_grid, save_figure
 from rmtlib.runtime import get_device

@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -20,10 +19,11 @@ import torch
 from matplotlib.backend_bases import FigureCanvasBase
 
 from rmtlib.atomic import name_max, write_text_atomic
-from rmtlib.errors import CheckpointError, InputError, RMTError
+from rmtlib.errors import CheckpointError, InputError
 from rmtlib.nn.checkpoints import is_checkpoint_file
 from rmtlib.nn.models import MNIST_VIT_CARD, MNIST_VIT_CHECKPOINT, create_model, recorded_kwargs
 from rmtlib.pruning import METHODS
+from rmtlib.pruning.calibration import draw_calibration
 from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig, check_alpha, check_beta
 from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
 from rmtlib.train.data import load_dataset
@@ -229,14 +229,13 @@ def default_calibration(
 
 
 def load_calibration(spec: tuple[str, int], model: torch.nn.Module, seed: int) -> torch.Tensor:
-    """``count`` training images of dataset ``spec``, drawn at random with ``seed``, as one input tensor."""
+    """``count`` training images of dataset ``spec`` (all of them when it holds fewer), drawn with ``seed``
+    as ``rmtlib sweep`` draws them (:func:`rmtlib.pruning.calibration.draw_calibration`), as one input tensor."""
     name, count = spec
     data = load_dataset(name, "train", model=model)
     if len(data) == 0:  # type: ignore[arg-type]
         raise InputError(f"--calibration {name}: the training split holds no samples")
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(int(seed)))  # type: ignore[arg-type]
-    samples = [data[int(i)] for i in order[:count]]
-    return torch.stack([s[0] if isinstance(s, (tuple, list)) else s for s in samples])
+    return draw_calibration(data, min(count, len(data)), seed)  # type: ignore[arg-type]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -294,23 +293,6 @@ def check_io(
         for other, other_flag in given_outputs[:i]:
             if _same_file(out, other):
                 raise InputError(f"{other_flag} and {flag} name the same file {out}; give each its own")
-
-
-def write_or_rescue(write: Callable[[Path], Any], path: str | os.PathLike, what: str) -> Path:
-    """``write(path)``; if that fails with an OSError (a full disk, a folder removed meanwhile), write the
-    result to the temporary folder instead and raise an :class:`RMTError` saying where it is, so the
-    work done is not lost. Returns ``path``."""
-    try:
-        write(Path(path))
-        return Path(path)
-    except OSError as err:
-        name = Path(path).name[:100] or "result"
-        rescue = Path(tempfile.gettempdir()) / f"rmtlib-rescued-{os.getpid()}-{name}"
-        try:
-            write(rescue)
-        except OSError as err2:
-            raise RMTError(f"{what}: could not write {path} ({err}), nor a copy to {rescue} ({err2})") from err
-        raise RMTError(f"{what}: could not write {path} ({err}); the result was saved to {rescue} instead") from err
 
 
 def dataset_classes(dataset: Any) -> int | None:

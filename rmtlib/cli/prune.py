@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from rmtlib.atomic import write_or_rescue
 from rmtlib.cli.args import (
     DATA,
     DEVICE,
@@ -38,7 +39,6 @@ from rmtlib.cli.args import (
     seed_value,
     sparsity_level,
     write_csv_atomic,
-    write_or_rescue,
 )
 from rmtlib.cli.finetune import add_finetune_arguments as _add
 from rmtlib.cli.finetune import check_finetune_arguments, finetune_from_args

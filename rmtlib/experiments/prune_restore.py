@@ -158,6 +158,7 @@ def prune_restore(
     finetune_steps: int = 20,
     finetune_lr: float = 1e-4,
     batch_size: int = 128,
+    num_workers: int = 0,
     restore_weight: str = "w",
     seb_options: Mapping[str, Any] | None = None,
     fits: Mapping[str, MPFit | None] | None = None,
@@ -176,7 +177,7 @@ def prune_restore(
     current weights are fitted (with ``fit_config``). The record holds counts (``reservoir``,
     ``restored``, ``nonzero_mask``: nonzeros the final mask allows, exactly the target), the reached
     sparsity and the SEB layer weights. Bad input raises :class:`InputError` before any change to the
-    model.
+    model. ``num_workers``: data-loading processes (the batches, and so the result, do not depend on it).
     """
     _check_ser(sparsity, train_data, over, restore_weight, seb_options)
     check_fit_config(fit_config)
@@ -229,7 +230,7 @@ def prune_restore(
     kept = [unit.matrix != 0 for unit in units]
     shapes = {name: unit.module._parameters["weight"].shape for name, unit in zip(names, units)}
 
-    loader = make_loader(train_data, batch_size, shuffle=True, seed=seed)
+    loader = make_loader(train_data, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
     freeze = ReservoirFreeze(work, {n: r.reshape(shapes[n]) for n, r in zip(names, reservoir)})
     trainable = {id(p) for name, p in work.named_parameters() if name in freeze.masks}
     flags = {name: p.requires_grad for name, p in work.named_parameters()}
@@ -380,6 +381,7 @@ def prune_schedule(
     finetune_steps: int = 20,
     finetune_lr: float = 1e-4,
     batch_size: int = 128,
+    num_workers: int = 0,
     reservoir_steps: int = 10,
     reservoir_lr: float = 1e-3,
     over: float = 0.03,
@@ -405,7 +407,8 @@ def prune_schedule(
     ``scope="global"`` unless ``method_options`` says otherwise; ``rmt``, ``seb``, ...). Every level
     gets the same ``finetune_steps``; SER levels spend ``reservoir_steps`` more on the reservoir (as
     the authors' one extra epoch). Budgets are optimizer steps of ``batch_size`` (see the module
-    docstring for how they compare with the authors' epochs on ImageNet).
+    docstring for how they compare with the authors' epochs on ImageNet), loaded by ``num_workers``
+    processes (the batches do not depend on them).
 
     SER levels take their SEB weights from the MP fit (``fit_config``) of the input model, fitted
     once (the authors fit the dense model); a registered method (``rmt``, ``seb``) fits the current
@@ -460,7 +463,7 @@ def prune_schedule(
             fit_units(units, fit_config=fit_config)
         dense_fits = {unit.name: unit.fit for unit in units}
         del units
-    eval_loader = make_loader(eval_data, 1000) if eval_data is not None else None
+    eval_loader = make_loader(eval_data, 1000, num_workers=num_workers) if eval_data is not None else None
     rows = []
     for i, (level, action) in enumerate(zip(levels, actions)):
         start = time.perf_counter()
@@ -476,6 +479,7 @@ def prune_schedule(
                 finetune_steps=finetune_steps,
                 finetune_lr=finetune_lr,
                 batch_size=batch_size,
+                num_workers=num_workers,
                 restore_weight=restore_weight,
                 seb_options=seb_options,
                 fits=dense_fits,
@@ -501,7 +505,7 @@ def prune_schedule(
                 **opts,
             ).model
             if finetune_steps:
-                loader = make_loader(train_data, batch_size, shuffle=True, seed=seed + i)
+                loader = make_loader(train_data, batch_size, shuffle=True, seed=seed + i, num_workers=num_workers)
                 epochs, per_epoch = _steps(finetune_steps, loader)
                 finetune(
                     work,

@@ -140,17 +140,20 @@ def check_fit_config(value: Any, what: str = "fit_config") -> FitConfig:
     return value
 
 
-def with_fit_config(record: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+def with_fit_config(record: Mapping[str, Any], *, source: str, default: FitConfig | None = None) -> dict[str, Any]:
     """A copy of a metadata ``record`` whose fit settings are one complete ``fit_config`` dict
     (:meth:`FitConfig.to_dict`), whether it holds them so or, written before that key existed, as loose
     ``alpha``/``beta``/``edge_centring`` keys (settings it lacks take their defaults); a record with
-    neither is returned as it is. Bad settings raise an InputError naming ``source``."""
+    neither gets ``default``'s dict, or is returned as it is without one. Bad settings raise an
+    InputError naming ``source``."""
     out = dict(record)
     names = [f.name for f in fields(FitConfig)]
     if "fit_config" in out:
         config = FitConfig.from_dict(out["fit_config"], source=f"{source}: fit_config")
     elif any(name in out for name in names):
         config = FitConfig.from_dict({name: out.pop(name) for name in names if name in out}, source=source)
+    elif default is not None:
+        config = default
     else:
         return out
     out["fit_config"] = config.to_dict()
