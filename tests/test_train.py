@@ -181,3 +181,13 @@ def test_weights_that_turn_nan_between_loss_checks_stop_the_epoch():
             progress=False,
             max_steps_per_epoch=3,
         )
+
+
+def test_a_step_size_that_overflows_is_a_divergence_not_a_traceback():
+    """--lr 3.4e38 passed the CLI's finite check; Adam's first step (lr / (1 - beta1)) overflowed float32
+    inside torch with a RuntimeError traceback."""
+    from rmtlib.errors import DivergenceError
+
+    model, loader, _ = _setup()
+    with pytest.raises(DivergenceError, match="optimizer step overflowed at epoch 1, batch 0.*lower the learning"):
+        train(model, loader, 1, lr=3.4e38, schedule="constant", progress=False)

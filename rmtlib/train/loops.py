@@ -151,6 +151,21 @@ def _check_finite(total: torch.Tensor, epoch: int, batch: int) -> None:
         )
 
 
+def _step(opt: torch.optim.Optimizer, epoch: int, batch: int) -> None:
+    """``opt.step()``, with torch's overflow of a huge step size (e.g. Adam at lr 3.4e38, whose first
+    step divides by 1 - beta1) reported as a divergence instead of a traceback."""
+    try:
+        opt.step()
+    except RuntimeError as err:
+        if "overflow" not in str(err):
+            raise
+        rates = sorted({g["lr"] for g in opt.param_groups})
+        raise DivergenceError(
+            f"train: the optimizer step overflowed at epoch {epoch}, batch {batch} (learning rate "
+            f"{', '.join(f'{r:g}' for r in rates)}); lower the learning rate"
+        ) from None
+
+
 def _check_finite_weights(model: nn.Module, epoch: int) -> None:
     """Stop when a weight became NaN/Inf during the epoch (between two loss checks)."""
     for name, param in model.named_parameters():
@@ -242,7 +257,7 @@ def train(
                 mask.zero_grads(unwrap(net))
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-            opt.step()
+            _step(opt, epoch, i)
             if mask is not None:
                 mask.apply(unwrap(net))
             step += 1
