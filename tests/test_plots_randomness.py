@@ -15,10 +15,12 @@ from rmtlib.nn.models import fc_net  # noqa: E402
 from rmtlib.plots.randomness import (  # noqa: E402
     plot_bulk_vs_control,
     plot_decay,
+    plot_noise_paths,
     plot_planted_slack,
     plot_planted_theta,
     plot_singular_values,
     plot_stationary,
+    plot_theta_paths,
 )
 from rmtlib.spectral.fit import fit_mp  # noqa: E402
 
@@ -126,4 +128,48 @@ def test_plot_decay_draws_each_data_free_twin_dotted_in_its_colour():
     np.testing.assert_allclose(dashed[0].get_ydata(), [1.0, 0.9**2, 0.9**4], rtol=1e-6)  # sigma2 / init
     solid = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 3 and line.get_linestyle() == "-"]
     assert any(np.allclose(line.get_color(), dashed[0].get_color()) for line in solid)
+    plt.close(fig)
+
+
+def _paths():
+    rows = [
+        {"l2": l2, "target": target, "data": data, "theta": t, "loss": 1 + t + l2, "ce": 1 - t, "accuracy": 0.9}
+        for l2 in (0.0, 1e-3)
+        for target in ("1", "all")
+        for data in ("train", "test")
+        for t in (0.0, 0.5, 1.0)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_theta_paths_figure_draws_each_strength_and_target_on_the_training_images():
+    paths = _paths()
+    fig = plot_theta_paths(paths)
+    loss_ax, ce_ax = fig.axes[:2]
+    labels = [t.get_text() for t in ce_ax.get_legend().get_texts()]
+    assert labels == ["L2 0, 1", "L2 0, all", "L2 0.001, 1", "L2 0.001, all"]
+    lines = [line for line in loss_ax.get_lines() if len(line.get_xdata()) == 3]
+    assert len(lines) == 4  # the test rows are not drawn: one line per curve, not two
+    assert sorted(float(line.get_ydata()[-1]) for line in lines) == pytest.approx([2.0, 2.0, 2.001, 2.001])
+    assert "fraction of the bulk kept" in loss_ax.get_xlabel()
+    plt.close(fig)
+    with pytest.raises(InputError, match="training images"):
+        plot_theta_paths(paths[paths["data"] == "test"])
+
+
+def test_noise_paths_figure_draws_three_metrics_per_strength():
+    noise = pd.DataFrame(
+        [
+            {"l2": l2, "scale": t, "draw": d, "loss": t + d, "ce": t, "accuracy": 1 - t / 10}
+            for l2 in (0.0, 1e-3)
+            for d in (0, 1)
+            for t in (0.0, 1.0, 2.0)
+        ]
+    )
+    fig = plot_noise_paths(noise)
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == 3
+    assert [t.get_text() for t in panels[-1].get_legend().get_texts()] == ["0", "0.001"]
+    means = [line.get_ydata() for line in panels[0].get_lines() if len(line.get_xdata()) == 3]
+    np.testing.assert_allclose(means[0], [0.5, 1.5, 2.5])  # the mean over the two draws
     plt.close(fig)

@@ -20,6 +20,8 @@ __all__ = [
     "plot_bulk_vs_control",
     "plot_stationary",
     "plot_loss_paths",
+    "plot_theta_paths",
+    "plot_noise_paths",
     "plot_planted_slack",
     "plot_planted_theta",
     "plot_singular_values",
@@ -215,6 +217,30 @@ def plot_loss_paths(
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def plot_theta_paths(paths: pd.DataFrame) -> plt.Figure:
+    """Chapter 3's trained networks along ``S + theta R``: regularized loss and cross-entropy on the
+    training images (rows of :func:`rmtlib.experiments.trained_splits.theta_paths` with ``data == "train"``),
+    one line per (training L2 strength, split target)."""
+    train = paths[paths["data"] == "train"]
+    if train.empty:
+        raise InputError("plot_theta_paths: no rows measured on the training images (data == 'train')")
+    curves = train.assign(curve=[f"L2 {l2:g}, {t}" for l2, t in zip(train["l2"], train["target"])])
+    return plot_loss_paths(
+        curves, "theta", metrics=("loss", "ce"), hue="curve", xlabel=r"$\theta$ (fraction of the bulk kept)",
+        title="training loss along S + theta R",
+    )  # fmt: skip
+
+
+def plot_noise_paths(noise: pd.DataFrame) -> plt.Figure:
+    """Chapter 3's trained networks after adding fresh noise (:func:`rmtlib.experiments.trained_splits.noise_paths`):
+    regularized loss, cross-entropy and accuracy against the added variance, one line per L2 strength."""
+    return plot_loss_paths(
+        noise.assign(**{"L2 strength": noise["l2"].map(lambda v: f"{v:g}")}), "scale", hue="L2 strength",
+        xlabel=r"added noise variance $t$ (units of $\sigma^2$)",
+        title="training loss after adding fresh noise to all split layers",
+    )  # fmt: skip
 
 
 def plot_planted_slack(trials: pd.DataFrame, *, control: pd.DataFrame | None = None) -> plt.Figure:
