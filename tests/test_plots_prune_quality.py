@@ -1,5 +1,7 @@
 """Chapter 5's tables and per-layer figure: what each cell shows and in which format."""
 
+import re
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -32,7 +34,12 @@ def test_verdict_table_signs_the_differences_and_hides_the_index():
     )  # fmt: skip
     styler = verdict_styler(verdict)
     assert _cells(styler) == ["50%", "98.21", "a", "98.30", "+0.09", "-0.05", "+0.20", "0.012", "tie"]
-    assert "methods" not in styler.to_html() and "row_heading" not in styler.to_html()
+    html = styler.to_html()
+    assert "methods" not in html and "row_heading" not in html
+    assert re.findall(r"<th [^>]*>([^<]*)</th>", html) == [
+        "level", "reference top-1 (%)", "best other method", "its top-1 (%)", "difference (pp)",
+        "95% interval: low", "high", "McNemar p", "winner",
+    ]  # fmt: skip
     with pytest.raises(InputError, match="winner"):
         verdict_styler(verdict.drop(columns="winner"))
 

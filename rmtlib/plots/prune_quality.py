@@ -35,17 +35,29 @@ _VERDICT_COLUMNS = [
     "p_value",
     "winner",
 ]
+_VERDICT_HEADERS = [
+    "level",
+    "reference top-1 (%)",
+    "best other method",
+    "its top-1 (%)",
+    "difference (pp)",
+    "95% interval: low",
+    "high",
+    "McNemar p",
+    "winner",
+]
 
 
 def verdict_styler(verdict: pd.DataFrame) -> Styler:
     """The per-level verdict (:func:`rmtlib.experiments.prune_quality.verdicts`): top-1 to 2 decimals,
-    differences signed, p to 2 significant digits."""
+    differences signed, p to 2 significant digits, headers in words."""
     missing = [c for c in _VERDICT_COLUMNS if c not in verdict.columns]
     if missing:
         raise InputError(f"verdict_styler: the verdict table lacks columns {missing}")
     signed = {c: "{:+.2f}" for c in ("diff_pp", "ci_low_pp", "ci_high_pp")}
     formats = {"reference_top1": "{:.2f}", "best_other_top1": "{:.2f}", **signed, "p_value": "{:.2g}"}
-    return verdict[_VERDICT_COLUMNS].style.format(formats).hide(axis="index")
+    headers = dict(zip(_VERDICT_COLUMNS, _VERDICT_HEADERS))
+    return verdict[_VERDICT_COLUMNS].style.format(formats).format_index(headers.get, axis=1).hide(axis="index")
 
 
 def kl_certified_styler(kl: pd.DataFrame, certified: pd.DataFrame) -> Styler:

@@ -1,4 +1,9 @@
-"""Figures of the theorem chapters: spectra during training (T2), loss vs randomness (T1), planted slack."""
+"""Figures of the theorem chapters: spectra during training (T2), loss vs randomness (T1), planted slack.
+
+Chapter 3's tables are here too (``*_view``): each a :func:`rmtlib.plots.layout.book_table` with the
+decimals its numbers deserve (L2 strengths as written, losses to the digits that differ, fractions
+of samples as percentages) and no bare index.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from pandas.io.formats.style import Styler  # noqa: E402
 
 from rmtlib.errors import InputError  # noqa: E402
+from rmtlib.plots.layout import book_table  # noqa: E402
 from rmtlib.spectral.fit import MPFit  # noqa: E402
 
 __all__ = [
@@ -26,6 +33,12 @@ __all__ = [
     "plot_planted_theta",
     "plot_singular_values",
     "METRIC_LABELS",
+    "splits_view",
+    "accuracy_view",
+    "monotonicity_view",
+    "certificate_view",
+    "slack_view",
+    "estimated_split_view",
 ]
 
 METRIC_LABELS = {
@@ -327,3 +340,59 @@ def plot_singular_values(
     ax.set_title(title or "singular values; dashed: fitted edge $s_+$", fontsize=9)
     ax.legend(fontsize=9, frameon=False)
     return ax
+
+
+# ---------------------------------------------------------------------------------------------
+# chapter 3's tables, as the reader sees them
+
+_L2 = {"l2": "{:g}"}
+_SLACK = "{:+.3g}"
+
+
+def splits_view(splits: pd.DataFrame) -> Styler:
+    """:func:`rmtlib.experiments.trained_splits.split_table`: energies to 0.1, the bulk's share to 3 decimals."""
+    formats = {"||S||_F^2": "{:.1f}", "||R||_F^2": "{:.1f}", "bulk share of energy": "{:.3f}"}
+    return book_table(splits, formats={**_L2, **formats, "lambda ||R||_F^2": "{:.4f}"})
+
+
+def accuracy_view(table: pd.DataFrame) -> Styler:
+    """:func:`rmtlib.experiments.trained_splits.accuracy_table` (index l2, target), accuracies to 4 decimals."""
+    return book_table(table.reset_index(), precision=4, formats=_L2)
+
+
+def monotonicity_view(table: pd.DataFrame) -> Styler:
+    """The joint table of :func:`rmtlib.experiments.trained_splits.monotonicity_table`: steps, changes to 3 digits."""
+    formats = {"worst_violation": "{:.3g}", "change": "{:+.3g}", "spearman": "{:+.2f}"}
+    return book_table(table, formats={**_L2, **formats})
+
+
+def certificate_view(certs: pd.DataFrame) -> Styler:
+    """Certificate rows (:func:`rmtlib.experiments.trained_splits.certificate_table`): losses to 4 decimals,
+    bounds to 0.1, the per-sample checks as percentages of the samples."""
+    percent = {c: "{:.1%}" for c in ("certified_lipschitz", "certified_observed", "label_changed") if c in certs}
+    losses = {c: "{:.4f}" for c in ("ce_A", "ce_S", "penalty_removed") if c in certs}
+    bounds = {c: "{:.1f}" for c in ("lipschitz_rest", "bound") if c in certs}
+    return book_table(certs, formats={**_L2, **losses, **bounds, **percent})
+
+
+def slack_view(slack: pd.DataFrame) -> Styler:
+    """Per width N (:func:`rmtlib.experiments.planted.slack_summary`, indexed by N or not): the slack and its
+    parts to 3 significant digits, signed; fractions of seeds to 3 decimals, accuracies to 4."""
+    table = slack.reset_index() if slack.index.name == "N" else slack
+    formats = {"N": "{:d}"}
+    for column in table.columns:
+        if column in ("slack_mean", "slack_ce_mean", "slack_penalty_mean", "slack_max"):
+            formats[column] = _SLACK
+        elif column in ("reg_removed", "abs_slack_mean", "slack_sd"):
+            formats[column] = "{:.3g}"
+        elif column.endswith("_fraction"):
+            formats[column] = "{:.3f}"
+        elif column.startswith("acc_"):
+            formats[column] = "{:.4f}"
+    return book_table(table, formats=formats)
+
+
+def estimated_split_view(table: pd.DataFrame) -> Styler:
+    """:func:`rmtlib.experiments.planted.estimated_split_table` (indexed by N): the fitted against the true split."""
+    formats = {"N": "{:d}", "rank": "{:d}", "spikes_found": "{:.2f}", "acc_S": "{:.4f}", "acc_split": "{:.4f}"}
+    return book_table(table.reset_index(), formats={**formats, "slack_true": _SLACK, "slack_split": _SLACK})
