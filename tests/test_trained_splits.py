@@ -140,15 +140,16 @@ def _mono_inputs():
 
 def test_monotonicity_table_reads_both_paths():
     paths, noise = _mono_inputs()
-    mono_theta, mono_noise, table = monotonicity_table(paths, noise)
-    assert list(table.columns) == [
-        "path", "l2", "curve", "metric", "holds", "n_violations", "worst_violation", "change", "spearman",
-    ]  # fmt: skip
-    assert list(table.index) == list(range(len(table))) == list(range(len(mono_theta) + len(mono_noise)))
-    along = table[table["path"] == "S + theta R"].set_index(["l2", "metric"])
+    mono_theta, mono_noise = monotonicity_table(paths.assign(data=["train"] * 6), noise)
+    along = mono_theta.set_index(["l2", "metric"])
+    assert list(mono_theta["target"].unique()) == ["1"] and len(mono_theta) == 4
     assert not along.loc[(0.0, "loss"), "holds"] and along.loc[(0.0, "loss"), "change"] == -2.0
     assert along.loc[(1e-3, "ce"), "holds"] and along.loc[(1e-3, "ce"), "n_violations"] == 0
-    assert table[table["path"] == "W + noise"]["holds"].all() and (table["curve"].iloc[-1] == "all")
+    assert mono_noise["holds"].all() and list(mono_noise["l2"]) == [0.0, 0.0, 1e-3, 1e-3]
+    # rows measured on the test images are not the objective: left out
+    test_rows = paths.assign(data="test", loss=-paths["loss"], ce=-paths["ce"])
+    mixed, _ = monotonicity_table(pd.concat([paths, test_rows]), noise)
+    pd.testing.assert_frame_equal(mixed, mono_theta)
     lines = trained_findings(mono_theta, mono_noise)
     assert lines[0] == "*Along S + theta R (training loss):*" and "*Adding noise (training loss):*" in lines
     assert len(lines) == 2 + 2 * 2 + 2 * 2  # two headings, then (L2 strength, metric) for each path

@@ -194,23 +194,16 @@ def noise_paths(
     return pd.concat(noise, ignore_index=True)
 
 
-def monotonicity_table(paths: pd.DataFrame, noise: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(along theta, under noise, both in one table) for the training loss and cross-entropy.
+def monotonicity_table(paths: pd.DataFrame, noise: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(along theta, under noise): :func:`~rmtlib.experiments.randomness.monotonicity` of the training loss
+    and cross-entropy of each curve.
 
-    Both are expected to increase: in theta (removing more of the bulk lowers the loss) and in the
-    added variance. The joint table has columns path, l2, curve, metric, holds, n_violations,
-    worst_violation, change, spearman.
+    Both are expected to increase: in theta (removing more of the bulk lowers the loss), per (l2,
+    target) on the training images, and in the added variance, per l2.
     """
     mono_theta = monotonicity(paths[paths["data"] == "train"], "theta", ["loss", "ce"], by=["l2", "target"])
     mono_noise = monotonicity(noise, "scale", ["loss", "ce"], by=["l2"])
-    table = pd.concat(
-        [
-            mono_theta.assign(path="S + theta R", curve=mono_theta["target"]),
-            mono_noise.assign(path="W + noise", curve="all"),
-        ]
-    )
-    columns = ["path", "l2", "curve", "metric", "holds", "n_violations", "worst_violation", "change", "spearman"]
-    return mono_theta, mono_noise, table[columns].reset_index(drop=True)
+    return mono_theta, mono_noise
 
 
 def trained_findings(mono_theta: pd.DataFrame, mono_noise: pd.DataFrame) -> list[str]:

@@ -1,13 +1,13 @@
 """Figures of the theorem chapters: spectra during training (T2), loss vs randomness (T1), planted slack.
 
-Chapter 3's tables are here too (``*_view``): each a :func:`rmtlib.plots.layout.book_table` with the
-decimals its numbers deserve (L2 strengths as written, losses to the digits that differ, fractions
-of samples as percentages) and no bare index.
+Chapter 3's tables are here too (``*_view``, ``*_views``): each a :func:`rmtlib.plots.layout.book_table`
+with headers in words, the decimals its numbers deserve (L2 strengths as written, losses to the digits
+that differ, fractions of samples as percentages) and no bare index.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -36,8 +36,8 @@ __all__ = [
     "splits_view",
     "accuracy_view",
     "monotonicity_view",
-    "certificate_view",
-    "slack_view",
+    "certificate_views",
+    "slack_views",
     "estimated_split_view",
 ]
 
@@ -343,56 +343,133 @@ def plot_singular_values(
 
 
 # ---------------------------------------------------------------------------------------------
-# chapter 3's tables, as the reader sees them
+# chapter 3's tables, as the reader sees them: headers in words, at most eight columns (wider tables
+# are split in two), so that a table fits the book's text column
 
-_L2 = {"l2": "{:g}"}
-_SLACK = "{:+.3g}"
+
+def _view(table: pd.DataFrame, headers: dict[str, str], formats: dict[str, str], **options: Any) -> Styler:
+    """``table``'s columns named in ``headers`` (those present), renamed, formatted by their new names."""
+    present = {old: new for old, new in headers.items() if old in table.columns}
+    if not present:
+        raise InputError(f"no column to show: the table has {list(table.columns)}, the view reads {list(headers)}")
+    shown = table[list(present)].rename(columns=present)
+    return book_table(shown, formats={k: v for k, v in formats.items() if k in shown.columns}, **options)
+
+
+_L2 = {"L2": "{:g}"}
+_SIGNED = "{:+.3g}"
 
 
 def splits_view(splits: pd.DataFrame) -> Styler:
     """:func:`rmtlib.experiments.trained_splits.split_table`: energies to 0.1, the bulk's share to 3 decimals."""
-    formats = {"||S||_F^2": "{:.1f}", "||R||_F^2": "{:.1f}", "bulk share of energy": "{:.3f}"}
-    return book_table(splits, formats={**_L2, **formats, "lambda ||R||_F^2": "{:.4f}"})
+    headers = {
+        "l2": "L2",
+        "layer": "layer",
+        "shape": "shape",
+        "spikes": "spikes",
+        "||S||_F^2": "‖S‖²",
+        "||R||_F^2": "‖R‖²",
+        "bulk share of energy": "bulk share of energy",
+        "lambda ||R||_F^2": "λ‖R‖²",
+    }
+    formats = {**_L2, "‖S‖²": "{:.1f}", "‖R‖²": "{:.1f}", "bulk share of energy": "{:.3f}", "λ‖R‖²": "{:.4f}"}
+    return _view(splits.assign(shape=splits["shape"].str.replace(" x ", "×")), headers, formats)
 
 
 def accuracy_view(table: pd.DataFrame) -> Styler:
     """:func:`rmtlib.experiments.trained_splits.accuracy_table` (index l2, target), accuracies to 4 decimals."""
-    return book_table(table.reset_index(), precision=4, formats=_L2)
+    flat = table.reset_index()
+    headers = {"l2": "L2", "target": "split layer", **{c: c for c in table.columns}}
+    return _view(flat, headers, _L2, precision=4)
 
 
-def monotonicity_view(table: pd.DataFrame) -> Styler:
-    """The joint table of :func:`rmtlib.experiments.trained_splits.monotonicity_table`: steps, changes to 3 digits."""
-    formats = {"worst_violation": "{:.3g}", "change": "{:+.3g}", "spearman": "{:+.2f}"}
-    return book_table(table, formats={**_L2, **formats})
+def monotonicity_view(mono: pd.DataFrame) -> Styler:
+    """One :func:`rmtlib.experiments.randomness.monotonicity` table of a loss path (along theta, or under noise):
+    per curve and metric, whether it holds, the steps against it and the worst one, the end-to-end change
+    and the rank correlation with the path's variable."""
+    headers = {
+        "l2": "L2",
+        "target": "split layer",
+        "metric": "metric",
+        "holds": "holds",
+        "n_violations": "steps against",
+        "worst_violation": "worst step against",
+        "change": "change",
+        "spearman": "Spearman",
+    }
+    return _view(mono, headers, {**_L2, "worst step against": "{:.3g}", "change": "{:+.3g}", "Spearman": "{:+.2f}"})
 
 
-def certificate_view(certs: pd.DataFrame) -> Styler:
-    """Certificate rows (:func:`rmtlib.experiments.trained_splits.certificate_table`): losses to 4 decimals,
-    bounds to 0.1, the per-sample checks as percentages of the samples."""
-    percent = {c: "{:.1%}" for c in ("certified_lipschitz", "certified_observed", "label_changed") if c in certs}
-    losses = {c: "{:.4f}" for c in ("ce_A", "ce_S", "penalty_removed") if c in certs}
-    bounds = {c: "{:.1f}" for c in ("lipschitz_rest", "bound") if c in certs}
-    return book_table(certs, formats={**_L2, **losses, **bounds, **percent})
+_CERT_KEYS = {"l2": "L2", "layer": "layer", "split": "split"}
 
 
-def slack_view(slack: pd.DataFrame) -> Styler:
-    """Per width N (:func:`rmtlib.experiments.planted.slack_summary`, indexed by N or not): the slack and its
-    parts to 3 significant digits, signed; fractions of seeds to 3 decimals, accuracies to 4."""
+def certificate_views(certs: pd.DataFrame) -> tuple[Styler, Styler]:
+    """Certificate rows (:func:`rmtlib.experiments.trained_splits.certificate_table`) in two tables: the
+    bound (``L``, ``B_T(R)``, the penalty removed, whether it holds and guarantees a decrease), then the
+    cross-entropies and the per-sample checks, as percentages of the samples."""
+    bound = {
+        **_CERT_KEYS,
+        "lipschitz_rest": "L",
+        "bound": "bound",
+        "penalty_removed": "penalty removed",
+        "holds": "holds",
+        "guarantees a decrease": "guarantees a decrease",
+    }
+    samples = {
+        **_CERT_KEYS,
+        "ce_A": "CE(A)",
+        "ce_S": "CE(S)",
+        "certified_lipschitz": "certified by L",
+        "certified_observed": "certified by the pruned run",
+        "label_changed": "label changed",
+    }
+    percent = {c: "{:.1%}" for c in ("certified by L", "certified by the pruned run", "label changed")}
+    return (
+        _view(certs, bound, {**_L2, "L": "{:.1f}", "bound": "{:.1f}", "penalty removed": "{:.4f}"}),
+        _view(certs, samples, {**_L2, "CE(A)": "{:.4f}", "CE(S)": "{:.4f}", **percent}),
+    )
+
+
+def slack_views(slack: pd.DataFrame) -> tuple[Styler, Styler]:
+    """Per width N (:func:`rmtlib.experiments.planted.slack_summary`) in two tables: the mean slack, its two
+    parts, its size and the regularization removed (3 significant digits); then how often the inequality
+    held and the CE part was <= 0 (fractions of the seeds) and the mean accuracies."""
     table = slack.reset_index() if slack.index.name == "N" else slack
-    formats = {"N": "{:d}"}
-    for column in table.columns:
-        if column in ("slack_mean", "slack_ce_mean", "slack_penalty_mean", "slack_max"):
-            formats[column] = _SLACK
-        elif column in ("reg_removed", "abs_slack_mean", "slack_sd"):
-            formats[column] = "{:.3g}"
-        elif column.endswith("_fraction"):
-            formats[column] = "{:.3f}"
-        elif column.startswith("acc_"):
-            formats[column] = "{:.4f}"
-    return book_table(table, formats=formats)
+    sizes = {
+        "N": "N",
+        "seeds": "seeds",
+        "slack_mean": "mean slack",
+        "slack_ce_mean": "CE part",
+        "slack_penalty_mean": "penalty part",
+        "abs_slack_mean": "mean |slack|",
+        "reg_removed": "regularization removed",
+    }
+    counts = {
+        "N": "N",
+        "holds_fraction": "inequality holds",
+        "ce_raised_fraction": "CE part <= 0",
+        "acc_S": "accuracy of S2",
+        "acc_W": "accuracy of W2",
+    }
+    signed = {c: _SIGNED for c in ("mean slack", "CE part", "penalty part")}
+    return (
+        _view(table, sizes, {"N": "{:d}", **signed, "mean |slack|": "{:.3g}", "regularization removed": "{:.3g}"}),
+        _view(table, counts, {"N": "{:d}", "inequality holds": "{:.3f}", "CE part <= 0": "{:.3f}",
+                              "accuracy of S2": "{:.4f}", "accuracy of W2": "{:.4f}"}),
+    )  # fmt: skip
 
 
 def estimated_split_view(table: pd.DataFrame) -> Styler:
     """:func:`rmtlib.experiments.planted.estimated_split_table` (indexed by N): the fitted against the true split."""
-    formats = {"N": "{:d}", "rank": "{:d}", "spikes_found": "{:.2f}", "acc_S": "{:.4f}", "acc_split": "{:.4f}"}
-    return book_table(table.reset_index(), formats={**formats, "slack_true": _SLACK, "slack_split": _SLACK})
+    headers = {
+        "N": "N",
+        "rank": "planted rank",
+        "spikes_found": "spikes found",
+        "acc_S": "accuracy of S2",
+        "acc_split": "accuracy of fitted S2",
+        "slack_true": "slack, true S2",
+        "slack_split": "slack, fitted S2",
+    }
+    formats = {"N": "{:d}", "planted rank": "{:d}", "spikes found": "{:.2f}", "accuracy of S2": "{:.4f}"}
+    formats |= {"accuracy of fitted S2": "{:.4f}", "slack, true S2": _SIGNED, "slack, fitted S2": _SIGNED}
+    return _view(table.reset_index(), headers, formats)
