@@ -143,3 +143,74 @@ def test_findings_say_how_each_quantity_moves():
         and "does not shrink" in text
         and "(it grows between N = 64 and 128; it grows between N = 128 and 256)" in text
     )
+
+
+def _trials(slacks, ce_parts, N=(64, 128)):
+    """Trials of two widths, one seed each, with given slacks and CE parts (the penalty part is the rest)."""
+    return pd.DataFrame(
+        {
+            "N": list(N),
+            "seed": 0,
+            "slack": slacks,
+            "slack_ce": ce_parts,
+            "slack_penalty": [s - c for s, c in zip(slacks, ce_parts)],
+            "holds": [s <= 0 for s in slacks],
+            "reg_removed": [n * 1e-4 for n in N],
+            "ce_S": 1.0,
+            "ce_W": 1.0,
+            "acc_S": 1.0,
+            "acc_W": 0.9,
+        }
+    )
+
+
+def test_planted_numbers_read_the_run_and_its_control():
+    from rmtlib.experiments.planted import planted_numbers
+
+    trials = _trials([-0.02, 0.001], [-0.021, 0.0005])
+    control = _trials([0.01, 0.004], [0.01, 0.004])
+    slack, control_slack = slack_summary(trials), slack_summary(control)
+    numbers = planted_numbers(trials, slack, control, control_slack, 0.5)
+    assert (numbers["pl_draws"], numbers["pl_holds"], numbers["pl_ce_raised"]) == (2, 1, 1)
+    assert (numbers["pl_ctrl_draws"], numbers["pl_ctrl_holds"], numbers["pl_ctrl_noise"]) == (2, 0, 0.5)
+    assert numbers["pl_n0"] == 64 and numbers["pl_reg0"] == pytest.approx(64e-4)
+    assert (numbers["pl_slack0"], numbers["pl_ce0"]) == (-0.02, -0.021)
+    assert numbers["pl_pen0"] == pytest.approx(0.001)
+    # two widths: the log-log slope of |slack| by hand, no standard error
+    assert numbers["pl_slope"] == pytest.approx(math.log(0.001 / 0.02) / math.log(2))
+    assert numbers["pl_ctrl_slope"] == pytest.approx(math.log(0.004 / 0.01) / math.log(2))
+    assert math.isnan(numbers["pl_slope_se"])
+
+
+def test_estimated_split_table_compares_the_fitted_split_with_the_true_one():
+    from rmtlib.experiments.planted import estimated_split_table
+
+    trials, _ = planted_experiment([96, 192], [0, 1], split_max_n=96, lambda_reg=1e-4, d=16, rank=4, n_samples=200)
+    table, sentence = estimated_split_table(trials)
+    assert list(table.index) == [96]  # the split is done only up to split_max_n
+    found = trials[trials["N"] == 96]
+    assert table.loc[96, "spikes_found"] == found["n_spikes_found"].mean()
+    assert table.loc[96, "slack_split"] == pytest.approx(found["slack_split"].mean())
+    exact = int((found["n_spikes_found"] == found["rank"]).sum())
+    assert sentence.startswith(f"the fit finds exactly the planted rank in {exact} of 2 draws")
+    none, why = estimated_split_table(planted_experiment([64], [0], d=16, rank=4, n_samples=100)[0])
+    assert none is None and "skipped" in why
+
+
+@pytest.mark.parametrize(
+    "slacks, ce_parts, verdict",
+    [
+        ([-0.02, -0.01], [-0.02, -0.01], "holds, mostly through the cross-entropy, not the penalty"),
+        ([-0.02, -0.01], [0.01, 0.02], "holds"),
+        ([-0.02, 0.01], [-0.02, 0.01], "does not hold reliably"),
+    ],
+)
+def test_t1_verdict_says_how_the_inequality_held(slacks, ce_parts, verdict):
+    from rmtlib.experiments.planted import t1_verdict
+
+    trials = _trials(slacks, ce_parts)
+    row = t1_verdict(trials, slack_summary(trials), _trials([0.01, -0.01], [0.01, -0.01]), 0.5)
+    assert row["verdict"] == verdict
+    assert row["measured"].startswith(f"held in {sum(s <= 0 for s in slacks)} of 2 planted draws")
+    assert row["measured"].endswith("50% with 50% random labels")
+    assert set(row) == {"claim", "paper", "measured", "verdict"}

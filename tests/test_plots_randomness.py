@@ -13,12 +13,20 @@ from rmtlib.experiments.planted import planted_experiment  # noqa: E402
 from rmtlib.experiments.randomness import SpectralTracker, gaussian_init_  # noqa: E402
 from rmtlib.nn.models import fc_net  # noqa: E402
 from rmtlib.plots.randomness import (  # noqa: E402
+    accuracy_view,
+    certificate_views,
+    estimated_split_view,
+    monotonicity_view,
     plot_bulk_vs_control,
     plot_decay,
+    plot_noise_paths,
     plot_planted_slack,
     plot_planted_theta,
     plot_singular_values,
     plot_stationary,
+    plot_theta_paths,
+    slack_views,
+    splits_view,
 )
 from rmtlib.spectral.fit import fit_mp  # noqa: E402
 from rmtlib.spectral.fit_config import FitConfig  # noqa: E402
@@ -129,3 +137,111 @@ def test_plot_decay_draws_each_data_free_twin_dotted_in_its_colour():
     solid = [line for line in fig.axes[0].get_lines() if len(line.get_xdata()) == 3 and line.get_linestyle() == "-"]
     assert any(np.allclose(line.get_color(), dashed[0].get_color()) for line in solid)
     plt.close(fig)
+
+
+def _paths():
+    rows = [
+        {"l2": l2, "target": target, "data": data, "theta": t, "loss": 1 + t + l2, "ce": 1 - t, "accuracy": 0.9}
+        for l2 in (0.0, 1e-3)
+        for target in ("1", "all")
+        for data in ("train", "test")
+        for t in (0.0, 0.5, 1.0)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_theta_paths_figure_draws_each_strength_and_target_on_the_training_images():
+    paths = _paths()
+    fig = plot_theta_paths(paths)
+    loss_ax, ce_ax = fig.axes[:2]
+    labels = [t.get_text() for t in ce_ax.get_legend().get_texts()]
+    assert labels == ["L2 0, 1", "L2 0, all", "L2 0.001, 1", "L2 0.001, all"]
+    lines = [line for line in loss_ax.get_lines() if len(line.get_xdata()) == 3]
+    assert len(lines) == 4  # the test rows are not drawn: one line per curve, not two
+    assert sorted(float(line.get_ydata()[-1]) for line in lines) == pytest.approx([2.0, 2.0, 2.001, 2.001])
+    assert "fraction of the bulk kept" in loss_ax.get_xlabel()
+    plt.close(fig)
+    with pytest.raises(InputError, match="training images"):
+        plot_theta_paths(paths[paths["data"] == "test"])
+
+
+def test_noise_paths_figure_draws_three_metrics_per_strength():
+    noise = pd.DataFrame(
+        [
+            {"l2": l2, "scale": t, "draw": d, "loss": t + d, "ce": t, "accuracy": 1 - t / 10}
+            for l2 in (0.0, 1e-3)
+            for d in (0, 1)
+            for t in (0.0, 1.0, 2.0)
+        ]
+    )
+    fig = plot_noise_paths(noise)
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == 3
+    assert [t.get_text() for t in panels[-1].get_legend().get_texts()] == ["0", "0.001"]
+    means = [line.get_ydata() for line in panels[0].get_lines() if len(line.get_xdata()) == 3]
+    np.testing.assert_allclose(means[0], [0.5, 1.5, 2.5])  # the mean over the two draws
+    plt.close(fig)
+
+
+def _cells(styler) -> list[str]:
+    """The displayed text of every body cell, row by row."""
+    return [
+        str(c["display_value"]) for row in styler._translate(False, False)["body"] for c in row if "data" in c["class"]
+    ]
+
+
+def _headers(styler) -> list[str]:
+    return [c["display_value"] for c in styler._translate(False, False)["head"][0] if "col_heading" in c["class"]]
+
+
+def test_chapter_3_tables_show_l2_as_written_headers_in_words_and_no_bare_index():
+    splits = pd.DataFrame(
+        [{"l2": 1e-4, "layer": "1", "shape": "256 x 784", "spikes": 19, "||S||_F^2": 81.1092, "||R||_F^2": 205.17,
+          "bulk share of energy": 0.71674, "lambda ||R||_F^2": 0.0205172}]
+    )  # fmt: skip
+    styler = splits_view(splits)
+    assert _cells(styler) == ["0.0001", "1", "256×784", "19", "81.1", "205.2", "0.717", "0.0205"]
+    assert _headers(styler) == ["L2", "layer", "shape", "spikes", "‖S‖²", "‖R‖²", "bulk share of energy", "λ‖R‖²"]
+    assert "row_heading" not in styler.to_html()
+    accuracy = pd.DataFrame({"test accuracy, theta = 0": [0.94791]}, index=pd.MultiIndex.from_tuples(
+        [(1e-3, "all")], names=["l2", "target"]))  # fmt: skip
+    assert _cells(accuracy_view(accuracy)) == ["0.001", "all", "0.9479"]
+    mono = pd.DataFrame(
+        [{"l2": 0.0, "target": "all", "metric": "ce", "expect": "increasing", "holds": False, "n_violations": 10,
+          "worst_violation": 0.000499, "change": -0.0206, "spearman": -1.0}]
+    )  # fmt: skip
+    styler = monotonicity_view(mono)
+    assert _cells(styler) == ["0", "all", "ce", "False", "10", "0.000499", "-0.0206", "-1.00"]
+    assert _headers(styler)[-4:] == ["steps against", "worst step against", "change", "Spearman"]
+    assert _headers(monotonicity_view(mono.drop(columns="target")))[:2] == ["L2", "metric"]  # the noise path
+    with pytest.raises(InputError, match="no column to show"):
+        monotonicity_view(pd.DataFrame({"x": [1]}))
+
+
+def test_wide_tables_are_split_in_two_and_rounded_for_a_reader():
+    certs = pd.DataFrame(
+        [{"l2": 0.001, "layer": "3", "split": "MP bulk", "lipschitz_rest": 19.8577, "ce_A": 0.01621, "ce_S": 0.02191,
+          "penalty_removed": 0.03251, "bound": 37.4, "holds": True, "guarantees a decrease": False,
+          "certified_lipschitz": 0.0, "certified_observed": 0.9934, "label_changed": 0.0034, "rhs": 9.0}]
+    )  # fmt: skip
+    bound, samples = certificate_views(certs)
+    assert _cells(bound) == ["0.001", "3", "MP bulk", "19.9", "37.4", "0.0325", "True", "False"]
+    assert _cells(samples) == ["0.001", "3", "MP bulk", "0.0162", "0.0219", "0.0%", "99.3%", "0.3%"]
+    slack = pd.DataFrame(
+        {"N": [256, 4096], "seeds": [8, 8], "slack_mean": [-0.0709, -0.0054], "slack_ce_mean": [-0.0709, -0.0054],
+         "slack_penalty_mean": [-2.947e-05, 6e-6], "abs_slack_mean": [0.0709, 0.0054], "reg_removed": [0.0256, 0.4096],
+         "holds_fraction": [1.0, 0.875], "ce_raised_fraction": [1.0, 0.875], "acc_S": [1.0, 1.0],
+         "acc_W": [0.84471, 0.95381]}
+    ).set_index("N")  # fmt: skip
+    sizes, counts = slack_views(slack)
+    assert _cells(sizes) == [
+        "256", "8", "-0.0709", "-0.0709", "-2.95e-05", "0.0709", "0.0256",
+        "4096", "8", "-0.0054", "-0.0054", "+6e-06", "0.0054", "0.41",
+    ]  # fmt: skip
+    assert _cells(counts) == ["256", "1.000", "1.000", "1.0000", "0.8447", "4096", "0.875", "0.875", "1.0000", "0.9538"]
+    assert max(len(_headers(t)) for t in (bound, samples, sizes, counts)) <= 8
+    estimated = pd.DataFrame(
+        {"rank": [8], "spikes_found": [8.0], "acc_S": [1.0], "acc_split": [0.86333], "slack_true": [-0.0709],
+         "slack_split": [-0.00551]}, index=pd.Index([256], name="N"),
+    )  # fmt: skip
+    assert _cells(estimated_split_view(estimated)) == ["256", "8", "8.00", "1.0000", "0.8633", "-0.0709", "-0.00551"]

@@ -166,3 +166,106 @@ def test_the_reference_runs_at_a_pattern_whatever_the_order_of_methods(setup):
     )  # fmt: skip
     assert list(result.rows[result.rows.level == "2:4"].method) == ["magnitude_global"]
     assert "the same run as magnitude_global" in result.skipped["magnitude_layer @ 2:4"]
+
+
+def test_benchmark_on_data_scores_the_first_images_of_a_split():
+    from rmtlib.experiments.prune_quality import benchmark_on_data
+
+    model = fc_net([784, 64, 10]).eval()
+    result = benchmark_on_data(
+        model, data="synthetic", eval_samples=100, batch_size=50, model_name="fc", methods=["magnitude_layer"],
+        levels=[0.5], patterns=[], n_boot=20, calibration_seeds=[0],
+    )  # fmt: skip
+    assert result.settings["samples"] == 100 and result.settings["model"] == "fc"
+    assert result.settings["dataset"] == "synthetic [test] (100 images)"
+    assert list(result.rows.method) == ["dense", "magnitude_global", "magnitude_layer"]
+
+
+def test_provenance_and_lists_are_markdown_lines():
+    from rmtlib.experiments.prune_quality import provenance_line, skipped_list, verdict_list
+
+    record = {"model": "m", "dataset": "d", "machine": "cpu box", "device": "cpu", "command": "run.py", "date": "today"}
+    assert provenance_line(record) == "m on d, cpu box (cpu); run by this notebook"
+    assert provenance_line(record, "b.json") == "m on d, cpu box (cpu); read from `b.json` (today, made by `run.py`)"
+    undated = {k: v for k, v in record.items() if k != "date"}
+    assert "(undated, made by" in provenance_line(undated, "b.json")
+    assert skipped_list({}) == "- none"
+    assert skipped_list({"a": "why", "b @ 2:4": "because"}) == "- `a`: why\n- `b @ 2:4`: because"
+    table = pd.concat([_level(97.0, 97.5, 0.001), _level(97.0, 97.1, 0.4).assign(level="70%")])
+    verdict = verdicts(table)
+    assert verdict_list(verdict).split("\n") == [f"- {verdict_sentence(row)}" for _, row in verdict.iterrows()]
+
+
+def test_certified_numbers_read_the_highest_percent_level():
+    from rmtlib.experiments.prune_quality import certified_numbers
+
+    certified = pd.DataFrame(
+        {"50%": [0.9, 0.8, 0.95], "70%": [0.5, 0.6, 0.4], "2:4": [0.1, 0.9, 0.9]}, index=["glob", "a", "b"]
+    )
+    assert certified_numbers(certified, "glob") == {
+        "cert_level": "70%",
+        "cert_ref": 0.5,
+        "cert_best_label": "`a` (the highest of the other methods)",
+        "cert_best": 0.6,
+    }
+    only_patterns = certified[["2:4"]]
+    assert certified_numbers(only_patterns, "glob")["cert_level"] == "2:4"
+
+
+def test_layer_removal_prunes_the_data_free_runs_only(setup):
+    from rmtlib.experiments.prune_quality import layer_removal, layer_removal_numbers
+
+    model, _ = setup
+    options = {label: VARIANTS[label][0] for label in ("magnitude_layer", "magnitude_global", "wanda", "random")}
+    shares = layer_removal(model, options, 0.5)
+    assert list(shares) == ["magnitude_layer", "magnitude_global"]  # no calibration data, no random
+    per_layer = shares["magnitude_layer"].set_index("layer")["sparsity"]
+    weights = {"1": 32 * 64, "3": 64 * 64, "5": 64 * 4}
+    dense = sum(weights.values()) + 64 + 64 + 4
+    removed = sum(per_layer[name] * count for name, count in weights.items())
+    assert removed == pytest.approx(0.5 * dense, abs=3)  # the budget is the whole model's, biases included
+    assert per_layer.max() - per_layer.min() < 0.01  # per-layer magnitude: the same fraction of every layer
+    numbers = layer_removal_numbers(shares, 0.5)
+    assert numbers["split_level"] == "50%" and numbers["embed_layer"] == per_layer.iloc[0]
+    glob = shares["magnitude_global"].set_index("layer")["sparsity"].iloc[0]
+    assert numbers["embed_global"] == glob
+    assert np.isnan(layer_removal_numbers({"seb": shares["magnitude_layer"]}, 0.5)["embed_layer"])
+    with pytest.raises(InputError, match="no data-free run"):
+        layer_removal_numbers({}, 0.5)
+
+
+def _pivotable(diffs: dict[str, tuple[float, float]], pvals: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    rows = [dict(method="dense", level="dense", diff_pp=np.nan, p_value=np.nan)]
+    for method, pair in diffs.items():
+        for level, d, p in zip(("50%", "70%"), pair, pvals[method]):
+            rows.append(dict(method=method, level=level, diff_pp=d, p_value=p))
+    return pd.DataFrame(rows)
+
+
+def test_verdict_claims_reproduced_only_when_ahead_at_both_levels():
+    from rmtlib.experiments.prune_quality import CLAIMS, verdict_claims
+
+    table = _pivotable(
+        {"rmt_reference": (0.5, -1.0), "seb": (0.4, 0.3)}, {"rmt_reference": (0.01, 0.001), "seb": (0.01, 0.02)}
+    )
+    rows = verdict_claims(table, reference="glob", model="vit")
+    assert [r["claim"] for r in rows] == [claim for _, claim, _ in CLAIMS]
+    assert [r["verdict"] for r in rows] == ["not reproduced (behind)", "reproduced (ahead)"]
+    assert rows[0]["measured"] == "+0.50 / -1.00 pp vs glob at 50 / 70% (p = 0.01 / 0.001; vit, no fine-tuning)"
+    words = [
+        verdict_claims(_pivotable({"seb": d}, {"seb": p}), reference="glob", model="vit")[1]["verdict"]
+        for d, p in (((0.4, 0.3), (0.01, 0.2)), ((0.4, -0.3), (0.2, 0.2)))
+    ]
+    assert words == ["partly (ahead at one level)", "not reproduced (no difference)"]
+    absent = verdict_claims(_pivotable({"seb": (1, 1)}, {"seb": (0, 0)}), reference="glob", model="vit")[0]
+    assert absent["measured"] == "not measured in this run" and absent["verdict"] == "-"
+
+
+def test_comparison_numbers_set_the_authors_rerun_beside_ours():
+    from rmtlib.experiments.prune_quality import comparison_numbers
+
+    paper = paper_differences()
+    numbers = comparison_numbers(_pivotable({"rmt_light": (-0.123, 0.0)}, {"rmt_light": (0.0312, 1.0)}), paper)
+    assert numbers == {"paper_rmt_50": pytest.approx(0.90), "ours_rmt_50": "-0.12 pp (McNemar p = 0.031)"}
+    missing = comparison_numbers(_pivotable({"seb": (1, 1)}, {"seb": (0, 0)}), paper)
+    assert missing["ours_rmt_50"] == "not measured in this run"

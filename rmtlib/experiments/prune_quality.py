@@ -5,7 +5,9 @@ the 2:4 pattern), and its top-1, cross-entropy, KL divergence from the dense mod
 fraction are measured; its top-1 is tested against the reference's (global magnitude pruning by
 default) on the same samples (:func:`rmtlib.experiments.sweep.sweep`). :data:`VARIANTS` names the
 runs; a variant whose method or options are not registered in this rmtlib is skipped with a note.
-``benchmarks/prune_quality.py`` runs it from the command line and chapter 5 reads its results.
+``benchmarks/prune_quality.py`` runs it from the command line and chapter 5 reads its results
+(:func:`benchmark_table`, :func:`verdicts`, and the numbers and sentences its prose quotes:
+:func:`provenance_line`, :func:`certified_numbers`, :func:`layer_removal`, :func:`verdict_claims`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from torch.utils.data import DataLoader
 
 from rmtlib.errors import InputError
 from rmtlib.experiments.sweep import resolve_methods, sweep
-from rmtlib.nn.count import count_params
-from rmtlib.pruning import METHODS
+from rmtlib.nn.count import count_params, layer_sparsity
+from rmtlib.pruning import METHODS, prune
 from rmtlib.spectral.layers import prunable_layers
+from rmtlib.train.data import load_dataset, make_loader
 
 __all__ = [
     "VARIANTS",
@@ -40,6 +43,16 @@ __all__ = [
     "overall_verdict",
     "pivot_levels",
     "paper_differences",
+    "benchmark_on_data",
+    "provenance_line",
+    "verdict_list",
+    "skipped_list",
+    "certified_numbers",
+    "layer_removal",
+    "layer_removal_numbers",
+    "comparison_numbers",
+    "CLAIMS",
+    "verdict_claims",
 ]
 
 #: label -> the :func:`rmtlib.prune` options of that run, as alternatives: the first one this rmtlib
@@ -365,3 +378,166 @@ def overall_verdict(verdict: pd.DataFrame) -> str:
             gains = ", ".join(f"{d:+.2f} pp" for d in group["diff_pp"])
             parts.append(f"`{name}` beats {reference} at {levels} ({gains})")
     return "Over the " + f"{len(verdict)} levels: " + "; ".join(parts) + "."
+
+
+# ---------------------------------------------------------------------------------------------
+# what chapter 5 reads from a benchmark
+
+
+def benchmark_on_data(
+    model: nn.Module,
+    *,
+    data: str,
+    eval_split: str = "test",
+    batch_size: int = 500,
+    num_workers: int = 0,
+    eval_samples: int | None = None,
+    model_name: str = "",
+    **options: Any,
+) -> Benchmark:
+    """:func:`run_benchmark` on a data spec (``"mnist"``, ``"imagefolder:/path"``): scored on
+    ``eval_split`` (its first ``eval_samples`` images), calibrated on ``train``; ``options`` go to
+    :func:`run_benchmark` (methods, levels, patterns, reference, calibration_seeds, n_boot, device, seed)."""
+    eval_set = load_dataset(data, eval_split, model=model)
+    eval_loader = make_loader(eval_set, batch_size, subset=eval_samples, num_workers=num_workers)
+    calibration_loader = make_loader(load_dataset(data, "train", model=model), batch_size, num_workers=num_workers)
+    return run_benchmark(
+        model, eval_loader=eval_loader, calibration_loader=calibration_loader, model_name=model_name,
+        dataset=f"{data} [{eval_split}] ({len(eval_loader.dataset):,} images)", **options,
+    )  # fmt: skip
+
+
+def provenance_line(record: Mapping[str, Any], source: str | None = None) -> str:
+    """One line (Markdown) saying what was measured where: ``source`` is the JSON file the record was
+    read from, None when the notebook ran it."""
+    where = f"{record['model']} on {record['dataset']}, {record['machine']} ({record['device']}); "
+    if source is None:
+        return where + "run by this notebook"
+    return where + f"read from `{source}` ({record.get('date', 'undated')}, made by `{record['command']}`)"
+
+
+def verdict_list(verdict: pd.DataFrame) -> str:
+    """:func:`verdict_sentence` of every level as a Markdown list."""
+    return "\n".join(f"- {verdict_sentence(row)}" for _, row in verdict.iterrows())
+
+
+def skipped_list(skipped: Mapping[str, str]) -> str:
+    """The runs a benchmark skipped, with the reasons, as a Markdown list (``- none`` when none was)."""
+    return "\n".join(f"- `{label}`: {why}" for label, why in skipped.items()) or "- none"
+
+
+def certified_numbers(certified: pd.DataFrame, reference: str) -> dict[str, Any]:
+    """The certified fraction at the highest percent level: the reference's and the best other method's.
+
+    ``certified`` is :func:`pivot_levels` of ``"certified"``. Keys: ``cert_level`` (Markdown), ``cert_ref``,
+    ``cert_best_label`` (Markdown), ``cert_best``.
+    """
+    percents = [level for level in certified.columns if level.endswith("%")]
+    top_level = percents[-1] if percents else list(certified.columns)[-1]
+    best = certified[top_level].drop(index=reference).idxmax()
+    return {
+        "cert_level": top_level,
+        "cert_ref": float(certified.loc[reference, top_level]),
+        "cert_best_label": f"`{best}` (the highest of the other methods)",
+        "cert_best": float(certified.loc[best, top_level]),
+    }
+
+
+def layer_removal(
+    model: nn.Module, options: Mapping[str, Mapping[str, Any]], sparsity: float, *, seed: int = 0
+) -> dict[str, pd.DataFrame]:
+    """Where each data-free run of a benchmark puts its budget: {label: :func:`~rmtlib.nn.count.layer_sparsity`}.
+
+    ``options`` is the benchmark's ``{label: prune options}``; each is pruned once more at ``sparsity``
+    without the MP fit's extras (``fit=False``). Runs that need calibration data are left out, and so
+    are ``rmt`` (its cycles take minutes on a CPU) and ``random`` (it splits its budget as per-layer
+    magnitude pruning does).
+    """
+    shares = {}
+    for label, run in options.items():
+        run = dict(run)
+        method = run.pop("method")
+        if METHODS[method].needs_calibration or method in ("rmt", "random"):
+            continue
+        pruned = prune(model, method, sparsity=sparsity, seed=seed, fit=False, **run).model
+        shares[label] = layer_sparsity(pruned)
+    return shares
+
+
+def layer_removal_numbers(shares: Mapping[str, pd.DataFrame], sparsity: float) -> dict[str, Any]:
+    """The first layer's removed fraction under per-layer and global magnitude pruning (NaN when not run).
+
+    Keys: ``split_level`` (Markdown, e.g. ``80%``), ``embed_layer``, ``embed_global``. The first layer
+    is the model's first prunable one (``patch_embed.proj`` in a timm ViT).
+    """
+    if not shares:
+        raise InputError("layer_removal_numbers: no data-free run to read")
+    first = next(iter(shares.values()))["layer"].iloc[0]
+    embed = {label: float(t.set_index("layer").loc[first, "sparsity"]) for label, t in shares.items()}
+    return {
+        "split_level": f"{sparsity:.0%}",
+        "embed_layer": embed.get("magnitude_layer", float("nan")),
+        "embed_global": embed.get("magnitude_global", float("nan")),
+    }
+
+
+def comparison_numbers(table: pd.DataFrame, paper: pd.DataFrame) -> dict[str, Any]:
+    """The authors' re-run of ``rmt`` at 50% (``paper_rmt_50``, pp ahead of magnitude pruning) and this
+    run's ``rmt_light`` against the reference (``ours_rmt_50``, Markdown: difference and McNemar p)."""
+    diff, pvals = pivot_levels(table, "diff_pp"), pivot_levels(table, "p_value")
+    ours = (
+        f"{diff.loc['rmt_light', '50%']:+.2f} pp (McNemar p = {pvals.loc['rmt_light', '50%']:.2g})"
+        if "rmt_light" in diff.index and "50%" in diff.columns
+        else "not measured in this run"
+    )
+    return {
+        "paper_rmt_50": float(paper.query("method == 'rmt' and level == '50%'")["diff_pp"].iloc[0]),
+        "ours_rmt_50": ours,
+    }
+
+
+#: (benchmark label, claim, the published number) of the introduction's verdict table
+CLAIMS: tuple[tuple[str, str, str], ...] = (
+    (
+        "rmt_reference",
+        "The paper's MP-guided cycles keep more top-1 than magnitude pruning",
+        "+0.90 / +4.09 pp vs magnitude at 50 / 70% (authors' re-run, ViT-B/16, fine-tuned)",
+    ),
+    (
+        "seb",
+        "The 2026 spectral-edge budgets (SEB) beat magnitude pruning without fine-tuning",
+        "+1.9 / +5.3 pp vs magnitude at 50 / 70% (ViT-B/16, 2606.02608)",
+    ),
+)
+
+
+def verdict_claims(table: pd.DataFrame, *, reference: str, model: str) -> list[dict[str, str]]:
+    """The introduction's verdict rows of :data:`CLAIMS`: each run's difference from ``reference`` at 50
+    and 70% with McNemar's p; "reproduced" only when ahead at both levels with p < 0.05."""
+    diff, pvals = pivot_levels(table, "diff_pp"), pivot_levels(table, "p_value")
+    rows = []
+    for label, claim, paper_text in CLAIMS:
+        if label not in diff.index or not {"50%", "70%"} <= set(diff.columns):
+            rows.append({"claim": claim, "paper": paper_text, "measured": "not measured in this run", "verdict": "-"})
+            continue
+        d, p = diff.loc[label, ["50%", "70%"]], pvals.loc[label, ["50%", "70%"]]
+        behind, ahead = [(x < 0) & (q < 0.05) for x, q in zip(d, p)], [(x > 0) & (q < 0.05) for x, q in zip(d, p)]
+        word = (
+            "reproduced (ahead)"
+            if all(ahead)
+            else "not reproduced (behind)"
+            if any(behind)
+            else "partly (ahead at one level)"
+            if any(ahead)
+            else "not reproduced (no difference)"
+        )
+        rows.append(
+            {
+                "claim": claim,
+                "paper": paper_text,
+                "measured": f"{d.iloc[0]:+.2f} / {d.iloc[1]:+.2f} pp vs {reference} at 50 / 70% "
+                f"(p = {p.iloc[0]:.2g} / {p.iloc[1]:.2g}; {model}, no fine-tuning)",
+                "verdict": word,
+            }
+        )
+    return rows

@@ -1,8 +1,13 @@
-"""Figures of the theorem chapters: spectra during training (T2), loss vs randomness (T1), planted slack."""
+"""Figures of the theorem chapters: spectra during training (T2), loss vs randomness (T1), planted slack.
+
+Chapter 3's tables are here too (``*_view``, ``*_views``): each a :func:`rmtlib.plots.layout.book_table`
+with headers in words, the decimals its numbers deserve (L2 strengths as written, losses to the digits
+that differ, fractions of samples as percentages) and no bare index.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -11,8 +16,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from pandas.io.formats.style import Styler  # noqa: E402
 
 from rmtlib.errors import InputError  # noqa: E402
+from rmtlib.plots.layout import book_table  # noqa: E402
 from rmtlib.spectral.fit import MPFit  # noqa: E402
 
 __all__ = [
@@ -20,10 +27,18 @@ __all__ = [
     "plot_bulk_vs_control",
     "plot_stationary",
     "plot_loss_paths",
+    "plot_theta_paths",
+    "plot_noise_paths",
     "plot_planted_slack",
     "plot_planted_theta",
     "plot_singular_values",
     "METRIC_LABELS",
+    "splits_view",
+    "accuracy_view",
+    "monotonicity_view",
+    "certificate_views",
+    "slack_views",
+    "estimated_split_view",
 ]
 
 METRIC_LABELS = {
@@ -217,6 +232,30 @@ def plot_loss_paths(
     return fig
 
 
+def plot_theta_paths(paths: pd.DataFrame) -> plt.Figure:
+    """Chapter 3's trained networks along ``S + theta R``: regularized loss and cross-entropy on the
+    training images (rows of :func:`rmtlib.experiments.trained_splits.theta_paths` with ``data == "train"``),
+    one line per (training L2 strength, split target)."""
+    train = paths[paths["data"] == "train"]
+    if train.empty:
+        raise InputError("plot_theta_paths: no rows measured on the training images (data == 'train')")
+    curves = train.assign(curve=[f"L2 {l2:g}, {t}" for l2, t in zip(train["l2"], train["target"])])
+    return plot_loss_paths(
+        curves, "theta", metrics=("loss", "ce"), hue="curve", xlabel=r"$\theta$ (fraction of the bulk kept)",
+        title="training loss along S + theta R",
+    )  # fmt: skip
+
+
+def plot_noise_paths(noise: pd.DataFrame) -> plt.Figure:
+    """Chapter 3's trained networks after adding fresh noise (:func:`rmtlib.experiments.trained_splits.noise_paths`):
+    regularized loss, cross-entropy and accuracy against the added variance, one line per L2 strength."""
+    return plot_loss_paths(
+        noise.assign(**{"L2 strength": noise["l2"].map(lambda v: f"{v:g}")}), "scale", hue="L2 strength",
+        xlabel=r"added noise variance $t$ (units of $\sigma^2$)",
+        title="training loss after adding fresh noise to all split layers",
+    )  # fmt: skip
+
+
 def plot_planted_slack(trials: pd.DataFrame, *, control: pd.DataFrame | None = None) -> plt.Figure:
     """Left: the slack per seed and its mean against N, with its two parts (CE part CE(S2) - CE(W2),
     penalty part -2 lambda <S2, R2>; 0 line: the inequality without slack). Right, log-log: mean
@@ -301,3 +340,136 @@ def plot_singular_values(
     ax.set_title(title or "singular values; dashed: fitted edge $s_+$", fontsize=9)
     ax.legend(fontsize=9, frameon=False)
     return ax
+
+
+# ---------------------------------------------------------------------------------------------
+# chapter 3's tables, as the reader sees them: headers in words, at most eight columns (wider tables
+# are split in two), so that a table fits the book's text column
+
+
+def _view(table: pd.DataFrame, headers: dict[str, str], formats: dict[str, str], **options: Any) -> Styler:
+    """``table``'s columns named in ``headers`` (those present), renamed, formatted by their new names."""
+    present = {old: new for old, new in headers.items() if old in table.columns}
+    if not present:
+        raise InputError(f"no column to show: the table has {list(table.columns)}, the view reads {list(headers)}")
+    shown = table[list(present)].rename(columns=present)
+    return book_table(shown, formats={k: v for k, v in formats.items() if k in shown.columns}, **options)
+
+
+_L2 = {"L2": "{:g}"}
+_SIGNED = "{:+.3g}"
+
+
+def splits_view(splits: pd.DataFrame) -> Styler:
+    """:func:`rmtlib.experiments.trained_splits.split_table`: energies to 0.1, the bulk's share to 3 decimals."""
+    headers = {
+        "l2": "L2",
+        "layer": "layer",
+        "shape": "shape",
+        "spikes": "spikes",
+        "||S||_F^2": "‖S‖²",
+        "||R||_F^2": "‖R‖²",
+        "bulk share of energy": "bulk share of energy",
+        "lambda ||R||_F^2": "λ‖R‖²",
+    }
+    formats = {**_L2, "‖S‖²": "{:.1f}", "‖R‖²": "{:.1f}", "bulk share of energy": "{:.3f}", "λ‖R‖²": "{:.4f}"}
+    return _view(splits.assign(shape=splits["shape"].str.replace(" x ", "×")), headers, formats)
+
+
+def accuracy_view(table: pd.DataFrame) -> Styler:
+    """:func:`rmtlib.experiments.trained_splits.accuracy_table` (index l2, target), accuracies to 4 decimals."""
+    flat = table.reset_index()
+    headers = {"l2": "L2", "target": "split layer", **{c: c for c in table.columns}}
+    return _view(flat, headers, _L2, precision=4)
+
+
+def monotonicity_view(mono: pd.DataFrame) -> Styler:
+    """One :func:`rmtlib.experiments.randomness.monotonicity` table of a loss path (along theta, or under noise):
+    per curve and metric, whether it holds, the steps against it and the worst one, the end-to-end change
+    and the rank correlation with the path's variable."""
+    headers = {
+        "l2": "L2",
+        "target": "split layer",
+        "metric": "metric",
+        "holds": "holds",
+        "n_violations": "steps against",
+        "worst_violation": "worst step against",
+        "change": "change",
+        "spearman": "Spearman",
+    }
+    return _view(mono, headers, {**_L2, "worst step against": "{:.3g}", "change": "{:+.3g}", "Spearman": "{:+.2f}"})
+
+
+_CERT_KEYS = {"l2": "L2", "layer": "layer", "split": "split"}
+
+
+def certificate_views(certs: pd.DataFrame) -> tuple[Styler, Styler]:
+    """Certificate rows (:func:`rmtlib.experiments.trained_splits.certificate_table`) in two tables: the
+    bound (``L``, ``B_T(R)``, the penalty removed, whether it holds and guarantees a decrease), then the
+    cross-entropies and the per-sample checks, as percentages of the samples."""
+    bound = {
+        **_CERT_KEYS,
+        "lipschitz_rest": "L",
+        "bound": "bound",
+        "penalty_removed": "penalty removed",
+        "holds": "holds",
+        "guarantees a decrease": "guarantees a decrease",
+    }
+    samples = {
+        **_CERT_KEYS,
+        "ce_A": "CE(A)",
+        "ce_S": "CE(S)",
+        "certified_lipschitz": "certified by L",
+        "certified_observed": "certified by the pruned run",
+        "label_changed": "label changed",
+    }
+    percent = {c: "{:.1%}" for c in ("certified by L", "certified by the pruned run", "label changed")}
+    return (
+        _view(certs, bound, {**_L2, "L": "{:.1f}", "bound": "{:.1f}", "penalty removed": "{:.4f}"}),
+        _view(certs, samples, {**_L2, "CE(A)": "{:.4f}", "CE(S)": "{:.4f}", **percent}),
+    )
+
+
+def slack_views(slack: pd.DataFrame) -> tuple[Styler, Styler]:
+    """Per width N (:func:`rmtlib.experiments.planted.slack_summary`) in two tables: the mean slack, its two
+    parts, its size and the regularization removed (3 significant digits); then how often the inequality
+    held and the CE part was <= 0 (fractions of the seeds) and the mean accuracies."""
+    table = slack.reset_index() if slack.index.name == "N" else slack
+    sizes = {
+        "N": "N",
+        "seeds": "seeds",
+        "slack_mean": "mean slack",
+        "slack_ce_mean": "CE part",
+        "slack_penalty_mean": "penalty part",
+        "abs_slack_mean": "mean |slack|",
+        "reg_removed": "regularization removed",
+    }
+    counts = {
+        "N": "N",
+        "holds_fraction": "inequality holds",
+        "ce_raised_fraction": "CE part <= 0",
+        "acc_S": "accuracy of S2",
+        "acc_W": "accuracy of W2",
+    }
+    signed = {c: _SIGNED for c in ("mean slack", "CE part", "penalty part")}
+    return (
+        _view(table, sizes, {"N": "{:d}", **signed, "mean |slack|": "{:.3g}", "regularization removed": "{:.3g}"}),
+        _view(table, counts, {"N": "{:d}", "inequality holds": "{:.3f}", "CE part <= 0": "{:.3f}",
+                              "accuracy of S2": "{:.4f}", "accuracy of W2": "{:.4f}"}),
+    )  # fmt: skip
+
+
+def estimated_split_view(table: pd.DataFrame) -> Styler:
+    """:func:`rmtlib.experiments.planted.estimated_split_table` (indexed by N): the fitted against the true split."""
+    headers = {
+        "N": "N",
+        "rank": "planted rank",
+        "spikes_found": "spikes found",
+        "acc_S": "accuracy of S2",
+        "acc_split": "accuracy of fitted S2",
+        "slack_true": "slack, true S2",
+        "slack_split": "slack, fitted S2",
+    }
+    formats = {"N": "{:d}", "planted rank": "{:d}", "spikes found": "{:.2f}", "accuracy of S2": "{:.4f}"}
+    formats |= {"accuracy of fitted S2": "{:.4f}", "slack, true S2": _SIGNED, "slack, fitted S2": _SIGNED}
+    return _view(table.reset_index(), headers, formats)
