@@ -12,11 +12,14 @@ from rmtlib.experiments.prune_quality import (
     VARIANTS,
     available_variants,
     benchmark_table,
+    has_seed_runs,
     overall_verdict,
     paper_differences,
     pattern_sparsity,
     pivot_levels,
     run_benchmark,
+    seed_spread,
+    seed_spread_numbers,
     verdict_sentence,
     verdicts,
 )
@@ -269,3 +272,74 @@ def test_comparison_numbers_set_the_authors_rerun_beside_ours():
     assert numbers == {"paper_rmt_50": pytest.approx(0.90), "ours_rmt_50": "-0.12 pp (McNemar p = 0.031)"}
     missing = comparison_numbers(_pivotable({"seb": (1, 1)}, {"seb": (0, 0)}), paper)
     assert missing["ours_rmt_50"] == "not measured in this run"
+
+
+def _seeded(runs):
+    """A benchmark table at one level: the reference (one draw) and runs given as (method, tested, low, high, p)."""
+    common = dict(level="2:4", reference="ref", top1_dense=98.0, sparsity=0.5)
+    rows = [
+        dict(
+            common,
+            method="dense",
+            top1_pruned=98.0,
+            calibration_seeds=0,
+            top1_seed_min=None,
+            top1_seed_max=None,
+            p_value=None,
+        ),
+        dict(
+            common,
+            method="ref",
+            top1_pruned=97.0,
+            calibration_seeds=0,
+            top1_seed_min=None,
+            top1_seed_max=None,
+            p_value=None,
+        ),
+    ]
+    for method, tested, low, high, p in runs:
+        rows.append(
+            dict(
+                common,
+                method=method,
+                top1_pruned=tested,
+                calibration_seeds=3,
+                top1_seed_min=low,
+                top1_seed_max=high,
+                p_value=p,
+            )
+        )
+    return pd.DataFrame(rows).astype({"top1_seed_min": float, "top1_seed_max": float, "p_value": float})  # fmt: skip
+
+
+def test_seed_spread_puts_every_draw_on_a_side_of_the_reference():
+    spread = seed_spread(
+        _seeded(
+            [("worst", 97.5, 97.5, 97.9, 0.001), ("lucky", 97.8, 96.5, 97.8, 0.01), ("under", 96.0, 95.0, 96.9, 0.2)]
+        )
+    ).set_index("method")
+    assert list(spread.index) == ["worst", "lucky", "under"]  # the reference and the dense row are not runs
+    assert spread.loc["worst", "side"] == "above" and spread.loc["worst", "tested_is_worst"]
+    assert spread.loc["lucky", "side"] == "both" and not spread.loc["lucky", "tested_is_worst"]
+    assert spread.loc["under", "side"] == "below"
+    assert spread.loc["lucky", "range_pp"] == pytest.approx(1.3) and (spread["reference_top1"] == 97.0).all()
+
+    numbers = seed_spread_numbers(spread.reset_index())
+    assert numbers["seed_count"] == 3 and numbers["seed_runs"] == 3 and numbers["seed_same_side"] == 2
+    assert numbers["seed_widest"].startswith("`under` at 2:4, 95.00-96.90%")
+    wins = numbers["seed_wins"]  # both significant wins are named; only the first holds for every draw
+    assert "`worst` at 2:4: 97.50-97.90%" in wins and "the tested draw is the lowest" in wins
+    assert "`lucky` at 2:4: 96.50-97.80%" in wins and "the win depends on the draw" in wins
+
+
+def test_seed_spread_needs_a_run_with_several_draws():
+    table = _seeded([("one", 97.5, 97.5, 97.5, 0.001)]).assign(
+        calibration_seeds=lambda t: t["calibration_seeds"].clip(upper=1)
+    )
+    with pytest.raises(InputError, match="more than one calibration seed"):
+        seed_spread(table)
+
+
+def test_has_seed_runs_tells_a_single_draw_benchmark_apart():
+    several = _seeded([("a", 97.5, 97.5, 97.9, 0.001)])
+    assert has_seed_runs(several) and not has_seed_runs(several.assign(calibration_seeds=1))

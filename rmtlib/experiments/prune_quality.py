@@ -541,3 +541,89 @@ def verdict_claims(table: pd.DataFrame, *, reference: str, model: str) -> list[d
             }
         )
     return rows
+
+
+def _seed_runs(table: pd.DataFrame) -> pd.DataFrame:
+    return table[(table["method"] != "dense") & (table["calibration_seeds"].fillna(0).astype(int) > 1)]
+
+
+def has_seed_runs(table: pd.DataFrame) -> bool:
+    """Whether a :func:`benchmark_table` holds a run made with more than one calibration draw."""
+    return not _seed_runs(table).empty
+
+
+NO_SEED_NUMBERS: dict[str, Any] = {
+    "seed_count": "no",
+    "seed_runs": 0,
+    "seed_same_side": 0,
+    "seed_widest": "not measured",
+    "seed_wins": "not measured.",
+    "seed_provenance": "no run with several calibration draws",
+}
+"""What chapter 5 glues in place of :func:`seed_spread_numbers` when no run had several draws."""
+
+
+def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """How far the calibration draw moves each data-dependent run: per method and level (rows of a
+    :func:`benchmark_table` run with several ``calibration_seeds``), top-1 of the draw that was tested
+    (the first seed), the lowest and highest top-1 over all draws, the reference's top-1 and ``side``:
+    ``"above"`` / ``"below"`` when every draw scored above / below the reference, else ``"both"``.
+    ``tested_is_worst``: the tested draw is the lowest, so its McNemar test holds for every draw."""
+    runs = _seed_runs(table)
+    if runs.empty:
+        raise InputError("prune_quality: no run of this benchmark used more than one calibration seed")
+    rows = []
+    for _, run in runs.iterrows():
+        level = table[(table["level"] == run["level"]) & (table["method"] == run["reference"])]
+        reference_top1 = float(level["top1_pruned"].iloc[0]) if not level.empty else float("nan")
+        low, high = float(run["top1_seed_min"]), float(run["top1_seed_max"])
+        side = "above" if low > reference_top1 else "below" if high < reference_top1 else "both"
+        rows.append(
+            dict(
+                method=run["method"],
+                level=run["level"],
+                seeds=int(run["calibration_seeds"]),
+                top1_tested=float(run["top1_pruned"]),
+                top1_min=low,
+                top1_max=high,
+                range_pp=high - low,
+                reference=run["reference"],
+                reference_top1=reference_top1,
+                side=side,
+                tested_is_worst=bool(float(run["top1_pruned"]) <= low),
+                p_value=float(run["p_value"]),
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def seed_spread_numbers(spread: pd.DataFrame, *, alpha: float = 0.05) -> dict[str, Any]:
+    """What chapter 5 glues about the calibration draws: ``seed_count`` (draws per run), ``seed_runs``
+    (method-level pairs), ``seed_same_side`` (pairs whose every draw is on one side of the reference),
+    ``seed_widest`` (Markdown: the widest spread) and ``seed_wins`` (Markdown: each significant win over the
+    reference, and whether it holds for every draw)."""
+    widest = spread.loc[spread["range_pp"].idxmax()]
+    wins = spread[(spread["p_value"] < alpha) & (spread["top1_tested"] > spread["reference_top1"])]
+    sentences = []
+    for _, row in wins.iterrows():
+        holds = (
+            "the tested draw is the lowest of them, so the others are further ahead"
+            if row["tested_is_worst"]
+            else "every draw scores above the reference, though only the first was tested"
+            if row["side"] == "above"
+            else "another draw scores at or below the reference: the win depends on the draw"
+        )
+        sentences.append(
+            f"`{row['method']}` at {row['level']}: {row['top1_min']:.2f}-{row['top1_max']:.2f}% over "
+            f"{row['seeds']} draws against `{row['reference']}`'s {row['reference_top1']:.2f}%; {holds}"
+        )
+    return {
+        "seed_count": int(spread["seeds"].max()),
+        "seed_runs": len(spread),
+        "seed_same_side": int((spread["side"] != "both").sum()),
+        "seed_widest": (
+            f"`{widest['method']}` at {widest['level']}, {widest['top1_min']:.2f}-{widest['top1_max']:.2f}% "
+            f"({widest['range_pp']:.2f} pp)"
+        ),
+        "seed_wins": "; ".join(sentences) + "." if sentences else "no method wins significantly over the reference.",
+    }

@@ -23,6 +23,7 @@ __all__ = [
     "paper_styler",
     "differences_styler",
     "hybrid_styler",
+    "seed_spread_styler",
     "plot_layer_removal",
 ]
 
@@ -114,6 +115,27 @@ def hybrid_styler(table: pd.DataFrame) -> Styler:
     if "95% interval" in table:  # on one line: "[-0.38, +0.03]" would wrap at its space
         table = table.assign(**{"95% interval": table["95% interval"].str.replace(", ", ",\u00a0")})
     return book_table(table, formats={k: v for k, v in formats.items() if k in table.columns})
+
+
+_SEED_HEADERS = {
+    "method": "method",
+    "level": "level",
+    "seeds": "draws",
+    "top1_tested": "tested draw (%)",
+    "top1_min": "lowest (%)",
+    "top1_max": "highest (%)",
+    "reference_top1": "reference (%)",
+    "side": "every draw vs reference",
+}
+
+
+def seed_spread_styler(spread: pd.DataFrame) -> Styler:
+    """The calibration draws' spread (:func:`rmtlib.experiments.prune_quality.seed_spread`): top-1 of the tested,
+    lowest and highest draw beside the reference's, and on which side of it every draw fell."""
+    missing = [c for c in _SEED_HEADERS if c not in spread.columns]
+    if missing:
+        raise InputError(f"seed_spread_styler: the spread table lacks columns {missing}")
+    return book_table(spread[list(_SEED_HEADERS)].rename(columns=_SEED_HEADERS))
 
 
 def plot_layer_removal(shares: Mapping[str, pd.DataFrame], sparsity: float) -> plt.Figure:
