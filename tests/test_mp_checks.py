@@ -10,6 +10,7 @@ from rmtlib.experiments.mp_checks import (
     bbp_summary,
     bema_quantile_bias,
     chapter_verdict,
+    format_span,
     ks_distance,
     mp_law_check,
     spiked_fit_check,
@@ -147,3 +148,9 @@ def test_chapter_verdict_states_each_rule_outcome():
     assert worse[0]["verdict"] == "does not hold: σ² off by more than 5%"
     assert worse[1]["verdict"] == "does not hold: more false alarms than β in places"
     assert worse[2]["verdict"] == "not shown at these sizes"
+
+
+def test_format_span_prints_one_number_when_the_ends_agree():
+    assert format_span(0.333, 0.371, ".0%") == "33%-37%"
+    assert format_span(0.3701, 0.3699, ".0%") == "37%"
+    assert format_span(1.25, 1.5, "g", " to ") == "1.25 to 1.5"

@@ -34,6 +34,7 @@ __all__ = [
     "spiked_fit_check",
     "bbp_rate_table",
     "bbp_summary",
+    "format_span",
     "chapter_verdict",
 ]
 
@@ -264,10 +265,11 @@ def bbp_summary(
     }
 
 
-def _span(low: float, high: float, spec: str) -> str:
-    """``low-high`` formatted with ``spec``, or one number when both format alike."""
+def format_span(low: float, high: float, spec: str, sep: str = "-") -> str:
+    """``low-high`` formatted with ``spec``, or one number when both ends format alike (a range over
+    shapes that agree reads "37%", not "37%-37%")."""
     a, b = format(low, spec), format(high, spec)
-    return a if a == b else f"{a}-{b}"
+    return a if a == b else f"{a}{sep}{b}"
 
 
 def _side(rate: float, beta: float, n: int, k: float = 3.0) -> int:
@@ -344,7 +346,7 @@ def chapter_verdict(
             "paper": "edge at TW1's 1 - β quantile; β = 0.8 (ViT cycles), 0.1 (FC nets)",
             "measured": f"pure noise above the edge in {' / '.join(f'{r:.2f}' for r in true_rates)} of {n_tw} "
             f"{tw['shape'][0]}x{tw['shape'][1]} matrices with the true σ, in "
-            + " / ".join(_span(lo, hi, ".2f") for lo, hi in fitted)
+            + " / ".join(format_span(lo, hi, ".2f") for lo, hi in fitted)
             + f" of {n_bbp} per shape with BEMA's (β = {levels})",
             "verdict": verdict,
         }
@@ -355,7 +357,7 @@ def chapter_verdict(
     gains = [(g, b) for g, b in zip(bbp["below_gain"], betas) if np.isfinite(g)]
     below_ok = bool(gains) and all(g <= 3 * np.sqrt(2 * b * (1 - b) / n_bbp) for g, b in gains)
     reliable = (
-        f"in at least 95% from {_span(lo_rel, hi_rel, 'g')} x it"
+        f"in at least 95% from {format_span(lo_rel, hi_rel, 'g')} x it"
         if bbp["all_reliable"]
         else "not in 95% for every shape"
     )
@@ -369,8 +371,8 @@ def chapter_verdict(
             "claim": "The edge test sees a signal component only above the BBP threshold σ (Np)^(1/4): "
             "weaker components are pruned as noise",
             "paper": "not discussed (random-matrix theory: Baik, Ben Arous and Péché 2005)",
-            "measured": f"a component at the threshold detected in {_span(lo_at, hi_at, '.0%')} of trials, {reliable}, "
-            f"{weak} (β = {min(betas):g}; {', '.join(bbp['shapes'])}, {n_bbp} trials each)",
+            "measured": f"a component at the threshold detected in {format_span(lo_at, hi_at, '.0%')} of trials, "
+            f"{reliable}, {weak} (β = {min(betas):g}; {', '.join(bbp['shapes'])}, {n_bbp} trials each)",
             "verdict": "holds" if below_ok and bbp["all_reliable"] else "not shown at these sizes",
         }
     )

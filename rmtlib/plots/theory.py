@@ -108,6 +108,7 @@ def plot_tw_edge(
         ax.axvline(t, color="k", ls=ls, lw=1.1, label=rf"edge for $\beta$ = {beta:g} (t = {t:.2f})")
     ax.set_xlabel(r"$(\lambda_{\max}/\sigma^2 - (1+\sqrt{c})^2)\,/\,(N^{-2/3} c^{-1/6} (1+\sqrt{c})^{4/3})$")
     ax.set_ylabel("density")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.45)  # room above the histogram for the legend
     ax.set_title(title or "Fluctuations of the largest noise eigenvalue", fontsize=10)
     ax.legend(frameon=False, fontsize=9, loc="upper left")
     return ax
