@@ -117,7 +117,7 @@ def masked_2_4_model(dense: nn.Module, device: str) -> tuple[nn.Module, dict]:
     for kwargs in ({"sparsity": 0.5, "pattern": "2:4"}, {"pattern": "2:4"}):
         call = "rmtlib.prune(model, 'magnitude', " + ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) + ")"
         try:
-            model, _ = rmtlib.prune(dense, "magnitude", device=device, **kwargs)
+            model = rmtlib.prune(dense, "magnitude", device=device, **kwargs).model
         except (rmtlib.InputError, TypeError) as err:
             attempts.append(f"{call}: {str(err).splitlines()[0]}")
             continue
@@ -265,7 +265,8 @@ def step_analyze(cfg: dict, save: Callable[[dict], None]) -> dict:
 
 def _lowrank(dense: nn.Module, device: str, **options: Any) -> tuple[nn.Module, dict]:
     start = time.perf_counter()
-    low, report = rmtlib.prune(dense, "rmt_lowrank", sparsity=0.5, device=device, **options)
+    result = rmtlib.prune(dense, "rmt_lowrank", sparsity=0.5, device=device, **options)
+    low, report = result.model, result.layers
     seconds = time.perf_counter() - start
     dense_count, low_count = rmtlib.count_params(dense)["stored"], rmtlib.count_params(low)["stored"]
     call = "rmtlib.prune(model, 'rmt_lowrank', sparsity=0.5" + "".join(f", {k}={v!r}" for k, v in options.items())
@@ -275,7 +276,7 @@ def _lowrank(dense: nn.Module, device: str, **options: Any) -> tuple[nn.Module, 
         "params_dense": dense_count,
         "params_stored": low_count,
         "param_reduction": 1 - low_count / dense_count,
-        "reached_sparsity": float(report.attrs["reached_sparsity"]),
+        "reached_sparsity": float(result.summary.reached_sparsity),
         "factorized_layers": int((report["params_after"] < report["params_before"]).sum()),
         "layers": len(report),
     }

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         if phase == "oneshot":  # SEB alone vs global magnitude, no fine-tuning
             for level in args.oneshot:
                 for label, method, opts in (("seb", "seb", {}), ("magnitude_global", "magnitude", {"scope": "global"})):
-                    pruned, _ = prune(model, method, sparsity=level, **opts)
+                    pruned = prune(model, method, sparsity=level, **opts).model
                     hit = per_sample_correct(pruned, test_loader)
                     correct[_key(f"oneshot_{label}", level)] = hit
                     results["oneshot"].setdefault(label, {})[f"{level:.2f}"] = float(hit.mean())

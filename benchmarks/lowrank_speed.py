@@ -50,9 +50,10 @@ def main() -> None:
     torch.manual_seed(0)
     dense = timm.create_model(args.model, pretrained=False).eval().to(args.device)
     start = time.perf_counter()
-    low, report = rmtlib.prune(
+    result = rmtlib.prune(
         dense, "rmt_lowrank", sparsity=args.sparsity, device=args.device, rank_multiple=args.rank_multiple
     )
+    low, report = result.model, result.layers
     prune_s = time.perf_counter() - start
     low.eval()
     x = torch.randn(args.batch, *rmtlib.nn.count.example_input(dense).shape[1:], device=args.device)

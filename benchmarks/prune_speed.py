@@ -42,20 +42,20 @@ def main() -> None:
     out: dict = {}
 
     def run() -> None:
-        out["model"], out["report"] = rmtlib.prune(model, args.method, sparsity=args.sparsity, device=args.device)
+        out["result"] = rmtlib.prune(model, args.method, sparsity=args.sparsity, device=args.device)
 
     first = timed(run, args.device)
     warm = sorted(timed(run, args.device) for _ in range(args.repeats))
-    report = out["report"]
+    result = out["result"]
     results = {
         "model": args.model,
         "method": args.method,
         "device": args.device,
         "cuda_device": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
         "torch_threads": torch.get_num_threads(),
-        "layers": len(report),
+        "layers": len(result.layers),
         "target_sparsity": args.sparsity,
-        "reached_sparsity": report.attrs["reached_sparsity"],
+        "reached_sparsity": result.summary.reached_sparsity,
         "first_run_s": first,
         "warm_median_s": warm[len(warm) // 2] if warm else None,
     }

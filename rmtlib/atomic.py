@@ -3,6 +3,8 @@
 Everything rmtlib writes goes to a temporary file beside the target and is renamed onto it only
 when complete, so an error or a crash never leaves a half-written file (and an existing file
 stays untouched). The file gets the permissions a plain ``open(path, "w")`` would give.
+:func:`write_or_rescue` keeps a result that cannot be written where asked (a full disk) as a copy in
+the temporary folder.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_path", "write_text_atomic", "clean_stale", "name_max"]
+from rmtlib.errors import RMTError
+
+__all__ = ["atomic_path", "write_text_atomic", "write_or_rescue", "clean_stale", "name_max"]
 
 
 def _umask() -> int:
@@ -119,3 +123,20 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def write_or_rescue(write: Callable[[Path], Any], path: str | os.PathLike, what: str) -> Path:
+    """``write(path)``; if that fails with an OSError (a full disk, a folder removed meanwhile), write the
+    result to the temporary folder instead and raise an :class:`RMTError` saying where it is, so the
+    work done is not lost. Returns ``path``."""
+    try:
+        write(Path(path))
+        return Path(path)
+    except OSError as err:
+        name = Path(path).name[:100] or "result"
+        rescue = Path(tempfile.gettempdir()) / f"rmtlib-rescued-{os.getpid()}-{name}"
+        try:
+            write(rescue)
+        except OSError as err2:
+            raise RMTError(f"{what}: could not write {path} ({err}), nor a copy to {rescue} ({err2})") from err
+        raise RMTError(f"{what}: could not write {path} ({err}); the result was saved to {rescue} instead") from err

@@ -25,6 +25,10 @@ class DataError(RMTError):
     """A missing or malformed data folder or file."""
 
 
+class DivergenceError(RMTError):
+    """Training produced a non-finite loss or weight (a learning rate or penalty too large)."""
+
+
 def check_number(
     what: str,
     value: Any,

@@ -82,10 +82,11 @@ def test_mp_shares_follow_the_layers_randomness():
 def test_magnitude_meets_the_whole_model_target_exactly(allocation: str, sparsity: float):
     model = _planted()
     dense = sum(p.numel() for p in model.parameters())
-    pruned, report = prune(model, "magnitude", sparsity=sparsity, allocation=allocation)
+    result = prune(model, "magnitude", sparsity=sparsity, allocation=allocation)
+    pruned = result.model
     nonzero = sum(int(torch.count_nonzero(p)) for p in pruned.parameters())
     assert nonzero == int(np.floor((1 - sparsity) * dense + 1e-9))
-    assert report.attrs["allocation"] == allocation
+    assert result.summary.outputs["allocation"] == allocation
 
 
 def test_allocations_work_with_the_data_methods():
@@ -94,17 +95,18 @@ def test_allocations_work_with_the_data_methods():
     dense = sum(p.numel() for p in model.parameters())
     for method in ("wanda", "sparsegpt"):
         for allocation in ("mp", "alpha"):
-            pruned, _ = prune(model, method, sparsity=0.5, allocation=allocation, calibration=x)
+            pruned = prune(model, method, sparsity=0.5, allocation=allocation, calibration=x).model
             nonzero = sum(int(torch.count_nonzero(p)) for p in pruned.parameters())
             assert nonzero == int(np.floor(0.5 * dense + 1e-9))
 
 
 def test_scope_maps_onto_allocation():
     model = _planted()
-    a, ra = prune(model, "magnitude", sparsity=0.4, scope="global")
-    b, rb = prune(model, "magnitude", sparsity=0.4, allocation="global")
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    assert ra.attrs["scope"] == "global" and rb.attrs["threshold"] == ra.attrs["threshold"]
+    ra = prune(model, "magnitude", sparsity=0.4, scope="global")
+    rb = prune(model, "magnitude", sparsity=0.4, allocation="global")
+    assert all(torch.equal(p, q) for p, q in zip(ra.model.parameters(), rb.model.parameters()))
+    a, b = ra.summary.outputs, rb.summary.outputs
+    assert a["scope"] == "global" and b["threshold"] == a["threshold"]
     with pytest.raises(InputError, match="scope='layer' means allocation='uniform'"):
         prune(model, "magnitude", sparsity=0.4, scope="layer", allocation="global")
     with pytest.raises(InputError, match="allocation must be one of"):

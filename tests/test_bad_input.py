@@ -31,6 +31,7 @@ from rmtlib.pruning import prune
 from rmtlib.runtime import get_device, resolve_device
 from rmtlib.spectral.analyze import analyze
 from rmtlib.spectral.fit import POOR_FIT_MU, fit_mp, poor_fit_threshold
+from rmtlib.spectral.fit_config import FitConfig
 
 matplotlib.use("Agg")
 
@@ -193,14 +194,30 @@ def test_fit_settings_out_of_range_are_refused_by_every_command(command: str, fl
 def test_fit_mp_refuses_bad_settings_with_an_input_error(kwargs: dict, message: str, rng):
     x = rng.standard_normal(100) if "shape" in kwargs else rng.standard_normal((100, 50))
     with pytest.raises(InputError, match=message):
-        fit_mp(x, **kwargs)
+        if "shape" in kwargs:
+            fit_mp(x, **kwargs)
+        else:
+            fit_mp(x, config=FitConfig(**kwargs))
+
+
+@pytest.mark.parametrize("bad", [{"alpha": 0.3}, None, "paper"])
+def test_a_fit_config_that_is_not_one_is_refused_before_any_work(bad, rng):
+    model = create_model("fc:40-32-4")
+    w = rng.standard_normal((40, 32))
+    for call in (
+        lambda: fit_mp(w, config=bad),
+        lambda: analyze(model, fit_config=bad, progress=False),
+        lambda: prune(model, "rmt_oneshot", sparsity=0.3, fit_config=bad),
+    ):
+        with pytest.raises(InputError, match="must be a FitConfig"):
+            call()
 
 
 def test_alpha_zero_and_just_below_a_half_fit(rng):
     """BEMA's window floor(alpha p) .. floor((1 - alpha) p) is non-empty on all of [0, 0.5)."""
     w = rng.standard_normal((400, 100))
     for alpha in (0.0, 0.25, 0.499):
-        assert fit_mp(w, alpha=alpha).sigma2 == pytest.approx(1.0, rel=0.05)
+        assert fit_mp(w, config=FitConfig(alpha=alpha)).sigma2 == pytest.approx(1.0, rel=0.05)
 
 
 def test_numpy_scalars_of_any_width_are_numbers_and_strings_are_not():
@@ -210,8 +227,8 @@ def test_numpy_scalars_of_any_width_are_numbers_and_strings_are_not():
         with pytest.raises(InputError, match="x must be"):
             check_number("x", bad, minimum=0)
     model = create_model("fc:64-32-10")
-    _, report = prune(model, "magnitude", sparsity=np.float32(0.5))  # float64 passed, float32 was refused
-    assert report.attrs["reached_sparsity"] == pytest.approx(0.5, abs=0.01)
+    summary = prune(model, "magnitude", sparsity=np.float32(0.5)).summary  # float64 passed, float32 was refused
+    assert summary.reached_sparsity == pytest.approx(0.5, abs=0.01)
 
 
 @pytest.mark.parametrize(

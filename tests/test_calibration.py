@@ -10,7 +10,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from rmtlib.errors import InputError
 from rmtlib.pruning import prune
-from rmtlib.pruning.calibration import calibration_inputs, forward_order, layer_inputs, layer_statistics
+from rmtlib.pruning.calibration import (
+    calibration_inputs,
+    draw_calibration,
+    forward_order,
+    layer_inputs,
+    layer_statistics,
+)
 
 
 def _mlp() -> nn.Sequential:
@@ -52,6 +58,21 @@ def test_a_data_method_without_calibration_names_the_argument():
     for method in ("wanda", "sparsegpt"):
         with pytest.raises(InputError, match=f"{method}: needs calibration="):
             prune(_mlp(), method, sparsity=0.5)
+
+
+def test_a_calibration_draw_is_distinct_samples_of_the_dataset_fixed_by_its_seed():
+    x = torch.arange(50, dtype=torch.float32)[:, None] * torch.ones(1, 3)  # sample i is (i, i, i)
+    data = TensorDataset(x, torch.zeros(50))
+    draws = {seed: draw_calibration(data, 20, seed) for seed in (0, 1)}
+    picked = draws[0][:, 0].long()
+    assert draws[0].shape == (20, 3) and torch.equal(draws[0], x[picked])  # whole samples, inputs only
+    assert len(set(picked.tolist())) == 20  # without replacement
+    assert torch.equal(draw_calibration(data, 20, 0), draws[0]) and not torch.equal(draws[0], draws[1])
+    assert torch.equal(draw_calibration(data, 5, 0), draws[0][:5])  # a smaller count is a prefix of the draw
+    assert torch.equal(draw_calibration(x, 50, 0)[:, 0].sort().values, x[:, 0])  # bare tensors: every sample
+    for count in (0, 51, 2.5):
+        with pytest.raises(InputError, match=r"count must be in \[1, 50\]"):
+            draw_calibration(data, count, 0)
 
 
 def test_calibration_forward_keeps_batchnorm_statistics():
@@ -140,9 +161,10 @@ def test_split_qkv_units_share_their_layer_inputs():
     torch.manual_seed(0)
     vit = timm.create_model("vit_tiny_patch16_224", img_size=16, patch_size=8, depth=1, num_classes=3, embed_dim=48)
     x = torch.randn(4, 3, 16, 16)
-    split, report = prune(vit, "wanda", sparsity=0.1, split_qkv=True, calibration=x, include="blocks.0.attn.qkv")
-    fused, _ = prune(vit, "wanda", sparsity=0.1, calibration=x, include="blocks.0.attn.qkv")
-    assert list(report["layer"]) == ["blocks.0.attn.qkv.q", "blocks.0.attn.qkv.k", "blocks.0.attn.qkv.v"]
+    result = prune(vit, "wanda", sparsity=0.1, split_qkv=True, calibration=x, include="blocks.0.attn.qkv")
+    split = result.model
+    fused = prune(vit, "wanda", sparsity=0.1, calibration=x, include="blocks.0.attn.qkv").model
+    assert list(result.layers["layer"]) == ["blocks.0.attn.qkv.q", "blocks.0.attn.qkv.k", "blocks.0.attn.qkv.v"]
     # q, k and v see the fused layer's inputs: a row that loses as many weights either way loses the same ones
     a, b = split.blocks[0].attn.qkv.weight != 0, fused.blocks[0].attn.qkv.weight != 0
     same_count = a.sum(1) == b.sum(1)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rmtlib import analyze
+from rmtlib import FitConfig, analyze
 from rmtlib.cli.main import main
 from rmtlib.nn.checkpoints import save_checkpoint
 from rmtlib.nn.models import create_model
@@ -20,6 +20,24 @@ def test_analyze_writes_table_and_figures(tmp_path, capsys):
     assert (plots / "esd_grid.png").stat().st_size > 10_000
     assert (plots / "depth_summary.png").exists()
     assert "3 matrices, 2 fitted" in capsys.readouterr().out
+
+
+def test_plots_reuse_the_tables_spectra(tmp_path, monkeypatch):
+    """``--plots`` draws the fits the table came from: one Gram eigen-decomposition per layer, not two."""
+    import rmtlib.spectral.gram as gram_module
+
+    calls = []
+    real = gram_module.gram
+
+    def counted(w):
+        calls.append(tuple(w.shape))
+        return real(w)
+
+    monkeypatch.setattr(gram_module, "gram", counted)
+    plots = tmp_path / "plots"
+    assert main(["analyze", "fc:784-256-128-10", "--plots", str(plots), "--quiet"]) == 0
+    assert sorted(calls) == sorted([(256, 784), (128, 256), (10, 128)])  # each layer's matrix once
+    assert (plots / "esd_grid.png").exists() and (plots / "depth_summary.png").exists()
 
 
 def test_checkpoint_weights_are_the_ones_analysed(tmp_path):
@@ -65,7 +83,9 @@ def test_edge_centring_option_reaches_the_fit(tmp_path):
         == 0
     )
     table = pd.read_csv(out)
-    want = analyze(create_model("fc:784-64-10", checkpoint=ckpt), edge_centring="ma", progress=False)
+    want = analyze(
+        create_model("fc:784-64-10", checkpoint=ckpt), fit_config=FitConfig(edge_centring="ma"), progress=False
+    )
     paper = analyze(create_model("fc:784-64-10", checkpoint=ckpt), progress=False)
     assert np.allclose(table["sv_edge"], want["sv_edge"], rtol=1e-12, equal_nan=True)
     assert not np.allclose(table["sv_edge"], paper["sv_edge"], rtol=1e-6, equal_nan=True)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from rmtlib import FitConfig
 from rmtlib.cli.main import main
 from rmtlib.nn.checkpoints import read_checkpoint, save_checkpoint
 from rmtlib.nn.count import count_params
@@ -61,6 +62,7 @@ def test_prune_fc_and_reload(tmp_path: Path, capsys: pytest.CaptureFixture):
     _, record = read_checkpoint(out)
     meta = record["metadata"]
     assert meta["method"] == "magnitude" and meta["options"] == {"scope": "global"} and meta["sparsity_target"] == 0.5
+    assert meta["sparsity_reached"] == 1 - counts["nonzero"] / counts["dense"]  # the summary's, from the counts
     # the weights that survive are the source's own
     kept = reloaded[1].weight != 0
     assert torch.equal(reloaded[1].weight[kept], source[1].weight[kept])
@@ -259,7 +261,8 @@ def test_edge_centring_flag_reaches_the_report_and_the_checkpoint(tmp_path: Path
         )
     paper, ma = (pd.read_csv(tmp_path / f"{c}.csv", dtype={"layer": str}).set_index("layer") for c in ("paper", "ma"))
     assert ma.loc["1", "sv_edge"] != pytest.approx(paper.loc["1", "sv_edge"], rel=1e-6)
-    assert read_checkpoint(tmp_path / "ma.safetensors")[1]["metadata"]["edge_centring"] == "ma"
+    recorded = read_checkpoint(tmp_path / "ma.safetensors")[1]["metadata"]["fit_config"]
+    assert FitConfig.from_dict(recorded) == FitConfig(edge_centring="ma")
 
 
 def test_fit_stays_a_method_option(tmp_path: Path):
@@ -303,3 +306,32 @@ def test_pattern_flag_gives_n_of_m(tmp_path: Path, capsys: pytest.CaptureFixture
     for name in ("1.weight", "3.weight"):
         w = weights[name]
         assert bool(((w != 0).reshape(w.shape[0], -1, 4).sum(-1) == 2).all())
+
+
+def test_prune_and_sweep_calibrate_on_the_same_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`rmtlib prune --calibration` drew with torch, `rmtlib sweep` with numpy: one seed, two image sets."""
+    import rmtlib.experiments.sweep
+    from rmtlib.cli.args import load_calibration
+
+    torch.manual_seed(3)
+    ckpt = save_checkpoint(create_model("fc:784-48-10"), tmp_path / "in.safetensors")
+    seen, real = [], rmtlib.experiments.sweep.prune
+
+    def keep(*args, **kwargs):
+        seen.append(kwargs["calibration"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rmtlib.experiments.sweep, "prune", keep)
+    common = ["fc:784-48-10", "--checkpoint", str(ckpt), "--calibration", "synthetic:32", "--seed", "2", "--quiet"]
+    prune = ["prune", *common, "--method", "wanda", "--sparsity", "0.5", "--out", str(tmp_path / "p.safetensors")]
+    assert main(prune) == 0
+    for seed in ("2", "5"):
+        sweep = ["sweep", *common, "--data", "synthetic", "--methods", "wanda", "--levels", "0.5"]
+        assert main([*sweep, "--calibration-seeds", seed, "--save-dir", str(tmp_path / seed)]) == 0
+    model = create_model("fc:784-48-10", checkpoint=ckpt)
+    assert torch.equal(seen[0], load_calibration(("synthetic", 32), model, 2))  # the same images for seed 2
+    assert not torch.equal(seen[0], seen[1])
+    pruned = read_checkpoint(tmp_path / "p.safetensors")[0]
+    swept = [read_checkpoint(tmp_path / seed / "wanda_0.50.safetensors")[0] for seed in ("2", "5")]
+    assert all(torch.equal(pruned[k], swept[0][k]) for k in pruned)  # and so the same pruned model
+    assert not all(torch.equal(pruned[k], swept[1][k]) for k in pruned)  # which another draw changes

@@ -51,3 +51,28 @@ def test_prune_with_seb_from_the_command_line(tmp_path: Path, capsys: pytest.Cap
     assert len(pd.read_csv(report)) == 2
     assert main(["prune", "fc:64-48-10", "--method", "seb", "--sparsity", "0.5", "--option", "signal=x"]) == 2
     assert "signal" in capsys.readouterr().err
+
+
+def test_quiet_silences_the_level_lines_and_workers_load_the_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    """`schedule` took --quiet and --workers from the shared groups and ignored both."""
+    import rmtlib.experiments.prune_restore
+
+    workers, real = [], rmtlib.experiments.prune_restore.make_loader
+
+    def loader(*args, **kwargs):
+        workers.append(kwargs.get("num_workers", 0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rmtlib.experiments.prune_restore, "make_loader", loader)
+    argv = ["schedule", *SMALL, "--sparsity", "0.3", "--step", "0.1", "--finetune-steps", "1", "--reservoir-steps", "1"]
+    assert main([*argv, "--evaluate", "--report", str(tmp_path / "a.csv")]) == 0
+    loud, first = capsys.readouterr().out, len(workers)
+    assert main([*argv, "--evaluate", "--report", str(tmp_path / "b.csv"), "--quiet", "--workers", "2"]) == 0
+    quiet = capsys.readouterr().out
+    assert loud.count("level 0.") == 3 and "level 0." not in quiet and "per-level table written" in quiet
+    # every loader of the second run (fine-tuning, reservoir, test) loads in 2 processes, of the first in none
+    assert first >= 4 and set(workers[:first]) == {0} and set(workers[first:]) == {2} and len(workers) == 2 * first
+    a, b = (pd.read_csv(tmp_path / name).drop(columns="seconds") for name in ("a.csv", "b.csv"))
+    pd.testing.assert_frame_equal(a, b)  # the same batches, so the same levels and top-1

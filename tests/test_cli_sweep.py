@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
+from rmtlib import FitConfig
 from rmtlib.cli.main import main
-from rmtlib.cli.sweep import RESUME_TOP1_TOLERANCE, level_summary, level_text, method_options
+from rmtlib.cli.sweep import level_summary, level_text, method_options
 from rmtlib.errors import InputError
 from rmtlib.experiments.sweep import STATS_COLUMNS, SWEEP_COLUMNS, sweep
+from rmtlib.experiments.sweep_store import RESUME_TOP1_TOLERANCE
 from rmtlib.nn.checkpoints import read_checkpoint, save_checkpoint
 from rmtlib.nn.count import count_params
 from rmtlib.nn.models import create_model
@@ -86,7 +88,7 @@ def test_cli_table_equals_library_sweep(tmp_path: Path, schedule: str, capsys: p
         finetune_loader=train_loader,
         finetune_steps=2,
         method_options={"glob": {"method": "magnitude", "scope": "global"}},
-        prune_options={"include": None, "exclude": None, "alpha": 0.25, "beta": 0.8},
+        prune_options={"include": None, "exclude": None, "fit_config": FitConfig()},
         schedule=schedule,
         device="cpu",
         seed=5,
@@ -142,6 +144,7 @@ def test_save_dir_holds_each_pruned_model(tmp_path: Path):
         assert counts["nonzero"] == table.loc[level, "params_nonzero"]
         meta = read_checkpoint(path)[1]["metadata"]
         assert meta["sparsity_target"] == level and meta["schedule"] == "gradual"
+        assert meta["sparsity_reached"] == pytest.approx(table.loc[level, "sparsity"], abs=1e-12)
         # the file says how it was made: the variant's label, its method and options
         assert (meta["label"], meta["method"], meta["options"]) == ("glob", "magnitude", {"scope": "global"})
     # gradual: the 50% model keeps zero every weight the 30% model had pruned
@@ -329,7 +332,8 @@ def test_resume_refuses_other_settings_that_the_table_has_no_column_for(
             main(argv)
     before, record = out.read_text(), (tmp_path / "s.csv.settings.json").read_text()
     for extra, key in (
-        (["--alpha", "0.2"], "alpha"),
+        (["--alpha", "0.2"], "fit_config"),
+        (["--edge-centring", "ma"], "fit_config"),
         (["--option", "rmt.exponent=1.0"], "options of rmt"),
         (["--set", "activation=tanh"], "model_kwargs"),
         (["--finetune-lr", "1e-3"], "finetune_lr"),
@@ -347,6 +351,16 @@ def test_resume_refuses_other_settings_that_the_table_has_no_column_for(
     assert main([*argv, "--resume"]) == 0
     assert "is missing" in capsys.readouterr().err and len(pd.read_csv(out)) == 5
     assert (tmp_path / "s.csv.settings.json").read_text() == record  # written again, as the first run wrote it
+    # a record from before fit_config held the loose alpha and beta (and no edge_centring): read as one config
+    legacy = json.loads(record)
+    assert FitConfig.from_dict(legacy["fit_config"]) == FitConfig()
+    config = legacy.pop("fit_config")
+    (tmp_path / "s.csv.settings.json").write_text(json.dumps({**legacy, "alpha": config["alpha"], "beta": 0.8}))
+    table = out.read_text()
+    assert _exit_code([*argv, "--alpha", "0.2", "--resume"]) == 2
+    assert "fit_config:" in capsys.readouterr().err and out.read_text() == table
+    assert main([*argv, "--resume"]) == 0
+    assert out.read_text() == table
 
 
 def test_loader_workers_do_not_change_the_numbers(tmp_path: Path):
@@ -736,7 +750,7 @@ def test_overwrite_removes_the_old_table_and_record_before_the_first_run(
             main([*base, "--alpha", "0.2", "--overwrite"])
     assert not out.exists() or list(pd.read_csv(out)["method"]) == ["dense"]
     if (tmp_path / "s.csv.settings.json").exists():
-        assert json.loads((tmp_path / "s.csv.settings.json").read_text())["alpha"] == 0.2
+        assert json.loads((tmp_path / "s.csv.settings.json").read_text())["fit_config"]["alpha"] == 0.2
 
 
 def test_overwrite_without_out_is_harmless():
@@ -762,8 +776,8 @@ def test_overwrite_without_out_is_harmless():
 
 def test_data_methods_take_calibration_images(tmp_path: Path):
     """wanda/sparsegpt rows equal the library's prune on the same seeded calibration images."""
-    from rmtlib.experiments.sweep import calibration_inputs
     from rmtlib.pruning import prune
+    from rmtlib.pruning.calibration import draw_calibration
     from rmtlib.train.loops import evaluate
 
     ckpt = _checkpoint(tmp_path)
@@ -772,10 +786,10 @@ def test_data_methods_take_calibration_images(tmp_path: Path):
     assert main([*argv, "--levels", "0.5", "--calibration", "synthetic:32", "--out", str(out), "--quiet"]) == 0
     table = pd.read_csv(out).set_index("method")
     model = create_model(MODEL, checkpoint=ckpt).eval()
-    inputs = calibration_inputs(make_loader(load_dataset("synthetic", "train"), 128), 32, 0)
+    inputs = draw_calibration(load_dataset("synthetic", "train"), 32, 0)
     loader = make_loader(load_dataset("synthetic", "test"), 500)
     for method in ("wanda", "sparsegpt"):
-        pruned, _ = prune(model, method, sparsity=0.5, calibration=inputs)
+        pruned = prune(model, method, sparsity=0.5, calibration=inputs).model
         assert table.loc[method, "top1_pruned"] == pytest.approx(100 * evaluate(pruned, loader)["accuracy"])
         assert table.loc[method, "sparsity"] == pytest.approx(0.5, abs=1e-6)
     assert json.loads((tmp_path / "cal.csv.settings.json").read_text())["calibration"] == "synthetic:32"

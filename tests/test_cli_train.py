@@ -246,3 +246,26 @@ def test_bad_training_settings_exit_2_before_any_work(tmp_path, monkeypatch, cap
 def test_eval_of_a_model_that_cannot_take_the_data_exits_2(capsys):
     assert main(["eval", "fc:100-10", "--data", "synthetic", "--quiet"]) == 2  # was a RuntimeError traceback
     assert "cannot take" in capsys.readouterr().err
+
+
+def test_training_that_diverges_exits_2_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """--l1 1e308 passes the range check but makes the penalty infinite: this trained to NaN weights and
+    saved them; now training stops at the first loss check and no checkpoint is written."""
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        [
+            "train",
+            "fc:784-16-10",
+            "--data",
+            "synthetic",
+            "--epochs",
+            "1",
+            "--l1",
+            "1e308",
+            "--quiet",
+            "--out",
+            "m.safetensors",
+        ]
+    )
+    assert code == 2 and "lower the learning rate or the penalty" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ import pytest
 import scipy.stats
 import torch
 
+from rmtlib import FitConfig
 from rmtlib.errors import InputError
 from rmtlib.experiments.fc_table import (
     FC_ROWS,
@@ -40,10 +41,11 @@ def test_row_flags_map_to_penalties_and_schedules(row):
     else:
         with torch.no_grad():
             assert float(penalty(model)) == pytest.approx(float(expected), rel=1e-6)
-    sched = row_scheduler(row, every=3, T=40, alpha=0.2, beta=0.1)
+    sched = row_scheduler(row, every=3, T=40, fit_config=FitConfig(alpha=0.2, beta=0.1))
     if row.mp_pruning:
         assert isinstance(sched, MPSplitScheduler)
-        assert (sched.every, sched.T, sched.fit_kwargs) == (3, 40.0, {"alpha": 0.2, "beta": 0.1})
+        assert (sched.every, sched.T, sched.fit_config) == (3, 40.0, FitConfig(alpha=0.2, beta=0.1))
+        assert row_scheduler(row).fit_config == FitConfig(beta=0.1)  # the paper's FC setting
     else:
         assert sched is None
 

@@ -18,6 +18,7 @@ from rmtlib.experiments.mp_checks import (
 )
 from rmtlib.experiments.spiked import bbp_singular_value, bbp_threshold
 from rmtlib.spectral.fit import fit_mp
+from rmtlib.spectral.fit_config import FitConfig
 from rmtlib.theory.mp import mp_ppf
 from rmtlib.theory.tracy_widom import tw1_ppf, tw_centre_scale
 
@@ -52,7 +53,7 @@ def test_bema_conventions_are_ordered_and_equal_direct_fits():
     for _ in range(6):
         w = rng.standard_normal((120, 40))
         for q in direct:
-            direct[q].append(fit_mp(w, alpha=0.25, bema_quantile=q).sigma2)
+            direct[q].append(fit_mp(w, config=FitConfig(alpha=0.25, bema_quantile=q)).sigma2)
     for q, values in direct.items():
         assert table.loc[q, "mean_sigma2"] == pytest.approx(np.mean(values), rel=1e-10)
         assert table.loc[q, "standard_error"] == pytest.approx(np.std(values, ddof=1) / np.sqrt(6), rel=1e-8)
@@ -78,9 +79,7 @@ def test_tw_edge_check_counts_the_values_above_each_edge():
 
 
 def test_spiked_fit_finds_the_visible_components_and_the_noise_scale():
-    table, cases = spiked_fit_check(
-        [(400, 200)], [0.5, 2.0, 3.0], sigma=0.1, alpha=0.25, betas=[0.1], rng=np.random.default_rng(0)
-    )
+    table, cases = spiked_fit_check([(400, 200)], [0.5, 2.0, 3.0], sigma=0.1, betas=[0.1], rng=np.random.default_rng(0))
     row, case = table.loc["400x200"], cases[0]
     assert row["visible"] == 2 == case.n_visible  # 0.5 x the threshold stays in the bulk
     assert row["found, beta=0.1"] == 2

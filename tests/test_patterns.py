@@ -22,21 +22,22 @@ def _mlp() -> nn.Sequential:
 def test_every_group_keeps_exactly_n(method: str, pattern: str):
     n, m = parse_pattern(pattern)
     model = _mlp()
-    pruned, report = prune(model, method, pattern=pattern, calibration=torch.randn(32, 24))
+    result = prune(model, method, pattern=pattern, calibration=torch.randn(32, 24))
+    pruned = result.model
     for i in (0, 2, 4):
         w = pruned[i].weight.detach()
         groups = (w != 0).reshape(w.shape[0], -1, m).sum(-1)
         assert bool((groups == n).all()), (method, pattern, i)
     dense = sum(p.numel() for p in model.parameters())
     nonzero = sum(int(torch.count_nonzero(p)) for p in pruned.parameters())
-    assert report.attrs["reached_sparsity"] == pytest.approx(1 - nonzero / dense)
-    assert list(report["nonzero_after"]) == [48 * 24 * n // m, 16 * 48 * n // m, 5 * 16 * n // m]
-    assert report.attrs["pattern"] == pattern and report.attrs["target_sparsity"] is None
+    assert result.summary.reached_sparsity == pytest.approx(1 - nonzero / dense)
+    assert list(result.layers["nonzero_after"]) == [48 * 24 * n // m, 16 * 48 * n // m, 5 * 16 * n // m]
+    assert result.summary.outputs["pattern"] == pattern and result.summary.target_sparsity is None
 
 
 def test_magnitude_keeps_the_n_largest_of_each_group():
     model = _mlp()
-    pruned, _ = prune(model, "magnitude", pattern="2:4")
+    pruned = prune(model, "magnitude", pattern="2:4").model
     w = model[0].weight.detach().numpy().reshape(48, 6, 4)
     expected = np.zeros_like(w, dtype=bool)
     top = np.argsort(np.abs(w), axis=-1)[..., 2:]

@@ -43,7 +43,6 @@ def test_spiked_fits_mark_found_and_predicted_spikes():
         [(200, 100), (400, 200)],
         [0.5, 2.0, 3.0],
         sigma=0.1,
-        alpha=0.25,
         betas=[0.8, 0.1],
         rng=np.random.default_rng(0),
     )

@@ -9,11 +9,12 @@ import pytest
 import torch
 from torch import nn
 
+from rmtlib import FitConfig
 from rmtlib.errors import InputError
 from rmtlib.experiments.spiked import bbp_threshold, spiked_matrix
 from rmtlib.nn.count import count_macs, count_params
 from rmtlib.nn.lowrank import LowRankLinear
-from rmtlib.pruning import prune
+from rmtlib.pruning import PruneResult, prune
 from rmtlib.pruning.common import smallest_mask, split_count
 from rmtlib.pruning.rmt import sparsify_singular_vectors
 
@@ -41,11 +42,16 @@ def _vit() -> nn.Module:
     return timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=10)
 
 
-def _check_reached(model: nn.Module, pruned: nn.Module, report, target: float, method: str) -> None:
-    dense = count_params(model)["dense"]
-    reached = 1.0 - count_params(pruned)["nonzero"] / dense
-    assert report.attrs["reached_sparsity"] == pytest.approx(reached)
-    assert report.attrs["target_sparsity"] == target
+def _check_reached(model: nn.Module, result: PruneResult, target: float, method: str) -> None:
+    """The summary's numbers are the counts of the two models, counted here independently."""
+    before, after = count_params(model), count_params(result.model)
+    dense = before["dense"]
+    reached = 1.0 - after["nonzero"] / dense
+    s = result.summary
+    assert s.reached_sparsity == pytest.approx(reached, abs=1e-15)
+    assert (s.params_dense, s.nonzero_before) == (dense, before["nonzero"])
+    assert (s.stored_after, s.nonzero_after) == (after["stored"], after["nonzero"])
+    assert s.target_sparsity == target and s.method == method
     assert reached >= target - 1e-12
     # element-wise methods hit the count exactly; rank-based ones to within a few rank steps
     assert reached - target < (0.012 if method in STRUCTURED else 1e-4)
@@ -54,19 +60,21 @@ def _check_reached(model: nn.Module, pruned: nn.Module, report, target: float, m
 @pytest.mark.parametrize("method", ALL)
 def test_fc_net_reaches_target(method: str):
     model = _fc()
-    pruned, report = prune(model, method, sparsity=0.5, **_opts(method))
-    _check_reached(model, pruned, report, 0.5, method)
-    assert list(report["layer"]) == ["0", "2", "4"]
-    assert (report["nonzero_after"] <= report["nonzero_before"]).all()
+    result = prune(model, method, sparsity=0.5, **_opts(method))
+    pruned = result.model
+    _check_reached(model, result, 0.5, method)
+    assert list(result.layers["layer"]) == ["0", "2", "4"]
+    assert (result.layers["nonzero_after"] <= result.layers["nonzero_before"]).all()
     assert pruned(torch.randn(3, 64)).shape == (3, 10)
 
 
 @pytest.mark.parametrize("method", ALL)
 def test_tiny_vit_reaches_target(method: str):
     model = _vit()
-    pruned, report = prune(model, method, sparsity=0.4, **_opts(method))
-    _check_reached(model, pruned, report, 0.4, method)
-    assert "blocks.1.mlp.fc2" in set(report["layer"]) and "patch_embed.proj" in set(report["layer"])
+    result = prune(model, method, sparsity=0.4, **_opts(method))
+    pruned = result.model
+    _check_reached(model, result, 0.4, method)
+    assert "blocks.1.mlp.fc2" in set(result.layers["layer"]) and "patch_embed.proj" in set(result.layers["layer"])
     x = torch.randn(2, 3, 32, 32)
     assert torch.isfinite(pruned(x)).all()
     if method in STRUCTURED:  # a real reduction of stored parameters and multiply-adds
@@ -77,7 +85,7 @@ def test_tiny_vit_reaches_target(method: str):
 def test_magnitude_removes_exactly_the_smallest():
     model = _fc()
     weights = [model[i].weight.detach().numpy().copy() for i in (0, 2, 4)]
-    pruned, report = prune(model, "magnitude", sparsity=0.3)
+    pruned = prune(model, "magnitude", sparsity=0.3).model
     total_zeroed = 0
     for i, w in zip((0, 2, 4), weights):
         after = pruned[i].weight.detach().numpy()
@@ -91,7 +99,7 @@ def test_magnitude_removes_exactly_the_smallest():
     fractions = [np.mean(pruned[i].weight.detach().numpy() == 0) for i in (0, 2, 4)]
     assert max(fractions) - min(fractions) < 1e-3
     # global: one magnitude threshold across layers
-    g, _ = prune(model, "magnitude", sparsity=0.3, scope="global")
+    g = prune(model, "magnitude", sparsity=0.3, scope="global").model
     removed = np.concatenate([w[g[i].weight.detach().numpy() == 0] for i, w in zip((0, 2, 4), weights)])
     kept = np.concatenate([w[g[i].weight.detach().numpy() != 0] for i, w in zip((0, 2, 4), weights)])
     assert np.abs(removed).max() <= np.abs(kept).min()
@@ -123,24 +131,26 @@ def _alignment(matrix: np.ndarray, u: np.ndarray) -> float:
 def test_rmt_keeps_the_planted_spikes(method: str):
     model, u = _planted()
     before = _alignment(model[0].weight.detach().numpy(), u)  # ~0.97: noise tilts the spikes a little
-    pruned, report = prune(model, method, sparsity=0.6, **_opts(method))
-    assert report.loc[0, "n_spikes"] == 3
+    result = prune(model, method, sparsity=0.6, **_opts(method))
+    pruned = result.model
+    assert result.layers.loc[0, "n_spikes"] == 3
     w = (pruned[0].rmt_matrix() if hasattr(pruned[0], "rmt_matrix") else pruned[0].weight).detach().numpy()
     after = _alignment(w, u)
     assert after > before - (1e-3 if method == "rmt_lowrank" else 0.02)
-    rand, _ = prune(model, "random", sparsity=0.6)
+    rand = prune(model, "random", sparsity=0.6).model
     assert after > _alignment(rand[0].weight.detach().numpy(), u) + 0.08  # random pruning tilts them far more
 
 
 def test_rmt_lowrank_without_target_keeps_exactly_the_spikes():
     model, u = _planted()
-    pruned, report = prune(model, "rmt_lowrank")
+    result = prune(model, "rmt_lowrank")
+    pruned = result.model
     assert isinstance(pruned[0], LowRankLinear) and pruned[0].rank == 3
-    assert report.loc[0, "rank_kept"] == 3
+    assert result.layers.loc[0, "rank_kept"] == 3
     w = model[0].weight.detach().double().numpy()
     uu, ss, vv = np.linalg.svd(w, full_matrices=False)
     np.testing.assert_allclose(pruned[0].rmt_matrix().numpy(), (uu[:, :3] * ss[:3]) @ vv[:3], atol=1e-5)
-    half, _ = prune(model, "rmt_lowrank", bulk_fraction=0.5)
+    half = prune(model, "rmt_lowrank", bulk_fraction=0.5).model
     assert half[0].rank == 3 + int(np.ceil(0.5 * 97))  # 3 + 49 < 200*100/300: still factorized
 
 
@@ -159,26 +169,26 @@ def _noise_and_signal() -> nn.Sequential:
 
 @pytest.mark.parametrize("method", ["rmt", "rmt_oneshot"])
 def test_rmt_prunes_noisy_layers_more(method: str):
-    pruned, report = prune(_noise_and_signal(), method, sparsity=0.4, **_opts(method))
-    noise, signal = report.iloc[0], report.iloc[1]
+    result = prune(_noise_and_signal(), method, sparsity=0.4, **_opts(method))
+    noise, signal = result.layers.iloc[0], result.layers.iloc[1]
     assert noise["gamma"] > 0.95 and signal["gamma"] < 0.75
-    frac = 1 - report["nonzero_after"] / report["nonzero_before"]
+    frac = 1 - result.layers["nonzero_after"] / result.layers["nonzero_before"]
     assert frac.iloc[0] > frac.iloc[1] + 0.1
-    mag, mreport = prune(_noise_and_signal(), "magnitude", sparsity=0.4)  # the baseline does not tell them apart
+    mreport = prune(_noise_and_signal(), "magnitude", sparsity=0.4).layers  # the baseline does not tell them apart
     mfrac = 1 - mreport["nonzero_after"] / mreport["nonzero_before"]
     assert abs(mfrac.iloc[0] - mfrac.iloc[1]) < 0.01
 
 
 def test_rmt_cycles_log_and_fixed_cycles():
     model = _fc()
-    _, report = prune(model, "rmt", sparsity=0.3, regularization="none")
-    log = report.attrs["cycle_log"]
+    result = prune(model, "rmt", sparsity=0.3, regularization="none")
+    log = result.summary.outputs["cycle_log"]
     sparsities = [c["sparsity"] for c in log]
-    assert sparsities == sorted(sparsities) and sparsities[-1] == pytest.approx(report.attrs["reached_sparsity"])
+    assert sparsities == sorted(sparsities) and sparsities[-1] == pytest.approx(result.summary.reached_sparsity)
     assert [c["sv_step"] for c in log[:2]] == [False, True]
-    _, fixed = prune(model, "rmt", cycles=2, regularization="light", reg_steps=1)
-    assert fixed.attrs["cycles"] == 2 and fixed.attrs["target_sparsity"] is None
-    assert 0.05 < fixed.attrs["reached_sparsity"] < 0.2  # about 6% of the random-looking weights per cycle
+    fixed = prune(model, "rmt", cycles=2, regularization="light", reg_steps=1)
+    assert fixed.summary.outputs["cycles"] == 2 and fixed.summary.target_sparsity is None
+    assert 0.05 < fixed.summary.reached_sparsity < 0.2  # about 6% of the random-looking weights per cycle
 
 
 def _budget(weight: torch.Tensor, cycle: int) -> int:
@@ -194,7 +204,8 @@ def test_rmt_cycle_budgets_follow_the_papers_formula_on_nonzeros():
     """Cycle 1 removes B_l smallest weights of each layer; cycle 2's B_l uses the pruned layer's new fit
     and its nonzero count (not all entries)."""
     model = _fc()
-    one, report = prune(model, "rmt", cycles=1, regularization="none")
+    result = prune(model, "rmt", cycles=1, regularization="none")
+    one = result.model
     for index in (0, 2):  # the 10 x 96 head is too small to fit and keeps all its weights
         before, after = model[index].weight.detach(), one[index].weight.detach()
         removed = int((before != 0).sum() - (after != 0).sum())
@@ -202,8 +213,8 @@ def test_rmt_cycle_budgets_follow_the_papers_formula_on_nonzeros():
         gone = (after == 0) & (before != 0)
         assert before[gone].abs().max() <= before[~gone].abs().min()  # exactly the smallest ones
     assert torch.equal(one[4].weight, model[4].weight)
-    assert report.attrs["cycle_log"][0]["removed"] == sum(_budget(model[i].weight, 1) for i in (0, 2))
-    two, report2 = prune(model, "rmt", cycles=2, regularization="none", sv_every=0)  # no singular-vector step
+    assert result.summary.outputs["cycle_log"][0]["removed"] == sum(_budget(model[i].weight, 1) for i in (0, 2))
+    two = prune(model, "rmt", cycles=2, regularization="none", sv_every=0).model  # no singular-vector step
     for index in (0, 2):
         removed = int((one[index].weight != 0).sum() - (two[index].weight != 0).sum())
         assert removed == _budget(one[index].weight, 2)
@@ -213,15 +224,15 @@ def test_rmt_counts_what_the_singular_vector_step_zeroes():
     """A large sv_theta zeroes whole rows in the singular-vector step; the cycles count those weights
     (they used to be booked from the budgets only, overshooting a 0.3 target to 0.6)."""
     model = _fc()
-    _, report = prune(model, "rmt", sparsity=0.3, regularization="none", sv_theta=100.0)
-    log = report.attrs["cycle_log"]
-    previous = report.attrs["nonzero_before"]
+    result = prune(model, "rmt", sparsity=0.3, regularization="none", sv_theta=100.0)
+    log = result.summary.outputs["cycle_log"]
+    previous = result.summary.nonzero_before
     for cycle in log:  # the log's removals are the real changes of the nonzero count
         assert cycle["removed"] == previous - cycle["nonzero"]
         previous = cycle["nonzero"]
-    assert report.attrs["reached_sparsity"] >= 0.3
+    assert result.summary.reached_sparsity >= 0.3
     if not log[-1]["sv_step"]:  # the magnitude step of the last cycle is what meets the target
-        assert report.attrs["reached_sparsity"] == pytest.approx(0.3, abs=1.0 / report.attrs["params_dense"])
+        assert result.summary.reached_sparsity == pytest.approx(0.3, abs=1.0 / result.summary.params_dense)
 
 
 def test_a_methods_own_stopping_rule_and_a_target_are_refused_together():
@@ -241,21 +252,22 @@ def test_oneshot_thresholds_are_per_layer_multiples_of_randomness():
     from rmtlib.spectral.fit import fit_mp
 
     model = _fc()
-    pruned, report = prune(model, "rmt_oneshot", sparsity=0.3)
-    z = report.attrs["z"]
+    result = prune(model, "rmt_oneshot", sparsity=0.3)
+    pruned = result.model
+    z = result.summary.outputs["z"]
     for index in (0, 2):
         w, after = model[index].weight.detach(), pruned[index].weight.detach()
         fit = fit_mp(w.double())
         key = w.abs() / (1.5 * (1 - fit.mu) * fit.gamma)
         assert key[after == 0].max() <= z < key[after != 0].min()
-    same, _ = prune(model, "rmt_oneshot", z=float(z) * (1 + 1e-6))  # the reported z reproduces the mask
+    same = prune(model, "rmt_oneshot", z=float(z) * (1 + 1e-6)).model  # the reported z reproduces the mask
     for index in (0, 2):
         assert torch.equal(same[index].weight == 0, pruned[index].weight == 0)
 
 
 def test_random_pruning_depends_on_its_seed():
     model = _fc()
-    a, b, c = (prune(model, "random", sparsity=0.5, seed=s)[0] for s in (0, 0, 1))
+    a, b, c = (prune(model, "random", sparsity=0.5, seed=s).model for s in (0, 0, 1))
     assert torch.equal(a[0].weight == 0, b[0].weight == 0)
     assert not torch.equal(a[0].weight == 0, c[0].weight == 0)
 
@@ -284,7 +296,7 @@ def test_regularize_step_scales_each_layers_rate_and_keeps_zeros():
 
 def test_oneshot_z_sweep_is_monotone():
     model = _fc()
-    values = [prune(model, "rmt_oneshot", z=z)[1].attrs["reached_sparsity"] for z in (0.0, 0.02, 0.05)]
+    values = [prune(model, "rmt_oneshot", z=z).summary.reached_sparsity for z in (0.0, 0.02, 0.05)]
     assert values[0] == 0.0 and values[0] < values[1] < values[2]
 
 
@@ -313,34 +325,35 @@ def test_singular_vector_sparsification():
 def test_input_untouched_unless_inplace():
     model = _fc()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    pruned, _ = prune(model, "magnitude", sparsity=0.5)
+    pruned = prune(model, "magnitude", sparsity=0.5).model
     assert pruned is not model
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    low, _ = prune(model, "rmt_lowrank", sparsity=0.5)
+    prune(model, "rmt_lowrank", sparsity=0.5)
     assert all(type(model[i]) is nn.Linear for i in (0, 2, 4))
-    same, _ = prune(model, "magnitude", sparsity=0.5, inplace=True)
+    same = prune(model, "magnitude", sparsity=0.5, inplace=True).model
     assert same is model and count_params(model)["nonzero"] < count_params(pruned)["dense"] * 0.51
 
 
 def test_include_exclude_and_split_qkv():
     model = _vit()
-    pruned, report = prune(model, "magnitude", sparsity=0.2, exclude=["head", "patch_embed.*"], split_qkv=True)
-    names = list(report["layer"])
+    result = prune(model, "magnitude", sparsity=0.2, exclude=["head", "patch_embed.*"], split_qkv=True)
+    pruned = result.model
+    names = list(result.layers["layer"])
     assert "head" not in names and "patch_embed.proj" not in names
     assert {"blocks.0.attn.qkv.q", "blocks.0.attn.qkv.k", "blocks.0.attn.qkv.v"} <= set(names)
     assert torch.equal(pruned.head.weight, model.head.weight)
-    _check_reached(model, pruned, report, 0.2, "magnitude")
-    _, only = prune(model, "rmt_oneshot", sparsity=0.1, include="blocks.*.mlp.*")
-    assert len(only) == 4
+    _check_reached(model, result, 0.2, "magnitude")
+    only = prune(model, "rmt_oneshot", sparsity=0.1, include="blocks.*.mlp.*")
+    assert len(only.layers) == 4
 
 
 def test_pruning_a_low_rank_model_counts_against_dense():
     model = _fc()
-    low, _ = prune(model, "rmt_lowrank", sparsity=0.5)
-    more, report = prune(low, "magnitude", sparsity=0.7)
-    assert report.attrs["params_dense"] == count_params(model)["dense"]
-    assert report.attrs["reached_sparsity"] == pytest.approx(0.7, abs=1e-4)
-    assert any(name.endswith(".down") for name in report["layer"])
+    low = prune(model, "rmt_lowrank", sparsity=0.5).model
+    result = prune(low, "magnitude", sparsity=0.7)
+    assert result.summary.params_dense == count_params(model)["dense"]
+    assert result.summary.reached_sparsity == pytest.approx(0.7, abs=1e-4)
+    assert any(name.endswith(".down") for name in result.layers["layer"])
 
 
 def test_too_high_target_is_refused_with_the_limit():
@@ -391,11 +404,13 @@ def test_helpers():
 @pytest.mark.parametrize("method", ["rmt_oneshot", "rmt_lowrank", "magnitude"])
 def test_cuda_matches_cpu(method: str):
     model = _vit()
-    cpu, cpu_report = prune(model, method, sparsity=0.4)
-    gpu, gpu_report = prune(model.cuda(), method, sparsity=0.4, device="cuda")
+    cpu_result = prune(model, method, sparsity=0.4)
+    cpu = cpu_result.model
+    gpu_result = prune(model.cuda(), method, sparsity=0.4, device="cuda")
+    gpu = gpu_result.model
     assert next(gpu.parameters()).is_cuda
-    assert gpu_report.attrs["reached_sparsity"] == pytest.approx(cpu_report.attrs["reached_sparsity"], abs=2e-4)
-    assert list(gpu_report["rank_kept"].fillna(-1)) == list(cpu_report["rank_kept"].fillna(-1))
+    assert gpu_result.summary.reached_sparsity == pytest.approx(cpu_result.summary.reached_sparsity, abs=2e-4)
+    assert list(gpu_result.layers["rank_kept"].fillna(-1)) == list(cpu_result.layers["rank_kept"].fillna(-1))
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(gpu(x.cuda()).cpu(), cpu(x), rtol=1e-3, atol=1e-3)
 
@@ -403,10 +418,10 @@ def test_cuda_matches_cpu(method: str):
 @pytest.mark.parametrize("method", ["rmt_lowrank", "svd"])
 def test_rank_multiple_keeps_ranks_aligned(method: str):
     model = _vit()
-    pruned, report = prune(model, method, sparsity=0.4, rank_multiple=16)
-    factorized = report[report["params_after"] < report["params_before"]]
+    result = prune(model, method, sparsity=0.4, rank_multiple=16)
+    factorized = result.layers[result.layers["params_after"] < result.layers["params_before"]]
     assert len(factorized) >= 5 and (factorized["rank_kept"] % 16 == 0).all()
-    assert report.attrs["reached_sparsity"] >= 0.4 and report.attrs["reached_sparsity"] < 0.4 + 0.03
+    assert result.summary.reached_sparsity >= 0.4 and result.summary.reached_sparsity < 0.4 + 0.03
 
 
 def _conv_net() -> nn.Module:
@@ -422,9 +437,10 @@ def test_channels_last_weights_are_pruned_in_the_model_not_in_a_copy(method: str
     dense(torch.randn(1, 16, 8, 8))  # materialise the lazy layer
     fast = copy.deepcopy(dense).to(memory_format=torch.channels_last)
     assert not fast[0].weight.is_contiguous()
-    pruned, report = prune(fast, method, sparsity=0.5, seed=1, **_opts(method))
-    reference, _ = prune(dense, method, sparsity=0.5, seed=1, **_opts(method))
-    _check_reached(fast, pruned, report, 0.5, method)
+    result = prune(fast, method, sparsity=0.5, seed=1, **_opts(method))
+    pruned = result.model
+    reference = prune(dense, method, sparsity=0.5, seed=1, **_opts(method)).model
+    _check_reached(fast, result, 0.5, method)
     for a, b in zip(pruned.parameters(), reference.parameters()):  # the same zeros as the contiguous model's
         assert torch.equal(a, b)
     assert pruned[0].weight.stride() == fast[0].weight.stride()  # memory format kept
@@ -449,9 +465,10 @@ def test_a_tied_weight_is_one_unit_and_structured_methods_refuse_it():
     model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
     model[2].weight = model[0].weight
     for method in ("magnitude", "rmt_oneshot", "random"):
-        pruned, report = prune(model, method, sparsity=0.5, seed=0)
-        _check_reached(model, pruned, report, 0.5, method)
-        assert list(report["layer"]) == ["0", "4"] and pruned[2].weight is pruned[0].weight
+        result = prune(model, method, sparsity=0.5, seed=0)
+        pruned = result.model
+        _check_reached(model, result, 0.5, method)
+        assert list(result.layers["layer"]) == ["0", "4"] and pruned[2].weight is pruned[0].weight
     reused = nn.Sequential(nn.Linear(32, 32), nn.ReLU())
     reused.append(reused[0])  # one module at two paths
     for method in ("svd", "rmt_lowrank"):
@@ -498,13 +515,14 @@ def test_edge_centring_reaches_every_fit_of_the_pruning(method: str):
     from rmtlib import fit_mp
 
     model = _fc()
-    _, report = prune(model, method, sparsity=0.3, edge_centring="ma", **_opts(method))
-    assert report.attrs["edge_centring"] == "ma"
-    for layer in ("0", "2"):  # the report's fit is the input layer's, with Ma's edge
-        want = fit_mp(model.get_submodule(layer).weight, beta=0.8, edge_centring="ma")
-        assert report.set_index("layer").loc[layer, "sv_edge"] == pytest.approx(want.sv_edge, rel=1e-9)
+    ma = FitConfig(edge_centring="ma")
+    result = prune(model, method, sparsity=0.3, fit_config=ma, **_opts(method))
+    assert result.summary.fit_config == ma
+    for layer in ("0", "2"):  # the result's fit is the input layer's, with Ma's edge
+        want = fit_mp(model.get_submodule(layer).weight, config=ma)
+        assert result.layers.set_index("layer").loc[layer, "sv_edge"] == pytest.approx(want.sv_edge, rel=1e-9)
     with pytest.raises(InputError, match="edge_centring must be one of"):
-        prune(model, method, sparsity=0.3, edge_centring="johnston")
+        prune(model, method, sparsity=0.3, fit_config=FitConfig(edge_centring="johnston"))
 
 
 def test_an_error_midway_still_writes_back_the_channels_last_layers():

@@ -76,7 +76,7 @@ def test_ser_restores_only_reservoir_entries_to_the_exact_target():
     model = _vit()
     s, over = 0.4, 0.05
     pruned, record = prune_restore(model, s, _data(), over=over, seb_options={"b": 0.0}, **FAST)
-    overpruned, _ = prune(model, "magnitude", sparsity=s + over, scope="global")
+    overpruned = prune(model, "magnitude", sparsity=s + over, scope="global").model
     dense = count_params(model)["dense"]
     target = int(np.floor((1 - s) * dense + 1e-9))
     assert record["nonzero_mask"] == target == count_params(pruned)["nonzero"]
@@ -101,7 +101,7 @@ def test_ser_takes_its_layer_weights_from_given_fits():
     units = elementwise_units(model, None, None)
     fit_units(units)
     expect = seb_layer_weights(units, 0.3)["weights"]
-    sparse, _ = prune(model, "magnitude", sparsity=0.2, scope="global")
+    sparse = prune(model, "magnitude", sparsity=0.2, scope="global").model
     _, given = prune_restore(sparse, 0.3, _data(), fits={u.name: u.fit for u in units}, **FAST)
     np.testing.assert_allclose([given["seb_weights"][u.name] for u in units], expect, rtol=1e-4)
     _, own = prune_restore(sparse, 0.3, _data(), **FAST)
@@ -141,7 +141,7 @@ def test_ser_bad_input_is_refused_before_any_change(kwargs: dict, word: str):
 
 
 def test_ser_refuses_a_model_already_past_the_target():
-    model, _ = prune(_vit(), "magnitude", sparsity=0.5)
+    model = prune(_vit(), "magnitude", sparsity=0.5).model
     with pytest.raises(InputError, match="already at sparsity"):
         prune_restore(model, 0.4, _data(16), **FAST)
 

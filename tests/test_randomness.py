@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from rmtlib import FitConfig, fit_mp
 from rmtlib.errors import InputError
 from rmtlib.experiments.randomness import (
     SpectralTracker,
@@ -42,7 +43,7 @@ def _spiked(m=300, n=150, strengths=(3.0, 2.0, 1.5), seed=0):
 
 def test_split_reconstructs_and_keeps_exactly_the_spikes():
     w = _spiked()
-    s, r, fit = split_at_edge(torch.from_numpy(w), 0.25, 0.1)
+    s, r, fit = split_at_edge(torch.from_numpy(w), fit_config=FitConfig(alpha=0.25, beta=0.1))
     assert torch.allclose(s + r, torch.from_numpy(w), rtol=0, atol=1e-13)
     assert fit.n_spikes == 3  # three planted components, all well above the BBP threshold
     sv_s = torch.linalg.svdvals(s).numpy()  # a direct SVD: the tiny ones are at rounding level
@@ -59,7 +60,7 @@ def test_split_reconstructs_and_keeps_exactly_the_spikes():
 
 def test_split_of_pure_noise_with_no_spike_is_all_bulk():
     w = np.random.default_rng(3).standard_normal((400, 100)) / 20
-    s, r, fit = split_at_edge(w, 0.25, 0.1)
+    s, r, fit = split_at_edge(w, fit_config=FitConfig(alpha=0.25, beta=0.1))
     if fit.n_spikes == 0:
         assert float(s.abs().max()) == 0.0 and torch.equal(r, torch.from_numpy(w))
     assert fit.n_spikes <= 1
@@ -149,7 +150,7 @@ def test_theta_path_end_points_and_exact_regularizer(trained):
     spiky.load_state_dict(model.state_dict())
     with torch.no_grad():
         for idx in (1, 3):
-            s, _, _ = split_at_edge(spiky[idx].weight, 0.25, 0.1)
+            s, _, _ = split_at_edge(spiky[idx].weight, fit_config=FitConfig(alpha=0.25, beta=0.1))
             spiky[idx].weight.copy_(s.float())
     zero = df[(df["target"] == "all") & (df["theta"] == 0.0)].iloc[0]
     assert zero["ce"] == pytest.approx(evaluate(spiky, loader)["loss"], rel=1e-6)
@@ -171,9 +172,8 @@ def test_noise_path_zero_is_the_model_and_energy_scales(trained):
         e = group.set_index("scale")["added_energy"]
         assert e[2.0] == pytest.approx(4 * e[0.5], rel=1e-12)  # same G for every t of a draw
     # t = 2 adds about 2 sigma2 m n of energy to each layer
-    from rmtlib.spectral.fit import fit_mp
-
-    expected = sum(2 * fit_mp(model[i].weight, alpha=0.25, beta=0.1).sigma2 * model[i].weight.numel() for i in (1, 3))
+    fc = FitConfig(alpha=0.25, beta=0.1)
+    expected = sum(2 * fit_mp(model[i].weight, config=fc).sigma2 * model[i].weight.numel() for i in (1, 3))
     assert df[df["scale"] == 2.0]["added_energy"].mean() == pytest.approx(expected, rel=0.05)
 
 
@@ -321,3 +321,23 @@ def test_stationary_run_drives_the_gradient_down_and_reports_it():
     assert hidden.loc[40, "bulk_energy"] < hidden.loc[0, "bulk_energy"]
     with pytest.raises(InputError, match="l2 > 0"):
         stationary_run([40, 32, 32, 4], 0.0, x, y)
+
+
+def test_noise_path_scales_its_noise_with_the_fit_config(trained):
+    """noise_path used to fit with alpha and beta only. Its noise is sqrt(t sigma2) G, with the same G for
+    every configuration, so the added energy follows sigma^2 of the configuration's fit: BEMA's quantile
+    convention moves it; the edge's centring does not (it moves the edge, not sigma^2)."""
+    model, loader = trained
+    configs = [
+        FitConfig(beta=0.1),
+        FitConfig(beta=0.1, bema_quantile="reference"),
+        FitConfig(beta=0.1, edge_centring="ma"),
+    ]
+    energy = {}
+    for config in configs:
+        df = noise_path(model, ["3"], [1.0], None, loader, 1e-3, n_draws=1, seed=2, fit_config=config)
+        energy[config] = float(df["added_energy"].iloc[0])
+    sigma2 = {c: fit_mp(model[3].weight, config=c).sigma2 for c in configs}
+    assert sigma2[configs[1]] != sigma2[configs[0]]
+    assert energy[configs[1]] / energy[configs[0]] == pytest.approx(sigma2[configs[1]] / sigma2[configs[0]], rel=1e-9)
+    assert energy[configs[2]] == energy[configs[0]]

@@ -32,10 +32,11 @@ def test_a_registered_method_prunes_to_the_exact_target(first_rows_method: str):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
     dense = sum(p.numel() for p in net.parameters())
-    pruned, report = rmtlib.prune(net, first_rows_method, sparsity=0.2)
+    result = rmtlib.prune(net, first_rows_method, sparsity=0.2)
+    pruned = result.model
     nonzero = sum(int(torch.count_nonzero(p)) for p in pruned.parameters())
     assert nonzero == int((1 - 0.2) * dense)
-    assert int(torch.count_nonzero(pruned[0].weight[:, :])) == 600 - report.attrs["removed_here"]
+    assert int(torch.count_nonzero(pruned[0].weight[:, :])) == 600 - result.summary.outputs["removed_here"]
     spec = METHODS[first_rows_method]
     assert spec.options == frozenset({"offset"}) and spec.summary == "Zero the first entries of the first unit."
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from rmtlib import FitConfig
 from rmtlib.errors import InputError
 from rmtlib.nn.lowrank import LowRankLinear
 from rmtlib.nn.models import fc_net
@@ -180,8 +181,8 @@ def test_scheduler_leaves_low_rank_convs_alone_and_fits_with_the_fc_setting():
     sched.split(net, 0.5)
     assert isinstance(net[0], LowRankConv2d)
     assert net(torch.randn(2, 3, 8, 8)).shape == (2, 10)
-    assert sched.fit_kwargs == {"alpha": 0.25, "beta": 0.1}
-    assert MPSplitScheduler(beta=0.8).fit_kwargs["beta"] == 0.8
+    assert sched.fit_config == FitConfig(alpha=0.25, beta=0.1)
+    assert MPSplitScheduler(fit_config=FitConfig(beta=0.8)).fit_config.beta == 0.8
 
 
 def test_tied_weight_is_penalized_once_and_can_be_masked():
@@ -228,8 +229,9 @@ def test_split_rank_is_the_exact_floor_and_at_least_one():
     lin = nn.Linear(100, 200)
     with torch.no_grad():
         lin.weight.normal_(0.0, 0.1)
-    assert fit_mp(lin.weight, alpha=0.25, beta=0.1).n_spikes == 0  # no spike: f = 0 keeps nothing
-    new, decision = mp_split_layer(lin, 0.0, "noise", alpha=0.25, beta=0.1)
+    fc = FitConfig(alpha=0.25, beta=0.1)
+    assert fit_mp(lin.weight, config=fc).n_spikes == 0  # no spike: f = 0 keeps nothing
+    new, decision = mp_split_layer(lin, 0.0, "noise", fit_config=fc)
     assert decision.rank == 1 and isinstance(new, LowRankLinear) and new.rank == 1
     u, s, vh = torch.linalg.svd(lin.weight.detach().double(), full_matrices=False)
     torch.testing.assert_close(new.rmt_matrix().double(), s[0] * torch.outer(u[:, 0], vh[0]), rtol=1e-4, atol=1e-5)
@@ -265,3 +267,22 @@ def test_scales_naming_no_layer_are_refused():
     )
     with pytest.raises(InputError, match="name no prunable layer of the model: nope"):
         L2(1.0, scales={layer: 3.0, "nope": 2.0})(net)
+
+
+@pytest.mark.parametrize("centring", ["ma", "johnstone"])
+def test_mp_split_rank_and_the_scheduler_honour_the_edge_centring(edge_decides, centring):
+    """The split used to fit with alpha and beta only: a spike that only one centring sees changes the rank."""
+    w, paper, other = edge_decides(centring)
+    ranks = {}
+    for config in (paper, other):
+        rank, fit = mp_split_rank(w, 0.0, fit_config=config)
+        assert fit.config == config and rank == fit_mp(w.float(), config=config).n_spikes
+        ranks[config.edge_centring] = rank
+        net = nn.Sequential(nn.Linear(120, 300), nn.ReLU(), nn.Linear(300, 4))
+        with torch.no_grad():
+            net[0].weight.copy_(w)
+        MPSplitScheduler(every=1, T=1.0, fit_config=config).split(net, 0.0)
+        assert net[0].rank == rank
+    assert sorted(ranks.values()) == [1, 2]
+    with pytest.raises(InputError, match="fit_config must be a FitConfig"):
+        MPSplitScheduler(fit_config={"beta": 0.1})

@@ -40,28 +40,28 @@ def test_reference_regularization_moves_weights_as_adam_does():
     """Each cycle's log holds its AdamW step count and movement: at most sum_t lr_t (Adam's steps are at
     most lr_t), at least a fifth of it (|g| ~ s_l l1 is no smaller than eps / 5 here), growing with i."""
     model = _fc()
-    _, report = prune(model, "rmt", sparsity=0.5)
-    assert report.attrs["reached_sparsity"] == pytest.approx(0.5, abs=1.0 / report.attrs["params_dense"])
-    log = report.attrs["cycle_log"]
+    result = prune(model, "rmt", sparsity=0.5)
+    assert result.summary.reached_sparsity == pytest.approx(0.5, abs=1.0 / result.summary.params_dense)
+    log = result.summary.outputs["cycle_log"]
     assert [c["reg_steps"] for c in log] == [reference_steps(c["cycle"]) for c in log]
     for cycle in log:
         bound = float(cosine_lrs(REFERENCE_LR, cycle["reg_steps"]).sum())
         assert 0.2 * bound < cycle["reg_mean_delta"] <= cycle["reg_max_delta"] <= bound * (1 + 1e-6)
     means = [c["reg_mean_delta"] for c in log]
     assert means == sorted(means)
-    _, light = prune(model, "rmt", sparsity=0.5, regularization="light")
-    assert max(c["reg_max_delta"] for c in light.attrs["cycle_log"]) <= 10 * 5e-8
-    _, none = prune(model, "rmt", sparsity=0.5, regularization="none")
-    assert all(c["reg_steps"] == 0 and c["reg_max_delta"] == 0 for c in none.attrs["cycle_log"])
+    light = prune(model, "rmt", sparsity=0.5, regularization="light")
+    assert max(c["reg_max_delta"] for c in light.summary.outputs["cycle_log"]) <= 10 * 5e-8
+    none = prune(model, "rmt", sparsity=0.5, regularization="none")
+    assert all(c["reg_steps"] == 0 and c["reg_max_delta"] == 0 for c in none.summary.outputs["cycle_log"])
 
 
 def test_reference_regularization_is_no_longer_per_layer_magnitude_pruning():
     """Light: every layer loses exactly its smallest input weights. Reference: rows of different norms
     shrink at different rates (group lasso, Adam's eps), so the removal order is no longer the input's."""
     model = _fc()
-    light, _ = prune(model, "rmt", sparsity=0.5, regularization="light")
+    light = prune(model, "rmt", sparsity=0.5, regularization="light").model
     assert min(_order_gaps(model, light)) >= 0
-    reference, _ = prune(model, "rmt", sparsity=0.5)
+    reference = prune(model, "rmt", sparsity=0.5).model
     assert min(_order_gaps(model, reference)) < 0
 
 

@@ -39,8 +39,8 @@ def _z(values: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("sparsity", [0.1, 0.3, 0.5, 0.7])
 def test_b_zero_is_global_magnitude(sparsity: float):
     model = _vit()
-    seb, _ = prune(model, "seb", sparsity=sparsity, b=0.0)
-    mag, _ = prune(model, "magnitude", sparsity=sparsity, scope="global")
+    seb = prune(model, "seb", sparsity=sparsity, b=0.0).model
+    mag = prune(model, "magnitude", sparsity=sparsity, scope="global").model
     a, b = _zeros(seb), _zeros(mag)
     assert a.keys() == b.keys()
     for name in a:
@@ -51,19 +51,20 @@ def test_b_zero_is_global_magnitude(sparsity: float):
 def test_layer_weights_follow_the_formula(sparsity: float):
     """w_l = max(0.1, 1 + b_g d(s) z_l), z from the report's s_+ (population sd), b by layer group."""
     model = _vit()
-    pruned, report = prune(model, "seb", sparsity=sparsity)
-    edges = report["sv_edge"].to_numpy()
+    result = prune(model, "seb", sparsity=sparsity)
+    pruned = result.model
+    edges = result.layers["sv_edge"].to_numpy()
     z = _z(edges)
     regime = seb_regime(sparsity)
     d = max(0.0, 1 - sparsity / regime.s_d)
     b = {"attn": regime.b_attn, "mlp": regime.b_mlp, "other": regime.b_other}
-    expect = np.maximum(0.1, 1 + np.array([b[layer_group(n)] for n in report["layer"]]) * d * z)
-    got = np.array([report.attrs["seb_weights"][n] for n in report["layer"]])
+    expect = np.maximum(0.1, 1 + np.array([b[layer_group(n)] for n in result.layers["layer"]]) * d * z)
+    got = np.array([result.summary.outputs["seb_weights"][n] for n in result.layers["layer"]])
     np.testing.assert_allclose(got, expect, rtol=1e-4)  # s is the target rounded to a whole count
     if sparsity > 0.55:  # the high regime's groups differ, so the weights are not one line in z
-        assert report.attrs["seb_b"] == {"attn": 1.0, "mlp": 2.0, "other": 1.5}
+        assert result.summary.outputs["seb_b"] == {"attn": 1.0, "mlp": 2.0, "other": 1.5}
     # every target layer (patch embedding and head too) lost weights, and the count is exact
-    assert (report["nonzero_after"] < report["nonzero_before"]).all()
+    assert (result.layers["nonzero_after"] < result.layers["nonzero_before"]).all()
     dense = count_params(model)["dense"]
     assert count_params(pruned)["nonzero"] == int(np.floor((1 - sparsity) * dense + 1e-9))
 
@@ -71,16 +72,17 @@ def test_layer_weights_follow_the_formula(sparsity: float):
 def test_cut_matches_an_independent_sort():
     """The removed entries are the globally smallest |W| / w_l, recomputed here with numpy."""
     model = _vit()
-    pruned, report = prune(model, "seb", sparsity=0.45)
-    w = report.attrs["seb_weights"]
+    result = prune(model, "seb", sparsity=0.45)
+    pruned = result.model
+    w = result.summary.outputs["seb_weights"]
     mods = dict(model.named_modules())
     scores = np.concatenate(
-        [mods[n].weight.detach().reshape(-1).abs().numpy().astype(np.float64) / w[n] for n in report["layer"]]
+        [mods[n].weight.detach().reshape(-1).abs().numpy().astype(np.float64) / w[n] for n in result.layers["layer"]]
     )
-    removed = int(report["nonzero_before"].sum() - report["nonzero_after"].sum())
+    removed = int(result.layers["nonzero_before"].sum() - result.layers["nonzero_after"].sum())
     threshold = np.sort(scores)[removed - 1]
     pmods = dict(pruned.named_modules())
-    for n in report["layer"]:
+    for n in result.layers["layer"]:
         score = mods[n].weight.detach().abs().numpy().astype(np.float64) / w[n]
         zeroed = (pmods[n].weight.detach() == 0).numpy()
         far = np.abs(score - threshold) > 1e-6 * threshold  # float32 keys may order near-ties differently
@@ -100,10 +102,10 @@ def _planted() -> nn.Sequential:
 
 def test_high_edge_layer_is_cut_harder():
     model = _planted()
-    _, seb = prune(model, "seb", sparsity=0.3)
-    _, mag = prune(model, "magnitude", sparsity=0.3, scope="global")
-    frac = lambda r: 1 - r["nonzero_after"] / r["nonzero_before"]  # noqa: E731
-    z = seb.attrs["seb_z"]
+    seb = prune(model, "seb", sparsity=0.3)
+    mag = prune(model, "magnitude", sparsity=0.3, scope="global")
+    frac = lambda r: 1 - r.layers["nonzero_after"] / r.layers["nonzero_before"]  # noqa: E731
+    z = seb.summary.outputs["seb_z"]
     assert z["2"] == pytest.approx(2.0, abs=0.05) and z["0"] == pytest.approx(-0.5, abs=0.05)
     # magnitude spares the large-scale layer; SEB (w = 1 + 1.0 * 0.4 * 2 = 1.8 vs 0.8) cuts it hardest
     assert frac(mag).iloc[2] < frac(mag).drop(2).min()
@@ -112,7 +114,7 @@ def test_high_edge_layer_is_cut_harder():
     from scipy.optimize import brentq
     from scipy.special import erf
 
-    w = np.array([seb.attrs["seb_weights"][str(i)] for i in range(5)])
+    w = np.array([seb.summary.outputs["seb_weights"][str(i)] for i in range(5)])
     sigma = np.array([1.6 if i == 2 else 1.0 for i in range(5)]) / np.sqrt(160)
     t = brentq(lambda t: erf(t * w / (sigma * np.sqrt(2))).mean() - 0.3, 0, 1)
     np.testing.assert_allclose(frac(seb).to_numpy(), erf(t * w / (sigma * np.sqrt(2))), atol=0.02)
@@ -143,34 +145,35 @@ def test_low_sparsity_uses_hill_alpha():
     """At s = 0.2 (rounded to a whole count) the signal is Hill alpha (k = 20); the head (10 singular
     values, too few for k = 20) gets z = 0 and w = 1."""
     model = _vit()
-    _, report = prune(model, "seb", sparsity=0.2)
-    assert report.attrs["seb_signal"] == "hill"
+    result = prune(model, "seb", sparsity=0.2)
+    assert result.summary.outputs["seb_signal"] == "hill"
     mods = dict(model.named_modules())
     alphas = np.array(
         [
             hill_alpha(singular_values(mods[n].weight.detach().reshape(mods[n].weight.shape[0], -1)), k=20)
             if min(mods[n].weight.shape[0], mods[n].weight[0].numel()) > 20
             else np.nan
-            for n in report["layer"]
+            for n in result.layers["layer"]
         ]
     )
     z = _z(alphas)
-    np.testing.assert_allclose([report.attrs["seb_z"][n] for n in report["layer"]], z, rtol=1e-6, atol=1e-9)
-    assert report.attrs["seb_weights"]["head"] == 1.0
+    out = result.summary.outputs
+    np.testing.assert_allclose([out["seb_z"][n] for n in result.layers["layer"]], z, rtol=1e-6, atol=1e-9)
+    assert out["seb_weights"]["head"] == 1.0
     d = 1 - 0.2 / 0.3
     np.testing.assert_allclose(
-        [report.attrs["seb_weights"][n] for n in report["layer"]], np.maximum(0.1, 1 + 0.5 * d * z), rtol=1e-6
+        [out["seb_weights"][n] for n in result.layers["layer"]], np.maximum(0.1, 1 + 0.5 * d * z), rtol=1e-6
     )
 
 
 def test_options_override_and_floor():
     model = _planted()
-    _, report = prune(model, "seb", sparsity=0.3, b=10.0, s_d=1.0, floor=0.25)
-    z = np.array([report.attrs["seb_z"][str(i)] for i in range(5)])
+    out = prune(model, "seb", sparsity=0.3, b=10.0, s_d=1.0, floor=0.25).summary.outputs
+    z = np.array([out["seb_z"][str(i)] for i in range(5)])
     np.testing.assert_allclose(
-        [report.attrs["seb_weights"][str(i)] for i in range(5)], np.maximum(0.25, 1 + 10 * 0.7 * z), rtol=1e-12
+        [out["seb_weights"][str(i)] for i in range(5)], np.maximum(0.25, 1 + 10 * 0.7 * z), rtol=1e-12
     )
-    assert min(report.attrs["seb_weights"].values()) == 0.25  # z = -0.5 gives 1 - 3.5 < 0: the floor holds
+    assert min(out["seb_weights"].values()) == 0.25  # z = -0.5 gives 1 - 3.5 < 0: the floor holds
 
 
 @pytest.mark.parametrize(

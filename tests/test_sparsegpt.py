@@ -44,10 +44,11 @@ def test_one_removal_is_the_optimal_update_of_the_later_columns(j):
 def test_zero_sparsity_changes_nothing():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5))
-    pruned, report = prune(model, "sparsegpt", sparsity=0.0, calibration=torch.randn(16, 20))
+    result = prune(model, "sparsegpt", sparsity=0.0, calibration=torch.randn(16, 20))
+    pruned = result.model
     for a, b in zip(model.state_dict().values(), pruned.state_dict().values()):
         assert torch.equal(a, b)
-    assert report.attrs["reached_sparsity"] == 0.0
+    assert result.summary.reached_sparsity == 0.0
 
 
 def _reconstruction(w: torch.Tensor, new: torch.Tensor, x: torch.Tensor) -> float:
@@ -103,7 +104,7 @@ def test_layers_are_pruned_in_sequence_on_the_pruned_models_inputs():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 6, bias=False)).double()
     x = torch.randn(80, 12, dtype=torch.float64)
-    pruned, _ = prune(model, "sparsegpt", sparsity=0.4, calibration=x, blocksize=8)
+    pruned = prune(model, "sparsegpt", sparsity=0.4, calibration=x, blocksize=8).model
     k = [int((pruned[i].weight == 0).sum()) for i in (0, 2)]
     first = sparsegpt_solve(model[0].weight, x.T @ x, k[0], blocksize=8)
     assert torch.allclose(pruned[0].weight, first, atol=1e-12)
@@ -122,9 +123,10 @@ def test_whole_network_error_below_wanda_and_magnitude():
     ref = model(x).detach()
     err = {}
     for method in ("magnitude", "wanda", "sparsegpt"):
-        pruned, report = prune(model, method, sparsity=0.5, calibration=x)
+        result = prune(model, method, sparsity=0.5, calibration=x)
+        pruned = result.model
         err[method] = float((pruned(x).detach() - ref).norm())
-        assert report.attrs["reached_sparsity"] == 0.5
+        assert result.summary.reached_sparsity == 0.5
     assert err["sparsegpt"] < err["wanda"] < err["magnitude"], err
 
 

@@ -1,11 +1,12 @@
 import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
 from torch import nn
 
 from rmtlib import InputError, analyze, fit_mp
-from rmtlib.spectral.analyze import COLUMNS
+from rmtlib.spectral.analyze import COLUMNS, fits_table, layer_fits
 
 
 def _net() -> nn.Module:
@@ -27,6 +28,17 @@ def test_table_matches_independent_fits():
     assert table.loc[0, "gamma"] == conv.gamma and table.loc[0, "n_spikes"] == conv.n_spikes
     # a 10-row head is too small for a meaningful MP fit: reported, not fitted
     assert table.loc[2, "status"] == "too_small" and np.isnan(table.loc[2, "sigma2"])
+
+
+def test_the_table_of_given_fits_is_analyzes_table_and_reads_those_fits():
+    model = _net()
+    fits = layer_fits(model, progress=False)
+    table = fits_table(fits)
+    pd.testing.assert_frame_equal(table, analyze(model, progress=False))
+    for (name, _, _, fit, status), row in zip(fits, table.itertuples()):
+        assert (row.layer, row.status) == (name, status)
+        if status == "ok":  # the numbers are the fits' own, not a recomputation
+            assert row.sigma2 == fit.sigma2 and row.sv_edge == fit.sv_edge
 
 
 def test_default_init_is_random_by_mp():

@@ -9,12 +9,13 @@ import torch
 
 from rmtlib.errors import InputError
 from rmtlib.experiments.paired import mcnemar, paired_bootstrap
-from rmtlib.experiments.sweep import SWEEP_COLUMNS, calibration_inputs, level_table, paper_vit_results, sweep
+from rmtlib.experiments.sweep import SWEEP_COLUMNS, level_table, paper_vit_results, sweep
 from rmtlib.nn.count import count_macs, count_params
 from rmtlib.nn.models import fc_net
 from rmtlib.plots.sweep import plot_sweep
 from rmtlib.pruning import METHODS as REGISTRY
 from rmtlib.pruning import prune, register_method
+from rmtlib.pruning.calibration import draw_calibration
 from rmtlib.pruning.elementwise import layerwise_counts, removal_needed
 from rmtlib.train.data import make_loader, synthetic_classification
 from rmtlib.train.evaluation import predict, sample_metrics
@@ -38,8 +39,9 @@ def setup():
 def _captured():
     models = {}
 
-    def keep(method, target, pruned, report):
-        models[(method, target)] = (copy.deepcopy(pruned), report)
+    def keep(method, target, pruned, result):
+        assert result.model is pruned  # the model the sweep measured (and fine-tuned) is the result's
+        models[(method, target)] = (copy.deepcopy(pruned), result.summary)
 
     return models, keep
 
@@ -57,13 +59,13 @@ def test_reached_sparsity_matches_counts_and_evaluation(setup):
     assert dense_row.top1_dense > 80  # the tiny net learned the blobs, so accuracy drops are meaningful
     example = next(iter(test))[0][:1]
     for _, row in df[df.method != "dense"].iterrows():
-        pruned, report = models[(row.method, row.target)]
+        pruned, summary = models[(row.method, row.target)]
         counts = count_params(pruned)
         # the table's numbers are the counts and the accuracy of the model the method produced
         assert row.sparsity == pytest.approx(1 - counts["nonzero"] / dense_counts["dense"], abs=1e-12)
         assert row.stored_reduction == pytest.approx(1 - counts["stored"] / dense_counts["dense"], abs=1e-12)
         assert row.params_dense == dense_counts["dense"]
-        assert row.sparsity == pytest.approx(report.attrs["reached_sparsity"], abs=1e-12)
+        assert row.sparsity == pytest.approx(summary.reached_sparsity, abs=1e-12)
         assert row.top1_pruned == pytest.approx(100 * evaluate(pruned, test)["accuracy"])
         assert row.macs == count_macs(pruned, example)
         # element-wise methods hit the target to one parameter; factorized ones to one rank step
@@ -114,9 +116,9 @@ def test_variants_are_labelled_and_equal_their_method(setup):
     options = {"global": {"method": "magnitude", "scope": "global"}, "magnitude": {"scope": "layer"}}
     df = sweep(model, ["magnitude", "global"], [0.6], eval_loader=test, method_options=options, callback=keep)
     assert set(df.method) == {"dense", "magnitude", "global"}
-    direct, _ = prune(model, "magnitude", sparsity=0.6, scope="global")
-    pruned, report = models[("global", 0.6)]
-    assert report.attrs["method"] == "magnitude" and report.attrs["options"]["scope"] == "global"
+    direct = prune(model, "magnitude", sparsity=0.6, scope="global").model
+    pruned, summary = models[("global", 0.6)]
+    assert summary.method == "magnitude" and summary.options["scope"] == "global"
     assert all(torch.equal(a, b) for a, b in zip(direct.state_dict().values(), pruned.state_dict().values()))
     # global and per-layer magnitude pick different weights, so the variant really ran
     layer, _ = models[("magnitude", 0.6)]
@@ -139,7 +141,7 @@ def test_gradual_schedule_prunes_the_previous_stage(setup, method):
     first, _ = models[(method, 0.3)]
     second, _ = models[(method, 0.6)]
     # stage two is exactly the method applied to stage one's model, not to the dense one
-    again, _ = prune(first, method, sparsity=0.6, fit=False)
+    again = prune(first, method, sparsity=0.6, fit=False).model
     assert all(torch.equal(a, b) for a, b in zip(second.state_dict().values(), again.state_dict().values()))
     assert runs.set_index("target").loc[0.6, "top1_pruned"] == pytest.approx(100 * evaluate(second, test)["accuracy"])
     oneshot = sweep(model, [method], [0.3], eval_loader=test)
@@ -156,7 +158,7 @@ def test_gradual_fine_tuning_accumulates_and_keeps_earlier_zeros(setup):
     for name, zero in _zeros(first).items():  # what stage one pruned is still pruned after stage two
         assert bool((dict(second.named_parameters())[name].detach()[zero] == 0).all()), name
     # the fine-tuned stage one, pruned further, differs from pruning the dense model to the same level
-    direct, _ = prune(model, "magnitude", sparsity=0.6)
+    direct = prune(model, "magnitude", sparsity=0.6).model
     assert not all(torch.equal(a, b) for a, b in zip(_zeros(second).values(), _zeros(direct).values()))
     again = sweep(model, ["magnitude"], [0.3, 0.6], schedule="gradual", **kwargs)
     pd.testing.assert_frame_equal(df.drop(columns=TIMING), again.drop(columns=TIMING))
@@ -169,7 +171,7 @@ def test_layer_sparsity_plot_draws_the_counts(setup):
     from rmtlib.plots.sweep import plot_layer_sparsity
 
     model, _, _ = setup
-    tables = {m: layer_sparsity(prune(model, m, sparsity=0.5)[0]) for m in ("magnitude", "random")}
+    tables = {m: layer_sparsity(prune(model, m, sparsity=0.5).model) for m in ("magnitude", "random")}
     ax = plot_layer_sparsity(tables)
     lines = ax.get_lines()
     assert [line.get_label() for line in lines] == ["magnitude", "random"]
@@ -274,8 +276,9 @@ def test_esd_helpers_read_dense_and_factorized_layers(setup):
     before = layer_spectra(model, ["3"])
     independent = fit_mp(model[3].weight.detach())
     assert before["3"].sigma2 == pytest.approx(independent.sigma2) and before["3"].n_spikes == independent.n_spikes
-    pruned, report = __import__("rmtlib").pruning.prune(model, "rmt_lowrank", sparsity=0.6)
-    rank = int(report.set_index("layer").loc["3", "rank_kept"])
+    result = __import__("rmtlib").pruning.prune(model, "rmt_lowrank", sparsity=0.6)
+    pruned = result.model
+    rank = int(result.layers.set_index("layer").loc["3", "rank_kept"])
     assert rank < 96 and hasattr(pruned[3], "rmt_matrix")
     after = layer_spectra(pruned, ["3"])["3"]
     sv = after.singular_values  # the product of the factors has exactly `rank` nonzero singular values
@@ -406,5 +409,24 @@ def test_calibration_seeds_give_a_spread_and_the_first_seed_is_the_row(setup, ca
     assert np.isnan(one[one.method == calibrated_method].top1_seed_min.iloc[0])
     assert df[df.method == "magnitude"].calibration_seeds.iloc[0] == 0  # data-free: run once
     assert np.isnan(df[df.method == "magnitude"].top1_seed_min.iloc[0])
-    draws = [calibration_inputs(train_loader, 32, s) for s in (5, 5, 6)]
+    draws = [draw_calibration(train_loader.dataset, 32, s) for s in (5, 5, 6)]
     assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+
+
+@pytest.mark.parametrize("centring", ["ma", "johnstone"])
+def test_layer_spectra_honour_the_fit_config(edge_decides, centring):
+    """layer_spectra used to take alpha and beta only; the centring decides a spike here."""
+    from torch import nn
+
+    from rmtlib.experiments.sweep import layer_spectra
+    from rmtlib.spectral.fit import fit_mp
+
+    w, paper, other = edge_decides(centring)
+    model = nn.Sequential(nn.Linear(120, 300))
+    with torch.no_grad():
+        model[0].weight.copy_(w)
+    fits = {c.edge_centring: layer_spectra(model, ["0"], fit_config=c)["0"] for c in (paper, other)}
+    assert sorted(fit.n_spikes for fit in fits.values()) == [1, 2]
+    for config in (paper, other):
+        fit = fits[config.edge_centring]
+        assert fit.config == config and fit.sv_edge == fit_mp(w.float(), config=config).sv_edge

@@ -146,3 +146,48 @@ def test_masked_training_keeps_zeros_exactly():
     finetune(model, loader, 2, lr=1e-2, optimizer="sgd", weight_decay=1e-3, progress=False)
     assert torch.all(model[1].weight[zeros] == 0)
     assert torch.all(model[1].weight[~zeros] != 0)
+
+
+def test_a_diverging_penalty_stops_training_with_a_named_error():
+    """An L1 coefficient of 1e308 makes the penalty infinite at the first step; training on used to
+    leave NaN weights behind. The error names the epoch and the remedy."""
+    from rmtlib.errors import DivergenceError
+    from rmtlib.train.regularize import L1
+
+    model, loader, _ = _setup()
+    with pytest.raises(DivergenceError, match=r"epoch 1, batch 0.*lower the learning rate or the penalty"):
+        train(model, loader, 1, lr=1e-2, penalty=L1(1e308), progress=False)
+
+
+def test_weights_that_turn_nan_between_loss_checks_stop_the_epoch():
+    """The loss is checked every DIVERGENCE_CHECK_EVERY steps; a weight that turns NaN in between is caught
+    at the end of the epoch, before the caller could save it."""
+    from rmtlib.errors import DivergenceError
+
+    class PoisonAfterFirstStep(torch.optim.SGD):
+        def step(self, closure=None):
+            super().step(closure)
+            with torch.no_grad():
+                self.param_groups[0]["params"][0][0, 0] = float("nan")
+
+    model, loader, _ = _setup()
+    with pytest.raises(DivergenceError, match=r"parameter '1.weight' is not finite after epoch 1"):
+        train(
+            model,
+            loader,
+            1,
+            optimizer=lambda params: PoisonAfterFirstStep(params, lr=1e-2),
+            schedule="constant",
+            progress=False,
+            max_steps_per_epoch=3,
+        )
+
+
+def test_a_step_size_that_overflows_is_a_divergence_not_a_traceback():
+    """--lr 3.4e38 passed the CLI's finite check; Adam's first step (lr / (1 - beta1)) overflowed float32
+    inside torch with a RuntimeError traceback."""
+    from rmtlib.errors import DivergenceError
+
+    model, loader, _ = _setup()
+    with pytest.raises(DivergenceError, match="optimizer step overflowed at epoch 1, batch 0.*lower the learning"):
+        train(model, loader, 1, lr=3.4e38, schedule="constant", progress=False)

@@ -22,8 +22,8 @@ def test_a_feature_scaled_by_100_keeps_its_column():
         model[0].weight[:, 3] *= 0.05  # small weights: magnitude removes them
     x = torch.randn(64, 16)
     x[:, 3] *= 100.0
-    by_wanda, _ = prune(model, "wanda", sparsity=0.5, calibration=x)
-    by_magnitude, _ = prune(model, "magnitude", sparsity=0.5)
+    by_wanda = prune(model, "wanda", sparsity=0.5, calibration=x).model
+    by_magnitude = prune(model, "magnitude", sparsity=0.5).model
     assert bool((by_wanda[0].weight[:, 3] != 0).all())
     assert bool((by_magnitude[0].weight[:, 3] == 0).all())
 
@@ -31,7 +31,8 @@ def test_a_feature_scaled_by_100_keeps_its_column():
 def test_wanda_keeps_each_rows_best_scores_as_computed_independently():
     model = _layer_model(20, 6)
     x = torch.randn(5, 7, 20)  # batch x tokens x features: every token is a sample
-    pruned, report = prune(model, "wanda", sparsity=0.5, calibration=x)
+    result = prune(model, "wanda", sparsity=0.5, calibration=x)
+    pruned = result.model
     w = model[0].weight.detach().numpy()
     norms = np.sqrt((x.reshape(-1, 20).numpy() ** 2).sum(0))
     score = np.abs(w) * norms[None, :]
@@ -41,7 +42,7 @@ def test_wanda_keeps_each_rows_best_scores_as_computed_independently():
         expected[np.argsort(score[row])[10:]] = True
         assert np.array_equal(kept[row], expected)
     assert np.array_equal(pruned[0].weight.detach().numpy()[kept], w[kept])  # no weight update
-    assert report.attrs["reached_sparsity"] == 0.5 and report.attrs["allocation"] == "uniform"
+    assert result.summary.reached_sparsity == 0.5 and result.summary.outputs["allocation"] == "uniform"
 
 
 def test_wanda_counts_are_exact_on_a_network():
@@ -49,7 +50,7 @@ def test_wanda_counts_are_exact_on_a_network():
     model = nn.Sequential(nn.Linear(30, 50), nn.ReLU(), nn.Linear(50, 7))
     dense = sum(p.numel() for p in model.parameters())
     for sparsity in (0.13, 0.5, 0.71):
-        pruned, report = prune(model, "wanda", sparsity=sparsity, calibration=torch.randn(40, 30))
+        pruned = prune(model, "wanda", sparsity=sparsity, calibration=torch.randn(40, 30)).model
         nonzero = sum(int(torch.count_nonzero(p)) for p in pruned.parameters())
         assert nonzero == int(np.floor((1 - sparsity) * dense + 1e-9))
 

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
+from rmtlib.atomic import write_or_rescue
 from rmtlib.cli.args import (
     DEVICE,
     FIT,
@@ -20,13 +21,13 @@ from rmtlib.cli.args import (
     check_io,
     check_output_dir,
     check_output_file,
+    fit_config_from_args,
     model_inputs,
     write_csv_atomic,
-    write_or_rescue,
 )
 from rmtlib.plots.spectra import plot_depth_summary, plot_esd_grid, save_figure
 from rmtlib.runtime import get_device
-from rmtlib.spectral.analyze import analyze, layer_fits
+from rmtlib.spectral.analyze import fits_table, layer_fits
 from rmtlib.spectral.fit import POOR_FIT_MU
 
 FIGURES = ("esd_grid.png", "depth_summary.png")
@@ -58,10 +59,9 @@ def run(args: argparse.Namespace) -> int:
         torch.manual_seed(0)
         print(f"note: no --checkpoint, so {args.model} is randomly initialised (seed 0)", file=sys.stderr)
     model = build_model(args.model, args.checkpoint, pretrained=pretrained)
-    settings = dict(
-        device=device, split_qkv=args.split_qkv, alpha=args.alpha, beta=args.beta, edge_centring=args.edge_centring
-    )
-    table = analyze(model, progress=not args.quiet, **settings)
+    settings = dict(device=device, split_qkv=args.split_qkv, fit_config=fit_config_from_args(args))
+    fits = layer_fits(model, progress=not args.quiet, **settings)  # once: the table and the plots share them
+    table = fits_table(fits)
     with pd.option_context("display.width", 160, "display.max_rows", 200, "display.float_format", "{:.4g}".format):
         print(table.drop(columns=["block"]).to_string(index=False))
     ok = table["status"] == "ok"
@@ -79,13 +79,11 @@ def run(args: argparse.Namespace) -> int:
         write_or_rescue(lambda path: write_csv_atomic(table, path), args.out, "--out")
         print(f"table written to {args.out}")
     if args.plots:
-        fits = [
-            (name, fit) for name, _, _, fit, status in layer_fits(model, progress=False, **settings) if status == "ok"
-        ]
+        fitted = [(name, fit) for name, _, _, fit, status in fits if status == "ok"]
         source = args.checkpoint or ("committed weights" if pretrained else "random init, seed 0")
         title = f"{args.model} ({source})"
         for figure, name in (
-            (plot_esd_grid(fits, title=title), FIGURES[0]),
+            (plot_esd_grid(fitted, title=title), FIGURES[0]),
             (plot_depth_summary(table, title=title), FIGURES[1]),
         ):
             save_figure(figure, Path(args.plots) / name)

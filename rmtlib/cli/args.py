@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -20,11 +19,12 @@ import torch
 from matplotlib.backend_bases import FigureCanvasBase
 
 from rmtlib.atomic import name_max, write_text_atomic
-from rmtlib.errors import CheckpointError, InputError, RMTError
+from rmtlib.errors import CheckpointError, InputError
 from rmtlib.nn.checkpoints import is_checkpoint_file
 from rmtlib.nn.models import MNIST_VIT_CARD, MNIST_VIT_CHECKPOINT, create_model, recorded_kwargs
 from rmtlib.pruning import METHODS
-from rmtlib.spectral.fit import check_alpha, check_beta
+from rmtlib.pruning.calibration import draw_calibration
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig, check_alpha, check_beta
 from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
 from rmtlib.train.data import load_dataset
 
@@ -229,14 +229,13 @@ def default_calibration(
 
 
 def load_calibration(spec: tuple[str, int], model: torch.nn.Module, seed: int) -> torch.Tensor:
-    """``count`` training images of dataset ``spec``, drawn at random with ``seed``, as one input tensor."""
+    """``count`` training images of dataset ``spec`` (all of them when it holds fewer), drawn with ``seed``
+    as ``rmtlib sweep`` draws them (:func:`rmtlib.pruning.calibration.draw_calibration`), as one input tensor."""
     name, count = spec
     data = load_dataset(name, "train", model=model)
     if len(data) == 0:  # type: ignore[arg-type]
         raise InputError(f"--calibration {name}: the training split holds no samples")
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(int(seed)))  # type: ignore[arg-type]
-    samples = [data[int(i)] for i in order[:count]]
-    return torch.stack([s[0] if isinstance(s, (tuple, list)) else s for s in samples])
+    return draw_calibration(data, min(count, len(data)), seed)  # type: ignore[arg-type]
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -296,23 +295,6 @@ def check_io(
                 raise InputError(f"{other_flag} and {flag} name the same file {out}; give each its own")
 
 
-def write_or_rescue(write: Callable[[Path], Any], path: str | os.PathLike, what: str) -> Path:
-    """``write(path)``; if that fails with an OSError (a full disk, a folder removed meanwhile), write the
-    result to the temporary folder instead and raise an :class:`RMTError` saying where it is, so the
-    work done is not lost. Returns ``path``."""
-    try:
-        write(Path(path))
-        return Path(path)
-    except OSError as err:
-        name = Path(path).name[:100] or "result"
-        rescue = Path(tempfile.gettempdir()) / f"rmtlib-rescued-{os.getpid()}-{name}"
-        try:
-            write(rescue)
-        except OSError as err2:
-            raise RMTError(f"{what}: could not write {path} ({err}), nor a copy to {rescue} ({err2})") from err
-        raise RMTError(f"{what}: could not write {path} ({err}); the result was saved to {rescue} instead") from err
-
-
 def dataset_classes(dataset: Any) -> int | None:
     """How many classes a dataset's labels index (image folders: their class folders; tensor datasets:
     the largest label + 1); None when that cannot be read without a pass over the data."""
@@ -365,20 +347,6 @@ def check_classes(model: torch.nn.Module, dataset: Any, spec: str, *, what: str 
         )
 
 
-def check_finite_model(model: torch.nn.Module, what: str) -> None:
-    """Every parameter and buffer finite, else an InputError naming the first bad one (a NaN bias was
-    pruned and saved silently)."""
-    for kind, items in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
-        for name, tensor in items:
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                bad = int((~torch.isfinite(tensor)).sum())
-                layer, _, own = name.rpartition(".")
-                raise InputError(
-                    f"{what}: layer {layer or '(top)'}: {own} contains {bad} NaN or Inf value(s) (a {kind}); refused "
-                    "before any change"
-                )
-
-
 def build_model(name: str, checkpoint: str | None, *, pretrained: bool = False, **kwargs: Any) -> torch.nn.Module:
     """:func:`rmtlib.nn.models.create_model`, with an architecture that a checkpoint records but that does
     not build (a damaged or hand-edited header) reported as a CheckpointError naming the file."""
@@ -407,12 +375,12 @@ def model_inputs(name: str, checkpoint: str | None, pretrained: bool) -> list[tu
 
 
 def alpha_value(text: str) -> float:
-    """An argparse ``type``: BEMA's trimming fraction, in [0, 0.5) (:data:`rmtlib.spectral.fit.ALPHA_RANGE`)."""
+    """An argparse ``type``: BEMA's trimming fraction, in [0, 0.5) (:data:`rmtlib.spectral.fit_config.ALPHA_RANGE`)."""
     return _checked(text, lambda v: check_alpha(v, "the value"))
 
 
 def beta_value(text: str) -> float:
-    """An argparse ``type``: the Tracy-Widom level (:data:`rmtlib.spectral.fit.BETA_RANGE`)."""
+    """An argparse ``type``: the Tracy-Widom level (:data:`rmtlib.spectral.fit_config.BETA_RANGE`)."""
     return _checked(text, lambda v: check_beta(v, "the value"))
 
 
@@ -438,21 +406,29 @@ def _device_parent() -> argparse.ArgumentParser:
 def _fit_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("Marchenko-Pastur fit")
-    g.add_argument("--alpha", type=alpha_value, default=0.25, help="BEMA trimming fraction, in [0, 0.5)")
+    g.add_argument(
+        "--alpha", type=alpha_value, default=DEFAULT_FIT_CONFIG.alpha, help="BEMA trimming fraction, in [0, 0.5)"
+    )
     g.add_argument(
         "--beta",
         type=beta_value,
-        default=0.8,
+        default=DEFAULT_FIT_CONFIG.beta,
         help="Tracy-Widom level: the edge is TW1's 1-beta quantile; in [1e-9, 1-1e-9]",
     )
     g.add_argument(
         "--edge-centring",
         choices=EDGE_CENTRINGS,
-        default="paper",
+        default=DEFAULT_FIT_CONFIG.edge_centring,
         help="finite-size centring of the edge: paper, johnstone or ma (their false-alarm rate is close to "
         "beta at small sizes; see chapter 1)",
     )
     return p
+
+
+def fit_config_from_args(args: argparse.Namespace) -> FitConfig:
+    """The one :class:`~rmtlib.FitConfig` the ``Marchenko-Pastur fit`` group's flags describe (the
+    settings without a flag keep the library's defaults); commands pass it on as ``fit_config=``."""
+    return FitConfig(alpha=args.alpha, beta=args.beta, edge_centring=args.edge_centring)
 
 
 def _data_parent() -> argparse.ArgumentParser:

@@ -48,10 +48,10 @@ def check_finetune_arguments(args: Any) -> None:
         get_device(args.device)
 
 
-def finetune_from_args(model: nn.Module, report: Any, args: Any, dense_model: nn.Module | None = None) -> nn.Module:
+def finetune_from_args(model: nn.Module, args: Any, dense_model: nn.Module | None = None) -> nn.Module:
     """The fine-tuning step of ``rmtlib prune``: with ``--data``, print top-1 of the dense model
     (when given), the pruned one and, after ``--finetune-epochs`` of masked fine-tuning, the
-    fine-tuned one; the numbers also go to ``report.attrs``. Returns the model."""
+    fine-tuned one. Returns the model."""
     check_finetune_arguments(args)
     epochs = int(getattr(args, "finetune_epochs", 0) or 0)
     data = getattr(args, "data", None)
@@ -65,10 +65,8 @@ def finetune_from_args(model: nn.Module, report: Any, args: Any, dense_model: nn
     lines = []
     if dense_model is not None:
         dense = evaluate(dense_model, test, device)["accuracy"]
-        report.attrs["accuracy_dense"] = dense
         lines.append(f"top-1 dense {100 * dense:.2f}%")
     pruned = evaluate(model, test, device, progress=not quiet)["accuracy"]
-    report.attrs["accuracy_pruned"] = pruned
     lines.append(f"pruned {100 * pruned:.2f}%")
     if epochs:
         train_set = load_dataset(data, "train", model=unwrap(model))
@@ -91,7 +89,6 @@ def finetune_from_args(model: nn.Module, report: Any, args: Any, dense_model: nn
         )
         model.eval()
         tuned = evaluate(model, test, device)["accuracy"]
-        report.attrs["accuracy_finetuned"] = tuned
         lines.append(f"after {epochs} epoch(s) of fine-tuning {100 * tuned:.2f}%")
     if is_main_process():
         print(f"accuracy on {data} (test): " + ", ".join(lines))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from rmtlib.atomic import write_or_rescue
 from rmtlib.cli.args import (
     DATA,
     DEVICE,
@@ -27,26 +28,26 @@ from rmtlib.cli.args import (
     build_model,
     calibration_spec,
     check_classes,
-    check_finite_model,
     check_input_file,
     check_io,
     check_output_file,
     default_calibration,
+    fit_config_from_args,
     key_values,
     load_calibration,
     model_inputs,
     seed_value,
     sparsity_level,
     write_csv_atomic,
-    write_or_rescue,
 )
 from rmtlib.cli.finetune import add_finetune_arguments as _add
 from rmtlib.cli.finetune import check_finetune_arguments, finetune_from_args
 from rmtlib.errors import InputError
 from rmtlib.nn.checkpoints import save_checkpoint
 from rmtlib.nn.count import count_macs, count_params, example_input
+from rmtlib.nn.finite import check_finite_model
 from rmtlib.nn.models import mnist_vit_config, recorded_kwargs
-from rmtlib.pruning import METHODS, check_method_options, prune
+from rmtlib.pruning import METHODS, PruneResult, check_method_options, prune
 from rmtlib.runtime import get_device
 from rmtlib.train.data import check_model_input, load_dataset
 from rmtlib.train.distributed import init_distributed, is_main_process, sync_from_rank0
@@ -62,15 +63,16 @@ _SET_BY_COMMAND = {
     "inplace",
     "seed",
     "device",
-    "alpha",
+    "alpha",  # the fit flags (--alpha, --beta, --edge-centring) make one fit_config
     "beta",
     "edge_centring",
+    "fit_config",
     "split_qkv",
     "progress",
     "calibration",
     "pattern",
 }
-_NO_FLAG = {"model", "inplace", "progress"}
+_NO_FLAG = {"model", "inplace", "progress", "fit_config"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -138,11 +140,11 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     _add(p)
 
 
-def finetune(model: Any, report: pd.DataFrame, args: argparse.Namespace, dense: Any = None) -> Any:
+def finetune(model: Any, args: argparse.Namespace, dense: Any = None) -> Any:
     """Hook: accuracy of ``dense`` (the model before pruning) and of the pruned one, and masked
     fine-tuning (:func:`rmtlib.cli.finetune.finetune_from_args`)."""
 
-    return finetune_from_args(model, report, args, dense_model=dense)
+    return finetune_from_args(model, args, dense_model=dense)
 
 
 def _fmt(n: float) -> str:
@@ -152,11 +154,11 @@ def _fmt(n: float) -> str:
     return f"{n:.0f}"
 
 
-def summary(report: pd.DataFrame, before: dict[str, int], after: dict[str, int], macs: tuple[int, int] | None) -> str:
+def summary(result: PruneResult, before: dict[str, int], after: dict[str, int], macs: tuple[int, int] | None) -> str:
     """The one-screen summary printed after pruning."""
-    a = report.attrs
-    target = "-" if a["target_sparsity"] is None else format(a["target_sparsity"], ".4f")
-    lines = [f"method {a['method']}: target sparsity {target}, reached {a['reached_sparsity']:.4f}"]
+    s, report = result.summary, result.layers
+    target = "-" if s.target_sparsity is None else format(s.target_sparsity, ".4f")
+    lines = [f"method {s.method}: target sparsity {target}, reached {s.reached_sparsity:.4f}"]
     lines.append(f"{'':10}{'dense':>12}{'stored':>12}{'nonzero':>12}")
     lines.append(f"{'before':10}{_fmt(before['dense']):>12}{_fmt(before['stored']):>12}{_fmt(before['nonzero']):>12}")
     lines.append(f"{'after':10}{_fmt(after['dense']):>12}{_fmt(after['stored']):>12}{_fmt(after['nonzero']):>12}")
@@ -165,6 +167,7 @@ def summary(report: pd.DataFrame, before: dict[str, int], after: dict[str, int],
             f"MACs per sample: {_fmt(macs[0])} -> {_fmt(macs[1])} ({macs[1] / macs[0]:.3f}x; zeros in dense "
             "weights do not reduce them)"
         )
+    a = s.outputs
     extra = {
         k: a[k] for k in ("cycles", "z", "rank_fraction", "bulk_fraction", "scope", "allocation", "pattern") if k in a
     }
@@ -222,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
         check_classes(model, test_set, args.data)  # more classes than outputs was an IndexError after pruning
     dense = copy.deepcopy(model) if args.data else None  # for its top-1 beside the pruned model's
     inputs = None if calibration is None else load_calibration(calibration, model, args.seed)
-    pruned, report = prune(
+    fit_config = fit_config_from_args(args)
+    result = prune(
         model,
         args.method,
         sparsity=args.sparsity,
@@ -231,23 +235,22 @@ def run(args: argparse.Namespace) -> int:
         inplace=True,
         seed=args.seed,
         device=device,
-        alpha=args.alpha,
-        beta=args.beta,
-        edge_centring=args.edge_centring,
+        fit_config=fit_config,
         split_qkv=args.split_qkv,
         progress=not args.quiet and main_process,
         calibration=inputs,
         **options,
     )
+    pruned, report = result.model, result.layers
     sync_from_rank0(pruned, f"prune {args.method}")
-    pruned = finetune(pruned, report, args, dense)
+    pruned = finetune(pruned, args, dense)
     after = count_params(pruned)
     if x is not None:  # evaluation and fine-tuning may have moved the model to --device
         x = x.to(next(pruned.parameters()).device)
     macs = (macs_before, count_macs(pruned, x)) if x is not None and macs_before else None
     if not main_process:
         return 0
-    print(summary(report, before, after, macs))
+    print(summary(result, before, after, macs))
     if args.layers:
         with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", "{:.4g}".format):
             print(report.to_string(index=False))
@@ -258,15 +261,13 @@ def run(args: argparse.Namespace) -> int:
             "source_checkpoint": args.checkpoint,
             "method": args.method,
             "sparsity_target": args.sparsity,
-            "sparsity_reached": report.attrs["reached_sparsity"],
+            "sparsity_reached": result.summary.reached_sparsity,
             "options": options,
             "calibration": None if calibration is None else f"{calibration[0]}:{calibration[1]}",
             "include": args.include,
             "exclude": args.exclude,
             "split_qkv": args.split_qkv,
-            "alpha": args.alpha,
-            "beta": args.beta,
-            "edge_centring": args.edge_centring,
+            "fit_config": fit_config.to_dict(),
             "seed": args.seed,
             "params": after,
             "params_dense_before": before["dense"],

@@ -3,7 +3,8 @@
 Levels of ``--step`` (0.05, 0.10, ... up to S), each from the previous fine-tuned model: ``hybrid``
 (global magnitude up to ``--switch``, SER after; the authors' 2026 schedule), ``ser``, or any
 element-wise method of ``rmtlib prune`` (``magnitude`` is global). Prints one line per level (top-1 on
-the test split with ``--evaluate``) and writes the table (``--report``) and the model (``--out``).
+the test split with ``--evaluate``; none with ``--quiet``) and writes the table (``--report``) and the model
+(``--out``). ``--workers`` loads the training and test data in that many processes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rmtlib.atomic import write_or_rescue
 from rmtlib.cli.args import (
     DATA,
     DEVICE,
@@ -18,7 +20,6 @@ from rmtlib.cli.args import (
     add_command,
     build_model,
     check_classes,
-    check_finite_model,
     check_input_file,
     check_io,
     check_output_file,
@@ -28,11 +29,11 @@ from rmtlib.cli.args import (
     seed_value,
     sparsity_level,
     write_csv_atomic,
-    write_or_rescue,
 )
 from rmtlib.errors import InputError
 from rmtlib.experiments.prune_restore import prune_schedule
 from rmtlib.nn.checkpoints import save_checkpoint
+from rmtlib.nn.finite import check_finite_model
 from rmtlib.nn.models import mnist_vit_config, recorded_kwargs
 from rmtlib.runtime import get_device
 from rmtlib.train.data import check_model_input, load_dataset
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     check_classes(model, test, args.data)
     train_set = load_dataset(args.data, "train", model=model)
 
-    def show(level: float, _model, record: dict) -> None:
+    def show(level: float, _model, record: dict) -> None:  # the progress line of each level (none with --quiet)
         top1 = f", top-1 {100 * record['accuracy']:.2f}%" if "accuracy" in record else ""
         print(f"level {level:.4f} ({record['action']}): reached {record['reached_sparsity']:.4f}{top1}", flush=True)
 
@@ -113,9 +114,10 @@ def run(args: argparse.Namespace) -> int:
         over=args.over,
         restore_weight=args.restore_weight,
         batch_size=args.batch_size,
+        num_workers=args.workers,
         method_options=options or None,
         eval_data=test if args.evaluate else None,
-        callback=show,
+        callback=None if args.quiet else show,
         seed=args.seed,
         device=device,
         inplace=True,

@@ -21,9 +21,12 @@ data-parallel; only rank 0 prints and writes. Wanda and SparseGPT take ``--calib
 does only the missing runs (a gradual sweep restarts from its last stage saved in ``--save-dir``)
 and ends with the table an uninterrupted sweep writes (an existing ``--out`` is refused without
 ``--resume`` or ``--overwrite``, so a repeated command cannot replace hours of results). The
-settings that shape the rows but have no column in the table (``--alpha``, ``--beta``, ``--seed``,
-``--option``, ``--set``, fine-tuning's learning rate, batch size and subset, ...) are kept beside it
-in ``OUT.settings.json``; a resume with other settings is refused.
+settings that shape the rows but have no column in the table (``--alpha``, ``--beta`` and
+``--edge-centring`` as one ``fit_config``, ``--seed``, ``--option``, ``--set``, fine-tuning's learning
+rate, batch size and subset, ...) are kept beside it in ``OUT.settings.json``; a resume with other
+settings is refused. ``--out`` and ``--save-dir`` are a
+:class:`~rmtlib.experiments.sweep_store.SweepStore`: the files, checks and resume of
+``rmtlib.sweep(..., store=..., resume=True)``.
 
 Bad input (an unknown method, a level outside [0, 1), an unwritable output, a ``--resume`` table
 made with other settings) exits with code 2 before any pruning, and nothing is written.
@@ -32,8 +35,8 @@ made with other settings) exits with code 2 before any pruning, and nothing is w
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,7 +44,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from rmtlib.atomic import atomic_path
+from rmtlib.atomic import atomic_path, write_or_rescue
 from rmtlib.cli.args import (
     DATA,
     DEVICE,
@@ -52,28 +55,25 @@ from rmtlib.cli.args import (
     calibration_spec,
     check_classes,
     check_figure_file,
-    check_finite_model,
     check_input_file,
     check_io,
     check_output_dir,
     check_output_file,
+    fit_config_from_args,
     key_values,
     model_inputs,
     names,
     positive_counts,
     seed_value,
     sparsity_levels,
-    write_csv_atomic,
-    write_json_atomic,
-    write_or_rescue,
 )
 from rmtlib.errors import InputError, check_number
-from rmtlib.experiments.sweep import SCHEDULES, STATS_COLUMNS, SWEEP_COLUMNS, _top1, resolve_methods, sweep
-from rmtlib.nn.checkpoints import save_checkpoint
-from rmtlib.nn.count import count_params
-from rmtlib.nn.models import create_model, mnist_vit_config, recorded_kwargs
+from rmtlib.experiments.sweep import SCHEDULES, resolve_methods, sweep
+from rmtlib.experiments.sweep_store import SweepConfig, SweepStore, level_text, sweep_config
+from rmtlib.nn.finite import check_finite_model
+from rmtlib.nn.models import mnist_vit_config, recorded_kwargs
 from rmtlib.plots.sweep import plot_sweep
-from rmtlib.pruning import METHODS
+from rmtlib.pruning import METHODS, PruneResult
 from rmtlib.runtime import get_device
 from rmtlib.train.data import check_model_input, load_dataset, make_loader
 from rmtlib.train.distributed import init_distributed, is_main_process
@@ -268,16 +268,21 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.save_dir, "--save-dir")
     model_kwargs = key_values(args.set, "--set")
     pretrained = args.model == "mnist_vit" and not args.checkpoint and not model_kwargs
-    stages = [
-        (str(_stage_file(args, label, level)), "--save-dir's model") for label in args.methods for level in args.levels
-    ]
+    store = (
+        SweepStore(args.out, models=args.save_dir, context=_context(args), describe=_metadata(args, model_kwargs))
+        if args.out or args.save_dir
+        else None
+    )
+    models = (
+        [store.model_path(label, level) for label in args.methods for level in args.levels] if args.save_dir else []
+    )
     check_io(
         model_inputs(args.model, args.checkpoint, pretrained),
         [
             (args.out, "--out"),
             (args.plot, "--plot"),
-            (str(settings_path(args.out)) if args.out else None, "--out's settings record"),
-            *(stages if args.save_dir else []),
+            (str(store.settings_path) if args.out else None, "--out's settings record"),
+            *((str(path), "--save-dir's model") for path in models),
         ],
         overwrite=args.overwrite or args.resume,  # a resume replaces the stage files of the runs it redoes
         data=args.data,
@@ -291,9 +296,7 @@ def run(args: argparse.Namespace) -> int:
     prune_options = {
         "include": args.include,
         "exclude": args.exclude,
-        "alpha": args.alpha,
-        "beta": args.beta,
-        "edge_centring": args.edge_centring,
+        "fit_config": fit_config_from_args(args),
     }
     try:  # the library's own check, before the model and data are loaded
         resolved = resolve_methods(args.methods, options, prune_options)
@@ -304,25 +307,37 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out: {args.out} exists; pass --resume to finish that sweep or --overwrite to start again")
     if args.resume and args.overwrite:
         raise InputError("--resume keeps the table and --overwrite replaces it: give one of them")
-    previous, plan, recorded_options = None, None, {}
-    if args.resume:
+    calibration_samples = args.calibration_samples
+    if needs_data and args.calibration is not None:  # another source than --data's training split, COUNT of it
+        calibration_samples = args.calibration[1]
+    if args.resume:  # the store's checks before the model and data are loaded (the sweep finds the same plan)
         if not args.out:
             raise InputError("--resume needs --out (the table of the interrupted sweep)")
-        previous = _previous_table(args)
-        if previous is not None:
-            recorded_options = _check_same_settings(args, options, previous)
-            plan = remaining_runs(previous, args.methods, args.levels, args.schedule)
-            if plan and args.reference is not None and args.schedule == "gradual":
-                raise InputError(
-                    "--resume: a gradual sweep with --reference cannot be resumed (the reference's stages "
-                    "would have to be rebuilt beside each label's); start a new --out, or resume without --reference"
-                )
-            for label, (start, _) in plan.items():
-                if start is not None and not _stage_file(args, label, start).is_file():
-                    raise InputError(
-                        f"--resume: {label} restarts a gradual sweep after its {start:.2f} stage, which "
-                        f"needs that model: {_stage_file(args, label, start)} (pass the run's --save-dir)"
-                    )
+        if not store.exists():
+            print(f"note: --resume: {args.out} does not exist yet; starting from the beginning", file=sys.stderr)
+        else:
+            tuned = bool(args.finetune_epochs or args.finetune_steps)
+            config = sweep_config(
+                args.methods,
+                args.levels,
+                schedule=args.schedule,
+                model_name=args.model,
+                dataset=args.data,
+                finetune=tuned,
+                finetune_epochs=args.finetune_epochs,
+                finetune_steps=args.finetune_steps,
+                finetune_lr=args.finetune_lr,
+                method_options=options,
+                prune_options=prune_options,
+                seed=args.seed,
+                eval_batches=args.eval_batches,
+                reference=args.reference,
+                n_boot=args.n_boot,
+                calibration_seeds=args.calibration_seeds,
+                calibration_samples=calibration_samples,
+                context=store.context,
+            )
+            _check_resume(store, config)
     init_distributed()  # under torchrun: sharded evaluation, DDP fine-tuning, rank 0 writes
     main_process = is_main_process()
     seed_everything(args.seed)  # a randomly initialised model is the same on every run
@@ -348,24 +363,10 @@ def run(args: argparse.Namespace) -> int:
         if not (args.finetune_epochs or args.finetune_steps):
             finetune_loader = None
 
-    calibration_samples = args.calibration_samples
     if needs_data and args.calibration is not None:  # another source than --data's training split
-        spec, calibration_samples = args.calibration
-        calibration_loader = make_loader(load_dataset(spec, "train", model=model), args.batch_size)
-    callback = _saver(args, model_kwargs) if args.save_dir and main_process else None
-    out = args.out if main_process else None
-    settings = run_settings(args, options)
-    settings["options"] = {**recorded_options, **settings["options"]}  # labels the table has, and this run's
-    if args.overwrite and out:  # the old table and its record go together, before the first row
-        for stale in (Path(out), settings_path(out)):
-            stale.unlink(missing_ok=True)
-
-    # the record is written with each row, settings first (a table never lacks it), and not before the
-    # sweep: a resume that the dense-model check refuses must leave the record as it was
-    def write_table(table: pd.DataFrame) -> None:
-        write_json_atomic(settings, settings_path(out))
-        write_or_rescue(lambda path: write_csv_atomic(table, path), out, "--out")
-
+        calibration_loader = make_loader(load_dataset(args.calibration[0], "train", model=model), args.batch_size)
+    if args.overwrite and args.out and main_process:  # the old table and its record go together, before the first row
+        store.clear()
     common = dict(
         eval_loader=eval_loader,
         finetune_loader=finetune_loader,
@@ -384,21 +385,16 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         model_name=args.model,
         dataset=args.data,
-        callback=callback,
         progress=not args.quiet and main_process,
     )
-    if previous is None:
-        table = sweep(
-            model, args.methods, args.levels, method_options=options, **common, on_update=write_table if out else None
-        )
-    else:
-        table = _resume(model, previous, plan, options, model_kwargs, args, common, write_table if out else None)
+    # the store writes the table after each run, its settings record first (a table never lacks it), and
+    # not before the sweep: a resume that the dense-model check refuses leaves the record as it was
+    table = sweep(model, args.methods, args.levels, method_options=options, **common, store=store, resume=args.resume)
     if not main_process:
         return 0
     print(level_summary(table))
     if args.out:
-        write_table(table)
-        print(f"table written to {args.out} (settings in {settings_path(args.out)})")
+        print(f"table written to {args.out} (settings in {store.settings_path})")
     if args.plot:
         matplotlib.use("Agg")
 
@@ -419,275 +415,54 @@ def _save_plot(figure: Any, path: Path) -> None:
         figure.savefig(tmp, dpi=150, bbox_inches="tight")
 
 
-def remaining_runs(
-    previous: pd.DataFrame, labels: list[str], levels: list[float], schedule: str
-) -> dict[str, tuple[float | None, list[float]]]:
-    """What a resumed sweep still has to do: label -> (stage it restarts from or None, levels to run).
-
-    One-shot runs are independent, so any missing (label, level) is run. A gradual sweep goes
-    through its levels in increasing order, so the finished ones must be the lowest; it restarts
-    from the highest finished stage (None: from the dense model).
-    """
-    done = {(row.method, round(float(row.target), 9)) for row in previous.itertuples() if row.method != "dense"}
-    plan: dict[str, tuple[float | None, list[float]]] = {}
-    for label in labels:
-        if schedule == "gradual":
-            ordered = sorted(levels)
-            finished = [level for level in ordered if (label, round(level, 9)) in done]
-            if finished != ordered[: len(finished)]:
-                raise InputError(
-                    f"--resume: the table has {label} at {finished} but not all the lower levels of "
-                    f"{ordered}; a gradual sweep cannot restart there"
-                )
-            todo, start = ordered[len(finished) :], (finished[-1] if finished else None)
-        else:
-            todo, start = [level for level in levels if (label, round(level, 9)) not in done], None
-        if todo:
-            plan[label] = (start, todo)
-    return plan
-
-
-def _previous_table(args: argparse.Namespace) -> pd.DataFrame | None:
-    """The table in ``--out`` when it exists, checked to come from the same kind of sweep."""
-
-    path = Path(args.out)
-    if not path.is_file():
-        print(f"note: --resume: {path} does not exist yet; starting from the beginning", file=sys.stderr)
-        return None
-    try:
-        previous = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"--resume: {path} is not a sweep table ({err})") from None
-    missing = [c for c in SWEEP_COLUMNS if c not in previous.columns]
-    if set(missing) - set(STATS_COLUMNS) or set(previous.columns) - set(SWEEP_COLUMNS):
-        raise InputError(f"--resume: {path} is not a table written by rmtlib sweep (columns or dense row missing)")
-    if not (previous["method"] == "dense").any():
-        raise InputError(f"--resume: {path} is not a table written by rmtlib sweep (columns or dense row missing)")
-    if missing:  # written before the per-sample statistics: its rows keep them empty
-        if args.reference is not None:
-            raise InputError(
-                f"--resume: {path} was written before sweeps compared runs with a reference; "
-                "resume it without --reference, or start a new --out"
-            )
-        previous = previous.reindex(columns=SWEEP_COLUMNS)
-    tuned = bool(args.finetune_epochs or args.finetune_steps)
-    want = {
-        "model": args.model,
-        "dataset": args.data,
-        "schedule": args.schedule,
-        "finetune_epochs": (1 if args.finetune_steps else args.finetune_epochs) if tuned else 0,
-    }
-    runs = previous[previous["method"] != "dense"]
-    for column, value in want.items():
-        found = set(previous[column] if column in ("model", "dataset", "schedule") else runs[column])
-        if found and found != {value}:
-            raise InputError(
-                f"--resume: {path} was made with {column}={sorted(map(str, found))}, this run asks "
-                f"{value}; pass the same settings, or another --out"
-            )
-    steps = {None if pd.isna(v) else int(v) for v in runs["finetune_steps"]}
-    if steps and steps != {args.finetune_steps if tuned else None}:
-        raise InputError(
-            f"--resume: {path} was made with finetune_steps={sorted(map(str, steps))}, this run asks "
-            f"{args.finetune_steps}; pass the same settings, or another --out"
-        )
-    return previous
-
-
-def settings_path(out: str | Path) -> Path:
-    """The file beside a sweep table that records the settings it was made with."""
-    return Path(out).with_name(Path(out).name + ".settings.json")
-
-
-def run_settings(args: argparse.Namespace, options: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The settings that change a sweep's rows but have no column in its table (JSON-ready)."""
-    settings = {
-        "alpha": args.alpha,
-        "beta": args.beta,
-        "edge_centring": args.edge_centring,
-        "seed": args.seed,
-        "options": options,
+def _context(args: argparse.Namespace) -> dict[str, Any]:
+    """What the store records beside the library's settings: the command's choices of model arguments,
+    batch sizes, evaluation split and calibration source (``--calibration`` only when given, so older
+    records still match)."""
+    context = {
         "model_kwargs": key_values(args.set, "--set"),
-        "include": args.include,
-        "exclude": args.exclude,
-        "finetune_lr": args.finetune_lr,
         "batch_size": args.batch_size,
         "train_subset": args.train_subset,
         "eval_split": args.eval_split,
-        "eval_batches": args.eval_batches,
         "eval_batch_size": args.eval_batch_size,
     }
-    if getattr(args, "calibration", None) is not None:  # recorded only when given, so older records still match
-        settings["calibration"] = f"{args.calibration[0]}:{args.calibration[1]}"
-    # recorded only when set, so a table written before these options resumes with their defaults
-    if args.reference is not None:
-        settings.update(reference=args.reference, n_boot=args.n_boot)
-    if args.calibration_seeds != [0] or args.calibration_samples != 128:
-        settings.update(calibration_seeds=args.calibration_seeds, calibration_samples=args.calibration_samples)
-    return json.loads(json.dumps(settings, default=str))  # the form it has when read back
+    if args.calibration is not None:
+        context["calibration"] = f"{args.calibration[0]}:{args.calibration[1]}"
+    return context
 
 
-def _check_same_settings(
-    args: argparse.Namespace, options: dict[str, dict[str, Any]], previous: pd.DataFrame
-) -> dict[str, Any]:
-    """Refuse to resume a table made with other settings (read from :func:`settings_path`); a table
-    without that file (written before it existed) is resumed with a note. Method options are
-    compared for the labels that already have rows (a resume may add a label with its own options).
-    Returns the recorded options, to be kept in the record."""
-    path = settings_path(args.out)
-    if not path.is_file():
-        print(
-            f"note: --resume: {path} is missing, so only the model, data, schedule, fine-tuning length and "
-            "dense model are checked",
-            file=sys.stderr,
-        )
-        return {}
-    try:
-        recorded = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"--resume: {path} is not a settings record ({err}); remove it to resume anyway") from None
-    if not isinstance(recorded, dict):
-        raise InputError(f"--resume: {path} is not a settings record (a JSON object); remove it to resume anyway")
-    wanted = run_settings(args, options)
-    differ = [
-        f"{key}: table {recorded.get(key)!r}, this run {wanted.get(key)!r}"
-        for key in sorted(set(wanted) | set(recorded))
-        if key != "options" and recorded.get(key) != wanted.get(key)
-    ]
-    recorded_options = recorded.get("options") or {}
-    for label in sorted(set(previous["method"]) - {"dense"}):
-        if recorded_options.get(label, {}) != wanted["options"].get(label, {}):
-            differ.append(
-                f"options of {label}: table {recorded_options.get(label, {})!r}, "
-                f"this run {wanted['options'].get(label, {})!r}"
-            )
-    if differ:
-        raise InputError(
-            f"--resume: {args.out} was made with other settings ({'; '.join(differ)}); pass the same "
-            "settings, or another --out"
-        )
-    return recorded_options
+def _check_resume(store: SweepStore, config: SweepConfig) -> None:
+    """The store's resume checks, as ``--resume`` errors; its warnings (a missing record) as notes."""
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always")
+        try:
+            store.prepare(config, resume=True)
+        except InputError as err:
+            raise InputError(f"--resume: {err}") from None
+    for note in notes:
+        print(f"note: --resume: {note.message}", file=sys.stderr)
 
 
-def run_order(methods: list[str], reference: str | None) -> list[str]:
-    """The order a sweep runs its labels in: the reference first (see :func:`rmtlib.experiments.sweep.sweep`)."""
-    return list(methods) if reference is None else [reference, *(m for m in methods if m != reference)]
-
-
-def level_text(level: float) -> str:
-    """A level as a short, unique text: two decimals (``0.30``) when they are exact, else every digit
-    (``0.125``), so two levels never share a file name or a table column."""
-    text = f"{level:.2f}"
-    return text if float(text) == round(float(level), 12) else repr(float(level))
-
-
-def _stage_file(args: argparse.Namespace, label: str, level: float) -> Path:
-    """Where ``--save-dir`` holds the model of ``label`` at ``level`` (written by :func:`_saver`)."""
-    return Path(args.save_dir or ".") / f"{label}_{level_text(level)}.safetensors"
-
-
-def _resume(
-    model: Any,
-    previous: pd.DataFrame,
-    plan: dict[str, tuple[float | None, list[float]]],
-    options: dict[str, dict[str, Any]],
-    model_kwargs: dict[str, Any],
-    args: argparse.Namespace,
-    common: dict[str, Any],
-    write: Callable[[pd.DataFrame], None] | None,
-) -> pd.DataFrame:
-    """Run what ``plan`` says is missing, one label at a time, appending to ``previous``.
-
-    A gradual label restarts from its saved stage; its rows keep the dense model's reference
-    columns (top-1, parameters, MACs), so the table is the one an uninterrupted sweep writes.
-    """
-
-    dense = previous[previous["method"] == "dense"].iloc[0]
-    _check_same_dense_model(model, dense, args, common)
-    rows = previous
-    order = run_order(args.methods, args.reference)
-    for label, (start, todo) in sorted(plan.items(), key=lambda item: order.index(item[0])):
-        stage = (
-            model
-            if start is None
-            else create_model(args.model, checkpoint=_stage_file(args, label, start), **model_kwargs).eval()
-        )
-
-        def finished(so_far: pd.DataFrame, before: pd.DataFrame = rows, label: str = label) -> pd.DataFrame:
-            new = so_far[so_far["method"] == label].copy()  # not a reference re-run only to compare with
-            for column in ("top1_dense", "params_dense", "macs_dense"):
-                new[column] = dense[column]
-            new["sparsity"] = 1.0 - new["params_nonzero"] / dense["params_dense"]
-            new["stored_reduction"] = 1.0 - new["params_stored"] / dense["params_dense"]
-            return pd.concat([before, new], ignore_index=True)
-
-        # a one-shot run is compared with the reference's run at its level: prune that again beside it
-        labels = [label] if args.reference in (None, label) else [args.reference, label]
-        part = sweep(
-            stage,
-            labels,
-            todo,
-            method_options={lb: options[lb] for lb in labels if lb in options} or None,
-            dense_model=model,
-            on_update=(lambda so_far: write(finished(so_far))) if write else None,
-            **common,
-        )
-        rows = finished(part)
-    # the row order of an uninterrupted sweep: dense, then label by label, levels in the order run
-    labels = {label: i for i, label in enumerate(["dense", *order])}
-    levels = {
-        round(level, 9): i for i, level in enumerate(sorted(args.levels) if args.schedule == "gradual" else args.levels)
-    }
-    keys = pd.DataFrame(
-        {
-            "label": rows["method"].map(lambda m: labels.get(m, len(labels))),
-            "level": rows["target"].map(lambda t: levels.get(round(float(t), 9), len(levels))),
-        }
-    )
-    return rows.loc[keys.sort_values(["label", "level"], kind="stable").index].reset_index(drop=True)
-
-
-RESUME_TOP1_TOLERANCE = 0.05  # percentage points
-
-
-def _check_same_dense_model(model: Any, dense: pd.Series, args: argparse.Namespace, common: dict[str, Any]) -> None:
-    """Refuse to resume when this run's dense model is not the table's: another --checkpoint, --set,
-    --eval-split or --eval-batches would append rows that cannot be compared with the finished ones
-    (the table records neither, but its dense row measured them: parameters and top-1). Top-1 may
-    differ by RESUME_TOP1_TOLERANCE (a GPU's or another device's round-off can flip an image)."""
-
-    params = count_params(model)["dense"]
-    top1 = _top1(model, common["eval_loader"], common["device"], common["eval_batches"], common["seed"])
-    if params != int(dense["params_dense"]) or abs(top1 - float(dense["top1_dense"])) > RESUME_TOP1_TOLERANCE:
-        raise InputError(
-            f"--resume: {args.out} was made with a dense model of {int(dense['params_dense']):,} parameters "
-            f"and top-1 {float(dense['top1_dense']):.4f}%, this run's has {params:,} and {top1:.4f}%; pass "
-            "the same --checkpoint, --set, --eval-split, --eval-batches and --device, or another --out"
-        )
-
-
-def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
-    """A sweep callback writing each pruned model to ``--save-dir`` with what made it."""
+def _metadata(args: argparse.Namespace, model_kwargs: dict[str, Any]) -> Callable[[str, float, Any], dict[str, Any]]:
+    """What each pruned model is saved in ``--save-dir`` with: what made it."""
 
     # the architecture the model was built with: --checkpoint's recorded keywords and --set on top
     architecture = recorded_kwargs(args.checkpoint, args.model, model_kwargs)
 
-    def save(label: str, level: float, pruned: Any, report: pd.DataFrame) -> None:
-        a = report.attrs
+    def describe(label: str, level: float, result: PruneResult) -> dict[str, Any]:
+        a = result.summary
         metadata = {
             "model": args.model,
             "model_kwargs": architecture,
             "source_checkpoint": args.checkpoint,
             "label": label,
-            "method": a.get("method", label),
-            "options": a.get("options", {}),
-            "alpha": args.alpha,
-            "beta": args.beta,
-            "edge_centring": args.edge_centring,
+            "method": a.method,
+            "options": dict(a.options),
+            "fit_config": fit_config_from_args(args).to_dict(),
             "include": args.include,
             "exclude": args.exclude,
             "sparsity_target": level,
-            "sparsity_reached": a.get("reached_sparsity"),
+            "sparsity_reached": a.reached_sparsity,
             "schedule": args.schedule,
             "finetune_epochs": args.finetune_epochs,
             "finetune_steps": args.finetune_steps,
@@ -696,6 +471,6 @@ def _saver(args: argparse.Namespace, model_kwargs: dict[str, Any]):
         }
         if args.model == "mnist_vit":
             metadata["config"] = mnist_vit_config(args.checkpoint, model_kwargs)
-        save_checkpoint(pruned, _stage_file(args, label, level), metadata)
+        return metadata
 
-    return save
+    return describe

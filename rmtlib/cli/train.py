@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import timm
 import torch
 
+from rmtlib.atomic import write_or_rescue
 from rmtlib.cli.args import (
     DATA,
     DEVICE,
@@ -34,7 +35,6 @@ from rmtlib.cli.args import (
     positive_counts,
     seed_value,
     write_json_atomic,
-    write_or_rescue,
 )
 from rmtlib.cli.main import main as cli_main
 from rmtlib.errors import InputError, check_number

@@ -175,9 +175,9 @@ def pruned_costs(
     rows = [dict(method="dense", target=0.0, model=model)]
     for method in methods:
         for level in levels:
-            pruned, _ = prune(
+            pruned = prune(
                 model, method, sparsity=float(level), seed=seed, device=dev, fit=False, **dict(prune_options or {})
-            )
+            ).model
             rows.append(dict(method=method, target=float(level), model=pruned.to(dev).eval()))
     with torch.inference_mode():
         times, ratios = _paired_times([row["model"] for row in rows], example, repeats, dev)

@@ -23,6 +23,7 @@ from torch import nn
 from rmtlib.errors import InputError
 from rmtlib.nn.count import count_params
 from rmtlib.nn.models import fc_net
+from rmtlib.spectral.fit_config import FC_FIT_CONFIG, FitConfig
 from rmtlib.train.data import load_dataset, make_loader, with_label_noise
 from rmtlib.train.loops import evaluate, seed_everything
 from rmtlib.train.loops import train as train_loop
@@ -94,11 +95,12 @@ def row_penalty(row: FCRow | str, l1: float = 5e-6, l2: float = 5e-6):
     return parts[0] if len(parts) == 1 else parts[0] + parts[1]
 
 
-def row_scheduler(row: FCRow | str, *, every: int = 4, T: float = 300.0, alpha: float = 0.25, beta: float = 0.1):
-    """The row's MP-splitting hook (every ``every`` epochs, bulk fraction ``max(0, 1 - epoch/T)``) or None."""
+def row_scheduler(row: FCRow | str, *, every: int = 4, T: float = 300.0, fit_config: FitConfig = FC_FIT_CONFIG):
+    """The row's MP-splitting hook (every ``every`` epochs, bulk fraction ``max(0, 1 - epoch/T)``, MP fits
+    with ``fit_config``) or None."""
 
     row = _row(row)
-    return MPSplitScheduler(every=every, T=T, alpha=alpha, beta=beta) if row.mp_pruning else None
+    return MPSplitScheduler(every=every, T=T, fit_config=fit_config) if row.mp_pruning else None
 
 
 def _datasets(data: str | tuple[Any, Any], train_subset: int | None):
@@ -129,8 +131,7 @@ def train_fc_row(
     l2: float = 5e-6,
     split_every: int = 4,
     T: float | None = None,
-    alpha: float = 0.25,
-    beta: float = 0.1,
+    fit_config: FitConfig = FC_FIT_CONFIG,
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = False,
@@ -148,7 +149,7 @@ def train_fc_row(
     T = float(3 * epochs if T is None else T)
     seed_everything(seed)
     model = fc_net(widths)
-    scheduler = row_scheduler(row, every=split_every, T=T, alpha=alpha, beta=beta)
+    scheduler = row_scheduler(row, every=split_every, T=T, fit_config=fit_config)
     loader = make_loader(train_set, batch_size, shuffle=True, seed=seed)
     start = time.perf_counter()
     history = train_loop(
@@ -219,7 +220,7 @@ def run_fc_table(
     (:func:`rmtlib.train.data.with_label_noise`, drawn per seed; the test split stays clean), a
     memorization stress test; ``train_accuracy`` is then measured against the labels trained on.
     Other keywords go to :func:`train_fc_row` (``batch_size``, ``lr``, ``schedule``, ``l1``, ``l2``,
-    ``split_every``, ``T``, ``alpha``, ``beta``).
+    ``split_every``, ``T``, ``fit_config``).
     Columns: row, mp_pruning, l1, l2, test_accuracy, train_accuracy, test_loss, params_dense,
     params_stored, param_reduction, ranks (final hidden ranks), seconds, epochs, widths, seed,
     dataset, label_noise, source (``measured``).

@@ -10,7 +10,7 @@ those measurements.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -19,6 +19,7 @@ import pandas as pd
 from rmtlib.errors import InputError
 from rmtlib.experiments.spiked import bbp_singular_value, bbp_threshold, spiked_matrix, tw_standardize
 from rmtlib.spectral.fit import MPFit, fit_mp, singular_values
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig
 from rmtlib.theory.mp import mp_cdf
 from rmtlib.theory.tracy_widom import tw1_ppf
 
@@ -98,21 +99,22 @@ def bema_quantile_bias(
     rng: np.random.Generator,
     *,
     shape: tuple[int, int] = (300, 100),
-    alpha: float = 0.25,
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG,
     conventions: Sequence[str] = tuple(BEMA_CONVENTIONS),
 ) -> pd.DataFrame:
     """BEMA's sigma^2 on ``n_trials`` N(0, 1) matrices under each quantile convention (the truth is 1).
 
-    Every convention fits the same matrices. One row per convention: its key, the mean estimate and
-    the standard error of that mean.
+    Every convention fits the same matrices, with ``fit_config``'s other settings. One row per
+    convention: its key, the mean estimate and the standard error of that mean.
     """
     if int(n_trials) < 2:
         raise InputError(f"n_quantile_trials must be >= 2 (a standard error needs two), got {n_trials}")
+    configs = {q: replace(fit_config, bema_quantile=q) for q in conventions}
     estimates: dict[str, list[float]] = {q: [] for q in conventions}
     for _ in range(int(n_trials)):
         sv = singular_values(rng.standard_normal(shape))
         for q in conventions:
-            estimates[q].append(fit_mp(sv, shape=shape, alpha=alpha, bema_quantile=q).sigma2)
+            estimates[q].append(fit_mp(sv, shape=shape, config=configs[q]).sigma2)
     return pd.DataFrame(
         {
             "convention": list(conventions),
@@ -173,11 +175,12 @@ def spiked_fit_check(
     relative_strengths: Sequence[float],
     *,
     sigma: float,
-    alpha: float,
     betas: Sequence[float],
     rng: np.random.Generator,
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG,
 ) -> tuple[pd.DataFrame, list[SpikedCase]]:
-    """Fit MP to noise (std ``sigma``) plus a planted signal, one matrix per shape.
+    """Fit MP to noise (std ``sigma``) plus a planted signal, one matrix per shape, with ``fit_config``
+    at each Tracy-Widom level of ``betas``.
 
     The signal's singular values are ``relative_strengths`` times the shape's BBP threshold. The
     table has one row per shape: the true and fitted sigma^2, the error in percent, how many planted
@@ -190,7 +193,7 @@ def spiked_fit_check(
         thr = bbp_threshold(m, n, sigma)
         planted = np.array(relative_strengths, dtype=np.float64) * thr
         w = spiked_matrix(m, n, planted, sigma=sigma, rng=rng)
-        fits = {b: fit_mp(w, alpha=alpha, beta=b) for b in betas}
+        fits = {b: fit_mp(w, config=replace(fit_config, beta=b)) for b in betas}
         visible = planted[planted > thr]
         case = SpikedCase((int(m), int(n)), fits, planted, bbp_singular_value(visible, m, n, sigma))
         fit = fits[betas[0]]

@@ -43,6 +43,7 @@ from torch.nn import functional as F
 
 from rmtlib.errors import InputError
 from rmtlib.experiments.randomness import split_at_edge
+from rmtlib.spectral.fit_config import FC_FIT_CONFIG, FitConfig
 
 __all__ = [
     "PlantedNet",
@@ -180,7 +181,7 @@ def planted_trial(
     lambda_reg: float = 1e-4,
     thetas: Sequence[float] = (),
     split: bool = False,
-    split_beta: float = 0.1,
+    fit_config: FitConfig = FC_FIT_CONFIG,
     **planted: object,
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """One draw of the planted setting at width ``N``: the T1 quantities, and the theta path.
@@ -190,7 +191,7 @@ def planted_trial(
     ``cross = 2 lambda <S2, R2>``, ``slack = L(S2) - (L(W2) - lambda ||R2||_F^2)`` and ``holds``
     (slack <= 0); ``slack = slack_ce + slack_penalty`` with ``slack_ce = CE(S2) - CE(W2)`` and
     ``slack_penalty = -cross``. With ``split`` the MP split of W2 itself
-    (:func:`rmtlib.experiments.randomness.split_at_edge`, BEMA alpha 0.25 and ``split_beta``) replaces
+    (:func:`rmtlib.experiments.randomness.split_at_edge` with ``fit_config``, the paper's FC setting) replaces
     the known S2 as well: ``n_spikes_found``, ``slack_split``. ``path`` has one row per theta in
     ``thetas`` with the loss at ``S2 + theta R2``.
     """
@@ -232,7 +233,7 @@ def planted_trial(
         "holds": slack <= 0,
     }
     if split:
-        s_hat, r_hat, fit = split_at_edge(net.S2 + R2, 0.25, split_beta, name=f"planted W2 (N={N})")
+        s_hat, r_hat, fit = split_at_edge(net.S2 + R2, fit_config=fit_config, name=f"planted W2 (N={N})")
         est = net._score(h1 @ s_hat.T, float(s_hat.pow(2).sum()), lambda_reg)
         row.update(
             n_spikes_found=fit.n_spikes,

@@ -43,6 +43,7 @@ from rmtlib.pruning.registry import METHODS
 from rmtlib.pruning.seb import check_seb_options, seb_cut, seb_layer_weights
 from rmtlib.runtime import get_device
 from rmtlib.spectral.fit import MPFit
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig, check_fit_config
 from rmtlib.train.data import make_loader
 from rmtlib.train.loops import finetune, train
 from rmtlib.train.regularize import WeightMask
@@ -157,13 +158,13 @@ def prune_restore(
     finetune_steps: int = 20,
     finetune_lr: float = 1e-4,
     batch_size: int = 128,
+    num_workers: int = 0,
     restore_weight: str = "w",
     seb_options: Mapping[str, Any] | None = None,
     fits: Mapping[str, MPFit | None] | None = None,
     include: Sequence[str] | str | None = None,
     exclude: Sequence[str] | str | None = None,
-    alpha: float = 0.25,
-    beta: float = 0.8,
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG,
     seed: int = 0,
     device: str | torch.device | None = None,
     inplace: bool = False,
@@ -173,12 +174,13 @@ def prune_restore(
 
     ``fits`` (layer name -> :class:`rmtlib.spectral.fit.MPFit`) gives the MP fits the SEB weights come
     from; the schedule passes those of the dense model, fitted once, as the authors do. Without it the
-    current weights are fitted (``alpha``, ``beta``). The record holds counts (``reservoir``,
+    current weights are fitted (with ``fit_config``). The record holds counts (``reservoir``,
     ``restored``, ``nonzero_mask``: nonzeros the final mask allows, exactly the target), the reached
     sparsity and the SEB layer weights. Bad input raises :class:`InputError` before any change to the
-    model.
+    model. ``num_workers``: data-loading processes (the batches, and so the result, do not depend on it).
     """
     _check_ser(sparsity, train_data, over, restore_weight, seb_options)
+    check_fit_config(fit_config)
     _check_budgets(
         "prune_restore",
         reservoir_steps=reservoir_steps,
@@ -216,7 +218,7 @@ def prune_restore(
 
     with torch.no_grad():
         if fits is None:
-            fit_units(units, alpha=alpha, beta=beta)
+            fit_units(units, fit_config=fit_config)
         else:
             for unit in units:
                 unit.fit = fits.get(unit.name)
@@ -228,7 +230,7 @@ def prune_restore(
     kept = [unit.matrix != 0 for unit in units]
     shapes = {name: unit.module._parameters["weight"].shape for name, unit in zip(names, units)}
 
-    loader = make_loader(train_data, batch_size, shuffle=True, seed=seed)
+    loader = make_loader(train_data, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
     freeze = ReservoirFreeze(work, {n: r.reshape(shapes[n]) for n, r in zip(names, reservoir)})
     trainable = {id(p) for name, p in work.named_parameters() if name in freeze.masks}
     flags = {name: p.requires_grad for name, p in work.named_parameters()}
@@ -379,6 +381,7 @@ def prune_schedule(
     finetune_steps: int = 20,
     finetune_lr: float = 1e-4,
     batch_size: int = 128,
+    num_workers: int = 0,
     reservoir_steps: int = 10,
     reservoir_lr: float = 1e-3,
     over: float = 0.03,
@@ -390,8 +393,7 @@ def prune_schedule(
     callback: Callable[[float, nn.Module, dict], None] | None = None,
     include: Sequence[str] | str | None = None,
     exclude: Sequence[str] | str | None = None,
-    alpha: float = 0.25,
-    beta: float = 0.8,
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG,
     seed: int = 0,
     device: str | torch.device | None = None,
     inplace: bool = False,
@@ -405,16 +407,18 @@ def prune_schedule(
     ``scope="global"`` unless ``method_options`` says otherwise; ``rmt``, ``seb``, ...). Every level
     gets the same ``finetune_steps``; SER levels spend ``reservoir_steps`` more on the reservoir (as
     the authors' one extra epoch). Budgets are optimizer steps of ``batch_size`` (see the module
-    docstring for how they compare with the authors' epochs on ImageNet).
+    docstring for how they compare with the authors' epochs on ImageNet), loaded by ``num_workers``
+    processes (the batches do not depend on them).
 
-    SER levels take their SEB weights from the MP fit (``alpha``, ``beta``) of the input model, fitted
+    SER levels take their SEB weights from the MP fit (``fit_config``) of the input model, fitted
     once (the authors fit the dense model); a registered method (``rmt``, ``seb``) fits the current
-    weights at each level, as :func:`rmtlib.prune` does. With ``eval_data`` top-1 is measured after
-    the levels in ``evaluate_at`` (default: every level); ``callback(level, model, record)`` runs after
-    each level (records have ``correct``, the per-sample booleans, when evaluated). Returns the model
-    and one row per level.
+    weights at each level (with ``fit_config`` too), as :func:`rmtlib.prune` does. With ``eval_data``
+    top-1 is measured after the levels in ``evaluate_at`` (default: every level);
+    ``callback(level, model, record)`` runs after each level (records have ``correct``, the per-sample
+    booleans, when evaluated). Returns the model and one row per level.
     """
     levels = schedule_levels(sparsity, step, levels)
+    check_fit_config(fit_config)
     known = (*STRATEGIES, *(m for m, s in METHODS.items() if not s.structured))
     if strategy not in known:
         raise InputError(f"schedule: strategy must be one of {', '.join(known)}, got {strategy!r}")
@@ -425,6 +429,8 @@ def prune_schedule(
         options.setdefault("scope", "global")
     if strategy not in STRATEGIES:
         check_method_options(strategy, options, with_sparsity=True)
+        if "fit_config" in options:
+            raise InputError("schedule: pass fit_config= to prune_schedule itself, not in method_options")
     elif options:
         raise InputError(f"schedule: method_options are for a registered method, not strategy {strategy!r}")
     if "ser" in actions:
@@ -454,10 +460,10 @@ def prune_schedule(
     if "ser" in actions:  # SEB weights from the dense model's MP fit, once (METHOD.md section 7)
         with torch.no_grad():
             units = elementwise_units(work, include, exclude)
-            fit_units(units, alpha=alpha, beta=beta)
+            fit_units(units, fit_config=fit_config)
         dense_fits = {unit.name: unit.fit for unit in units}
         del units
-    eval_loader = make_loader(eval_data, 1000) if eval_data is not None else None
+    eval_loader = make_loader(eval_data, 1000, num_workers=num_workers) if eval_data is not None else None
     rows = []
     for i, (level, action) in enumerate(zip(levels, actions)):
         start = time.perf_counter()
@@ -473,11 +479,11 @@ def prune_schedule(
                 finetune_steps=finetune_steps,
                 finetune_lr=finetune_lr,
                 batch_size=batch_size,
+                num_workers=num_workers,
                 restore_weight=restore_weight,
                 seb_options=seb_options,
                 fits=dense_fits,
-                alpha=alpha,
-                beta=beta,
+                fit_config=fit_config,
                 include=include,
                 exclude=exclude,
                 seed=seed + i,
@@ -488,9 +494,18 @@ def prune_schedule(
             record.update(reservoir=info["reservoir"], restored=info["restored"])
         else:
             opts = {"scope": "global"} if action == "magnitude" and strategy == "hybrid" else options
-            work, _ = prune(work, action, sparsity=level, include=include, exclude=exclude, inplace=True, **opts)
+            work = prune(
+                work,
+                action,
+                sparsity=level,
+                include=include,
+                exclude=exclude,
+                inplace=True,
+                fit_config=fit_config,
+                **opts,
+            ).model
             if finetune_steps:
-                loader = make_loader(train_data, batch_size, shuffle=True, seed=seed + i)
+                loader = make_loader(train_data, batch_size, shuffle=True, seed=seed + i, num_workers=num_workers)
                 epochs, per_epoch = _steps(finetune_steps, loader)
                 finetune(
                     work,
@@ -512,14 +527,4 @@ def prune_schedule(
         if callback is not None:
             callback(level, work, record)
         rows.append(record)
-    table = pd.DataFrame(rows)
-    table.attrs.update(
-        strategy=strategy,
-        switch=float(switch),
-        finetune_steps=int(finetune_steps),
-        reservoir_steps=int(reservoir_steps),
-        batch_size=int(batch_size),
-        over=float(over),
-        seed=int(seed),
-    )
-    return work, table
+    return work, pd.DataFrame(rows)

@@ -33,6 +33,7 @@ from rmtlib.errors import InputError
 from rmtlib.nn.models import fc_net
 from rmtlib.spectral.analyze import layer_fits
 from rmtlib.spectral.fit import MPFit, count_zero_lines, fit_mp
+from rmtlib.spectral.fit_config import FC_FIT_CONFIG, FitConfig
 from rmtlib.spectral.layers import FactoredLayer, prunable_layers, weight_matrix
 from rmtlib.train.loops import evaluate, make_optimizer_factory, train
 from rmtlib.train.regularize import L2
@@ -58,9 +59,6 @@ __all__ = [
     "stationary_run",
 ]
 
-#: BEMA/TW settings the paper used for its fully connected nets (METHOD.md section 2).
-FC_ALPHA, FC_BETA = 0.25, 0.1
-
 TRACK_COLUMNS = [
     "epoch",
     "layer",
@@ -84,7 +82,7 @@ TRACK_COLUMNS = [
 
 
 def split_at_edge(
-    weight: Any, alpha: float = FC_ALPHA, beta: float = FC_BETA, *, name: str = "matrix"
+    weight: Any, *, fit_config: FitConfig = FC_FIT_CONFIG, name: str = "matrix"
 ) -> tuple[torch.Tensor, torch.Tensor, MPFit]:
     """Split ``weight`` (m x n) at its MP edge: ``weight = S + R``.
 
@@ -93,7 +91,7 @@ def split_at_edge(
     :func:`bulk_energy` of the fit. Computed in float64 from one SVD (the fit uses the same
     singular values); ``S`` and ``R`` are returned in float64 on the weight's device.
 
-    Raises :class:`InputError` when the matrix is too small to fit (min(m, n) < 16).
+    Raises :class:`InputError` when the matrix is too small to fit (min(m, n) < ``fit_config.min_dim``).
     """
     if isinstance(weight, torch.Tensor):
         w = weight.detach().to(torch.float64)
@@ -104,9 +102,7 @@ def split_at_edge(
     if not bool(torch.isfinite(w).all()):
         raise InputError(f"{name}: weight contains NaN or Inf entries")
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
-    fit = fit_mp(
-        s.cpu().numpy(), shape=tuple(w.shape), alpha=alpha, beta=beta, name=name, zero_lines=count_zero_lines(w)
-    )
+    fit = fit_mp(s.cpu().numpy(), shape=tuple(w.shape), config=fit_config, name=name, zero_lines=count_zero_lines(w))
     if not fit.ok:
         raise InputError(f"{name}: shape {tuple(w.shape)} {_unfit_reason(fit)} (status {fit.status})")
     k = fit.n_spikes
@@ -132,16 +128,15 @@ def bulk_energy(fit: MPFit) -> float:
 def fittable_layers(
     model: nn.Module,
     *,
-    alpha: float = FC_ALPHA,
-    beta: float = FC_BETA,
+    fit_config: FitConfig = FC_FIT_CONFIG,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
 ) -> list[str]:
-    """Names of the layers whose matrix is large enough for an MP fit (min side >= 16)."""
+    """Names of the layers whose matrix is large enough for an MP fit (min side >= ``fit_config.min_dim``)."""
     return [
         name
         for name, _, _, fit, status in layer_fits(
-            model, include=include, exclude=exclude, alpha=alpha, beta=beta, progress=False
+            model, include=include, exclude=exclude, fit_config=fit_config, progress=False
         )
         if status == "ok"
     ]
@@ -163,8 +158,7 @@ class SpectralTracker:
     def __init__(
         self,
         *,
-        alpha: float = FC_ALPHA,
-        beta: float = FC_BETA,
+        fit_config: FitConfig = FC_FIT_CONFIG,
         include: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
         every: int = 1,
@@ -172,7 +166,7 @@ class SpectralTracker:
     ):
         if every < 1:
             raise InputError(f"SpectralTracker every must be >= 1, got {every}")
-        self.alpha, self.beta, self.include, self.exclude, self.every = alpha, beta, include, exclude, every
+        self.fit_config, self.include, self.exclude, self.every = fit_config, include, exclude, every
         self.tags = dict(tags or {})
         self.rows: list[dict[str, Any]] = []
 
@@ -181,7 +175,7 @@ class SpectralTracker:
         nan = float("nan")
         rows = []
         for name, _, (m, n), fit, status in layer_fits(
-            model, include=self.include, exclude=self.exclude, alpha=self.alpha, beta=self.beta, progress=False
+            model, include=self.include, exclude=self.exclude, fit_config=self.fit_config, progress=False
         ):
             row: dict[str, Any] = {**self.tags, "epoch": epoch, "layer": name, "m": m, "n": n, "status": status}
             if fit is not None and fit.ok:
@@ -257,8 +251,7 @@ def run_decay_experiment(
     momentum: float = 0.9,
     seed: int = 0,
     device: str | None = None,
-    alpha: float = FC_ALPHA,
-    beta: float = FC_BETA,
+    fit_config: FitConfig = FC_FIT_CONFIG,
     test_loader: Any = None,
     keep_models: bool = False,
     progress: bool = False,
@@ -278,7 +271,7 @@ def run_decay_experiment(
         for l2 in l2_values:
             model = gaussian_init_(fc_net([input_dim, width, width, classes]), seed=seed)
             tags = {"width": int(width), "l2": float(l2)}
-            tracker = SpectralTracker(alpha=alpha, beta=beta, tags={**tags, "run": "trained"})
+            tracker = SpectralTracker(fit_config=fit_config, tags={**tags, "run": "trained"})
             tracker.observe(0, model)
             penalty = L2(l2) if l2 > 0 else None
             records = train(
@@ -309,7 +302,7 @@ def run_decay_experiment(
                 models[(int(width), float(l2))] = model.cpu()
             if control and l2 > 0:
                 twin = gaussian_init_(fc_net([input_dim, width, width, classes]), seed=seed)
-                ghost = SpectralTracker(alpha=alpha, beta=beta, tags={**tags, "run": "data-free"})
+                ghost = SpectralTracker(fit_config=fit_config, tags={**tags, "run": "data-free"})
                 ghost.observe(0, twin)
                 penalty_only_run(twin, L2(l2), epochs, len(train_loader), lr=lr, momentum=momentum, hook=ghost)
                 spectra.append(ghost.frame())
@@ -419,8 +412,7 @@ def stationary_run(
     *,
     checkpoints: Sequence[int] = (0, 10, 30, 100, 300),
     seed: int = 0,
-    alpha: float = FC_ALPHA,
-    beta: float = FC_BETA,
+    fit_config: FitConfig = FC_FIT_CONFIG,
     history_size: int = 20,
 ) -> pd.DataFrame:
     """Full-batch L-BFGS (float64) on ``CE + l2 * sum ||W||_F^2`` from the N(0, 1/fan_in) start, towards a
@@ -476,7 +468,7 @@ def stationary_run(
             "accuracy": float((out.argmax(1) == y).double().mean()),
         }
 
-    tracker = SpectralTracker(alpha=alpha, beta=beta, tags={"l2": float(l2), "width": int(widths[1])})
+    tracker = SpectralTracker(fit_config=fit_config, tags={"l2": float(l2), "width": int(widths[1])})
     rows, done, first = [], 0, None
     restarts = 0
     for point in points:
@@ -544,8 +536,7 @@ def theta_path(
     loader: Any,
     lambda_reg: float,
     *,
-    alpha: float = FC_ALPHA,
-    beta: float = FC_BETA,
+    fit_config: FitConfig = FC_FIT_CONFIG,
     per_layer: bool = True,
     device: str | torch.device | None = None,
 ) -> pd.DataFrame:
@@ -573,11 +564,13 @@ def theta_path(
         raise InputError("theta_path needs at least one theta")
     loss_fn = loss_fn or _default_loss(device)
     work = copy.deepcopy(model)
-    names = list(layers) if layers is not None else fittable_layers(model, alpha=alpha, beta=beta)
+    names = list(layers) if layers is not None else fittable_layers(model, fit_config=fit_config)
     if not names:
         raise InputError("theta_path: no layer to split (none is large enough for an MP fit)")
     modules = _modules(work, names)
-    splits = {name: split_at_edge(weight_matrix(mod), alpha, beta, name=name) for name, mod in modules.items()}
+    splits = {
+        name: split_at_edge(weight_matrix(mod), fit_config=fit_config, name=name) for name, mod in modules.items()
+    }
     originals = {name: mod.weight.detach().clone() for name, mod in modules.items()}
     targets = [(n, [n]) for n in names] if per_layer else []
     if len(names) > 1 or not per_layer:
@@ -615,8 +608,7 @@ def noise_path(
     *,
     n_draws: int = 3,
     seed: int = 0,
-    alpha: float = FC_ALPHA,
-    beta: float = FC_BETA,
+    fit_config: FitConfig = FC_FIT_CONFIG,
     device: str | torch.device | None = None,
 ) -> pd.DataFrame:
     """Loss after adding fresh noise ``W_l + sqrt(t * sigma2_l) G_l`` to all ``layers`` at once.
@@ -633,13 +625,13 @@ def noise_path(
         raise InputError(f"noise scales must be finite and >= 0, got {list(scales)}")
     loss_fn = loss_fn or _default_loss(device)
     work = copy.deepcopy(model)
-    names = list(layers) if layers is not None else fittable_layers(model, alpha=alpha, beta=beta)
+    names = list(layers) if layers is not None else fittable_layers(model, fit_config=fit_config)
     if not names:
         raise InputError("noise_path: no layer to add noise to (none given, or none large enough for an MP fit)")
     modules = _modules(work, names)
     sigma2 = {}
     for name, mod in modules.items():
-        fit = fit_mp(weight_matrix(mod), alpha=alpha, beta=beta, name=name)
+        fit = fit_mp(weight_matrix(mod), config=fit_config, name=name)
         if not fit.ok:
             raise InputError(
                 f"layer {name}: {_unfit_reason(fit)} (status {fit.status}), cannot scale noise to its bulk"

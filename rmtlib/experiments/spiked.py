@@ -11,6 +11,7 @@ against that theory.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -20,6 +21,7 @@ from numpy.typing import ArrayLike
 from rmtlib.errors import InputError
 from rmtlib.runtime import one_torch_thread
 from rmtlib.spectral.fit import fit_mp, singular_values
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig, check_fit_config
 from rmtlib.theory.tracy_widom import tw_centre_scale
 
 __all__ = [
@@ -142,7 +144,7 @@ def bbp_detection(
     n_trials: int,
     *,
     betas: Sequence[float] = (0.8, 0.1),
-    alpha: float = 0.25,
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG,
     sigma: float = 1.0,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -152,16 +154,18 @@ def bbp_detection(
     a trial detects the signal when its top singular value lies above the fitted edge. One row
     per (shape, rel, beta): detection rate, its binomial standard error, the mean top singular
     value over the bulk edge sigma (sqrt N + sqrt p), the theory for that ratio, and the mean
-    relative error of the fitted sigma^2.
+    relative error of the fitted sigma^2. Each beta of ``betas`` replaces ``fit_config.beta``; the fit's
+    other settings are ``fit_config``'s.
     """
     if n_trials < 1:
         raise InputError(f"n_trials must be >= 1, got {n_trials}")
+    configs = {float(b): replace(check_fit_config(fit_config), beta=b) for b in betas}
     sigma = _sigma(sigma, positive=True)
     rng = np.random.default_rng(seed)
     rows = []
     with one_torch_thread():
         for shape in shapes:
-            rows.extend(_detection_rows(shape, relative_strengths, n_trials, betas, alpha, sigma, rng))
+            rows.extend(_detection_rows(shape, relative_strengths, n_trials, configs, sigma, rng))
     return pd.DataFrame(rows)
 
 
@@ -169,12 +173,11 @@ def _detection_rows(
     shape: Sequence[int],
     relative_strengths: Sequence[float],
     n_trials: int,
-    betas: Sequence[float],
-    alpha: float,
+    configs: dict[float, FitConfig],
     sigma: float,
     rng: np.random.Generator,
 ) -> list[dict]:
-    """The rows of :func:`bbp_detection` for one shape."""
+    """The rows of :func:`bbp_detection` for one shape (``configs``: the fit settings of each beta)."""
     rows = []
     m, n = (int(v) for v in shape)
     N, p = _shape(m, n)
@@ -183,17 +186,17 @@ def _detection_rows(
     for rel in relative_strengths:
         theta = float(rel) * thr
         tops = np.empty(n_trials)
-        hits = {b: 0 for b in betas}
-        s2_err = {b: 0.0 for b in betas}
+        hits = {b: 0 for b in configs}
+        s2_err = {b: 0.0 for b in configs}
         for t in range(n_trials):
             sv = singular_values(spiked_matrix(m, n, [theta] if theta > 0 else [], sigma=sigma, rng=rng))
             tops[t] = sv[0]
-            for b in betas:
-                fit = fit_mp(sv, shape=(m, n), alpha=alpha, beta=b)
+            for b, config in configs.items():
+                fit = fit_mp(sv, shape=(m, n), config=config)
                 hits[b] += int(sv[0] > fit.sv_edge)
                 s2_err[b] += abs(fit.sigma2 / sigma**2 - 1.0) / n_trials
         theory = float(bbp_singular_value(theta, m, n, sigma)) / edge
-        for b in betas:
+        for b in configs:
             rate = hits[b] / n_trials
             rows.append(
                 dict(

@@ -12,6 +12,8 @@ holds the paper's ImageNet ViT numbers (METHOD.md section 6) in the same columns
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -23,12 +25,15 @@ from torch.utils.data import DataLoader
 
 from rmtlib.errors import InputError
 from rmtlib.experiments.paired import compare, paired_bootstrap
+from rmtlib.experiments.sweep_store import STATS_COLUMNS, SWEEP_COLUMNS, ResumePlan, SweepStore, sweep_config
 from rmtlib.nn.count import count_macs, count_params
-from rmtlib.pruning import METHODS, check_method_options, prune
+from rmtlib.pruning import METHODS, PruneResult, check_method_options, prune
+from rmtlib.pruning.calibration import draw_calibration
 from rmtlib.runtime import get_device
 from rmtlib.spectral.fit import fit_mp
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig
 from rmtlib.spectral.layers import prunable_layers, weight_matrix
-from rmtlib.train.distributed import sync_from_rank0
+from rmtlib.train.distributed import is_main_process, sync_from_rank0
 from rmtlib.train.evaluation import Predictions, predict, sample_metrics
 from rmtlib.train.loops import evaluate, finetune, reseed_loader
 from rmtlib.train.regularize import WeightMask
@@ -37,7 +42,6 @@ __all__ = [
     "SWEEP_COLUMNS",
     "STATS_COLUMNS",
     "DEFAULT_METHODS",
-    "calibration_inputs",
     "sweep",
     "resolve_methods",
     "paper_vit_results",
@@ -48,44 +52,6 @@ __all__ = [
 
 #: The methods compared in the book: the paper's method, its factorized variant and three baselines.
 DEFAULT_METHODS: tuple[str, ...] = ("rmt", "rmt_lowrank", "magnitude", "svd", "random")
-
-SWEEP_COLUMNS = [
-    "method",
-    "target",
-    "sparsity",
-    "stored_reduction",
-    "params_dense",
-    "params_stored",
-    "params_nonzero",
-    "top1_dense",
-    "top1_pruned",
-    "top1_finetuned",
-    "finetune_epochs",
-    "finetune_steps",
-    "schedule",
-    "macs",
-    "macs_dense",
-    "prune_s",
-    "finetune_s",
-    "model",
-    "dataset",
-    "source",
-    "ce",
-    "kl_to_dense",
-    "certified",
-    "drop_low_pp",
-    "drop_high_pp",
-    "reference",
-    "diff_pp",
-    "ci_low_pp",
-    "ci_high_pp",
-    "p_value",
-    "calibration_seeds",
-    "top1_seed_min",
-    "top1_seed_max",
-]
-#: the columns added with the per-sample statistics; a table written before them lacks only these
-STATS_COLUMNS = SWEEP_COLUMNS[SWEEP_COLUMNS.index("ce") :]
 
 #: How the levels of a sweep are reached: each from the dense model, or in stages from the last one.
 SCHEDULES: tuple[str, ...] = ("oneshot", "gradual")
@@ -113,16 +79,6 @@ def _predict(model: nn.Module, loader: DataLoader, device: Any, max_batches: int
         torch.manual_seed(seed)
         reseed_loader(loader, seed)
         return predict(model, loader, device, max_batches=max_batches)
-
-
-def calibration_inputs(loader: DataLoader, samples: int, seed: int) -> torch.Tensor:
-    """``samples`` model inputs drawn without replacement from ``loader``'s dataset with ``seed``
-    (the calibration data of a data-dependent method; one draw per calibration seed)."""
-    dataset = loader.dataset
-    if samples < 1 or samples > len(dataset):
-        raise InputError(f"sweep: calibration_samples must be in [1, {len(dataset)}], got {samples}")
-    order = np.random.default_rng(seed).permutation(len(dataset))[:samples]
-    return torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in order])
 
 
 def _example_input(loader: DataLoader, device: Any) -> torch.Tensor:
@@ -159,6 +115,8 @@ def sweep(
     callback: Callback | None = None,
     on_update: Callable[[pd.DataFrame], None] | None = None,
     progress: bool = False,
+    store: SweepStore | str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> pd.DataFrame:
     """Prune a fresh copy of ``model`` per (method, level); optionally fine-tune; evaluate top-1.
 
@@ -175,7 +133,7 @@ def sweep(
         methods: method names, or labels of variants defined in ``method_options`` by a ``method``
             key (``{"global": {"method": "magnitude", "scope": "global"}}``); rows carry the label.
         method_options: per-method keywords for :func:`rmtlib.prune` (e.g. ``{"rmt": {"rho": 0.08}}``);
-        prune_options: keywords for every method (``include``, ``exclude``, ``alpha``, ``beta``;
+        prune_options: keywords for every method (``include``, ``exclude``, ``fit_config``;
             ``fit`` defaults to False: methods that need no MP fit skip it).
         schedule: ``"oneshot"`` prunes a fresh copy of ``model`` for every level; ``"gradual"``
             visits the levels in increasing order and prunes, at each level, the model the
@@ -189,9 +147,18 @@ def sweep(
             ``calibration_samples`` inputs drawn with every seed of ``calibration_seeds``.
         dense_model: the model the per-sample statistics compare with (default ``model``): a
             resumed gradual sweep prunes a saved stage but still compares with the dense model.
-        callback: called as ``callback(method, target, pruned_model, report)`` after each run.
+        callback: called as ``callback(method, target, pruned_model, result)`` after each run (``result``:
+            the :class:`rmtlib.PruneResult`, whose model is ``pruned_model``, fine-tuned when asked).
         on_update: called with the table so far (dense row included) after each run, e.g. to
             save the finished rows of a long sweep as it goes.
+        store: where the table is written after every run, with the settings it was made with
+            (:class:`~rmtlib.experiments.sweep_store.SweepStore`; a folder path means
+            ``SweepStore.folder(path)``, which also saves every pruned model); an existing table is
+            refused unless ``resume``. Under torchrun only rank 0 writes.
+        resume: keep the runs the store already holds and do only the missing ones (a gradual label
+            restarts from its last saved stage); a store made with other settings or another dense
+            model is refused (:class:`InputError` naming the file and the setting). The table returned
+            and written is the one an uninterrupted sweep gives.
 
     Returns one row per run plus a ``method="dense"`` row, columns :data:`SWEEP_COLUMNS`:
     ``sparsity`` is the reached 1 - nonzero / dense, ``stored_reduction`` 1 - stored / dense
@@ -207,6 +174,11 @@ def sweep(
     ``top1_seed_min``/``top1_seed_max``; ``calibration_seeds`` counts them (0: data-free).
     """
 
+    if resume and store is None:
+        raise InputError("sweep: resume=True needs the store of the sweep to finish (store=FOLDER or a SweepStore)")
+    if store is not None:  # the same sweep, written run by run; every other argument passes on as given
+        arguments = {k: v for k, v in locals().items() if k not in ("model", "methods", "levels", "store", "resume")}
+        return _stored_sweep(SweepStore.open(store), resume, model, list(methods), list(levels), arguments)
     runs = resolve_methods(methods, method_options, prune_options)
     for level in levels:
         if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0.0 <= float(level) < 1.0:
@@ -289,20 +261,21 @@ def sweep(
                 extra = (
                     {}
                     if calib_seed is None
-                    else {"calibration": calibration_inputs(calibration_loader, calibration_samples, calib_seed)}
+                    else {"calibration": draw_calibration(calibration_loader.dataset, calibration_samples, calib_seed)}
                 )
                 start = time.perf_counter()
                 # an N:M pattern fixes each layer's sparsity itself: the level is then the pattern's, as a label
                 target = None if options.get("pattern") is not None else float(level)
-                pruned, report = prune(stage, method, sparsity=target, seed=seed, device=dev, **options, **extra)
+                result = prune(stage, method, sparsity=target, seed=seed, device=dev, **options, **extra)
+                pruned = result.model
                 prune_s = time.perf_counter() - start
                 pruned = pruned.to(dev).eval()
                 sync_from_rank0(pruned, f"sweep: {label} at {level}")
                 stats = sample_metrics(_predict(pruned, eval_loader, dev, eval_batches, seed), dense_pred)
                 # only the first seed's model goes on (fine-tuning, callback, next stage)
-                outcomes.append((pruned, report, prune_s, stats) if not outcomes else (None, None, prune_s, stats))
-                del pruned
-            pruned, report, prune_s, stats = outcomes[0]
+                outcomes.append((pruned, result, prune_s, stats) if not outcomes else (None, None, prune_s, stats))
+                del pruned, result
+            pruned, result, prune_s, stats = outcomes[0]
             seed_top1 = [100.0 * float(o[3]["correct"].mean()) for o in outcomes]
             counts = count_params(pruned)
             row = dict(
@@ -358,7 +331,7 @@ def sweep(
             else:
                 row.update(top1_finetuned=np.nan, finetune_s=0.0)
             if callback is not None:
-                callback(label, float(level), pruned, report)
+                callback(label, float(level), pruned, result)
             rows.append(row)
             if on_update is not None:
                 on_update(pd.DataFrame(rows, columns=SWEEP_COLUMNS))
@@ -377,6 +350,134 @@ def sweep(
                 )
             del pruned
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def _stored_sweep(
+    store: SweepStore, resume: bool, model: nn.Module, methods: list[str], levels: list[float], kw: dict[str, Any]
+) -> pd.DataFrame:
+    """:func:`sweep` writing its table (and models) to ``store`` as it goes, or finishing what it holds."""
+    runs = resolve_methods(methods, kw["method_options"], kw["prune_options"])  # bad options before any file
+    tuned = kw["finetune_loader"] is not None and (kw["finetune_epochs"] > 0 or (kw["finetune_steps"] or 0) > 0)
+    config = sweep_config(
+        methods,
+        levels,
+        schedule=kw["schedule"],
+        model_name=kw["model_name"],
+        dataset=kw["dataset"],
+        finetune=tuned,
+        finetune_epochs=kw["finetune_epochs"],
+        finetune_steps=kw["finetune_steps"],
+        finetune_lr=kw["finetune_lr"],
+        method_options=kw["method_options"],
+        prune_options=kw["prune_options"],
+        seed=kw["seed"],
+        eval_batches=kw["eval_batches"],
+        reference=kw["reference"],
+        n_boot=kw["n_boot"],
+        calibration_seeds=kw["calibration_seeds"],
+        calibration_samples=kw["calibration_samples"],
+        context=store.context,
+    )
+    writer = is_main_process()  # under torchrun rank 0 writes the store; every process reads what it resumes
+    plan = store.prepare(config, resume=resume) if resume or writer else ResumePlan(None, {}, {})
+    # the record keeps the options of labels this call does not sweep (their rows stay in the table)
+    settings = {**config.settings, "options": {**plan.options, **config.settings["options"]}}
+    user_update, user_callback = kw["on_update"], kw["callback"]
+
+    def write(table: pd.DataFrame) -> None:
+        if writer:
+            store.write(table, settings)
+        if user_update is not None:
+            user_update(table)
+
+    def save(label: str, level: float, pruned: nn.Module, result: PruneResult) -> None:
+        if writer and store.models is not None:
+            store.save_model(label, level, pruned, _model_metadata(store, runs, label, level, result, kw))
+        if user_callback is not None:
+            user_callback(label, level, pruned, result)
+
+    kw = {**kw, "on_update": write, "callback": save}
+    if plan.previous is None:
+        table = sweep(model, methods, levels, **kw)
+    else:
+        table = _resume(store, plan, model, methods, levels, kw)
+    if writer:
+        store.write(table, settings)
+    return table
+
+
+def _model_metadata(
+    store: SweepStore, runs: Mapping[str, tuple[str, dict]], label: str, level: float, result: PruneResult, kw: dict
+) -> dict[str, Any]:
+    """What a saved model records: the store's ``describe``, or how the sweep made it."""
+    if store.describe is not None:
+        return dict(store.describe(label, level, result))
+    method, options = runs[label]
+    options = {k: v.to_dict() if isinstance(v, FitConfig) else v for k, v in options.items()}  # fit_config: a dict
+    metadata = dict(label=label, method=method, options=options, sparsity_target=level, schedule=kw["schedule"])
+    return json.loads(json.dumps({**metadata, "seed": kw["seed"]}, default=str))
+
+
+def _run_order(methods: Sequence[str], reference: str | None) -> list[str]:
+    """The order a sweep runs its labels in: the reference first."""
+    return list(methods) if reference is None else [reference, *(m for m in methods if m != reference)]
+
+
+def _resume(
+    store: SweepStore, plan: ResumePlan, model: nn.Module, methods: list[str], levels: list[float], kw: dict
+) -> pd.DataFrame:
+    """Run what ``plan`` says is missing, one label at a time, appending to the rows the store holds.
+
+    A gradual label restarts from its saved stage; its rows keep the dense model's reference
+    columns (top-1, parameters, MACs), so the table is the one an uninterrupted sweep writes. A
+    one-shot label is compared with the reference's run at its level: that is pruned again beside it.
+    """
+    dense_model = model if kw["dense_model"] is None else kw["dense_model"]
+    top1 = _top1(dense_model, kw["eval_loader"], get_device(kw["device"]), kw["eval_batches"], kw["seed"])
+    store.check_dense_model(plan.previous, count_params(model)["dense"], top1)
+    dense = plan.previous[plan.previous["method"] == "dense"].iloc[0]
+    reference, options = kw["reference"], kw["method_options"] or {}
+    rows = plan.previous
+    order = _run_order(methods, reference)
+    for label, (start, todo) in sorted(plan.todo.items(), key=lambda item: order.index(item[0])):
+        stage = model if start is None else store.load_model(label, start, like=model).eval()
+
+        def finished(so_far: pd.DataFrame, before: pd.DataFrame = rows, label: str = label) -> pd.DataFrame:
+            new = so_far[so_far["method"] == label].copy()  # not a reference re-run only to compare with
+            for column in ("top1_dense", "params_dense", "macs_dense"):
+                new[column] = dense[column]
+            new["sparsity"] = 1.0 - new["params_nonzero"] / dense["params_dense"]
+            new["stored_reduction"] = 1.0 - new["params_stored"] / dense["params_dense"]
+            return pd.concat([before, new], ignore_index=True)
+
+        def callback(run: str, level: float, pruned: nn.Module, result: PruneResult, label: str = label) -> None:
+            if run == label:  # the reference's re-run was saved (and reported) when it first ran
+                kw["callback"](run, level, pruned, result)
+
+        labels = [label] if reference in (None, label) else [reference, label]
+        part = sweep(
+            stage,
+            labels,
+            todo,
+            **{
+                **kw,
+                "method_options": {lb: options[lb] for lb in labels if lb in options} or None,
+                "dense_model": dense_model,
+                "on_update": lambda so_far, finished=finished: kw["on_update"](finished(so_far)),
+                "callback": callback,
+            },
+        )
+        rows = finished(part)
+    # the row order of an uninterrupted sweep: dense, then label by label, levels in the order run
+    labels = {label: i for i, label in enumerate(["dense", *order])}
+    ranks = {round(level, 9): i for i, level in enumerate(sorted(levels) if kw["schedule"] == "gradual" else levels)}
+    keys = pd.DataFrame(
+        {
+            "label": rows["method"].map(lambda m: labels.get(m, len(labels))),
+            "level": rows["target"].map(lambda t: ranks.get(round(float(t), 9), len(ranks))),
+        }
+    )
+    return rows.loc[keys.sort_values(["label", "level"], kind="stable").index].reset_index(drop=True)
 
 
 def _drop_interval(dense: np.ndarray, pruned: np.ndarray, n_boot: int, level: float, seed: int) -> dict[str, float]:
@@ -588,9 +689,11 @@ def default_esd_layers(model: nn.Module, count: int = 3) -> list[str]:
     return list(dict.fromkeys(picks))[:count]
 
 
-def layer_spectra(model: nn.Module, layers: Sequence[str], *, alpha: float = 0.25, beta: float = 0.8) -> dict[str, Any]:
+def layer_spectra(
+    model: nn.Module, layers: Sequence[str], *, fit_config: FitConfig = DEFAULT_FIT_CONFIG
+) -> dict[str, Any]:
     """{layer: MPFit or None} for the named layers (a low-rank layer is read through its product
-    matrix); None when the MP fit is impossible, e.g. a matrix of very low rank."""
+    matrix), fitted with ``fit_config``; None when the MP fit is impossible, e.g. a matrix of very low rank."""
 
     out: dict[str, Any] = {}
     for name in layers:
@@ -600,7 +703,7 @@ def layer_spectra(model: nn.Module, layers: Sequence[str], *, alpha: float = 0.2
             raise InputError(f"layer {name!r} is not in the model") from err
         matrix = weight_matrix(module)  # a FactoredLayer gives its effective matrix
         try:
-            out[name] = fit_mp(matrix.detach().float().cpu(), alpha=alpha, beta=beta, name=name)
+            out[name] = fit_mp(matrix.detach().float().cpu(), config=fit_config, name=name)
         except InputError:
             out[name] = None
     return out

@@ -2,9 +2,12 @@
 
 from rmtlib.pruning.core import METHODS, REPORT_COLUMNS, check_method_options, prune
 from rmtlib.pruning.registry import MethodSpec, PruneContext, register_method
+from rmtlib.pruning.result import PruneResult, PruneSummary
 
 __all__ = [
     "prune",
+    "PruneResult",
+    "PruneSummary",
     "check_method_options",
     "register_method",
     "PruneContext",

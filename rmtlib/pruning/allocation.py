@@ -89,7 +89,7 @@ def layer_counts(
         weights = nnz
     elif allocation == "mp":
         if any(u.status == "not_fitted" for u in units):  # prune(..., fit=False)
-            fit_units(list(units), device=ctx.device, alpha=ctx.alpha, beta=ctx.beta, edge_centring=ctx.edge_centring)
+            fit_units(list(units), device=ctx.device, fit_config=ctx.fit_config)
         weights = np.array([randomness(u) for u in units]) * nnz
         if remove > int(nnz[weights > 0].sum()):
             raise InputError(

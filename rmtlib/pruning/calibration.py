@@ -1,7 +1,9 @@
 """Calibration data for the data-dependent pruning methods (Wanda, SparseGPT).
 
 :func:`calibration_inputs` turns what a user passes as ``calibration=`` (a DataLoader, a Dataset or
-a tensor) into one tensor of model inputs, checked once by a forward pass. :func:`layer_statistics`
+a tensor) into one tensor of model inputs, checked once by a forward pass; :func:`draw_calibration`
+draws a seeded set of them from a dataset (``rmtlib prune --calibration`` and ``rmtlib sweep`` alike,
+so the same seed and count pick the same images). :func:`layer_statistics`
 runs those inputs through the model with forward hooks and accumulates, for each pruned layer, the
 statistics of its input activations X (tokens x features, the columns of the layer's weight matrix):
 the squared feature norms ``||X_j||_2^2`` (Wanda) and the Gram matrix ``X^T X`` (SparseGPT's Hessian).
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,6 +24,7 @@ from rmtlib.errors import InputError
 
 __all__ = [
     "calibration_inputs",
+    "draw_calibration",
     "check_layer_inputs",
     "layer_input_rows",
     "LayerStats",
@@ -115,6 +119,20 @@ def calibration_inputs(calibration: Any, model: nn.Module) -> torch.Tensor:
                 f"{type(model).__name__} cannot take: {first}"
             ) from None
     return x.detach()
+
+
+def draw_calibration(dataset: Dataset, count: int, seed: int) -> torch.Tensor:
+    """``count`` model inputs of ``dataset`` drawn without replacement with ``seed`` (numpy's
+    ``default_rng(seed).permutation``), stacked along dim 0: the one draw of calibration images, so a
+    command and a sweep given the same seed and count calibrate on the same images. A sample is a
+    tensor (or array) or a pair whose first element is the input. :class:`InputError` when ``count``
+    is not in [1, len(dataset)]."""
+    size = len(dataset)  # type: ignore[arg-type]
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= int(count) <= size:
+        raise InputError(f"calibration: count must be in [1, {size}] (the dataset's size), got {count!r}")
+    order = np.random.default_rng(int(seed)).permutation(size)[: int(count)]
+    samples = [dataset[int(i)] for i in order]
+    return torch.stack([torch.as_tensor(s[0] if isinstance(s, (tuple, list)) else s) for s in samples])
 
 
 def check_layer_inputs(name: str, module: nn.Module) -> None:

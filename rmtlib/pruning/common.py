@@ -14,6 +14,7 @@ from rmtlib.errors import InputError
 from rmtlib.nn.lowrank import gram_eigh
 from rmtlib.runtime import resolve_device
 from rmtlib.spectral.fit import MPFit, count_zero_lines, fit_mp
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig, check_fit_config
 from rmtlib.spectral.gram import gram, gram_eigenvalues, gram_singular_values, singular_from_eigenvalues
 from rmtlib.spectral.layers import FactoredLayer, layer_matrices, prunable_layers
 
@@ -191,10 +192,8 @@ def fit_unit(
     *,
     sv: np.ndarray | None = None,
     device: torch.device | None = None,
-    alpha: float = 0.25,
-    beta: float = 0.8,
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG,
     keep_basis: bool = False,
-    edge_centring: str = "paper",
 ) -> MPFit | None:
     """Fit MP to the unit's matrix (or to given singular values); stores fit and status on the unit.
 
@@ -215,10 +214,8 @@ def fit_unit(
         fit = fit_mp(
             sv,
             shape=(unit.m, unit.n),
-            alpha=alpha,
-            beta=beta,
+            config=fit_config,
             name=unit.name,
-            edge_centring=edge_centring,
             zero_lines=count_zero_lines(unit.matrix),
         )
     except InputError:  # e.g. a rank-deficient matrix whose central spectrum is zero
@@ -235,22 +232,21 @@ def fit_units(
     units: list[Unit],
     *,
     device: torch.device | None = None,
-    alpha: float = 0.25,
-    beta: float = 0.8,
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG,
     keep_basis: bool = False,
     progress: bool = False,
-    edge_centring: str = "paper",
 ) -> None:
     """Fit MP to every unit. Eigenvalues come from :func:`rmtlib.spectral.gram.gram_eigenvalues` (CPU
     threads, plus the GPU on CUDA); with ``keep_basis`` Gram matrices of equal size are
     eigen-decomposed in batches and kept in ``unit.extra["gram_eigh"]`` (see :func:`fit_unit`).
     """
+    check_fit_config(fit_config)  # here: fit_unit reads a fit's InputError as "fit_failed"
     if not keep_basis:
         values = gram_eigenvalues(
             [u.matrix for u in units], [u.name for u in units], device=device, progress=progress, desc="MP fit"
         )
         for unit, eig in zip(units, values):
-            fit_unit(unit, sv=singular_from_eigenvalues(eig), alpha=alpha, beta=beta, edge_centring=edge_centring)
+            fit_unit(unit, sv=singular_from_eigenvalues(eig), fit_config=fit_config)
         return
 
     groups: dict[tuple[int, str], list[int]] = {}
@@ -267,9 +263,7 @@ def fit_units(
             host = values.cpu().numpy()
             for j, i in enumerate(chunk):
                 units[i].extra["gram_eigh"] = (values[j], vectors[j])
-                fit_unit(
-                    units[i], sv=singular_from_eigenvalues(host[j]), alpha=alpha, beta=beta, edge_centring=edge_centring
-                )
+                fit_unit(units[i], sv=singular_from_eigenvalues(host[j]), fit_config=fit_config)
                 bar.update(1)
     bar.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import fields
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
@@ -18,6 +19,7 @@ import rmtlib.pruning.sparsegpt  # noqa: F401
 import rmtlib.pruning.structured  # noqa: F401
 from rmtlib.errors import InputError, check_number
 from rmtlib.nn.count import count_params
+from rmtlib.nn.finite import check_finite_model
 from rmtlib.pruning.calibration import calibration_inputs
 from rmtlib.pruning.common import (
     Budget,
@@ -30,7 +32,8 @@ from rmtlib.pruning.common import (
     write_back,
 )
 from rmtlib.pruning.registry import METHODS, PruneContext, method_spec
-from rmtlib.spectral.fit import check_fit_settings
+from rmtlib.pruning.result import PruneResult, PruneSummary
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig, check_fit_config
 from rmtlib.spectral.layers import FactoredLayer
 
 __all__ = ["prune", "METHODS", "REPORT_COLUMNS", "PRUNE_KEYWORDS", "check_method_options"]
@@ -60,14 +63,16 @@ PRUNE_KEYWORDS = frozenset(
         "device",
         "progress",
         "seed",
-        "alpha",
-        "beta",
-        "edge_centring",
+        "fit_config",
         "split_qkv",
         "fit",
         "calibration",
     }
 )
+
+
+#: the summary's own fields: a method output of the same name (random's seed) is the run's value anyway
+_SUMMARY_FIELDS = frozenset(f.name for f in fields(PruneSummary)) - {"outputs"}
 
 
 def _stored(unit: Unit) -> int:
@@ -116,16 +121,14 @@ def prune(
     inplace: bool = False,
     seed: int = 0,
     device: str | torch.device | None = None,
-    alpha: float = 0.25,
-    beta: float = 0.8,
-    edge_centring: str = "paper",
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG,
     split_qkv: bool = False,
     fit: bool = True,
     progress: bool = False,
     calibration: Any = None,
     **method_options: Any,
-) -> tuple[nn.Module, pd.DataFrame]:
-    """Prune ``model`` with ``method`` to a target ``sparsity``; returns (pruned model, report).
+) -> PruneResult:
+    """Prune ``model`` with ``method`` to a target ``sparsity``; returns a :class:`PruneResult`.
 
     Sparsity is 1 - nonzero / dense parameters of the *whole* input model (biases, norms and
     tokens count as kept). Methods: ``rmt`` (the paper's cycles), ``rmt_oneshot``,
@@ -143,16 +146,16 @@ def prune(
             any change, but an error midway (``rmt`` reaching ``max_cycles``) leaves an in-place model
             as far as it got.
         device: where SVDs run (float64); weights keep their own device and dtype.
-        alpha, beta: MP fit settings (BEMA trimming, Tracy-Widom level).
-        edge_centring: the edge's finite-size centring (:func:`rmtlib.fit_mp`; default the paper's).
+        fit_config: the MP fit settings (:class:`rmtlib.FitConfig`; default the paper's).
         split_qkv: treat a fused qkv as three matrices (element-wise methods only).
         fit: fit MP for the report even when the method does not need it.
         calibration: model inputs for the data-dependent methods (wanda, sparsegpt): a DataLoader, a
             Dataset (of the pairs, the first element) or a tensor; checked by one forward pass.
 
-    The report has one row per pruned matrix (columns ``REPORT_COLUMNS``; gamma, mu, sv_edge
-    and n_spikes are those of the input layer) and ``report.attrs`` holds the method, target and
-    reached sparsity, whole-model counts and the method's own outputs (z, cycles, ...).
+    The result's ``model`` is the pruned model, ``layers`` has one row per pruned matrix (columns
+    ``REPORT_COLUMNS``; gamma, mu, sv_edge and n_spikes are those of the input layer) and ``summary``
+    (a :class:`PruneSummary`) holds the method, target and reached sparsity, whole-model counts and
+    the method's own outputs (z, cycles, ...).
     """
     check_method_options(method, method_options, with_sparsity=sparsity is not None)
     spec = method_spec(method)
@@ -163,10 +166,10 @@ def prune(
         raise InputError(f"{method}: sparsity= is required")
     if structured and split_qkv:
         raise InputError(f"{method}: split_qkv is only supported by element-wise methods")
-    # checked here: a fit that fails is only marked (alpha 0.7 marked every layer fit_failed)
-    alpha, beta = check_fit_settings(alpha, beta, edge_centring)
+    check_fit_config(fit_config)  # checked here: a fit that fails is only marked fit_failed
     if not isinstance(model, nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_finite_model(model, f"prune {method}")  # weights are checked per layer later; biases and norms only here
     dev = resolve_device(device)
     if spec.needs_calibration and calibration is None:
         raise InputError(f"{method}: needs calibration= (model inputs: a DataLoader, a Dataset or a tensor)")
@@ -204,11 +207,9 @@ def prune(
             fit_units(
                 units,
                 device=dev,
-                alpha=alpha,
-                beta=beta,
+                fit_config=fit_config,
                 keep_basis=structured,
                 progress=progress,
-                edge_centring=edge_centring,
             )
     ctx = PruneContext(
         model=work,
@@ -217,9 +218,7 @@ def prune(
         device=dev,
         progress=progress,
         seed=seed,
-        alpha=alpha,
-        beta=beta,
-        edge_centring=edge_centring,
+        fit_config=fit_config,
         calibration=inputs,
     )
     options = {k: v for k, v in method_options.items() if k not in PRUNE_KEYWORDS}
@@ -257,8 +256,7 @@ def prune(
         )
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     report["rank_kept"] = report["rank_kept"].astype("Int64")
-    report.attrs.update(extra or {})
-    report.attrs.update(
+    summary = PruneSummary(
         method=method,
         target_sparsity=sparsity,
         reached_sparsity=1.0 - after["nonzero"] / before["dense"],
@@ -267,9 +265,8 @@ def prune(
         stored_after=after["stored"],
         nonzero_after=after["nonzero"],
         seed=seed,
-        alpha=alpha,
-        beta=beta,
-        edge_centring=edge_centring,
+        fit_config=fit_config,
         options=dict(method_options),
+        outputs={k: v for k, v in (extra or {}).items() if k not in _SUMMARY_FIELDS},
     )
-    return work, report
+    return PruneResult(model=work, layers=report, summary=summary)

@@ -4,7 +4,7 @@ A method is a function ``fn(ctx: PruneContext, *, option=default, ...) -> dict``
 :func:`register_method` (in the style of timm's ``register_model``). Its keyword-only parameters
 are its options; :func:`rmtlib.prune` validates them against the registry before any change to
 the model, fits MP when the method needs it and passes calibration inputs when it needs data.
-The returned dict (thresholds, cycle logs, ...) goes into the pruning summary.
+The returned dict (thresholds, cycle logs, ...) goes into the pruning summary (``PruneSummary.outputs``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torch import nn
 
 from rmtlib.errors import InputError
 from rmtlib.pruning.common import Budget, Unit
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig
 
 __all__ = ["PruneContext", "MethodSpec", "METHODS", "KINDS", "register_method", "method_spec"]
 
@@ -35,9 +36,7 @@ class PruneContext:
     device: torch.device | None = None
     progress: bool = False
     seed: int = 0
-    alpha: float = 0.25
-    beta: float = 0.8
-    edge_centring: str = "paper"
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG
     calibration: Any = None  # model inputs (a tensor) for methods that need data; None otherwise
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -304,7 +304,7 @@ def rmt_cycles(
     only near-square layers (attn.proj) see the depth term (METHOD.md section 3).
     """
     units, budget, device, progress = ctx.units, ctx.budget, ctx.device, ctx.progress
-    alpha, beta, edge_centring = ctx.alpha, ctx.beta, ctx.edge_centring
+    fit_config = ctx.fit_config
     target = budget.unit_allowance is not None
     if target == (cycles is not None):
         raise InputError(
@@ -362,13 +362,13 @@ def rmt_cycles(
         budgets = []
         nonzero_before = sum(u.nnz for u in units)
         if not sv_step and not (i == 1 and fitted):  # singular values only: batched Gram eigenvalues
-            fit_units(units, device=device, alpha=alpha, beta=beta, edge_centring=edge_centring)
+            fit_units(units, device=device, fit_config=fit_config)
         for unit in tqdm(units, desc=f"rmt cycle {i}", disable=not progress, leave=False):
             if sv_step:
                 dev = device if device is not None else unit.matrix.device
                 w = unit.matrix.detach().to(device=dev, dtype=torch.float64)
                 svd = torch.linalg.svd(w, full_matrices=False)
-                fit_unit(unit, sv=svd[1].cpu().numpy(), alpha=alpha, beta=beta, edge_centring=edge_centring)
+                fit_unit(unit, sv=svd[1].cpu().numpy(), fit_config=fit_config)
             first_fits.setdefault(unit.name, (unit.fit, unit.status))
             fit = unit.fit
             if sv_step and fit is not None and fit.ok:

@@ -12,11 +12,12 @@ from torch import nn
 
 from rmtlib.errors import InputError
 from rmtlib.runtime import resolve_device
-from rmtlib.spectral.fit import MIN_DIM, MPFit, check_fit_settings, count_zero_lines, fit_mp
+from rmtlib.spectral.fit import MPFit, count_zero_lines, fit_mp
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig, check_fit_config
 from rmtlib.spectral.gram import gram_eigenvalues, singular_from_eigenvalues
 from rmtlib.spectral.layers import layer_matrices
 
-__all__ = ["analyze", "layer_fits", "COLUMNS"]
+__all__ = ["analyze", "layer_fits", "fits_table", "COLUMNS"]
 
 COLUMNS = [
     "layer",
@@ -37,6 +38,10 @@ COLUMNS = [
 ]
 
 
+#: one analysed matrix: (layer, kind, (m, n), its MP fit or None, status)
+LayerFit = tuple[str, str, tuple[int, int], MPFit | None, str]
+
+
 def _block_index(name: str) -> float:
     """The first integer in a module path (``blocks.3.mlp.fc1`` -> 3), NaN when there is none."""
     match = re.search(r"(?:^|\.)(\d+)(?:\.|$)", name)
@@ -50,12 +55,9 @@ def layer_fits(
     split_qkv: bool = False,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
-    alpha: float = 0.25,
-    beta: float = 0.8,
-    min_dim: int = MIN_DIM,
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG,
     progress: bool = True,
     host_workers: int | None = None,
-    edge_centring: str = "paper",
 ) -> list[tuple[str, str, tuple[int, int], MPFit | None, str]]:
     """MP fits of every analysable matrix: a list of (layer, kind, (m, n), fit or None, status).
 
@@ -74,7 +76,7 @@ def layer_fits(
                 else ""
             )
         )
-    check_fit_settings(alpha, beta, edge_centring)  # before the eigenvalues, which can take minutes
+    check_fit_config(fit_config)  # before the eigenvalues, which can take minutes
     device = resolve_device(device)
     items = list(layer_matrices(model, split_qkv=split_qkv, include=include, exclude=exclude))
     if not items:
@@ -103,11 +105,8 @@ def layer_fits(
         fit = fit_mp(
             sv,
             shape=shapes[index],
-            alpha=alpha,
-            beta=beta,
+            config=fit_config,
             name=item.name,
-            min_dim=min_dim,
-            edge_centring=edge_centring,
             zero_lines=count_zero_lines(item.matrix),
         )
         out.append((item.name, item.kind, shapes[index], fit, fit.status))
@@ -121,12 +120,9 @@ def analyze(
     split_qkv: bool = False,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
-    alpha: float = 0.25,
-    beta: float = 0.8,
-    min_dim: int = MIN_DIM,
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG,
     progress: bool = True,
     host_workers: int | None = None,
-    edge_centring: str = "paper",
 ) -> pd.DataFrame:
     """Fit MP to every Linear/Conv weight of ``model``; one row per analysed matrix.
 
@@ -137,24 +133,28 @@ def analyze(
     (all-zero rows and columns dropped, see :func:`rmtlib.fit_mp`). Layers that could not be fitted
     have NaN metrics. ``host_workers``: CPU threads for the eigenvalues (default: torch's thread
     count; on a GPU, 0 keeps all the work there).
-    ``edge_centring``: the edge's finite-size centring (:func:`rmtlib.fit_mp`; default the paper's).
+    ``fit_config``: the MP fit settings (:class:`rmtlib.FitConfig`; default the paper's).
     See :func:`layer_fits`.
     """
-    rows = []
-    nan = float("nan")
-    for name, kind, (m, n), fit, status in layer_fits(
+    fits = layer_fits(
         model,
         device=device,
         split_qkv=split_qkv,
         include=include,
         exclude=exclude,
-        alpha=alpha,
-        beta=beta,
-        min_dim=min_dim,
+        fit_config=fit_config,
         progress=progress,
         host_workers=host_workers,
-        edge_centring=edge_centring,
-    ):
+    )
+    return fits_table(fits)
+
+
+def fits_table(fits: Sequence[LayerFit]) -> pd.DataFrame:
+    """The :func:`analyze` table of fits already computed by :func:`layer_fits`, so a caller that
+    also needs the fits themselves (their singular values, for plots) computes each spectrum once."""
+    rows = []
+    nan = float("nan")
+    for name, kind, (m, n), fit, status in fits:
         ok = fit is not None and fit.ok
         rows.append(
             {

@@ -11,7 +11,7 @@ eigenvalue of BEMA's window, where ``mu`` is measured, sit above the edge, and t
 ``mu`` jumps to at least floor((1 - alpha) p) / p (0.75); otherwise both give the same ``mu``
 (tests/test_fit.py checks both cases).
 
-Quantile convention (``bema_quantile``): the k-th smallest eigenvalue is matched with the MP
+Quantile convention (``FitConfig.bema_quantile``): the k-th smallest eigenvalue is matched with the MP
 quantile at (k - 1/2)/p by default (``"midpoint"``, the middle of its empirical-cdf step). The
 paper's text uses k/p (``"paper"``), its reference code (k - 1)/p (``"reference"``). Measured on
 4000 N(0, 1) 300 x 100 matrices (alpha 0.25): mean sigma^2 0.9992 (midpoint), 0.9896 (k/p),
@@ -22,7 +22,7 @@ for a layer with more outputs than inputs (x4 for ViT fc1); its edge s_+, gamma 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any
 
@@ -30,32 +30,19 @@ import numpy as np
 import torch
 
 from rmtlib.errors import InputError, check_number
+from rmtlib.spectral.fit_config import BEMA_QUANTILES, DEFAULT_FIT_CONFIG, FitConfig, check_fit_config
 from rmtlib.spectral.gram import gram_singular_values
 from rmtlib.theory.mp import mp_cdf, mp_ppf
-from rmtlib.theory.tracy_widom import EDGE_CENTRINGS, tw1_ppf, tw_centre_scale
+from rmtlib.theory.tracy_widom import tw1_ppf, tw_centre_scale
 
 __all__ = [
     "MPFit",
     "fit_mp",
     "singular_values",
     "count_zero_lines",
-    "MIN_DIM",
-    "BEMA_QUANTILES",
-    "check_alpha",
-    "check_beta",
     "POOR_FIT_MU",
     "poor_fit_threshold",
 ]
-
-ALPHA_RANGE = (0.0, 0.5)
-"""BEMA's trimming fraction alpha lies in [0, 0.5): its window floor(alpha p) .. floor((1 - alpha) p) is
-then never empty (alpha = 0 keeps all but the largest eigenvalue, losing the robustness to spikes);
-at 0.5 and above the window is empty or reversed, so no scale can be fitted."""
-
-BETA_RANGE = (1e-9, 1.0 - 1e-9)
-"""The Tracy-Widom level beta (the edge is TW1's 1 - beta quantile) lies in [1e-9, 1 - 1e-9]: further
-out the TW1 tail (1 - F(10) = 1.7e-11) is at the quadrature's round-off and outside the quantile
-search's bracket [-10, 10], and 1 - beta itself loses its digits."""
 
 POOR_FIT_MU = 0.1
 """A fit whose error ``mu`` (sup |F_MP - empirical cdf| over BEMA's window) exceeds
@@ -65,9 +52,6 @@ random matrix are rigid, so mu falls like 1/p), the 25 layers of the committed M
 0.011-0.074, while Cauchy entries give 0.3 (192 x 768). Above the threshold the bulk is not
 MP-shaped, so gamma and the edge mean little; at p < 40 the 4 / p term keeps pure noise unflagged."""
 
-
-MIN_DIM = 16
-"""Smallest min(m, n) for which a fit is attempted; smaller layers get status ``too_small``."""
 
 RANK_TOLERANCE = 8.0
 """Singular values below ``RANK_TOLERANCE * sqrt(p eps) * s_max`` are round-off of exact zeros."""
@@ -91,12 +75,25 @@ class MPFit:
     mu: float
     n_spikes: int
     status: str
-    alpha: float
-    beta: float
+    config: FitConfig
     singular_values: np.ndarray = field(repr=False)
-    edge_centring: str = "paper"
     rows_dropped: int = 0
     cols_dropped: int = 0
+
+    @property
+    def alpha(self) -> float:
+        """BEMA's trimming fraction of the fit (``config.alpha``)."""
+        return self.config.alpha
+
+    @property
+    def beta(self) -> float:
+        """The Tracy-Widom level of the edge (``config.beta``)."""
+        return self.config.beta
+
+    @property
+    def edge_centring(self) -> str:
+        """The edge's finite-size centring (``config.edge_centring``)."""
+        return self.config.edge_centring
 
     @property
     def m_eff(self) -> int:
@@ -142,9 +139,9 @@ class MPFit:
         return self.ok and bool(self.mu > poor_fit_threshold(self.p))
 
     def summary(self) -> dict[str, Any]:
-        """Scalar fields as a dict (for tables)."""
-        out = asdict(self)
-        out.pop("singular_values")
+        """Scalar fields as a dict (for tables), the fit settings (:meth:`FitConfig.to_dict`) among them."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("config", "singular_values")}
+        out.update(self.config.to_dict())
         out.update(m_eff=self.m_eff, n_eff=self.n_eff, p=self.p, N=self.N, ratio=self.ratio, poor_fit=self.poor_fit)
         return out
 
@@ -215,11 +212,6 @@ def _bema_window(p: int, alpha: float) -> np.ndarray:
     return np.arange(lo, hi + 1)
 
 
-BEMA_QUANTILES = {"midpoint": 0.5, "paper": 0.0, "reference": 1.0}
-"""Quantile conventions of BEMA: the k-th smallest eigenvalue is matched with the MP quantile at
-(k - offset)/p: ``midpoint`` (default), the paper's text ``paper`` (k/p), its code ``reference``."""
-
-
 @lru_cache(maxsize=256)
 def _bema_reference(p: int, N: int, alpha: float, quantile: str = "midpoint") -> tuple[np.ndarray, np.ndarray]:
     """The BEMA window's ranks and their MP(c, 1) quantiles at (k - offset)/p, cached per shape.
@@ -242,34 +234,13 @@ def _unit_scale(largest: float) -> float:
     return float(np.ldexp(1.0, np.frexp(largest)[1] - 1))
 
 
-def check_alpha(alpha: Any, what: str = "alpha") -> float:
-    """``alpha`` as a float in :data:`ALPHA_RANGE` ([0, 0.5)), else an InputError naming ``what``."""
-    return check_number(what, alpha, minimum=ALPHA_RANGE[0], maximum=ALPHA_RANGE[1], exclusive_maximum=True)
-
-
-def check_beta(beta: Any, what: str = "beta") -> float:
-    """``beta`` as a float in :data:`BETA_RANGE` ([1e-9, 1 - 1e-9]), else an InputError naming ``what``."""
-    return check_number(what, beta, minimum=BETA_RANGE[0], maximum=BETA_RANGE[1])
-
-
-def check_fit_settings(alpha: Any, beta: Any, edge_centring: Any) -> tuple[float, float]:
-    """The fit settings checked (InputError naming the bad one); returns (alpha, beta) as floats."""
-    if not isinstance(edge_centring, str) or edge_centring not in EDGE_CENTRINGS:
-        raise InputError(f"edge_centring must be one of {', '.join(EDGE_CENTRINGS)}, got {edge_centring!r}")
-    return check_alpha(alpha), check_beta(beta)
-
-
 def fit_mp(
     x: Any,
     shape: tuple[int, int] | None = None,
     *,
-    alpha: float = 0.25,
-    beta: float = 0.8,
+    config: FitConfig = DEFAULT_FIT_CONFIG,
     name: str | None = None,
-    min_dim: int = MIN_DIM,
-    edge_centring: str = "paper",
     zero_lines: tuple[int, int] | None = None,
-    bema_quantile: str = "midpoint",
 ) -> MPFit:
     """Fit MP to a weight matrix (or to its singular values with ``shape=(m, n)``).
 
@@ -277,18 +248,12 @@ def fit_mp(
         x: an m x n matrix (torch or numpy, any float dtype; computed in float64), or a 1-D array
             of its min(m, n) singular values together with ``shape``.
         shape: (m, n) of the matrix when ``x`` holds singular values.
-        alpha: BEMA trims the lowest and highest ``alpha`` fraction of eigenvalues.
-        beta: the edge uses the (1 - beta) quantile of TW1 (beta = 0.8 -> a slightly lower edge).
+        config: the fit settings (:class:`~rmtlib.spectral.fit_config.FitConfig`: BEMA's ``alpha`` and
+            quantile convention, the Tracy-Widom level ``beta``, the edge's centring, ``min_dim``);
+            default the paper's. The result carries it (``fit.config``).
         name: layer name used in error messages.
-        min_dim: matrices with min(m, n) below this get status ``too_small`` and NaN metrics.
-        edge_centring: finite-size centring of the edge (:data:`rmtlib.theory.tracy_widom.EDGE_CENTRINGS`):
-            ``paper`` (default, the paper's (1 + sqrt c)^2), or ``ma`` / ``johnstone``, whose
-            false-alarm rate is closer to ``beta`` at finite size (chapter 1 measures all three).
         zero_lines: with ``shape=``, the numbers (rows, columns) of all-zero rows and columns of the
             matrix the singular values came from (:func:`count_zero_lines`); default none.
-        bema_quantile: BEMA's quantile convention (:data:`BEMA_QUANTILES`): ``midpoint`` (default,
-            (k - 1/2)/p, nearly unbiased), ``paper`` (k/p, sigma^2 about 1% low on 300 x 100),
-            ``reference`` ((k - 1)/p, about 1% high); see the module docstring.
 
     All-zero rows and columns are dropped before fitting: a matrix with z zero rows is an
     (m - z) x n matrix, with its own aspect ratio and N, and its zeros are not eigenvalues of a bulk
@@ -305,11 +270,7 @@ def fit_mp(
     ``rank_deficient`` and the metrics NaN: there is no bulk left to fit.
     """
     what = name or "matrix"
-    if isinstance(min_dim, bool) or not isinstance(min_dim, (int, np.integer)) or min_dim < 2:
-        raise InputError(f"min_dim must be an integer >= 2 (a fit needs a window of singular values), got {min_dim!r}")
-    alpha, beta = check_fit_settings(alpha, beta, edge_centring)
-    if bema_quantile not in BEMA_QUANTILES:
-        raise InputError(f"bema_quantile must be one of {', '.join(BEMA_QUANTILES)}, got {bema_quantile!r}")
+    check_fit_config(config, f"{what}: config")
     if shape is not None:
         if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
             raise InputError(f"{what}: shape must be (m, n), got {shape!r}")
@@ -360,27 +321,25 @@ def fit_mp(
     m_fit, n_fit = m - zr, n - zc
     p, N = min(m_fit, n_fit), max(m_fit, n_fit)
     nan = float("nan")
-    if p < min_dim:
-        return MPFit(m, n, nan, nan, nan, nan, nan, 0, "too_small", alpha, beta, sv * scale, edge_centring, **dropped)
+    if p < config.min_dim:
+        return MPFit(m, n, nan, nan, nan, nan, nan, 0, "too_small", config, sv * scale, **dropped)
     sv = np.where(sv < RANK_TOLERANCE * np.sqrt(p * np.finfo(np.float64).eps) * sv[0], 0.0, sv)
 
     ratio = p / N
     eig_asc = (sv[::-1] ** 2) / N
-    ranks, q = _bema_reference(p, N, float(alpha), bema_quantile)
+    ranks, q = _bema_reference(p, N, config.alpha, config.bema_quantile)
     lam = eig_asc[ranks - 1]
     if not np.all(lam > 0):  # censored: zeros (a truncated rank, pruned features) are not order statistics
         usable = lam > 0
         if usable.sum() < 2:
-            return MPFit(
-                m, n, nan, nan, nan, nan, nan, 0, "rank_deficient", alpha, beta, sv * scale, edge_centring, **dropped
-            )
+            return MPFit(m, n, nan, nan, nan, nan, nan, 0, "rank_deficient", config, sv * scale, **dropped)
         ranks, q, lam = ranks[usable], q[usable], lam[usable]
     sigma2 = float(np.dot(q, lam) / np.dot(q, q))
     if not sigma2 > 0:
         raise InputError(
             f"{what}: the central part of the spectrum is zero (rank {int(np.sum(sv > 0))} of {p}); cannot fit MP"
         )
-    lambda_plus = _edge(sigma2, p, N, beta, edge_centring)
+    lambda_plus = _edge(sigma2, p, N, config.beta, config.edge_centring)
     sv_edge = float(np.sqrt(N * lambda_plus))
     n_spikes = int(np.sum(sv > sv_edge))
     gamma = float(np.mean(sv <= sv_edge))
@@ -394,9 +353,7 @@ def fit_mp(
             f"{what}: its scale (largest singular value {sv[0] * scale:.3g}) puts sigma^2 = {sigma2:.3g} outside "
             "float64's range; rescale the matrix (the fit is scale-equivariant: sigma^2 scales by c^2)"
         )
-    return MPFit(
-        m, n, sigma2, lambda_plus, sv_edge, gamma, mu, n_spikes, "ok", alpha, beta, sv * scale, edge_centring, **dropped
-    )
+    return MPFit(m, n, sigma2, lambda_plus, sv_edge, gamma, mu, n_spikes, "ok", config, sv * scale, **dropped)
 
 
 def _check_zero_lines(zero_lines: Any, m: int, n: int, what: str) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from rmtlib.errors import InputError
+from rmtlib.errors import DivergenceError, InputError
 from rmtlib.runtime import get_device
 from rmtlib.train.distributed import is_distributed, is_main_process, unwrap
 from rmtlib.train.regularize import WeightMask
@@ -138,6 +138,44 @@ def make_optimizer_factory(
     raise InputError(f"unknown optimizer {name!r}: use adamw, adam or sgd")
 
 
+DIVERGENCE_CHECK_EVERY = 20
+"""Steps between checks that the training loss is finite (each check waits for the device)."""
+
+
+def _check_finite(total: torch.Tensor, epoch: int, batch: int) -> None:
+    """Stop at a non-finite loss (cross-entropy + penalty) rather than train on NaN weights."""
+    if not bool(torch.isfinite(total.detach()).item()):
+        raise DivergenceError(
+            f"train: the loss (cross-entropy + penalty) is {total.item()} at epoch {epoch}, batch {batch}; "
+            "lower the learning rate or the penalty coefficients"
+        )
+
+
+def _step(opt: torch.optim.Optimizer, epoch: int, batch: int) -> None:
+    """``opt.step()``, with torch's overflow of a huge step size (e.g. Adam at lr 3.4e38, whose first
+    step divides by 1 - beta1) reported as a divergence instead of a traceback."""
+    try:
+        opt.step()
+    except RuntimeError as err:
+        if "overflow" not in str(err):
+            raise
+        rates = sorted({g["lr"] for g in opt.param_groups})
+        raise DivergenceError(
+            f"train: the optimizer step overflowed at epoch {epoch}, batch {batch} (learning rate "
+            f"{', '.join(f'{r:g}' for r in rates)}); lower the learning rate"
+        ) from None
+
+
+def _check_finite_weights(model: nn.Module, epoch: int) -> None:
+    """Stop when a weight became NaN/Inf during the epoch (between two loss checks)."""
+    for name, param in model.named_parameters():
+        if not bool(torch.isfinite(param.detach()).all()):
+            raise DivergenceError(
+                f"train: parameter {name!r} is not finite after epoch {epoch}; "
+                "lower the learning rate or the penalty coefficients"
+            )
+
+
 def train(
     model: nn.Module,
     loader: DataLoader,
@@ -219,7 +257,7 @@ def train(
                 mask.zero_grads(unwrap(net))
             if grad_clip is not None:
                 nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-            opt.step()
+            _step(opt, epoch, i)
             if mask is not None:
                 mask.apply(unwrap(net))
             step += 1
@@ -231,10 +269,12 @@ def train(
                         torch.tensor(len(y), device=device, dtype=torch.float64),
                     ]
                 )
-            if i % 20 == 0:
+            if i % DIVERGENCE_CHECK_EVERY == 0:  # one host sync per check, not per step
+                _check_finite(total, epoch, i)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
         if is_distributed():
             dist.all_reduce(totals)
+        _check_finite_weights(unwrap(net), epoch)
         record: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": totals[0].item() / max(1, totals[2].item()),

@@ -20,6 +20,7 @@ from torch import nn
 from rmtlib.errors import InputError
 from rmtlib.nn.lowrank import LowRankLinear, factorize_linear, replace_module
 from rmtlib.spectral.fit import fit_mp
+from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FC_FIT_CONFIG, FitConfig, check_fit_config
 from rmtlib.spectral.layers import FactoredLayer, prunable_layers, weight_matrix
 
 
@@ -219,8 +220,11 @@ class SplitDecision:
     status: str
 
 
-def mp_split_rank(matrix: torch.Tensor, fraction: float, **fit_kwargs) -> tuple[int, object]:
-    """Rank kept by an MP split: components above the MP edge plus ``floor(fraction * bulk)``, at least 1.
+def mp_split_rank(
+    matrix: torch.Tensor, fraction: float, *, fit_config: FitConfig = DEFAULT_FIT_CONFIG
+) -> tuple[int, object]:
+    """Rank kept by an MP split: components above the MP edge (fitted with ``fit_config``) plus
+    ``floor(fraction * bulk)``, at least 1.
 
     The product is nudged up by 1e-9 before rounding down, so that an integer such as
     ``bulk_fraction(3, 13) * 117 = 90`` is not lost to binary round-off (89.99999...). A layer
@@ -229,7 +233,7 @@ def mp_split_rank(matrix: torch.Tensor, fraction: float, **fit_kwargs) -> tuple[
 
     if not 0.0 <= fraction <= 1.0:
         raise InputError(f"bulk fraction must be in [0, 1], got {fraction}")
-    fit = fit_mp(matrix.detach().float().cpu(), **fit_kwargs)
+    fit = fit_mp(matrix.detach().float().cpu(), config=fit_config)
     if fit.status != "ok":
         return min(matrix.shape), fit
     spikes = int((fit.singular_values > fit.sv_edge).sum())
@@ -244,8 +248,11 @@ def _current_rank(module: nn.Module) -> int:
     return min(module.weight.shape)
 
 
-def mp_split_layer(module: nn.Module, fraction: float, name: str = "", **fit_kwargs) -> tuple[nn.Module, SplitDecision]:
-    """Split one Linear (or low-rank Linear) at its MP edge; returns the new module and the decision.
+def mp_split_layer(
+    module: nn.Module, fraction: float, name: str = "", *, fit_config: FitConfig = DEFAULT_FIT_CONFIG
+) -> tuple[nn.Module, SplitDecision]:
+    """Split one Linear (or low-rank Linear) at its MP edge (fitted with ``fit_config``); returns the new
+    module and the decision.
 
     The new module is :func:`rmtlib.nn.lowrank.factorize_linear` of the (product) weight at the kept
     rank: two factors when ``rank < m n / (m + n)``, else a dense Linear holding the truncated weight.
@@ -254,10 +261,11 @@ def mp_split_layer(module: nn.Module, fraction: float, name: str = "", **fit_kwa
 
     if not 0.0 <= fraction <= 1.0:  # checked here: the fit's InputError below is read as "unfit"
         raise InputError(f"bulk fraction must be in [0, 1], got {fraction}")
+    check_fit_config(fit_config)
     matrix = weight_matrix(module).detach()
     before = _current_rank(module)
     try:
-        rank, fit = mp_split_rank(matrix, fraction, **fit_kwargs)
+        rank, fit = mp_split_rank(matrix, fraction, fit_config=fit_config)
     except InputError:  # e.g. a low-rank layer whose central spectrum is all zeros: nothing to fit
         return module, SplitDecision(name, before, before, 0, float("nan"), "unfit")
     decision = SplitDecision(
@@ -282,8 +290,9 @@ class MPSplitScheduler:
 
     Every ``every`` epochs each hidden layer keeps the components above its MP edge plus
     ``f(epoch) = max(0, 1 - epoch / T)`` of its bulk. ``skip_last`` leaves the output layer alone.
-    The MP fits use ``alpha=0.25, beta=0.1`` (the paper's FC setting) unless ``fit_kwargs`` say
-    otherwise. Only Linear layers (dense or :class:`rmtlib.nn.lowrank.LowRankLinear`) are split.
+    The MP fits use ``fit_config``, by default the paper's FC setting
+    (:data:`rmtlib.spectral.fit_config.FC_FIT_CONFIG`: beta 0.1). Only Linear layers (dense or
+    :class:`rmtlib.nn.lowrank.LowRankLinear`) are split.
     The output layer is the model's last Linear, whatever ``include``/``exclude`` select.
     The hook returns ``{"mp_ranks": {layer: rank}, "mp_spikes": {layer: n}}`` for the epoch record.
     """
@@ -296,14 +305,14 @@ class MPSplitScheduler:
         include: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
         skip_last: bool = True,
-        **fit_kwargs,
+        fit_config: FitConfig = FC_FIT_CONFIG,
     ):
         if every < 1:
             raise InputError(f"MP split period must be >= 1 epoch, got {every}")
         bulk_fraction(0, T)
         self.every, self.T = int(every), float(T)
         self.include, self.exclude, self.skip_last = include, exclude, skip_last
-        self.fit_kwargs = {"alpha": 0.25, "beta": 0.1, **fit_kwargs}
+        self.fit_config = check_fit_config(fit_config)
         self.decisions: list[tuple[int, SplitDecision]] = []
 
     def layers(self, model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -326,7 +335,7 @@ class MPSplitScheduler:
 
         ranks, spikes = {}, {}
         for name, module in self.layers(model):
-            new, decision = mp_split_layer(module, fraction, name, **self.fit_kwargs)
+            new, decision = mp_split_layer(module, fraction, name, fit_config=self.fit_config)
             if new is not module:
                 replace_module(model, name, new)
             self.decisions.append((epoch, decision))
