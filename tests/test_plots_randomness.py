@@ -12,11 +12,13 @@ from rmtlib.errors import InputError  # noqa: E402
 from rmtlib.experiments.planted import planted_experiment  # noqa: E402
 from rmtlib.experiments.randomness import SpectralTracker, gaussian_init_  # noqa: E402
 from rmtlib.nn.models import fc_net  # noqa: E402
+from rmtlib.plots.layout import book_style, legibility_problems  # noqa: E402
 from rmtlib.plots.randomness import (  # noqa: E402
     accuracy_view,
     certificate_views,
     estimated_split_view,
     monotonicity_view,
+    plot_before_after,
     plot_bulk_vs_control,
     plot_decay,
     plot_noise_paths,
@@ -245,3 +247,49 @@ def test_wide_tables_are_split_in_two_and_rounded_for_a_reader():
          "slack_split": [-0.00551]}, index=pd.Index([256], name="N"),
     )  # fmt: skip
     assert _cells(estimated_split_view(estimated)) == ["256", "8", "8.00", "1.0000", "0.8633", "-0.0709", "-0.00551"]
+
+
+def test_chapter_two_figures_fit_the_text_width_with_legible_fonts():
+    book_style()
+    spectra = _spectra()
+    twin = spectra[spectra["l2"] > 0].assign(run="data-free")
+    both = pd.concat([spectra.assign(run="trained"), twin], ignore_index=True)
+    rows = pd.DataFrame(
+        {
+            "iteration": [0, 10, 100],
+            "layer": "3",
+            "status": "ok",
+            "l2": 0.01,
+            "grad_norm_rel": [1.0, 0.1, 0.01],
+            "bulk_energy": [60.0, 3.0, 0.01],
+            "spike_energy": [0.0, 10.0, 9.0],
+        }
+    )
+    for fig in (plot_decay(both, "3"), plot_bulk_vs_control(both, "3"), plot_stationary(rows, "3")):
+        assert legibility_problems(fig) == [], fig.texts[0].get_text() if fig.texts else fig
+        plt.close(fig)
+    decay = plot_decay(both, "3")
+    legend = decay.legends[0]  # one legend below the panels, no axis legend left
+    assert all(ax.get_legend() is None for ax in decay.axes)
+    texts = [t.get_text() for t in legend.get_texts()]
+    # one column per group, each headed by its title: L2 strengths, widths, data-free twins
+    assert legend._ncols == 3 and texts[0] == "L2 strength" and "width N" in texts
+    assert texts[texts.index("penalty only (no data)") + 1] == "L2 = 0.01"
+    plt.close(decay)
+
+
+def test_plot_before_after_draws_the_first_spectrum_and_every_case_with_its_edge():
+    book_style()
+    rng = np.random.default_rng(0)
+    fits = [
+        (f"case {i}", fit_mp(rng.standard_normal((200, 100)) * (i + 1), config=FitConfig(beta=0.1))) for i in range(3)
+    ]
+    fig = plot_before_after(fits, "3", 200)
+    left, right = fig.axes
+    assert left.get_title() == "case 0"
+    assert len(right.get_lines()) == 6  # a curve and an edge per case
+    assert right.get_lines()[5].get_ydata()[0] == pytest.approx(fits[2][1].sv_edge)
+    assert legibility_problems(fig) == []
+    plt.close(fig)
+    with pytest.raises(InputError, match="no fits"):
+        plot_before_after([], "3", 200)

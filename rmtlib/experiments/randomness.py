@@ -389,7 +389,7 @@ def control_findings(table: pd.DataFrame) -> list[str]:
     ratio = table["bulk_vs_control"]
     lines = [
         f"Bulk energy at the end relative to the data-free twin (1 = exactly the shrinkage weight decay alone "
-        f"causes): median {ratio.median():.2f}, range {ratio.min():.2f} to {ratio.max():.2f} over {len(table)} "
+        f"causes): median {ratio.median():.2f}, range {ratio.min():.3g} to {ratio.max():.3g} over {len(table)} "
         f"(width, L2, layer) cases; below 0.8 in {int((ratio < 0.8).sum())}, within 20% of 1 in "
         f"{int(((ratio >= 0.8) & (ratio <= 1.25)).sum())}, above 1.25 in {int((ratio > 1.25).sum())}."
     ]

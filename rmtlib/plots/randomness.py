@@ -19,7 +19,8 @@ import seaborn as sns  # noqa: E402
 from pandas.io.formats.style import Styler  # noqa: E402
 
 from rmtlib.errors import InputError  # noqa: E402
-from rmtlib.plots.layout import book_table  # noqa: E402
+from rmtlib.plots.layout import TEXT_WIDTH_IN, book_table  # noqa: E402
+from rmtlib.plots.spectra import plot_esd  # noqa: E402
 from rmtlib.spectral.fit import MPFit  # noqa: E402
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "plot_planted_slack",
     "plot_planted_theta",
     "plot_singular_values",
+    "plot_before_after",
     "METRIC_LABELS",
     "splits_view",
     "accuracy_view",
@@ -51,6 +53,27 @@ METRIC_LABELS = {
 }
 
 
+_PANEL_TITLES = {"bulk_energy": r"bulk energy (below the edge $s_+$)", "spike_energy": "spike energy (above the edge)"}
+
+
+def _decay_legend(fig: plt.Figure, handles: list, labels: list[str]) -> None:
+    """One legend below the panels, a column per group: L2 strengths, widths, data-free twins."""
+    blank = plt.Line2D([], [], linestyle="none")
+    groups: dict[str, list] = {"L2 strength": [], "width N": [], "penalty only (no data)": []}
+    current = "L2 strength"
+    for handle, label in zip(handles, labels):
+        if label in ("l2 strength", "width N"):  # seaborn's group titles
+            current = "L2 strength" if label == "l2 strength" else "width N"
+        elif label.endswith(", penalty only (no data)"):
+            groups["penalty only (no data)"].append((handle, "L2 = " + label.split(",")[0]))
+        else:
+            groups[current].append((handle, label))
+    columns = [[(blank, title), *entries] for title, entries in groups.items() if entries]
+    rows = max(len(column) for column in columns)
+    flat = [entry for column in columns for entry in column + [(blank, "")] * (rows - len(column))]
+    fig.legend(*zip(*flat), loc="outside lower center", ncol=len(columns), fontsize=9, frameon=False)
+
+
 def plot_decay(
     spectra: pd.DataFrame,
     layer: str,
@@ -60,7 +83,8 @@ def plot_decay(
     title: str | None = None,
 ) -> plt.Figure:
     """One panel per metric for ``layer``: value per epoch (relative to epoch 0 with ``relative``),
-    colour = L2 strength, line style = width; two panels per row. Expects the columns of
+    colour = L2 strength, line style = width; two panels per row at the book's text width, the
+    legend below them. Expects the columns of
     ``run_decay_experiment``; with its data-free twins (``control=True``) each L2 strength also gets
     a dotted line of its colour, the same penalty and optimizer without data (the same for every
     width once divided by the value at initialisation, so the narrowest width's twin is drawn)."""
@@ -76,7 +100,7 @@ def plot_decay(
     data["l2 strength"] = data["l2"].map(lambda v: f"{v:g}")
     data["width N"] = data["width"].astype(str)
     rows = -(-len(metrics) // 2)
-    fig, grid = plt.subplots(rows, 2, figsize=(9, 4.2 * rows), squeeze=False)
+    fig, grid = plt.subplots(rows, 2, figsize=(TEXT_WIDTH_IN, 2.9 * rows + 1.3), squeeze=False, layout="constrained")
     axes = [list(grid.flat)[: len(metrics)]]
     for ax in list(grid.flat)[len(metrics) :]:
         ax.set_axis_off()
@@ -115,14 +139,15 @@ def plot_decay(
                     color=palette.get(f"{l2:g}", "0.4"),
                     label=f"{l2:g}, penalty only (no data)",
                 )
-        label = METRIC_LABELS.get(metric, metric)
-        ax.set_ylabel(f"{label} / value at init" if y != metric else label, fontsize=10)
+        ax.set_title(_PANEL_TITLES.get(metric, METRIC_LABELS.get(metric, metric)), fontsize=10)
+        ax.set_ylabel("relative to initialisation" if y != metric else "value", fontsize=10)
         ax.set_xlabel("epoch (0 = initialisation)")
         if relative and metric == "bulk_energy":
             ax.set_yscale("log")
-    axes[0][-1].legend(fontsize=9, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    axes[0][-1].get_legend().remove()
+    _decay_legend(fig, handles, labels)
     fig.suptitle(title or f"layer {layer}", fontsize=11)
-    fig.tight_layout()
     return fig
 
 
@@ -140,7 +165,7 @@ def plot_bulk_vs_control(spectra: pd.DataFrame, layer: str, width: int | None = 
     data = data[data["width"] == width]
     if data.empty:
         raise InputError(f"plot_bulk_vs_control: no rows for width {width}")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, 4.0), layout="constrained")
     strengths = sorted(data["l2"].unique())
     colors = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
     for (l2, run), group in data.groupby(["l2", "run"], sort=True):
@@ -152,12 +177,12 @@ def plot_bulk_vs_control(spectra: pd.DataFrame, layer: str, width: int | None = 
         right.plot(group["epoch"], group["spike_energy"], style, color=colors[l2], marker="o", ms=3, label=label)
     left.set_yscale("log")
     left.set_ylabel("bulk energy / value at init", fontsize=10)
-    right.set_ylabel(r"spike energy $\sum_{s_i > s_+} s_i^2$", fontsize=10)
+    right.set_ylabel("spike energy (above the edge)", fontsize=10)
     for ax in (left, right):
         ax.set_xlabel("epoch (0 = initialisation)")
-    left.legend(fontsize=9, frameon=False)
+    handles, labels = left.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     fig.suptitle(f"layer {layer}, N = {width}", fontsize=11)
-    fig.tight_layout()
     return fig
 
 
@@ -168,7 +193,7 @@ def plot_stationary(runs: pd.DataFrame, layer: str) -> plt.Figure:
     data = runs[(runs["layer"] == layer) & (runs["status"] == "ok")]
     if data.empty:
         raise InputError(f"plot_stationary: no fitted rows for layer {layer!r}")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, 3.8), layout="constrained")
     strengths = sorted(data["l2"].unique())
     colors = dict(zip(strengths, sns.color_palette("viridis", len(strengths))))
     for l2, group in data.groupby("l2", sort=True):
@@ -184,14 +209,13 @@ def plot_stationary(runs: pd.DataFrame, layer: str) -> plt.Figure:
             ms=3,
             label=f"spikes, L2 = {l2:g}",
         )
-    left.set_ylabel(r"$\|\nabla (CE + \lambda \sum \|W\|_F^2)\|$ / value at init", fontsize=10)
+    left.set_ylabel(r"gradient norm $\|\nabla L\|$ / value at init", fontsize=10)
     right.set_ylabel(r"energy $\sum s_i^2$ (bulk: below $s_+$)", fontsize=10)
     for ax in (left, right):
         ax.set_xlabel("L-BFGS iteration + 1")
     left.legend(fontsize=9, frameon=False)
     right.legend(fontsize=9, frameon=False)
     fig.suptitle(f"layer {layer}: full-batch training towards a stationary point", fontsize=11)
-    fig.tight_layout()
     return fig
 
 
@@ -473,3 +497,17 @@ def estimated_split_view(table: pd.DataFrame) -> Styler:
     formats = {"N": "{:d}", "planted rank": "{:d}", "spikes found": "{:.2f}", "accuracy of S2": "{:.4f}"}
     formats |= {"accuracy of fitted S2": "{:.4f}", "slack, true S2": _SIGNED, "slack, fitted S2": _SIGNED}
     return _view(table.reset_index(), headers, formats)
+
+
+def plot_before_after(fits: Sequence[tuple[str, MPFit]], layer: str, width: int) -> plt.Figure:
+    """Two panels for one layer: left, the eigenvalue histogram of the first ``(label, fit)`` (the
+    initialisation) with its MP fit; right, every case's singular values with its edge
+    (:func:`plot_singular_values`)."""
+    if not fits:
+        raise InputError("plot_before_after: no fits to draw")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, 3.6), layout="constrained")
+    plot_esd(fits[0][1], left, title=fits[0][0])
+    left.legend(fontsize=9, frameon=True, framealpha=0.9, loc="upper right")  # over the edge line, not under it
+    plot_singular_values(fits, right, title="singular values; dashed: edges $s_+$")
+    fig.suptitle(f"layer {layer}, N = {width}", fontsize=11)
+    return fig

@@ -9,13 +9,24 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from rmtlib.errors import InputError
+from rmtlib.experiments.mp_checks import SpikedCase
 from rmtlib.experiments.spiked import bbp_singular_value, bbp_threshold
+from rmtlib.plots.layout import TEXT_WIDTH_IN
 from rmtlib.plots.spectra import plot_esd
 from rmtlib.spectral.fit import MPFit
 from rmtlib.theory.mp import mp_edges, mp_pdf
 from rmtlib.theory.tracy_widom import tw1_cdf, tw1_ppf
 
-__all__ = ["plot_mp_densities", "plot_mp_check", "plot_tw_edge", "plot_spiked_esd", "plot_bbp_transition"]
+__all__ = [
+    "plot_mp_densities",
+    "plot_mp_check",
+    "plot_mp_checks",
+    "plot_tw_edge",
+    "plot_spiked_esd",
+    "plot_spiked_fits",
+    "plot_bbp_transition",
+]
 
 
 def plot_mp_densities(ratios: Sequence[float], sigma2: float = 1.0, ax: plt.Axes | None = None) -> plt.Axes:
@@ -60,11 +71,27 @@ def plot_mp_check(
     return ax
 
 
+def plot_mp_checks(spectra: Sequence[tuple[float, np.ndarray]], ks: Sequence[float], N: int) -> plt.Figure:
+    """One :func:`plot_mp_check` panel per ``(ratio, eigenvalues)`` of
+    :func:`rmtlib.experiments.mp_checks.mp_law_check`, two per row, each titled with its KS distance."""
+    if not len(spectra) or len(spectra) != len(ks):
+        raise InputError(f"plot_mp_checks: need one KS distance per spectrum, got {len(ks)} for {len(spectra)}")
+    ncols = 2
+    nrows = -(-len(spectra) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(TEXT_WIDTH_IN, 2.9 * nrows), squeeze=False)
+    for ax, (ratio, eig), distance in zip(axes.flat, spectra, ks):
+        plot_mp_check(eig, ratio, 1.0, ax, title=f"{N}x{len(eig)} (c = {ratio:g}), KS = {distance:.3f}")
+    for ax in list(axes.flat)[len(spectra) :]:
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
 def plot_tw_edge(
     scaled_top: np.ndarray, betas: Sequence[float] = (0.8, 0.1), ax: plt.Axes | None = None, *, title: str | None = None
 ) -> plt.Axes:
     """Scaled top noise eigenvalues against the TW1 density, with the fit's edge for each beta."""
-    ax = ax or plt.figure(figsize=(5.5, 3.6)).gca()
+    ax = ax or plt.figure(figsize=(TEXT_WIDTH_IN, 4.0)).gca()
     grid = np.linspace(-6.0, 4.0, 400)
     pdf = np.gradient(tw1_cdf(grid), grid)
     ax.hist(
@@ -81,6 +108,7 @@ def plot_tw_edge(
         ax.axvline(t, color="k", ls=ls, lw=1.1, label=rf"edge for $\beta$ = {beta:g} (t = {t:.2f})")
     ax.set_xlabel(r"$(\lambda_{\max}/\sigma^2 - (1+\sqrt{c})^2)\,/\,(N^{-2/3} c^{-1/6} (1+\sqrt{c})^{4/3})$")
     ax.set_ylabel("density")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.45)  # room above the histogram for the legend
     ax.set_title(title or "Fluctuations of the largest noise eigenvalue", fontsize=10)
     ax.legend(frameon=False, fontsize=9, loc="upper left")
     return ax
@@ -89,7 +117,7 @@ def plot_tw_edge(
 def plot_bbp_transition(table: pd.DataFrame) -> plt.Figure:
     """Two panels (one above the other) from :func:`rmtlib.experiments.spiked.bbp_detection`: detection rate
     and top singular value against the signal strength."""
-    fig, (ax_rate, ax_top) = plt.subplots(2, 1, figsize=(7.5, 7.8))
+    fig, (ax_rate, ax_top) = plt.subplots(2, 1, figsize=(TEXT_WIDTH_IN, 7.8))
     shapes = table[["m", "n"]].drop_duplicates().itertuples(index=False)
     shapes = list(shapes)
     colors = sns.color_palette("deep", len(shapes))
@@ -129,7 +157,7 @@ def plot_bbp_transition(table: pd.DataFrame) -> plt.Figure:
         ax_top.plot(fine, theory, color=color, lw=1.2, alpha=0.8)
     for ax in (ax_rate, ax_top):
         ax.axvline(1.0, color="0.3", lw=1.2, ls="--")
-        ax.set_xlabel(r"signal strength $\theta\,/\,\sigma (Np)^{1/4}$ (1 = BBP threshold)")
+        ax.set_xlabel(r"signal strength $\tau\,/\,\sigma (Np)^{1/4}$ (1 = BBP threshold)")
     ax_rate.set_ylabel("fraction of trials with a spike detected")
     ax_rate.set_ylim(-0.03, 1.03)
     ax_rate.set_title("Spike detection by the MP fit (BEMA + TW edge)", fontsize=10)
@@ -160,3 +188,19 @@ def plot_spiked_esd(
     ax.set_xlim(0, max(ax.get_xlim()[1], right * 1.08))
     ax.legend(fontsize=9, frameon=False, loc="upper right")
     return ax
+
+
+def plot_spiked_fits(cases: Sequence[SpikedCase], beta: float) -> plt.Figure:
+    """One :func:`plot_spiked_esd` panel per matrix of :func:`rmtlib.experiments.mp_checks.spiked_fit_check`,
+    one above the other, with the fit at level ``beta``."""
+    if not len(cases):
+        raise InputError("plot_spiked_fits: no matrices to draw")
+    fig, axes = plt.subplots(len(cases), 1, figsize=(TEXT_WIDTH_IN, 3.6 * len(cases)), squeeze=False)
+    for ax, case in zip(axes[:, 0], cases):
+        if beta not in case.fits:
+            raise InputError(f"plot_spiked_fits: no fit at beta = {beta:g}; fitted: {sorted(case.fits)}")
+        m, n = case.shape
+        title = f"{m}x{n}: {len(case.planted)} planted, {case.n_visible} above the threshold; edge for beta = {beta:g}"
+        plot_spiked_esd(case.fits[beta], case.predicted_sv, ax, title=title)
+    fig.tight_layout()
+    return fig
