@@ -288,3 +288,13 @@ def test_launch_buttons_only_with_a_repository_and_pointing_at_the_templates():
     assert buttons[0]["url"].endswith("/blob/main/notebooks/04_regularization.ipynb")
     assert buttons[2]["url"].endswith("urlpath=tree/notebooks%2F04_regularization.ipynb")
     assert context["header_buttons"][1]["url"] == download  # the download button keeps the executed copy
+
+
+def test_committed_notebooks_are_valid_nbformat_without_outputs():
+    """Every chapter validates against its nbformat schema (cell ids included: a cell added by hand without
+    one warned at every build), and is committed without outputs (the runner's copies hold them)."""
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        assert all("id" in cell for cell in nb.cells), path.name
+        assert not any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"), path.name
