@@ -2,7 +2,8 @@
 
 Every chapter loads, images load, no error output, links resolve; every figure is legible (no wider
 than 2.6:1, not shrunk below 60% of its natural size), numbered with a caption and alt text; code is
-folded away unless tagged ``show-input``; no raw ``$`` in tables; the introduction opens with its
+folded away unless tagged ``show-input``; no raw ``$`` in tables, none wider than the text column; the
+introduction opens with its
 verdict table linking the chapters; the numbers glued into the prose equal the results files.
 
 Needs the built book (``make book PROFILE=quick``) and Debian's ``chromium`` (installed by ``.ci/run``).
@@ -86,6 +87,8 @@ async () => {
     hidden_inputs: Array.from(document.querySelectorAll('.cell .cell_input')).filter(el => !shown(el)).length,
     tables: Array.from(document.querySelectorAll('main table, article table')).map(t => ({
       text: t.innerText,
+      // how far the table reaches past the text column (a wider table scrolls, its last columns hidden)
+      overflow: t.scrollWidth - ((document.querySelector('article p') || document.body).clientWidth),
       header: Array.from(t.querySelectorAll('thead th')).map(th => th.innerText.trim().toLowerCase()),
       row_links: Array.from(t.querySelectorAll('tbody tr')).map(tr => Array.from(
           tr.querySelectorAll('a[href]')).map(a => a.href)),
@@ -289,6 +292,17 @@ def test_code_is_hidden_by_default_except_show_input_cells(visited):
 def test_no_raw_dollar_in_tables(visited):
     raw = [(name, t["text"][:120]) for name, r in _chapters(visited).items() for t in r["tables"] if "$" in t["text"]]
     assert not raw, f"tables showing raw $ (math split by a | or not typeset): {raw}"
+
+
+def test_every_table_fits_the_text_column(visited):
+    """A table wider than the 688-px column scrolls sideways with its last columns out of sight."""
+    wide = [
+        (name, round(t["overflow"]), t["header"][:4] or t["text"][:60])
+        for name, r in _chapters(visited).items()
+        for t in r["tables"]
+        if t["overflow"] > 2
+    ]
+    assert not wide, f"tables wider than the text column (page, px too wide, first headers): {wide}"
 
 
 def test_introduction_opens_with_a_verdict_table_linking_every_chapter(visited):
