@@ -3,8 +3,8 @@
 Every chapter loads, images load, no error output, links resolve; every figure is legible (no wider
 than 2.6:1, not shrunk below 60% of its natural size), numbered with a caption and alt text; code is
 folded away unless tagged ``show-input``; no raw ``$`` in tables, none wider than the text column; the
-introduction opens with its
-verdict table linking the chapters; the numbers glued into the prose equal the results files.
+introduction opens with its verdict table linking the chapters; the numbers glued into the prose equal
+the results files.
 
 Needs the built book (``make book PROFILE=quick``) and Debian's ``chromium`` (installed by ``.ci/run``).
 Without them the tests skip, except under CI (``CI=true``), where skipping would hide a broken book.
