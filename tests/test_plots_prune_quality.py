@@ -92,15 +92,17 @@ def test_hybrid_table_formats_each_column():
     assert _cells(hybrid_styler(table[["schedule", "top-1 here (%)"]])) == ["magnitude", "97.12", "hybrid", "97.50"]
 
 
-def test_layer_removal_figure_draws_one_line_per_method_in_percent():
+def test_layer_removal_figure_draws_one_row_of_markers_per_method_in_percent():
     shares = {
         label: pd.DataFrame({"layer": ["patch_embed.proj", "blocks.0.attn.qkv"], "sparsity": values})
         for label, values in {"magnitude_layer": [0.8, 0.8], "magnitude_global": [0.1, 0.9]}.items()
     }
     fig = plot_layer_removal(shares, 0.8)
     ax = fig.axes[0]
-    assert [line.get_label() for line in ax.get_lines()] == list(shares)
-    np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), [10.0, 90.0])
+    methods = [line for line in ax.get_lines() if not line.get_label().startswith("_")]  # not the slot borders
+    assert [line.get_label() for line in methods] == list(shares)
+    assert all(line.get_linestyle() == "None" for line in methods)  # layers are categories
+    np.testing.assert_allclose(methods[1].get_ydata(), [10.0, 90.0])
     assert ax.get_title() == "weights removed per layer at 80% of the whole model"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["patch_embed.proj", "b0.qkv"]
     plt.close(fig)

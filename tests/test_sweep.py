@@ -173,9 +173,12 @@ def test_layer_sparsity_plot_draws_the_counts(setup):
     model, _, _ = setup
     tables = {m: layer_sparsity(prune(model, m, sparsity=0.5).model) for m in ("magnitude", "random")}
     ax = plot_layer_sparsity(tables)
-    lines = ax.get_lines()
+    lines = [line for line in ax.get_lines() if not line.get_label().startswith("_")]  # not the slot borders
     assert [line.get_label() for line in lines] == ["magnitude", "random"]
+    assert all(line.get_linestyle() == "None" for line in lines)  # layers are categories: no joining lines
     np.testing.assert_allclose(lines[0].get_ydata(), 100 * tables["magnitude"]["sparsity"].to_numpy())
+    x0, x1 = (line.get_xdata() for line in lines)  # side by side within each layer's slot
+    assert (x0 < x1).all() and (np.abs(x0 - np.arange(len(x0))) < 0.5).all()
     assert [t.get_text() for t in ax.get_xticklabels()] == list(tables["magnitude"]["layer"])
     plt.close("all")
 

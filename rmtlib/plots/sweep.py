@@ -104,16 +104,25 @@ def plot_esd_before_after(
 
 
 def plot_layer_sparsity(tables: Mapping[str, pd.DataFrame], ax: Any = None, *, title: str | None = None) -> Any:
-    """Per-layer sparsity (tables from :func:`rmtlib.nn.count.layer_sparsity`), one line per label,
-    layers in model order: where each method put its budget."""
+    """Per-layer sparsity (tables from :func:`rmtlib.nn.count.layer_sparsity`), layers in model order:
+    where each method put its budget. Layers are categories, so each method is a row of markers (side by
+    side within a layer's slot, one marker shape per method), not a line joining unrelated layers."""
 
     ax = ax or plt.figure(figsize=(9, 3.6)).gca()
     names: list[str] = []
-    for label, table in tables.items():
+    markers = "os^DvP<X>*"
+    width = 0.7  # of a layer's slot shared by the methods
+    step = width / max(1, len(tables))
+    for i, (label, table) in enumerate(tables.items()):
         names = list(table["layer"])
-        ax.plot(range(len(table)), 100.0 * table["sparsity"].to_numpy(), marker="o", ms=3, lw=1.2, label=label)
+        x = np.arange(len(table)) - width / 2 + step * (i + 0.5)
+        y = 100.0 * table["sparsity"].to_numpy()
+        ax.plot(x, y, linestyle="none", marker=markers[i % len(markers)], ms=4, label=label)
+    for boundary in np.arange(len(names) - 1) + 0.5:
+        ax.axvline(boundary, color="0.9", lw=0.6, zorder=0)
     short = [n.replace("blocks.", "b").replace(".attn", "").replace(".mlp", "") for n in names]
     ax.set_xticks(range(len(names)), short, rotation=90, fontsize=9)
+    ax.set_xlim(-0.5, len(names) - 0.5)
     ax.set_ylabel("weights removed (% of the layer)")
     ax.set_ylim(-3, 103)
     if title:
