@@ -9,7 +9,8 @@ import torch
 
 from rmtlib.errors import InputError
 from rmtlib.experiments.paired import mcnemar, paired_bootstrap
-from rmtlib.experiments.sweep import SWEEP_COLUMNS, level_table, paper_vit_results, sweep
+from rmtlib.experiments.paper_numbers import paper_vit_results
+from rmtlib.experiments.sweep import SWEEP_COLUMNS, level_table, sweep
 from rmtlib.nn.count import count_macs, count_params
 from rmtlib.nn.models import fc_net
 from rmtlib.plots.sweep import plot_sweep
