@@ -19,7 +19,7 @@ from rmtlib.experiments.prune_quality import (
     pivot_levels,
     run_benchmark,
     seed_spread,
-    seed_spread_numbers,
+    seed_spread_text,
     verdict_sentence,
     verdicts,
 )
@@ -324,12 +324,15 @@ def test_seed_spread_puts_every_draw_on_a_side_of_the_reference():
     assert spread.loc["under", "side"] == "below"
     assert spread.loc["lucky", "range_pp"] == pytest.approx(1.3) and (spread["reference_top1"] == 97.0).all()
 
-    numbers = seed_spread_numbers(spread.reset_index())
-    assert numbers["seed_count"] == 3 and numbers["seed_runs"] == 3 and numbers["seed_same_side"] == 2
-    assert numbers["seed_widest"].startswith("`under` at 2:4, 95.00-96.90%")
-    wins = numbers["seed_wins"]  # both significant wins are named; only the first holds for every draw
-    assert "`worst` at 2:4: 97.50-97.90%" in wins and "the tested draw is the lowest" in wins
-    assert "`lucky` at 2:4: 96.50-97.80%" in wins and "the win depends on the draw" in wins
+    text = seed_spread_text(spread.reset_index(), "here")
+    assert "re-runs `worst`, `lucky`, `under` with 3 draws" in text and "in 2 of the 3 method-level pairs" in text
+    assert "widest spread is `under` at 2:4, 95.00-96.90% (1.90 pp)" in text and text.endswith("Provenance: here.")
+    # both significant wins are named; only the first holds for every draw
+    assert "`worst` at 2:4: 97.50-97.90%" in text and "the tested draw is the lowest" in text
+    assert "`lucky` at 2:4: 96.50-97.80%" in text and "the win depends on the draw" in text
+    assert "`under` at 2:4: 95" not in text  # p = 0.2: not a win
+    no_win = seed_spread_text(spread.reset_index().assign(p_value=0.5), "here")
+    assert "Significant wins over the reference: none." in no_win
 
 
 def test_seed_spread_needs_a_run_with_several_draws():

@@ -552,15 +552,12 @@ def has_seed_runs(table: pd.DataFrame) -> bool:
     return not _seed_runs(table).empty
 
 
-NO_SEED_NUMBERS: dict[str, Any] = {
-    "seed_count": "no",
-    "seed_runs": 0,
-    "seed_same_side": 0,
-    "seed_widest": "not measured",
-    "seed_wins": "not measured.",
-    "seed_provenance": "no run with several calibration draws",
-}
-"""What chapter 5 glues in place of :func:`seed_spread_numbers` when no run had several draws."""
+NO_SEED_TEXT = (
+    "This run used one calibration draw, so it cannot say how much the draw matters: re-run it with "
+    "several `calibration_seeds` (the committed MNIST ViT's three-draw run is read when the chapter does not "
+    "re-run the benchmark)."
+)
+"""What chapter 5 shows in place of :func:`seed_spread_text` when no run had several draws."""
 
 
 def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
@@ -597,11 +594,10 @@ def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def seed_spread_numbers(spread: pd.DataFrame, *, alpha: float = 0.05) -> dict[str, Any]:
-    """What chapter 5 glues about the calibration draws: ``seed_count`` (draws per run), ``seed_runs``
-    (method-level pairs), ``seed_same_side`` (pairs whose every draw is on one side of the reference),
-    ``seed_widest`` (Markdown: the widest spread) and ``seed_wins`` (Markdown: each significant win over the
-    reference, and whether it holds for every draw)."""
+def seed_spread_text(spread: pd.DataFrame, provenance: str, *, alpha: float = 0.05) -> str:
+    """Chapter 5's paragraph (Markdown) on the calibration draws of :func:`seed_spread`: how many runs have
+    every draw on one side of the reference, the widest spread, and whether each significant win over the
+    reference holds for every draw; ``provenance`` (:func:`provenance_line`) ends it."""
     widest = spread.loc[spread["range_pp"].idxmax()]
     wins = spread[(spread["p_value"] < alpha) & (spread["top1_tested"] > spread["reference_top1"])]
     sentences = []
@@ -617,13 +613,13 @@ def seed_spread_numbers(spread: pd.DataFrame, *, alpha: float = 0.05) -> dict[st
             f"`{row['method']}` at {row['level']}: {row['top1_min']:.2f}-{row['top1_max']:.2f}% over "
             f"{row['seeds']} draws against `{row['reference']}`'s {row['reference_top1']:.2f}%; {holds}"
         )
-    return {
-        "seed_count": int(spread["seeds"].max()),
-        "seed_runs": len(spread),
-        "seed_same_side": int((spread["side"] != "both").sum()),
-        "seed_widest": (
-            f"`{widest['method']}` at {widest['level']}, {widest['top1_min']:.2f}-{widest['top1_max']:.2f}% "
-            f"({widest['range_pp']:.2f} pp)"
-        ),
-        "seed_wins": "; ".join(sentences) + "." if sentences else "no method wins significantly over the reference.",
-    }
+    methods = ", ".join(f"`{m}`" for m in dict.fromkeys(spread["method"]))
+    return (
+        f"The table below re-runs {methods} with {int(spread['seeds'].max())} draws at every level, against "
+        f"the same reference: in {int((spread['side'] != 'both').sum())} of the {len(spread)} method-level pairs "
+        f"every draw falls on the same side of the reference, and the widest spread is `{widest['method']}` "
+        f"at {widest['level']}, {widest['top1_min']:.2f}-{widest['top1_max']:.2f}% ({widest['range_pp']:.2f} pp). "
+        "Significant wins over the reference: "
+        + ("; ".join(sentences) + "." if sentences else "none.")
+        + f" Provenance: {provenance}."
+    )
