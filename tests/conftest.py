@@ -34,12 +34,12 @@ def edge_decides():
         shape = (300, 120)
         u, s, vh = np.linalg.svd(np.random.default_rng(7).standard_normal(shape), full_matrices=False)
         paper, other = FitConfig(beta=beta), FitConfig(beta=beta, edge_centring=centring)
-        noise = {c: fit_mp(s, shape=shape, config=c) for c in (paper, other)}
+        noise = {c: fit_mp(s, shape=shape, fit_config=c) for c in (paper, other)}
         lo, hi = sorted(fit.sv_edge for fit in noise.values())
         s = np.minimum(s, 0.99 * lo)
         s[0], s[1] = 2.0 * hi, 0.5 * (lo + hi)
         for config, fit in noise.items():
-            assert fit_mp(s, shape=shape, config=config).sv_edge == fit.sv_edge
+            assert fit_mp(s, shape=shape, fit_config=config).sv_edge == fit.sv_edge
         return torch.from_numpy((u * s) @ vh), paper, other
 
     return make

@@ -197,7 +197,7 @@ def test_fit_mp_refuses_bad_settings_with_an_input_error(kwargs: dict, message: 
         if "shape" in kwargs:
             fit_mp(x, **kwargs)
         else:
-            fit_mp(x, config=FitConfig(**kwargs))
+            fit_mp(x, fit_config=FitConfig(**kwargs))
 
 
 @pytest.mark.parametrize("bad", [{"alpha": 0.3}, None, "paper"])
@@ -205,7 +205,7 @@ def test_a_fit_config_that_is_not_one_is_refused_before_any_work(bad, rng):
     model = create_model("fc:40-32-4")
     w = rng.standard_normal((40, 32))
     for call in (
-        lambda: fit_mp(w, config=bad),
+        lambda: fit_mp(w, fit_config=bad),
         lambda: analyze(model, fit_config=bad, progress=False),
         lambda: prune(model, "rmt_oneshot", sparsity=0.3, fit_config=bad),
     ):
@@ -217,7 +217,7 @@ def test_alpha_zero_and_just_below_a_half_fit(rng):
     """BEMA's window floor(alpha p) .. floor((1 - alpha) p) is non-empty on all of [0, 0.5)."""
     w = rng.standard_normal((400, 100))
     for alpha in (0.0, 0.25, 0.499):
-        assert fit_mp(w, config=FitConfig(alpha=alpha)).sigma2 == pytest.approx(1.0, rel=0.05)
+        assert fit_mp(w, fit_config=FitConfig(alpha=alpha)).sigma2 == pytest.approx(1.0, rel=0.05)
 
 
 def test_numpy_scalars_of_any_width_are_numbers_and_strings_are_not():

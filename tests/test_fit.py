@@ -40,10 +40,10 @@ def test_bbp_threshold_separates_detected_from_hidden_signal(shape, rng):
     strong = threshold * np.array([3.0, 2.2, 1.8])
     weak = threshold * np.array([0.5, 0.3])
     w = _planted(rng, m, n, sigma, np.concatenate([strong, weak]))
-    strict = fit_mp(w, config=FitConfig(beta=0.05))  # edge at the 95% TW quantile: false spikes are rare
+    strict = fit_mp(w, fit_config=FitConfig(beta=0.05))  # edge at the 95% TW quantile: false spikes are rare
     assert strict.n_spikes == len(strong)
     # the paper's beta = 0.8 puts the edge a little lower: the strong ones plus at most a few noise values
-    loose = fit_mp(w, config=FitConfig(beta=0.8))
+    loose = fit_mp(w, fit_config=FitConfig(beta=0.8))
     assert len(strong) <= loose.n_spikes <= len(strong) + 3
     # spikes sit where BBP predicts: s = sqrt((theta^2 + sigma^2 N)(theta^2 + sigma^2 p)) / theta
     N, p = max(m, n), min(m, n)
@@ -120,7 +120,7 @@ def test_bad_input_names_the_problem_and_the_layer(bad, message):
 
 def test_bad_arguments_are_refused(rng):
     with pytest.raises(InputError, match="config must be a FitConfig"):
-        fit_mp(rng.normal(size=(40, 40)), config={"alpha": 0.25})
+        fit_mp(rng.normal(size=(40, 40)), fit_config={"alpha": 0.25})
     with pytest.raises(InputError, match="expected 40"):
         fit_mp(np.ones(30), shape=(40, 50))
 
@@ -135,7 +135,7 @@ def test_quantile_spectrum_pins_scale_edge_and_fit_error():
     m, n = 300, 1200
     p, N, c = 300, 1200, 0.25
     eig = mp_ppf((np.arange(1, p + 1) - 0.5) / p, c)
-    fit = fit_mp(np.sqrt(N * eig), shape=(m, n), config=FitConfig(alpha=0.25, beta=0.8))
+    fit = fit_mp(np.sqrt(N * eig), shape=(m, n), fit_config=FitConfig(alpha=0.25, beta=0.8))
     assert fit.sigma2 == pytest.approx(1.0, abs=1e-12)
     edge = (1 + c**0.5) ** 2 + tw1_ppf(0.2) * N ** (-2 / 3) * c ** (-1 / 6) * (1 + c**0.5) ** (4 / 3)
     assert fit.lambda_plus == pytest.approx(edge, abs=1e-12)
@@ -207,17 +207,17 @@ def test_edge_centring_moves_only_the_edge(rng):
     from rmtlib.theory.tracy_widom import tw1_ppf, tw_centre_scale
 
     w = rng.standard_normal((300, 120))
-    paper = fit_mp(w, config=FitConfig(beta=0.5))
+    paper = fit_mp(w, fit_config=FitConfig(beta=0.5))
     t = float(tw1_ppf(0.5))
     for centring in ("paper", "johnstone", "ma"):
-        fit = fit_mp(w, config=FitConfig(beta=0.5, edge_centring=centring))
+        fit = fit_mp(w, fit_config=FitConfig(beta=0.5, edge_centring=centring))
         centre, scale = tw_centre_scale(300, 120, centring)
         assert fit.sigma2 == paper.sigma2 and fit.mu == paper.mu and fit.edge_centring == centring
         assert fit.lambda_plus == pytest.approx(fit.sigma2 * (centre + t * scale), rel=1e-12)
         assert fit.sv_edge == pytest.approx(np.sqrt(300 * fit.lambda_plus), rel=1e-12)
         assert fit.n_spikes == int(np.sum(fit.singular_values > fit.sv_edge))
     # N - 1/2 and p - 1/2 shift the centre down: Ma's edge sits below the paper's at beta = 0.5
-    assert fit_mp(w, config=FitConfig(beta=0.5, edge_centring="ma")).lambda_plus < paper.lambda_plus
+    assert fit_mp(w, fit_config=FitConfig(beta=0.5, edge_centring="ma")).lambda_plus < paper.lambda_plus
     with pytest.raises(InputError, match="edge_centring"):
         FitConfig(edge_centring="Ma")
 
@@ -299,7 +299,7 @@ def test_bema_quantile_conventions_bias_sigma2_as_measured():
     for _ in range(300):
         sv = np.linalg.svd(rng.standard_normal((300, 100)), compute_uv=False)
         for q in est:
-            est[q].append(fit_mp(sv, shape=(300, 100), config=FitConfig(bema_quantile=q)).sigma2)
+            est[q].append(fit_mp(sv, shape=(300, 100), fit_config=FitConfig(bema_quantile=q)).sigma2)
     mean = {q: float(np.mean(v)) for q, v in est.items()}  # standard error ~0.0006
     assert abs(mean["midpoint"] - 1.0) < 0.003
     assert 0.984 < mean["paper"] < 0.995 and 1.003 < mean["reference"] < 1.014

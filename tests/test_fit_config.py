@@ -145,8 +145,8 @@ def test_the_fit_follows_every_setting_of_its_config(config, rng):
     m, n = 150, 400
     w = rng.standard_normal((m, n)) * 0.3
     sv = np.linalg.svd(w, compute_uv=False)
-    fit = fit_mp(w, config=config)
-    assert fit.config is config
+    fit = fit_mp(w, fit_config=config)
+    assert fit.fit_config is config
     assert (fit.alpha, fit.beta, fit.edge_centring) == (config.alpha, config.beta, config.edge_centring)
     sigma2, edge = _direct_fit(sv, m, n, config)
     assert fit.sigma2 == pytest.approx(sigma2, rel=1e-10)
@@ -155,11 +155,11 @@ def test_the_fit_follows_every_setting_of_its_config(config, rng):
     summary = fit.summary()
     assert {k: summary[k] for k in config.to_dict()} == config.to_dict() and "config" not in summary
     # min_dim decides whether the matrix is fitted at all
-    assert fit_mp(w, config=dataclasses.replace(config, min_dim=151)).status == "too_small"
+    assert fit_mp(w, fit_config=dataclasses.replace(config, min_dim=151)).status == "too_small"
 
 
 @pytest.mark.parametrize("centring", ["ma", "johnstone"])
 def test_a_matrix_where_the_centring_decides_a_spike(edge_decides, centring):
     w, paper, other = edge_decides(centring)
-    counts = {fit_mp(w, config=c).n_spikes for c in (paper, other)}
+    counts = {fit_mp(w, fit_config=c).n_spikes for c in (paper, other)}
     assert counts == {1, 2}

@@ -53,7 +53,7 @@ def test_bema_conventions_are_ordered_and_equal_direct_fits():
     for _ in range(6):
         w = rng.standard_normal((120, 40))
         for q in direct:
-            direct[q].append(fit_mp(w, config=FitConfig(alpha=0.25, bema_quantile=q)).sigma2)
+            direct[q].append(fit_mp(w, fit_config=FitConfig(alpha=0.25, bema_quantile=q)).sigma2)
     for q, values in direct.items():
         assert table.loc[q, "mean_sigma2"] == pytest.approx(np.mean(values), rel=1e-10)
         assert table.loc[q, "standard_error"] == pytest.approx(np.std(values, ddof=1) / np.sqrt(6), rel=1e-8)

@@ -63,7 +63,7 @@ def test_plot_decay_draws_one_relative_curve_per_run():
 def test_plot_singular_values_marks_each_edge():
     rng = np.random.default_rng(0)
     fc = FitConfig(beta=0.1)
-    fits = [(f"case {i}", fit_mp(rng.standard_normal((200, 100)) * (i + 1), config=fc)) for i in range(2)]
+    fits = [(f"case {i}", fit_mp(rng.standard_normal((200, 100)) * (i + 1), fit_config=fc)) for i in range(2)]
     ax = plot_singular_values(fits)
     lines = ax.get_lines()
     assert len(lines) == 4  # one curve and one edge line per fit
@@ -282,7 +282,8 @@ def test_plot_before_after_draws_the_first_spectrum_and_every_case_with_its_edge
     book_style()
     rng = np.random.default_rng(0)
     fits = [
-        (f"case {i}", fit_mp(rng.standard_normal((200, 100)) * (i + 1), config=FitConfig(beta=0.1))) for i in range(3)
+        (f"case {i}", fit_mp(rng.standard_normal((200, 100)) * (i + 1), fit_config=FitConfig(beta=0.1)))
+        for i in range(3)
     ]
     fig = plot_before_after(fits, "3", 200)
     left, right = fig.axes

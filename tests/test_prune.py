@@ -519,7 +519,7 @@ def test_edge_centring_reaches_every_fit_of_the_pruning(method: str):
     result = prune(model, method, sparsity=0.3, fit_config=ma, **_opts(method))
     assert result.summary.fit_config == ma
     for layer in ("0", "2"):  # the result's fit is the input layer's, with Ma's edge
-        want = fit_mp(model.get_submodule(layer).weight, config=ma)
+        want = fit_mp(model.get_submodule(layer).weight, fit_config=ma)
         assert result.layers.set_index("layer").loc[layer, "sv_edge"] == pytest.approx(want.sv_edge, rel=1e-9)
     with pytest.raises(InputError, match="edge_centring must be one of"):
         prune(model, method, sparsity=0.3, fit_config=FitConfig(edge_centring="johnston"))

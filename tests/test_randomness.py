@@ -173,7 +173,7 @@ def test_noise_path_zero_is_the_model_and_energy_scales(trained):
         assert e[2.0] == pytest.approx(4 * e[0.5], rel=1e-12)  # same G for every t of a draw
     # t = 2 adds about 2 sigma2 m n of energy to each layer
     fc = FitConfig(alpha=0.25, beta=0.1)
-    expected = sum(2 * fit_mp(model[i].weight, config=fc).sigma2 * model[i].weight.numel() for i in (1, 3))
+    expected = sum(2 * fit_mp(model[i].weight, fit_config=fc).sigma2 * model[i].weight.numel() for i in (1, 3))
     assert df[df["scale"] == 2.0]["added_energy"].mean() == pytest.approx(expected, rel=0.05)
 
 
@@ -337,7 +337,7 @@ def test_noise_path_scales_its_noise_with_the_fit_config(trained):
     for config in configs:
         df = noise_path(model, ["3"], [1.0], None, loader, 1e-3, n_draws=1, seed=2, fit_config=config)
         energy[config] = float(df["added_energy"].iloc[0])
-    sigma2 = {c: fit_mp(model[3].weight, config=c).sigma2 for c in configs}
+    sigma2 = {c: fit_mp(model[3].weight, fit_config=c).sigma2 for c in configs}
     assert sigma2[configs[1]] != sigma2[configs[0]]
     assert energy[configs[1]] / energy[configs[0]] == pytest.approx(sigma2[configs[1]] / sigma2[configs[0]], rel=1e-9)
     assert energy[configs[2]] == energy[configs[0]]

@@ -230,7 +230,7 @@ def test_split_rank_is_the_exact_floor_and_at_least_one():
     with torch.no_grad():
         lin.weight.normal_(0.0, 0.1)
     fc = FitConfig(alpha=0.25, beta=0.1)
-    assert fit_mp(lin.weight, config=fc).n_spikes == 0  # no spike: f = 0 keeps nothing
+    assert fit_mp(lin.weight, fit_config=fc).n_spikes == 0  # no spike: f = 0 keeps nothing
     new, decision = mp_split_layer(lin, 0.0, "noise", fit_config=fc)
     assert decision.rank == 1 and isinstance(new, LowRankLinear) and new.rank == 1
     u, s, vh = torch.linalg.svd(lin.weight.detach().double(), full_matrices=False)
@@ -276,7 +276,7 @@ def test_mp_split_rank_and_the_scheduler_honour_the_edge_centring(edge_decides, 
     ranks = {}
     for config in (paper, other):
         rank, fit = mp_split_rank(w, 0.0, fit_config=config)
-        assert fit.config == config and rank == fit_mp(w.float(), config=config).n_spikes
+        assert fit.fit_config == config and rank == fit_mp(w.float(), fit_config=config).n_spikes
         ranks[config.edge_centring] = rank
         net = nn.Sequential(nn.Linear(120, 300), nn.ReLU(), nn.Linear(300, 4))
         with torch.no_grad():

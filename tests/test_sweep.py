@@ -433,4 +433,4 @@ def test_layer_spectra_honour_the_fit_config(edge_decides, centring):
     assert sorted(fit.n_spikes for fit in fits.values()) == [1, 2]
     for config in (paper, other):
         fit = fits[config.edge_centring]
-        assert fit.config == config and fit.sv_edge == fit_mp(w.float(), config=config).sv_edge
+        assert fit.fit_config == config and fit.sv_edge == fit_mp(w.float(), fit_config=config).sv_edge

@@ -70,7 +70,7 @@ def test_split_table_splits_every_fittable_layer_orthogonally(nets):
         assert row["||S||_F^2"] + row["||R||_F^2"] == pytest.approx(total, rel=1e-5)
         assert row["bulk share of energy"] == pytest.approx(row["||R||_F^2"] / total, rel=1e-5)
         assert row["lambda ||R||_F^2"] == pytest.approx(row["l2"] * row["||R||_F^2"], rel=1e-12)
-        assert row["spikes"] == fit_mp(w, config=FitConfig(alpha=0.25, beta=0.1)).n_spikes
+        assert row["spikes"] == fit_mp(w, fit_config=FitConfig(alpha=0.25, beta=0.1)).n_spikes
         assert row["shape"] == f"{w.shape[0]} x {w.shape[1]}"
 
 

@@ -114,7 +114,7 @@ def bema_quantile_bias(
     for _ in range(int(n_trials)):
         sv = singular_values(rng.standard_normal(shape))
         for q in conventions:
-            estimates[q].append(fit_mp(sv, shape=shape, config=configs[q]).sigma2)
+            estimates[q].append(fit_mp(sv, shape=shape, fit_config=configs[q]).sigma2)
     return pd.DataFrame(
         {
             "convention": list(conventions),
@@ -193,7 +193,7 @@ def spiked_fit_check(
         thr = bbp_threshold(m, n, sigma)
         planted = np.array(relative_strengths, dtype=np.float64) * thr
         w = spiked_matrix(m, n, planted, sigma=sigma, rng=rng)
-        fits = {b: fit_mp(w, config=replace(fit_config, beta=b)) for b in betas}
+        fits = {b: fit_mp(w, fit_config=replace(fit_config, beta=b)) for b in betas}
         visible = planted[planted > thr]
         case = SpikedCase((int(m), int(n)), fits, planted, bbp_singular_value(visible, m, n, sigma))
         fit = fits[betas[0]]

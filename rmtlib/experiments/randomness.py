@@ -102,7 +102,9 @@ def split_at_edge(
     if not bool(torch.isfinite(w).all()):
         raise InputError(f"{name}: weight contains NaN or Inf entries")
     u, s, vh = torch.linalg.svd(w, full_matrices=False)
-    fit = fit_mp(s.cpu().numpy(), shape=tuple(w.shape), config=fit_config, name=name, zero_lines=count_zero_lines(w))
+    fit = fit_mp(
+        s.cpu().numpy(), shape=tuple(w.shape), fit_config=fit_config, name=name, zero_lines=count_zero_lines(w)
+    )
     if not fit.ok:
         raise InputError(f"{name}: shape {tuple(w.shape)} {_unfit_reason(fit)} (status {fit.status})")
     k = fit.n_spikes
@@ -631,7 +633,7 @@ def noise_path(
     modules = _modules(work, names)
     sigma2 = {}
     for name, mod in modules.items():
-        fit = fit_mp(weight_matrix(mod), config=fit_config, name=name)
+        fit = fit_mp(weight_matrix(mod), fit_config=fit_config, name=name)
         if not fit.ok:
             raise InputError(
                 f"layer {name}: {_unfit_reason(fit)} (status {fit.status}), cannot scale noise to its bulk"

@@ -192,7 +192,7 @@ def _detection_rows(
             sv = singular_values(spiked_matrix(m, n, [theta] if theta > 0 else [], sigma=sigma, rng=rng))
             tops[t] = sv[0]
             for b, config in configs.items():
-                fit = fit_mp(sv, shape=(m, n), config=config)
+                fit = fit_mp(sv, shape=(m, n), fit_config=config)
                 hits[b] += int(sv[0] > fit.sv_edge)
                 s2_err[b] += abs(fit.sigma2 / sigma**2 - 1.0) / n_trials
         theory = float(bbp_singular_value(theta, m, n, sigma)) / edge

@@ -619,7 +619,7 @@ def layer_spectra(
             raise InputError(f"layer {name!r} is not in the model") from err
         matrix = weight_matrix(module)  # a FactoredLayer gives its effective matrix
         try:
-            out[name] = fit_mp(matrix.detach().float().cpu(), config=fit_config, name=name)
+            out[name] = fit_mp(matrix.detach().float().cpu(), fit_config=fit_config, name=name)
         except InputError:
             out[name] = None
     return out

@@ -214,7 +214,7 @@ def fit_unit(
         fit = fit_mp(
             sv,
             shape=(unit.m, unit.n),
-            config=fit_config,
+            fit_config=fit_config,
             name=unit.name,
             zero_lines=count_zero_lines(unit.matrix),
         )

@@ -105,7 +105,7 @@ def layer_fits(
         fit = fit_mp(
             sv,
             shape=shapes[index],
-            config=fit_config,
+            fit_config=fit_config,
             name=item.name,
             zero_lines=count_zero_lines(item.matrix),
         )

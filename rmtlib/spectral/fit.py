@@ -75,25 +75,25 @@ class MPFit:
     mu: float
     n_spikes: int
     status: str
-    config: FitConfig
+    fit_config: FitConfig
     singular_values: np.ndarray = field(repr=False)
     rows_dropped: int = 0
     cols_dropped: int = 0
 
     @property
     def alpha(self) -> float:
-        """BEMA's trimming fraction of the fit (``config.alpha``)."""
-        return self.config.alpha
+        """BEMA's trimming fraction of the fit (``fit_config.alpha``)."""
+        return self.fit_config.alpha
 
     @property
     def beta(self) -> float:
-        """The Tracy-Widom level of the edge (``config.beta``)."""
-        return self.config.beta
+        """The Tracy-Widom level of the edge (``fit_config.beta``)."""
+        return self.fit_config.beta
 
     @property
     def edge_centring(self) -> str:
-        """The edge's finite-size centring (``config.edge_centring``)."""
-        return self.config.edge_centring
+        """The edge's finite-size centring (``fit_config.edge_centring``)."""
+        return self.fit_config.edge_centring
 
     @property
     def m_eff(self) -> int:
@@ -140,8 +140,8 @@ class MPFit:
 
     def summary(self) -> dict[str, Any]:
         """Scalar fields as a dict (for tables), the fit settings (:meth:`FitConfig.to_dict`) among them."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("config", "singular_values")}
-        out.update(self.config.to_dict())
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("fit_config", "singular_values")}
+        out.update(self.fit_config.to_dict())
         out.update(m_eff=self.m_eff, n_eff=self.n_eff, p=self.p, N=self.N, ratio=self.ratio, poor_fit=self.poor_fit)
         return out
 
@@ -238,7 +238,7 @@ def fit_mp(
     x: Any,
     shape: tuple[int, int] | None = None,
     *,
-    config: FitConfig = DEFAULT_FIT_CONFIG,
+    fit_config: FitConfig = DEFAULT_FIT_CONFIG,
     name: str | None = None,
     zero_lines: tuple[int, int] | None = None,
 ) -> MPFit:
@@ -248,9 +248,9 @@ def fit_mp(
         x: an m x n matrix (torch or numpy, any float dtype; computed in float64), or a 1-D array
             of its min(m, n) singular values together with ``shape``.
         shape: (m, n) of the matrix when ``x`` holds singular values.
-        config: the fit settings (:class:`~rmtlib.spectral.fit_config.FitConfig`: BEMA's ``alpha`` and
+        fit_config: the fit settings (:class:`~rmtlib.spectral.fit_config.FitConfig`: BEMA's ``alpha`` and
             quantile convention, the Tracy-Widom level ``beta``, the edge's centring, ``min_dim``);
-            default the paper's. The result carries it (``fit.config``).
+            default the paper's. The result carries it (``fit.fit_config``).
         name: layer name used in error messages.
         zero_lines: with ``shape=``, the numbers (rows, columns) of all-zero rows and columns of the
             matrix the singular values came from (:func:`count_zero_lines`); default none.
@@ -270,7 +270,7 @@ def fit_mp(
     ``rank_deficient`` and the metrics NaN: there is no bulk left to fit.
     """
     what = name or "matrix"
-    check_fit_config(config, f"{what}: config")
+    check_fit_config(fit_config, f"{what}: fit_config")
     if shape is not None:
         if not (isinstance(shape, (tuple, list)) and len(shape) == 2):
             raise InputError(f"{what}: shape must be (m, n), got {shape!r}")
@@ -321,25 +321,25 @@ def fit_mp(
     m_fit, n_fit = m - zr, n - zc
     p, N = min(m_fit, n_fit), max(m_fit, n_fit)
     nan = float("nan")
-    if p < config.min_dim:
-        return MPFit(m, n, nan, nan, nan, nan, nan, 0, "too_small", config, sv * scale, **dropped)
+    if p < fit_config.min_dim:
+        return MPFit(m, n, nan, nan, nan, nan, nan, 0, "too_small", fit_config, sv * scale, **dropped)
     sv = np.where(sv < RANK_TOLERANCE * np.sqrt(p * np.finfo(np.float64).eps) * sv[0], 0.0, sv)
 
     ratio = p / N
     eig_asc = (sv[::-1] ** 2) / N
-    ranks, q = _bema_reference(p, N, config.alpha, config.bema_quantile)
+    ranks, q = _bema_reference(p, N, fit_config.alpha, fit_config.bema_quantile)
     lam = eig_asc[ranks - 1]
     if not np.all(lam > 0):  # censored: zeros (a truncated rank, pruned features) are not order statistics
         usable = lam > 0
         if usable.sum() < 2:
-            return MPFit(m, n, nan, nan, nan, nan, nan, 0, "rank_deficient", config, sv * scale, **dropped)
+            return MPFit(m, n, nan, nan, nan, nan, nan, 0, "rank_deficient", fit_config, sv * scale, **dropped)
         ranks, q, lam = ranks[usable], q[usable], lam[usable]
     sigma2 = float(np.dot(q, lam) / np.dot(q, q))
     if not sigma2 > 0:
         raise InputError(
             f"{what}: the central part of the spectrum is zero (rank {int(np.sum(sv > 0))} of {p}); cannot fit MP"
         )
-    lambda_plus = _edge(sigma2, p, N, config.beta, config.edge_centring)
+    lambda_plus = _edge(sigma2, p, N, fit_config.beta, fit_config.edge_centring)
     sv_edge = float(np.sqrt(N * lambda_plus))
     n_spikes = int(np.sum(sv > sv_edge))
     gamma = float(np.mean(sv <= sv_edge))
@@ -353,7 +353,7 @@ def fit_mp(
             f"{what}: its scale (largest singular value {sv[0] * scale:.3g}) puts sigma^2 = {sigma2:.3g} outside "
             "float64's range; rescale the matrix (the fit is scale-equivariant: sigma^2 scales by c^2)"
         )
-    return MPFit(m, n, sigma2, lambda_plus, sv_edge, gamma, mu, n_spikes, "ok", config, sv * scale, **dropped)
+    return MPFit(m, n, sigma2, lambda_plus, sv_edge, gamma, mu, n_spikes, "ok", fit_config, sv * scale, **dropped)
 
 
 def _check_zero_lines(zero_lines: Any, m: int, n: int, what: str) -> tuple[int, int]:

@@ -233,7 +233,7 @@ def mp_split_rank(
 
     if not 0.0 <= fraction <= 1.0:
         raise InputError(f"bulk fraction must be in [0, 1], got {fraction}")
-    fit = fit_mp(matrix.detach().float().cpu(), config=fit_config)
+    fit = fit_mp(matrix.detach().float().cpu(), fit_config=fit_config)
     if fit.status != "ok":
         return min(matrix.shape), fit
     spikes = int((fit.singular_values > fit.sv_edge).sum())
