@@ -97,3 +97,24 @@ def test_a_random_init_model_gives_the_same_table_each_run(tmp_path, capsys):
         assert main(["analyze", "fc:784-64-10", "--out", str(tmp_path / name), "--quiet"]) == 0
     assert "randomly initialised (seed 0)" in capsys.readouterr().err
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+
+def test_min_dim_and_bema_quantile_flags_reach_the_fit(tmp_path, capsys):
+    """Every FitConfig setting has a flag: --min-dim leaves the 10-output head unfitted only when above 10,
+    --bema-quantile changes sigma^2 as the library does."""
+    model = create_model("fc:784-64-10")
+    for flags, config in (
+        (["--min-dim", "11", "--bema-quantile", "paper"], FitConfig(min_dim=11, bema_quantile="paper")),
+        (["--min-dim", "8"], FitConfig(min_dim=8)),
+    ):
+        out = tmp_path / "t.csv"
+        assert main(["analyze", "fc:784-64-10", *flags, "--out", str(out), "--quiet", "--overwrite"]) == 0
+        table, want = pd.read_csv(out), analyze(model, fit_config=config, progress=False)
+        assert list(table["status"]) == list(want["status"])
+        assert np.allclose(table["sigma2"], want["sigma2"], rtol=1e-12, equal_nan=True)
+    assert list(pd.read_csv(out)["status"]) == ["ok", "ok"]  # min_dim 8: the 64 x 10 head is fitted
+    paper = analyze(model, fit_config=FitConfig(min_dim=11, bema_quantile="paper"), progress=False)
+    assert paper["status"].tolist() == ["ok", "too_small"]
+    with pytest.raises(SystemExit) as stop:
+        main(["analyze", "fc:784-64-10", "--min-dim", "1", "--quiet"])
+    assert stop.value.code == 2 and "--min-dim: an integer >= 2" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from rmtlib.nn.checkpoints import is_checkpoint_file
 from rmtlib.nn.models import MNIST_VIT_CARD, MNIST_VIT_CHECKPOINT, create_model, recorded_kwargs
 from rmtlib.pruning import METHODS
 from rmtlib.pruning.calibration import draw_calibration
-from rmtlib.spectral.fit_config import DEFAULT_FIT_CONFIG, FitConfig, check_alpha, check_beta
+from rmtlib.spectral.fit_config import BEMA_QUANTILES, DEFAULT_FIT_CONFIG, FitConfig, check_alpha, check_beta
 from rmtlib.theory.tracy_widom import EDGE_CENTRINGS
 from rmtlib.train.data import load_dataset
 
@@ -384,6 +384,14 @@ def beta_value(text: str) -> float:
     return _checked(text, lambda v: check_beta(v, "the value"))
 
 
+def min_dim_value(text: str) -> int:
+    """An argparse ``type``: the smallest min(m, n) fitted, an integer >= 2 (:class:`rmtlib.FitConfig`)."""
+    try:
+        return FitConfig(min_dim=int(text)).min_dim
+    except ValueError:  # int() of a non-integer; FitConfig's InputError is a ValueError too
+        raise argparse.ArgumentTypeError(f"an integer >= 2, got {text!r}") from None
+
+
 def _checked(text: str, check: Callable[[float], Any]) -> float:
     try:
         value = float(text)
@@ -422,13 +430,31 @@ def _fit_parent() -> argparse.ArgumentParser:
         help="finite-size centring of the edge: paper, johnstone or ma (their false-alarm rate is close to "
         "beta at small sizes; see chapter 1)",
     )
+    g.add_argument(
+        "--min-dim",
+        type=min_dim_value,
+        default=DEFAULT_FIT_CONFIG.min_dim,
+        help="layers with min(rows, columns) below this are not fitted (status too_small); at least 2",
+    )
+    g.add_argument(
+        "--bema-quantile",
+        choices=tuple(BEMA_QUANTILES),
+        default=DEFAULT_FIT_CONFIG.bema_quantile,
+        help="BEMA's quantile convention: midpoint ((k - 1/2)/p), paper (k/p) or reference ((k - 1)/p)",
+    )
     return p
 
 
 def fit_config_from_args(args: argparse.Namespace) -> FitConfig:
-    """The one :class:`~rmtlib.FitConfig` the ``Marchenko-Pastur fit`` group's flags describe (the
-    settings without a flag keep the library's defaults); commands pass it on as ``fit_config=``."""
-    return FitConfig(alpha=args.alpha, beta=args.beta, edge_centring=args.edge_centring)
+    """The one :class:`~rmtlib.FitConfig` the ``Marchenko-Pastur fit`` group's flags describe (one flag per
+    setting); commands pass it on as ``fit_config=``."""
+    return FitConfig(
+        alpha=args.alpha,
+        beta=args.beta,
+        edge_centring=args.edge_centring,
+        min_dim=args.min_dim,
+        bema_quantile=args.bema_quantile,
+    )
 
 
 def _data_parent() -> argparse.ArgumentParser:
