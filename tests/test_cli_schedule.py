@@ -76,3 +76,25 @@ def test_quiet_silences_the_level_lines_and_workers_load_the_data(
     assert first >= 4 and set(workers[:first]) == {0} and set(workers[first:]) == {2} and len(workers) == 2 * first
     a, b = (pd.read_csv(tmp_path / name).drop(columns="seconds") for name in ("a.csv", "b.csv"))
     pd.testing.assert_frame_equal(a, b)  # the same batches, so the same levels and top-1
+
+
+def test_fit_flags_reach_the_schedule_and_its_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`schedule` fits MP for its SER levels: the fit flags build the FitConfig it is given, recorded with the model."""
+    import rmtlib.cli.schedule as command
+    from rmtlib.spectral.fit_config import FitConfig
+
+    seen = {}
+    real = command.prune_schedule
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(command, "prune_schedule", spy)
+    out = tmp_path / "model.safetensors"
+    flags = ["--alpha", "0.1", "--edge-centring", "ma", "--min-dim", "8", "--bema-quantile", "paper"]
+    rc = main(["schedule", *SMALL, "--sparsity", "0.3", "--step", "0.1", "--finetune-steps", "1", *flags]
+              + ["--reservoir-steps", "1", "--out", str(out), "--quiet"])  # fmt: skip
+    want = FitConfig(alpha=0.1, edge_centring="ma", min_dim=8, bema_quantile="paper")
+    assert rc == 0 and seen["fit_config"] == want
+    assert read_checkpoint(out)[1]["metadata"]["fit_config"] == want.to_dict()

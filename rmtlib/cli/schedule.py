@@ -16,6 +16,7 @@ from rmtlib.atomic import write_or_rescue
 from rmtlib.cli.args import (
     DATA,
     DEVICE,
+    FIT,
     OUTPUT,
     add_command,
     build_model,
@@ -23,6 +24,7 @@ from rmtlib.cli.args import (
     check_input_file,
     check_io,
     check_output_file,
+    fit_config_from_args,
     key_values,
     model_inputs,
     non_negative_int,
@@ -45,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         sub,
         "schedule",
         "prune in cumulative levels with fine-tuning (hybrid magnitude-SER, ...)",
-        [DEVICE, DATA, OUTPUT],
+        [DEVICE, FIT, DATA, OUTPUT],
     )
     p.add_argument("model", help="timm model name or project model (mnist_vit: the committed weights, fc:784-256-10)")
     p.add_argument("--sparsity", type=sparsity_level, required=True, help="final target, reached in --step levels")
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data,
     )
     device = get_device(args.device)
+    fit_config = fit_config_from_args(args)
     seed_everything(args.seed)
     model = build_model(args.model, args.checkpoint, pretrained=pretrained, **model_kwargs)
     if not args.checkpoint and not pretrained:
@@ -118,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         method_options=options or None,
         eval_data=test if args.evaluate else None,
         callback=None if args.quiet else show,
+        fit_config=fit_config,
         seed=args.seed,
         device=device,
         inplace=True,
@@ -131,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
             "sparsity_target": args.sparsity,
             "sparsity_reached": float(table["reached_sparsity"].iloc[-1]),
             "options": options,
+            "fit_config": fit_config.to_dict(),
             "seed": args.seed,
         }
         if args.model == "mnist_vit":
