@@ -15,7 +15,7 @@ from rmtlib.experiments.spiked import bbp_threshold, spiked_matrix
 from rmtlib.nn.count import count_macs, count_params
 from rmtlib.nn.lowrank import LowRankLinear
 from rmtlib.pruning import PruneResult, prune
-from rmtlib.pruning.common import smallest_mask, split_count
+from rmtlib.pruning.common import Unit, cut_smallest_keys, smallest_mask, split_count
 from rmtlib.pruning.rmt import sparsify_singular_vectors
 
 ALL = ["rmt", "rmt_oneshot", "rmt_lowrank", "magnitude", "svd", "random"]
@@ -543,3 +543,17 @@ def test_a_model_that_cannot_be_copied_is_an_input_error_for_structured_methods(
     model[2] = torch.nn.utils.weight_norm(model[2])  # old-style weight_norm: a non-leaf weight
     with pytest.raises(InputError, match="cannot be copied.*inplace=True"):
         prune(model, "svd", sparsity=0.3)
+
+
+def test_cut_smallest_keys_cuts_over_all_units_with_zeros_first_and_free():
+    """The one global cut behind global scores, rmt_oneshot and SEB: entries already zero (key -1) cost
+    nothing, the ``remove`` lowest keys over both units go, the threshold is the largest key cut."""
+    a = torch.tensor([[0.0, 3.0], [1.0, 5.0]])
+    b = torch.tensor([[2.0, 0.0, 4.0]])
+    units = [Unit(name, "linear", nn.Identity(), m, int(m.count_nonzero())) for name, m in (("a", a), ("b", b))]
+    keys = [torch.where(m.reshape(-1) == 0, -1.0, m.reshape(-1) * w) for m, w in ((a, 1.0), (b, 0.5))]
+    threshold, cut = cut_smallest_keys(units, keys, 2)  # keys a: -1, 3, 1, 5; b: 1, -1, 2
+    assert threshold == 1.0  # a's 1.0 and b's 2.0 (key 1.0) tie; both go
+    assert a.tolist() == [[0.0, 3.0], [0.0, 5.0]] and b.tolist() == [[0.0, 0.0, 4.0]]
+    assert [c.tolist() for c in cut] == [[[False, False], [True, False]], [[True, False, False]]]
+    assert cut_smallest_keys(units, [torch.where(u.matrix.reshape(-1) == 0, -1.0, 1.0) for u in units], 0)[0] == 0.0

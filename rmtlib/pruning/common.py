@@ -27,6 +27,7 @@ __all__ = [
     "check_stored_weights",
     "fit_unit",
     "smallest_mask",
+    "cut_smallest_keys",
     "remove_smallest",
     "split_count",
     "resolve_device",
@@ -282,6 +283,28 @@ def smallest_mask(keys: torch.Tensor, k: int) -> torch.Tensor:
     if short > 0:
         mask[torch.nonzero(keys == thr).flatten()[:short]] = True
     return mask
+
+
+def cut_smallest_keys(units: Sequence[Unit], keys: Sequence[torch.Tensor], remove: int) -> tuple[float, list]:
+    """One threshold over all units: zero, in place, the ``remove`` nonzero entries with the lowest keys.
+
+    ``keys`` holds each unit's flat float32 scores on one device (where the ranking runs), -1 at entries
+    already zero (they come first and cost nothing). Returns the threshold (the largest key cut; 0 when
+    nothing is) and, per unit, the boolean mask (unit shape, on its device) of the entries this call zeroed.
+    """
+    remove = max(0, int(remove))
+    zeros = sum(int((k < 0).sum()) for k in keys)
+    allkeys = torch.cat(list(keys))
+    mask = smallest_mask(allkeys, remove + zeros)
+    threshold = float(allkeys[mask].max()) if remove > 0 else 0.0
+    mask &= allkeys >= 0
+    cut, start = [], 0
+    for unit, key in zip(units, keys):
+        part = mask[start : start + key.numel()].reshape(unit.matrix.shape).to(unit.matrix.device)
+        start += key.numel()
+        unit.matrix.masked_fill_(part, 0)
+        cut.append(part)
+    return threshold, cut
 
 
 def remove_smallest(matrix: torch.Tensor, k: int) -> int:

@@ -18,7 +18,14 @@ import torch
 from tqdm.auto import tqdm
 
 from rmtlib.errors import InputError, check_number
-from rmtlib.pruning.common import Unit, fit_unit, fit_units, remove_smallest, smallest_mask, split_count
+from rmtlib.pruning.common import (
+    Unit,
+    cut_smallest_keys,
+    fit_unit,
+    fit_units,
+    remove_smallest,
+    split_count,
+)
 from rmtlib.pruning.elementwise import removal_needed
 from rmtlib.pruning.penalty_flow import GROUPINGS, adamw_penalty_flow, group_norms
 from rmtlib.pruning.registry import PruneContext, register_method
@@ -457,13 +464,5 @@ def rmt_oneshot(ctx: PruneContext, *, z: float | None = None, scale: float = 1.5
         key = flat.abs().to(torch.float32) / c if c > 0 else torch.full_like(flat, float("inf"), dtype=torch.float32)
         key[flat == 0] = -1.0
         keys.append(key.to(units[0].matrix.device))
-    zeros = sum(int((k < 0).sum()) for k in keys)
-    allkeys = torch.cat(keys)
-    mask = smallest_mask(allkeys, remove + zeros)
-    z_value = float(allkeys[mask].max()) if remove > 0 else 0.0
-    start = 0
-    for unit, key in zip(units, keys):
-        part = mask[start : start + key.numel()].reshape(unit.matrix.shape)
-        start += key.numel()
-        unit.matrix.masked_fill_(part.to(unit.matrix.device), 0)
+    z_value, _ = cut_smallest_keys(units, keys, remove)
     return {"z": z_value, "scale": scale}

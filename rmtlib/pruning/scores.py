@@ -17,7 +17,7 @@ import torch
 from rmtlib.errors import InputError
 from rmtlib.pruning.allocation import check_allocation, layer_counts
 from rmtlib.pruning.calibration import LayerStats, check_layer_inputs, layer_statistics
-from rmtlib.pruning.common import Unit, smallest_mask, split_count
+from rmtlib.pruning.common import Unit, cut_smallest_keys, smallest_mask, split_count
 from rmtlib.pruning.elementwise import removal_needed
 from rmtlib.pruning.patterns import check_pattern, nm_mask, parse_pattern
 from rmtlib.pruning.registry import PruneContext, register_method
@@ -102,16 +102,7 @@ def _global(units: list[Unit], keys: list[torch.Tensor], remove: int) -> float:
         key = key.reshape(-1).to(torch.float32).cpu()
         key[unit.matrix.reshape(-1).cpu() == 0] = -1.0
         flat.append(key)
-    zeros = sum(int((k < 0).sum()) for k in flat)
-    allkeys = torch.cat(flat)
-    mask = smallest_mask(allkeys, remove + zeros)
-    threshold = float(allkeys[mask].max()) if remove > 0 else 0.0
-    start = 0
-    for unit, key in zip(units, flat):
-        part = mask[start : start + key.numel()].reshape(unit.matrix.shape)
-        start += key.numel()
-        unit.matrix.masked_fill_(part.to(unit.matrix.device), 0)
-    return threshold
+    return cut_smallest_keys(units, flat, remove)[0]
 
 
 def unit_stats(ctx: PruneContext, method: str, *, gram: bool = False) -> dict[int, LayerStats]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from rmtlib.errors import InputError, check_number
-from rmtlib.pruning.common import Budget, Unit, smallest_mask
+from rmtlib.pruning.common import Budget, Unit, cut_smallest_keys
 from rmtlib.pruning.elementwise import removal_needed
 from rmtlib.pruning.registry import PruneContext, register_method
 from rmtlib.spectral.heavy_tail import hill_alpha
@@ -179,17 +179,9 @@ def seb_keys(units: Sequence[Unit], weights: Sequence[float]) -> list[torch.Tens
 def seb_cut(units: Sequence[Unit], weights: Sequence[float], remove: int) -> list[torch.Tensor]:
     """Zero the ``remove`` lowest-scored nonzero entries over all units, in place; returns the per-unit
     boolean masks (unit shape) of the entries this call zeroed."""
-    keys = seb_keys(units, weights)
-    zeros = sum(int((k < 0).sum()) for k in keys)
-    allkeys = torch.cat([k.cpu() for k in keys])
-    mask = smallest_mask(allkeys, max(0, int(remove)) + zeros) & (allkeys >= 0)
-    cut, start = [], 0
-    for unit, key in zip(units, keys):
-        part = mask[start : start + key.numel()].reshape(unit.matrix.shape).to(unit.matrix.device)
-        start += key.numel()
-        unit.matrix.masked_fill_(part, 0)
+    _, cut = cut_smallest_keys(units, [k.cpu() for k in seb_keys(units, weights)], remove)
+    for unit in units:
         unit.nnz = int(torch.count_nonzero(unit.matrix))
-        cut.append(part)
     return cut
 
 
